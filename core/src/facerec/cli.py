@@ -1,0 +1,187 @@
+"""facerun: one thin command that combines any backbone, head, generator, dataset and protocol.
+
+Subcommands other than ``plugins`` and ``info`` come from the ``facerec.commands`` entry points
+(core's own included) and are imported only when run, so ``facerun --help`` and
+``facerun plugins`` never import torch or a plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from . import registry
+from .errors import FacerecError
+
+
+class FacerunGroup(click.Group):
+    """A click group whose extra commands are entry points, loaded lazily and isolated."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        extra = [c.name for c in registry.components("command")]
+        return sorted(set(super().list_commands(ctx)) | set(extra))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        try:
+            registry.find("command", name)
+        except FacerecError:
+            return None
+        try:
+            loaded = registry.load("command", name)
+        except FacerecError as exc:
+            return _broken_command(name, str(exc))
+        return loaded
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Summaries come from metadata and source docstrings: nothing is imported for --help.
+        rows = []
+        for name in self.list_commands(ctx):
+            builtin = super().get_command(ctx, name)
+            if builtin is not None:
+                rows.append((name, builtin.get_short_help_str(60)))
+            else:
+                comp = next((c for c in registry.components("command") if c.name == name), None)
+                rows.append((name, comp.summary if comp else ""))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FacerecError as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _broken_command(name: str, message: str) -> click.Command:
+    @click.command(name=name, help=f"(broken plugin) {message}",
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def broken() -> None:
+        raise click.ClickException(message)
+
+    return broken
+
+
+PIPELINE_OPTIONS = ("backbone", "head", "generator", "dataset", "protocol")
+
+
+@click.group(cls=FacerunGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--backbone", "-b", help="Backbone name (see `facerun plugins`).")
+@click.option("--head", help="Head (training loss); default: the recipe's choice.")
+@click.option("--generator", "-g", help="Generator whose samples are used for training.")
+@click.option("--dataset", "-d", help="Training dataset; default: the embedded synthetic data.")
+@click.option("--protocol", "-p", multiple=True, help="Evaluation protocol (repeatable).")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="quick: minutes on a CPU; paper: the papers' schedules.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<time>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
+              help="Extra component parameter, e.g. backbone.dropout=0.1 (repeatable).")
+@click.version_option(package_name="facerec-core", prog_name="facerun")
+@click.pass_context
+def main(ctx: click.Context, backbone: str | None, **options: Any) -> None:
+    """Train and evaluate any combination of installed components.
+
+    \b
+    facerun --backbone lightcnn29 --generator dvg     the default pipeline on synthetic data
+    facerun plugins                                   what is installed
+    facerun info backbone lightcnn29                  parameters, input spec, paper, weights
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if backbone is None:
+        if any(options.get(k) for k in PIPELINE_OPTIONS):
+            raise click.UsageError("the pipeline needs --backbone")
+        click.echo(ctx.get_help())
+        return
+    from .pipeline import run_pipeline  # heavy: torch
+
+    try:
+        run_pipeline(backbone=backbone, **options)
+    except FacerecError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--check", is_flag=True, help="Also import every component and report failures.")
+def plugins(as_json: bool, check: bool) -> None:
+    """What is installed, by kind, with distributions, versions and errors."""
+    comps = registry.components()
+    rows = []
+    for c in comps:
+        error = c.error
+        if check and error is None:
+            try:
+                registry.load(c.kind, c.qualified)
+            except FacerecError as exc:
+                error = str(exc)
+        dup = [o.distribution for o in comps if o.kind == c.kind and o.name == c.name and o is not c]
+        if dup and error is None:
+            error = f"duplicate name, also in {', '.join(dup)}; select with {c.qualified!r}"
+        rows.append({"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
+                     "summary": c.summary, "error": error})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for kind in registry.KINDS:
+        mine = [r for r in rows if r["kind"] == kind]
+        if not mine:
+            continue
+        click.secho(f"{kind}s:", bold=True)
+        for r in mine:
+            line = f"  {r['name']:<24} {r['distribution']} {r['version']}"
+            if r["summary"]:
+                line += f"  {r['summary']}"
+            click.echo(line)
+            if r["error"]:
+                click.secho(f"    error: {r['error']}", fg="red")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice([k for k in registry.KINDS if k != "command"]))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def info(kind: str, name: str, as_json: bool) -> None:
+    """Parameters, input spec, paper and available weights of one component."""
+    data = registry.describe(kind, name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.secho(f"{data['kind']} {data['name']}  ({data['distribution']} {data['version']})", bold=True)
+    if data["summary"]:
+        click.echo(f"  {data['summary']}")
+    if data.get("paper"):
+        click.echo(f"  paper: {data['paper']}")
+    if data.get("embedding_size"):
+        click.echo(f"  embedding size: {data['embedding_size']}")
+    if data.get("input_spec"):
+        click.echo("  input: " + ", ".join(f"{k}={v}" for k, v in data["input_spec"].items()))
+    if data["parameters"]:
+        click.echo("  parameters:")
+        for pname, p in data["parameters"].items():
+            default = "required" if p["required"] else f"default {p['default']!r}"
+            click.echo(f"    {pname}: {default}")
+    if data.get("weights") is not None:
+        click.echo("  weights: " + (", ".join(data["weights"]) or "none registered"))
+
+
+def run() -> None:
+    """Console-script entry point: user errors become one line and a non-zero exit."""
+    try:
+        main(standalone_mode=True)
+    except FacerecError as exc:  # raised outside click's invoke (e.g. while resolving a command)
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
