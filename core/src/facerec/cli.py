@@ -83,6 +83,7 @@ PIPELINE_OPTIONS = ("backbone", "head", "generator", "dataset", "protocol")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<time>).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--recipe", help="Training recipe (default: the generator's, else the backbone's, else standard).")
 @click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
               help="Extra component parameter, e.g. backbone.dropout=0.1 (repeatable).")
 @click.version_option(package_name="facerec-core", prog_name="facerun")

@@ -1,0 +1,1 @@
+"""Dataset formats, the synthetic face renderer, transforms and alignment (import submodules directly)."""
