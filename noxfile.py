@@ -1,0 +1,95 @@
+"""The test matrix: core alone, each paper plugin with core, the plugin template, everything together.
+
+Torch (about 5 GB) is installed once, in the environment that runs nox (see README: requirements/test.txt).
+Every session's virtualenv sees that base through a ``.pth`` file instead of reinstalling it, and installs
+only facerec's own distributions, so each session still has exactly the facerec packages it names.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import sysconfig
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+BASE_SITE = sysconfig.get_paths()["purelib"]
+PLUGINS = ("dvg", "dcr", "virface", "vec2face", "vggface2")
+TEMPLATE = "plugins/facerec-template"
+
+nox.options.sessions = ["core", *PLUGINS, "template", "all"]
+nox.options.reuse_existing_virtualenvs = False
+nox.options.error_on_missing_interpreters = True
+
+
+def _check_base() -> None:
+    # A facerec distribution in the base would leak its entry points into every session.
+    leaked = sorted({d.metadata["Name"] for d in md.distributions() if (d.metadata["Name"] or "").startswith("facerec")})
+    if leaked:
+        raise SystemExit(f"nox must run from an environment without facerec packages (found {', '.join(leaked)}); "
+                         "see README: python3 -m venv .venv-test && .venv-test/bin/pip install -r requirements/test.txt")
+
+
+def _env(session: nox.Session, *paths: str) -> None:
+    """Share the base's site-packages (torch) and install the named facerec distributions."""
+    _check_base()
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                       silent=True).strip()
+    Path(site, "_facerec_base.pth").write_text(BASE_SITE + "\n")
+    session.install("--no-build-isolation", "--no-deps", *paths)
+    session.env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
+
+
+def _dists(*names: str) -> str:
+    return ",".join(sorted(names))
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """Core alone: only built-ins are listed, core tests pass."""
+    _env(session, "./core")
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core")
+    session.run("python", "-m", "pytest", "tests/core", "tests/install", *session.posargs)
+
+
+def _plugin_session(session: nox.Session, plugin: str) -> None:
+    """Core plus one paper plugin: its tests; then uninstalling it removes its components."""
+    _env(session, "./core", f"./facerec_{plugin}")
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", f"facerec-{plugin}")
+    session.run("python", "-m", "pytest", f"tests/{plugin}", "tests/install", *session.posargs)
+    session.run("pip", "uninstall", "-y", "-q", f"facerec-{plugin}")
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core")
+    session.run("python", "-m", "pytest", "-q", "tests/install")
+
+
+for _name in PLUGINS:
+    def _one(session: nox.Session, _p: str = _name) -> None:
+        _plugin_session(session, _p)
+
+    _one.__doc__ = f"Core plus facerec-{_name} only: its tests, then uninstalled."
+    nox.session(name=_name)(_one)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """The third-party plugin template installed next to core only, run through facerun."""
+    _env(session, "./core", f"./{TEMPLATE}")
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", "facerec-template")
+    session.run("python", "-m", "pytest", "tests/template", f"{TEMPLATE}/tests", "tests/install", *session.posargs)
+
+
+@nox.session(name="all")
+def all_(session: nox.Session) -> None:
+    """Everything installed together: combination tests and duplicate-name checks."""
+    _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS))
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", *(f"facerec-{p}" for p in PLUGINS))
+    session.run("python", "-m", "pytest", "tests/combo", "tests/install", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Every benchmark against its baseline; writes benchmarks/results.json and results.md."""
+    _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS))
+    session.run("python", "-m", "benchmarks", *session.posargs)
