@@ -1,0 +1,523 @@
+"""Verification and identification metrics: exact, vectorised, with the papers' conventions on request.
+
+Conventions of the default functions (compat helpers at the end reproduce the original codes):
+
+* Scores are similarities (higher = more likely the same person) unless ``higher_is_same=False``.
+* ROC points are those of ``sklearn.metrics.roc_curve`` (one point per distinct score, optionally
+  thinned by ``drop_intermediate``), computed with one sort and cumulative sums.
+* ``tar_at_far`` default rule ``"at_most"``: the largest TAR whose FAR does not exceed the target
+  (exact, on the full ROC). ``"nearest"`` = insightface IJB code, ``"above"`` = DVG (first point with
+  FAR strictly above the target).
+* ``kfold_accuracy``: contiguous folds in input order; the threshold is chosen on the other folds;
+  the reported std is the POPULATION std (ddof=0) of the fold accuracies, as insightface and DCR do.
+
+Inputs containing NaN are refused with :class:`MetricInputError` naming how many there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+import numpy as np
+import torch
+
+from .errors import DataError
+
+
+class MetricInputError(DataError, ValueError):
+    """Scores/labels that cannot be scored (NaN, wrong shapes, a class missing)."""
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+
+def _as_numpy(x, dtype=None) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _check(scores, same, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    s = _as_numpy(scores)
+    if s.dtype.kind not in "fiu":
+        raise MetricInputError(f"{name} must be numbers, got dtype {s.dtype}")
+    s = s.astype(np.float64, copy=False).ravel()
+    y = _as_numpy(same).ravel().astype(bool)
+    if s.shape != y.shape:
+        raise MetricInputError(f"{name} has {s.size} values but labels have {y.size}")
+    nan = int(np.isnan(s).sum())
+    if nan:
+        raise MetricInputError(f"{name} contain {nan} NaN value(s) out of {s.size}; refusing to score them")
+    return s, y
+
+
+# --------------------------------------------------------------------------------------------- ROC
+
+
+@attrs.frozen
+class ROC:
+    """ROC points in increasing FAR order, starting at (0, 0) with threshold +inf (sklearn's layout).
+
+    ``tp``/``fp`` are the counts accepted at each threshold (``score >= threshold``).
+    """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    n_pos: int
+    n_neg: int
+
+
+def _curve_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative (tp, fp) at each distinct score, descending: one sort + cumsum."""
+    # Ties are grouped below, so a non-stable sort is enough; float32 keys sort faster when exact.
+    order = np.argsort(-s, kind="stable" if s.size < 2048 else "quicksort")
+    ss = s[order]
+    tps_all = np.cumsum(y[order], dtype=np.int64)
+    last = np.flatnonzero(np.diff(ss)) if ss.size else np.empty(0, np.int64)
+    idx = np.append(last, ss.size - 1) if ss.size else last
+    tps = tps_all[idx]
+    fps = (idx + 1) - tps
+    return tps, fps, ss[idx]
+
+
+def roc(scores, same, *, drop_intermediate: bool = False, higher_is_same: bool = True) -> ROC:
+    """Exact ROC over every distinct score (``drop_intermediate=True`` thins it exactly as sklearn)."""
+    s, y = _check(scores, same)
+    if not higher_is_same:
+        s = -s
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        raise MetricInputError(f"ROC needs both classes; got {n_pos} genuine and {n_neg} impostor pairs")
+    tps, fps, thr = _curve_counts(s, y)
+    if drop_intermediate and tps.size > 2:
+        keep = np.ones(tps.size, dtype=bool)
+        keep[1:-1] = (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0)
+        tps, fps, thr = tps[keep], fps[keep], thr[keep]
+    tps = np.concatenate(([0], tps))
+    fps = np.concatenate(([0], fps))
+    thr = np.concatenate(([np.inf], thr if higher_is_same else thr))
+    if not higher_is_same:
+        thr = -thr
+    return ROC(fpr=fps / n_neg, tpr=tps / n_pos, thresholds=thr, tp=tps, fp=fps, n_pos=n_pos, n_neg=n_neg)
+
+
+Rule = Literal["at_most", "nearest", "above"]
+
+
+def tar_at_far(scores, same, fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), *,
+               rule: Rule = "at_most", curve: ROC | None = None) -> np.ndarray:
+    """TAR at each target FAR.
+
+    ``at_most``: largest TAR with FAR <= target (exact). ``nearest``: the ROC point (sklearn,
+    drop_intermediate) whose FAR is nearest the target, ties to the larger TAR (insightface
+    ``eval_ijbc.py``). ``above``: TAR of the first ROC point with FAR strictly above the target
+    (DVG ``get_tpr_at_fpr``). Pass ``curve`` to reuse a computed ROC (it must match the rule:
+    sklearn-thinned for ``nearest``/``above``).
+    """
+    fars = np.asarray(fars, dtype=np.float64)
+    if curve is None:
+        curve = roc(scores, same, drop_intermediate=(rule != "at_most"))
+    fpr, tpr = curve.fpr, curve.tpr
+    if rule == "at_most":
+        # fpr is non-decreasing; last index with fpr <= t, TPR there is the largest allowed.
+        i = np.searchsorted(fpr, fars, side="right") - 1
+        return tpr[np.maximum(i, 0)]
+    if rule == "above":
+        i = np.searchsorted(fpr, fars, side="right")
+        if np.any(i >= fpr.size):
+            raise MetricInputError("no ROC point has FAR above the target (FAR target >= 1)")
+        return tpr[i]
+    if rule == "nearest":
+        return tpr[_nearest_index(fpr, fars)]
+    raise MetricInputError(f"unknown tar_at_far rule {rule!r}; use at_most, nearest or above")
+
+
+def _nearest_index(fpr: np.ndarray, fars: np.ndarray) -> np.ndarray:
+    """Index (in increasing-FAR order) of the nearest FPR; ties -> the last one (largest TPR)."""
+    # insightface flips the arrays and takes the first minimum = the last minimum in our order.
+    # Candidates: the last point with fpr <= t and the first with fpr > t (their equal-fpr runs
+    # end at the largest index, which is what we want for the lower side).
+    hi = np.searchsorted(fpr, fars, side="right")  # first index with fpr > t
+    lo = np.maximum(hi - 1, 0)
+    hi_c = np.minimum(hi, fpr.size - 1)
+    # the upper candidate's run of equal fpr values: take its LAST member (largest TPR)
+    hi_last = np.searchsorted(fpr, fpr[hi_c], side="right") - 1
+    d_lo = np.abs(fpr[lo] - fars)
+    d_hi = np.abs(fpr[hi_c] - fars)
+    # equal distance: the larger index (later in increasing order) wins, i.e. the upper candidate
+    return np.where(d_hi <= d_lo, hi_last, lo)
+
+
+def eer(scores, same, *, curve: ROC | None = None) -> float:
+    """Equal error rate: FAR = FRR, linearly interpolated between the two ROC points around it."""
+    c = curve if curve is not None else roc(scores, same)
+    fnr = 1.0 - c.tpr
+    diff = fnr - c.fpr  # decreasing from 1 to -1 along the curve
+    i = int(np.argmax(diff <= 0))
+    if i == 0:
+        return float(c.fpr[0])
+    d0, d1 = diff[i - 1], diff[i]
+    w = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(c.fpr[i - 1] + w * (c.fpr[i] - c.fpr[i - 1]))
+
+
+def auc(scores, same, *, curve: ROC | None = None) -> float:
+    """Area under the ROC (trapezoids; ties count half, as sklearn's roc_auc_score)."""
+    c = curve if curve is not None else roc(scores, same)
+    return float(np.trapezoid(c.tpr, c.fpr))
+
+
+def average_precision(scores, same) -> float:
+    """Step-wise average precision ``sum (R_n - R_{n-1}) P_n`` (sklearn's definition)."""
+    s, y = _check(scores, same)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        raise MetricInputError("average precision needs at least one genuine pair")
+    tps, fps, _ = _curve_counts(s, y)
+    precision = tps / (tps + fps)
+    recall = tps / n_pos
+    return float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
+
+
+# ------------------------------------------------------------------------------------ k-fold accuracy
+
+
+@attrs.frozen
+class KFoldResult:
+    """Per-fold test accuracies and the thresholds chosen on the other folds.
+
+    ``std`` is the population std (ddof=0) of ``fold_accuracy``. ``fold_tpr``/``fold_fpr`` are the
+    test-fold TPR/FPR at every grid threshold averaged over folds (grid mode only, insightface ROC).
+    """
+
+    fold_accuracy: np.ndarray
+    fold_threshold: np.ndarray
+    fold_sizes: np.ndarray
+    mean: float
+    std: float
+    threshold_index: np.ndarray | None = None
+    tpr: np.ndarray | None = None
+    fpr: np.ndarray | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        return {"accuracy": self.mean, "accuracy_std": self.std,
+                "threshold_mean": float(np.mean(self.fold_threshold))}
+
+
+def fold_bounds(n: int, n_folds: int) -> np.ndarray:
+    """Contiguous fold edges as sklearn's KFold(shuffle=False): the first n % k folds get one more."""
+    if n_folds < 2 or n_folds > n:
+        raise MetricInputError(f"n_folds must be between 2 and the number of pairs ({n}), got {n_folds}")
+    sizes = np.full(n_folds, n // n_folds, dtype=np.int64)
+    sizes[: n % n_folds] += 1
+    return np.concatenate(([0], np.cumsum(sizes)))
+
+
+def _exact_fold_threshold(s_tr: np.ndarray, y_tr: np.ndarray) -> float:
+    """Best 'same iff score >= t' threshold over all cuts between distinct training scores.
+
+    Ties resolve to the highest accuracy cut with the largest threshold; the threshold is the
+    midpoint between the two distinct scores around the cut (±inf beyond the extremes -> the
+    extreme score nudged by one ulp), so it is unambiguous for unseen scores.
+    """
+    tps, fps, vals = _curve_counts(s_tr, y_tr)  # descending distinct values
+    n_pos = int(y_tr.sum())
+    n_neg = y_tr.size - n_pos
+    # cut j accepts the top j distinct values (j = 0 accepts nothing)
+    correct = np.concatenate(([n_neg], tps + (n_neg - fps)))
+    j = int(np.argmax(correct))
+    if j == 0:
+        return float(np.nextafter(vals[0], np.inf))
+    if j == vals.size:
+        return float(vals[-1])
+    return float(0.5 * (vals[j - 1] + vals[j]))
+
+
+def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_is_same: bool = True,
+                   strict: bool = False, tie: Literal["first", "last"] = "first") -> KFoldResult:
+    """k-fold verification accuracy with contiguous folds in input order.
+
+    Default (``thresholds=None``): the exact best threshold over all distinct training scores
+    ("same" iff score >= t, one sort + cumsum per fold). With a grid ``thresholds``: "same" iff
+    ``score > t`` when ``strict`` else ``score >= t`` (mirrored when ``higher_is_same=False``:
+    ``score < t`` / ``<=``); among equally accurate grid values ``tie="first"`` keeps the first
+    grid value (numpy argmax) and ``"last"`` the last one.
+    """
+    s, y = _check(scores, same)
+    edges = fold_bounds(s.size, n_folds)
+    k = n_folds
+    acc = np.empty(k)
+    thr = np.empty(k)
+    sizes = np.diff(edges)
+    fold_of = np.repeat(np.arange(k), sizes)
+    if thresholds is None:
+        ss = s if higher_is_same else -s
+        for f in range(k):  # loop over the 10 folds only; everything inside is vectorised
+            train = fold_of != f
+            t = _exact_fold_threshold(ss[train], y[train])
+            test = slice(edges[f], edges[f + 1])
+            acc[f] = np.mean((ss[test] >= t) == y[test])
+            thr[f] = t if higher_is_same else -t
+        return KFoldResult(acc, thr, sizes, float(acc.mean()), float(acc.std()))
+
+    grid = _as_numpy(thresholds, np.float64).ravel()
+    # Counts of "same" decisions for every grid value at once via searchsorted on sorted scores.
+    side = ("right" if strict else "left") if higher_is_same else ("left" if strict else "right")
+
+    def accepted(sorted_scores: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(sorted_scores, grid, side=side)
+        return sorted_scores.size - pos if higher_is_same else pos
+
+    # Per-fold sorted genuine/impostor scores -> per-fold accepted counts [k, G]
+    tp_f = np.empty((k, grid.size), np.int64)
+    fp_f = np.empty((k, grid.size), np.int64)
+    pos_f = np.empty(k, np.int64)
+    neg_f = np.empty(k, np.int64)
+    for f in range(k):
+        sl = slice(edges[f], edges[f + 1])
+        sf, yf = s[sl], y[sl]
+        tp_f[f] = accepted(np.sort(sf[yf]))
+        fp_f[f] = accepted(np.sort(sf[~yf]))
+        pos_f[f], neg_f[f] = int(yf.sum()), int((~yf).sum())
+    correct_f = tp_f + (neg_f[:, None] - fp_f)  # per-fold correct decisions at each grid value
+    train_correct = correct_f.sum(0, keepdims=True) - correct_f  # [k, G]
+    if tie == "first":
+        best = np.argmax(train_correct, axis=1)
+    elif tie == "last":
+        best = grid.size - 1 - np.argmax(train_correct[:, ::-1], axis=1)
+    else:
+        raise MetricInputError(f"tie must be 'first' or 'last', got {tie!r}")
+    rows = np.arange(k)
+    acc = correct_f[rows, best] / sizes
+    thr = grid[best]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.where(pos_f[:, None] > 0, tp_f / np.maximum(pos_f, 1)[:, None], 0.0).mean(0)
+        fpr = np.where(neg_f[:, None] > 0, fp_f / np.maximum(neg_f, 1)[:, None], 0.0).mean(0)
+    return KFoldResult(acc, thr, sizes, float(acc.mean()), float(acc.std()), threshold_index=best,
+                       tpr=tpr, fpr=fpr)
+
+
+@attrs.frozen
+class BestThreshold:
+    accuracy: float
+    threshold: float
+    index: int
+
+
+def best_threshold_accuracy(scores, same) -> BestThreshold:
+    """VirFace ``base_1v1``: one threshold over the whole set, tried at every score in sample order,
+    "same" iff score >= threshold, ties keep the first sample (no cross-validation: optimistic)."""
+    s, y = _check(scores, same)
+    tps, fps, vals = _curve_counts(s, y)  # descending distinct values
+    n_neg = y.size - int(y.sum())
+    correct_per_value = tps + (n_neg - fps)
+    # map each sample to its distinct value's position (vals descending)
+    pos = np.searchsorted(-vals, -s)
+    correct = correct_per_value[pos]
+    i = int(np.argmax(correct))
+    return BestThreshold(accuracy=float(correct[i] / s.size), threshold=float(s[i]), index=i)
+
+
+# ---------------------------------------------------------------------------------- identification
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=1)
+
+
+def _tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def cosine_scores(a, b) -> torch.Tensor:
+    """Cosine similarity matrix [len(a), len(b)] in float32 (rows L2-normalised first)."""
+    return _normalise(_tensor(a)) @ _normalise(_tensor(b)).T
+
+
+def search(gallery, probe, k: int = 1, *, chunk: int = 4096, normalise: bool = True,
+           device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k gallery matches of every probe by cosine score, chunked over probes (bounded memory).
+
+    Returns (scores [P, k], indices [P, k]), best first.
+    """
+    g = _tensor(gallery).float()
+    p = _tensor(probe).float()
+    if device is not None:
+        g, p = g.to(device), p.to(device)
+    if normalise:
+        g, p = _normalise(g), _normalise(p)
+    k = min(k, g.shape[0])
+    gt = g.T.contiguous()
+    out_s, out_i = [], []
+    with torch.inference_mode():
+        for i in range(0, p.shape[0], chunk):
+            sc, ix = torch.topk(p[i : i + chunk] @ gt, k, dim=1)
+            out_s.append(sc.cpu())
+            out_i.append(ix.cpu())
+    if not out_s:
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+    return torch.cat(out_s), torch.cat(out_i)
+
+
+@attrs.frozen
+class RankResult:
+    """Closed-set identification: rank of the first mate per probe (0 = no mate in the gallery).
+
+    ``cmc[r-1]`` is the fraction of mated probes whose mate is within rank r; the denominator is the
+    number of probes with at least one mate in the gallery (probes without one are excluded).
+    """
+
+    ranks: np.ndarray
+    cmc: np.ndarray
+    n_mated: int
+    best_mate: np.ndarray
+    best_nonmate: np.ndarray
+
+    def at(self, k: int) -> float:
+        return float(self.cmc[min(k, self.cmc.size) - 1]) if self.n_mated else 0.0
+
+
+def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_rank: int | None = None,
+                         chunk: int = 2048, device: str | None = None) -> RankResult:
+    """Rank of the first mate for every probe (1 + number of gallery items scoring strictly higher),
+    with cosine scores computed in probe chunks (memory O(chunk x gallery))."""
+    g = _normalise(_tensor(gallery))
+    p = _normalise(_tensor(probe))
+    gl = _tensor(gallery_labels).long()
+    pl = _tensor(probe_labels).long()
+    if device is not None:
+        g, p, gl, pl = g.to(device), p.to(device), gl.to(device), pl.to(device)
+    if g.shape[0] == 0 or p.shape[0] == 0:
+        raise MetricInputError("identification needs a non-empty gallery and probe set")
+    ranks, mates, nonmates = [], [], []
+    gt = g.T.contiguous()
+    with torch.inference_mode():
+        for i in range(0, p.shape[0], chunk):
+            sc = p[i : i + chunk] @ gt  # [c, G]
+            if torch.isnan(sc).any():
+                raise MetricInputError(f"features give {int(torch.isnan(sc).sum())} NaN scores")
+            mate = pl[i : i + chunk, None] == gl[None, :]
+            neg_inf = torch.tensor(-torch.inf, device=sc.device)
+            best_mate = torch.where(mate, sc, neg_inf).max(1).values
+            best_non = torch.where(mate, neg_inf, sc).max(1).values
+            higher = (sc > best_mate[:, None]).sum(1)
+            has = mate.any(1)
+            ranks.append(torch.where(has, higher + 1, torch.zeros_like(higher)).cpu())
+            mates.append(best_mate.cpu())
+            nonmates.append(best_non.cpu())
+    r = torch.cat(ranks).numpy()
+    n_mated = int((r > 0).sum())
+    top = max_rank or g.shape[0]
+    counts = np.bincount(r[r > 0], minlength=top + 1)[1 : top + 1]
+    cmc = np.cumsum(counts) / max(n_mated, 1)
+    return RankResult(ranks=r, cmc=cmc, n_mated=n_mated, best_mate=torch.cat(mates).numpy(),
+                      best_nonmate=torch.cat(nonmates).numpy())
+
+
+def rank_k(gallery, gallery_labels, probe, probe_labels, ks: Sequence[int] = (1, 5, 10), **kw) -> dict[int, float]:
+    """Closed-set rank-k identification rates (denominator: probes with a mate in the gallery)."""
+    res = identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
+    return {int(k): res.at(int(k)) for k in ks}
+
+
+def cmc(gallery, gallery_labels, probe, probe_labels, max_rank: int = 20, **kw) -> np.ndarray:
+    """Cumulative match characteristic: identification rate at ranks 1..max_rank."""
+    res = identification_ranks(gallery, gallery_labels, probe, probe_labels, max_rank=max_rank, **kw)
+    out = np.zeros(max_rank)
+    out[: res.cmc.size] = res.cmc
+    out[res.cmc.size :] = res.cmc[-1] if res.cmc.size else 0.0
+    return out
+
+
+def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
+                fpirs: Sequence[float] = (1e-3, 1e-2, 1e-1), **kw) -> dict[float, float]:
+    """Open-set 1:N: detection and identification rate at false positive identification rates.
+
+    Non-mated probes (no mate in the gallery) set the threshold: FPIR(t) = share of them whose best
+    score is >= t. DIR(t) = share of mated probes whose mate is at rank 1 AND scores >= t
+    (insightface's corrected IJB 1:N definition, rank-1 = mate beats every non-mate).
+    """
+    res = identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
+    non = np.sort(res.best_nonmate[res.ranks == 0])[::-1]
+    mated = res.ranks > 0
+    if non.size == 0 or not mated.any():
+        raise MetricInputError("DIR@FPIR needs both mated and non-mated probes")
+    out = {}
+    hit_scores = res.best_mate[mated & (res.ranks == 1)]
+    for fp in fpirs:
+        allowed = int(np.floor(fp * non.size))
+        # threshold just above the (allowed+1)-th highest non-mate score: at most `allowed` accepted
+        t = np.nextafter(non[allowed], np.inf) if allowed < non.size else -np.inf
+        out[float(fp)] = float((hit_scores >= t).sum() / mated.sum())
+    return out
+
+
+# ----------------------------------------------------------------------------------- compat modes
+
+
+def insightface_verification(emb1, emb2, issame, n_folds: int = 10) -> KFoldResult:
+    """insightface ``evaluate()`` accuracy part: L2-normalised float64 embeddings, squared L2
+    distance, grid arange(0, 4, 0.01), ``dist < thr``, first argmax, contiguous folds."""
+    e1 = _as_numpy(emb1, np.float64)
+    e2 = _as_numpy(emb2, np.float64)
+    e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
+    dist = np.sum((e1 - e2) ** 2, axis=1)
+    return kfold_accuracy(dist, issame, n_folds, thresholds=np.arange(0, 4, 0.01), higher_is_same=False,
+                          strict=True, tie="first")
+
+
+def squared_l2(emb1, emb2) -> np.ndarray:
+    """insightface's distance on L2-normalised embeddings (float64)."""
+    e1 = _as_numpy(emb1, np.float64)
+    e2 = _as_numpy(emb2, np.float64)
+    e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
+    return np.sum((e1 - e2) ** 2, axis=1)
+
+
+def dcr_verification(scores, same, n_folds: int = 10) -> KFoldResult:
+    """DCR ``evaluate_verification``: cosine scores, grid arange(-1, 1, 0.005), ``score > thr``,
+    the largest threshold wins ties, contiguous folds, population std."""
+    return kfold_accuracy(_as_numpy(scores, np.float32).astype(np.float64), same, n_folds,
+                          thresholds=np.arange(-1.0, 1.0, 0.005), strict=True, tie="last")
+
+
+def dvg_eer(scores, same, *, curve: ROC | None = None) -> float:
+    """DVG ``get_eer`` on the sklearn-thinned ROC: first i with tpr >= 1 - fpr; ``1 - tpr[i]`` when
+    tpr[i] == tpr[i+1], else fpr[i] (the script prints ``1 -`` this as 'EER')."""
+    c = curve if curve is not None else roc(scores, same, drop_intermediate=True)
+    i = int(np.argmax(c.tpr >= 1.0 - c.fpr))
+    nxt = min(i + 1, c.tpr.size - 1)
+    return float(1.0 - c.tpr[i]) if c.tpr[i] == c.tpr[nxt] else float(c.fpr[i])
+
+
+@attrs.frozen
+class DVGResult:
+    score_matrix: torch.Tensor
+    rank: dict[int, float]
+    tpr_at_far: np.ndarray
+    ap: float
+    eer_raw: float
+
+
+def dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks: Sequence[int] = (1, 3, 5, 10, 20),
+                   fars: Sequence[float] = (1e-2, 1e-3, 1e-4, 1e-5, 0.0)) -> DVGResult:
+    """DVG ``evaluation_1n`` + ``evaluation_11``: cosine [G, P] matrix, closed-set rank-k, and over
+    all G x P pairs TPR@FAR with the strict 'first FAR above' rule, AP and DVG's EER."""
+    S = cosine_scores(gallery, probe)
+    gl = _tensor(gallery_labels).long()
+    pl = _tensor(probe_labels).long()
+    r = rank_k(gallery, gallery_labels, probe, probe_labels, ks=ranks)
+    # DVG computes float32(hits)/float32(denominator)
+    L = (gl[:, None] == pl[None, :]).numpy().ravel()
+    flat = S.numpy().ravel()
+    curve = roc(flat, L, drop_intermediate=True)
+    return DVGResult(score_matrix=S, rank=r, tpr_at_far=tar_at_far(flat, L, fars, rule="above", curve=curve),
+                     ap=average_precision(flat, L), eer_raw=dvg_eer(flat, L, curve=curve))
