@@ -1,0 +1,44 @@
+"""Shared timing helpers: interleaved, warmed-up, median-based measurement of facerec vs a baseline."""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def compare(facerec_fn: Callable[[], Any], baseline_fn: Callable[[], Any], *, items: int, repeats: int = 5,
+            warmup: int = 1) -> dict[str, float]:
+    """Time both callables alternately (so machine noise hits both alike); items/s from the medians."""
+    for _ in range(warmup):
+        facerec_fn()
+        baseline_fn()
+    ours, base = [], []
+    for _ in range(repeats):
+        for fn, sink in ((facerec_fn, ours), (baseline_fn, base)):
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - t0)
+    t_ours, t_base = statistics.median(ours), statistics.median(base)
+    return {"facerec_items_per_s": items / t_ours, "baseline_items_per_s": items / t_base,
+            "ratio": t_base / t_ours, "facerec_s": t_ours, "baseline_s": t_base}
+
+
+def record(name: str, measured: str, timing: dict[str, float], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "measured": measured, **timing, "peak_mem_mb": round(peak_rss_mb(), 1), **extra}
+
+
+def main(run: Callable[[bool], list[dict]]) -> None:
+    """Standalone entry: `python benchmarks/bench_x.py [--full]` prints the records as JSON."""
+    print(json.dumps(run("--full" not in sys.argv), indent=2))
