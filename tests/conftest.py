@@ -41,3 +41,17 @@ def facerun(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def run_facerun():
     return facerun
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    """Where device-aware tests run: $FACEREC_TEST_DEVICE (cpu by default, cuda on a GPU machine)."""
+    import torch
+
+    dev = os.environ.get("FACEREC_TEST_DEVICE", "cpu")
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("FACEREC_TEST_DEVICE asks for CUDA but none is available")
+    # Parity is defined in strict float32: no TF32 on Ampere+ GPUs.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return dev
