@@ -1,0 +1,225 @@
+"""Dataset files: convert between formats, inspect, export registered datasets, draw sample grids."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import DataError, ParameterError
+
+
+def parse_params(items: tuple[str, ...], option: str = "--param") -> dict[str, Any]:
+    """``key=value`` strings -> dict; values are JSON when they parse (numbers, true, null, lists), else text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"{option} {item!r} is not key=value")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+class Progress:
+    """One self-updating stderr line: done/total, items/s, ETA (plain lines when not a terminal)."""
+
+    def __init__(self, what: str, quiet: bool = False):
+        self.what, self.quiet = what, quiet
+        self.t0 = time.perf_counter()
+        self.start: int | None = None
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        if self.start is None:  # first committed chunk (after a resume, count from there)
+            if done >= total:
+                return self._print(done, total, done / max(now - self.t0, 1e-9))
+            self.start, self.t0 = done, now
+            return self._print(done, total, 0.0)
+        if done < total and now - self.last < (0.2 if self.tty else 2.0):
+            return
+        rate = (done - self.start) / max(now - self.t0, 1e-9)
+        self._print(done, total, rate)
+
+    def _print(self, done: int, total: int, rate: float) -> None:
+        self.last = time.perf_counter()
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        eta_s = f"{eta:5.0f}s" if eta == eta else "    ?"
+        line = f"{self.what}: {done}/{total} ({100 * done / total:5.1f}%)  {rate:8.1f} items/s  ETA {eta_s}"
+        if self.tty:
+            click.echo("\r" + line + ("\n" if done >= total else ""), err=True, nl=False)
+        else:
+            click.echo(line, err=True)
+
+
+def _dataset_from(source: str, params: dict[str, Any]):
+    """A path on disk (any format) or a registered dataset name."""
+    from ..data.formats import open_dataset
+
+    if Path(source).exists():
+        return open_dataset(source, **params), str(Path(source).resolve())
+    from .. import registry
+
+    return registry.create("dataset", source, **params), source
+
+
+def _write(dataset: Any, out: str, fmt: str, source: str, quality: int, skip_corrupt: bool, overwrite: bool,
+           image_size: int | None, quiet: bool) -> None:
+    from ..data.writers import write_dataset
+
+    result = write_dataset(dataset, out, fmt, quality=quality, skip_corrupt=skip_corrupt, overwrite=overwrite,
+                           source=source, image_size=image_size, progress=Progress(f"writing {fmt}", quiet))
+    resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
+    skipped = f", skipped {result.skipped} corrupt" if result.skipped or skip_corrupt else ""
+    click.echo(f"wrote {result.written} images of {result.num_classes} identities to {result.path} "
+               f"({fmt}{resumed}{skipped})")
+
+
+_common_write = [
+    click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+                 help="JPEG quality for images that must be (re-)encoded; stored JPEGs are copied as they are."),
+    click.option("--image-size", type=click.IntRange(8, 4096), default=None,
+                 help="Resize every image to this square size (re-encodes)."),
+    click.option("--skip-corrupt", is_flag=True, help="Skip unreadable images and report how many."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing output."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress line."),
+]
+
+
+def _with(options):
+    def deco(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return deco
+
+
+@click.group()
+def data() -> None:
+    """Dataset files: convert, info, export, show."""
+
+
+@data.command()
+@click.argument("src")
+@click.option("--to", "fmt", type=click.Choice(["lmdb", "folder", "list"]), required=True, help="Output format.")
+@click.option("--out", required=True, type=click.Path(), help="Output path (a file for lmdb, a folder otherwise).")
+@click.option("--root", help="Image root of a list file (default: the list's folder).")
+@click.option("--modality-rule", help="List modality: column index or regex (see `facerun info dataset image-list`).")
+@click.option("--modality-values", help="What column values 0,1,... mean, e.g. NIR,VIS for DVG lists.")
+@click.option("--label-pattern", help="Flat folder: regex whose first group in the path is the identity.")
+@click.option("--mask", type=click.Path(), help="LMDB index mask .npy (write only the masked records).")
+@_with(_common_write)
+def convert(src: str, fmt: str, out: str, quality: int, image_size: int | None, skip_corrupt: bool,
+            overwrite: bool, quiet: bool, **fmt_params: Any) -> None:
+    """Convert SRC (image list, image folder or LMDB) to another format; resumes when interrupted."""
+    from ..data.formats import open_dataset
+
+    if not Path(src).exists():
+        raise DataError(f"SRC {src} does not exist")
+    # the reader raises on corrupt images; the writer skips (and counts) them with --skip-corrupt
+    params = {k: v for k, v in fmt_params.items() if v is not None}
+    dataset = open_dataset(src, **params)
+    source = f"{Path(src).resolve()} {json.dumps(params, sort_keys=True)}"
+    _write(dataset, out, fmt, source, quality, skip_corrupt, overwrite, image_size, quiet)
+
+
+@data.command()
+@click.argument("path", type=click.Path())
+@click.option("--root", help="Image root of a list file.")
+@click.option("--modality-rule", help="List modality rule (column index or regex).")
+@click.option("--modality-values", help="Meaning of modality column values, e.g. NIR,VIS.")
+@click.option("--label-pattern", help="Flat folder identity regex.")
+@click.option("--mask", type=click.Path(), help="LMDB index mask .npy.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(path: str, as_json: bool, **fmt_params: Any) -> None:
+    """Format, sample and identity counts, modality, image size and features of a dataset on disk."""
+    from ..data.formats import detect_format, open_dataset
+
+    partial = Path(path + ".partial")
+    if not Path(path).exists() and partial.exists():
+        raise DataError(f"{path} is not finished ({partial} holds an interrupted write; run the command again "
+                        f"to resume it)")
+    fmt = detect_format(path)
+    ds: Any = open_dataset(path, **{k: v for k, v in fmt_params.items() if v is not None})
+    labels = ds.labels
+    report: dict[str, Any] = {"path": str(path), "format": fmt, "samples": len(ds),
+                              "identities": int(labels[labels >= 0].unique().numel()),
+                              "num_classes": ds.num_classes, "unlabelled": int((labels < 0).sum())}
+    if ds.modality is not None:
+        report["modality"] = {"VIS": int((ds.modality == 0).sum()), "NIR": int((ds.modality == 1).sum())}
+    if fmt == "lmdb":
+        report["records"] = ds.num_records
+        report["features"] = bool(ds.has_features)
+        if ds.mask_path is not None:
+            report["mask"] = str(ds.mask_path)
+    if len(labels):
+        counts = labels[labels >= 0].bincount()
+        counts = counts[counts > 0]
+        if len(counts):
+            report["images_per_identity"] = {"min": int(counts.min()), "median": float(counts.float().median()),
+                                             "max": int(counts.max())}
+        first = ds[0]
+        report["image_size"] = list(first["image"].shape[-2:])
+        if "feature" in first:
+            report["feature_dim"] = int(first["feature"].numel())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        click.echo(f"{key:>20}: {value}")
+
+
+@data.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["folder", "list", "lmdb"]), required=True)
+@click.option("--out", required=True, type=click.Path(), help="Output folder (or LMDB file).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Dataset parameter (repeatable).")
+@_with(_common_write)
+def export(name: str, fmt: str, out: str, params: tuple[str, ...], quality: int, image_size: int | None,
+           skip_corrupt: bool, overwrite: bool, quiet: bool) -> None:
+    """Write a registered dataset (e.g. synthetic) to real files in the papers' layouts."""
+    kwargs = parse_params(params)
+    dataset, source = _dataset_from(name, kwargs)
+    _write(dataset, out, fmt, f"{source} {json.dumps(kwargs, sort_keys=True, default=str)}", quality,
+           skip_corrupt, overwrite, image_size, quiet)
+
+
+@data.command()
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output image (.png).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Dataset parameter (repeatable).")
+@click.option("--count", type=click.IntRange(1, 1024), default=32, show_default=True, help="Samples to draw.")
+@click.option("--columns", type=click.IntRange(1, 64), default=8, show_default=True)
+def show(name: str, out: str, params: tuple[str, ...], count: int, columns: int) -> None:
+    """Draw a labelled grid of samples of a registered dataset (or a dataset on disk)."""
+    import torch
+
+    from ..data.grid import save_grid
+
+    dataset, _ = _dataset_from(name, parse_params(params))
+    n = min(count, len(dataset))
+    if n == 0:
+        raise DataError(f"dataset {name} is empty")
+    # spread the picks over the dataset so several identities show up
+    idx = torch.linspace(0, len(dataset) - 1, n).round().long().unique().tolist()
+    batch = dataset.batch(idx)
+    if "image" not in batch:
+        raise DataError(f"dataset {name} has no images to show (features only)")
+    captions = [f"id {int(lab)}" for lab in batch["label"]]
+    if "modality" in batch:
+        captions = [f"{c} {'NIR' if int(m) else 'VIS'}" for c, m in zip(captions, batch["modality"])]
+    path = save_grid(batch["image"], out, captions=captions, columns=columns)
+    click.echo(f"wrote {len(idx)} samples of {name} to {path or out}")

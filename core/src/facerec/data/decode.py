@@ -1,0 +1,96 @@
+"""Decode image bytes (JPEG, PNG, PGM/PPM, GIF, BMP, ...) to canonical tensors.
+
+JPEG and PNG go through torchvision's libjpeg-turbo/libpng decoders (about 3x faster than PIL +
+ToTensor for 112x112 faces and bit-identical); every other format, and files without an
+extension (Yale faces are GIFs named ``subject01.happy``), is recognised by its content and
+decoded with PIL. Grayscale sources are expanded to 3 channels so every item is ``[3, H, W]``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import DataError
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Suffixes image folders/lists accept without sniffing (extension-less files are sniffed).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".pnm", ".gif", ".bmp",
+                            ".tif", ".tiff", ".webp"})
+_MAGICS = (JPEG_MAGIC, PNG_MAGIC, b"GIF87a", b"GIF89a", b"BM", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6",
+           b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def looks_like_image(head: bytes) -> bool:
+    """True when the first bytes of a file carry a known image signature."""
+    return any(head.startswith(m) for m in _MAGICS)
+
+
+def decode_uint8(data: bytes | bytearray | memoryview, source: str = "<bytes>") -> Tensor:
+    """Image bytes -> uint8 tensor ``[3, H, W]`` RGB. Raises DataError naming ``source`` on failure."""
+    head = bytes(data[:8])
+    try:
+        if head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC):
+            from torchvision.io import ImageReadMode, decode_image
+
+            buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            return decode_image(buf, mode=ImageReadMode.RGB)
+        from PIL import Image
+
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            im.seek(0)  # first frame of an animated GIF
+            arr = np.array(im.convert("RGB"), dtype=np.uint8)
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    except Exception as exc:  # any decoder failure is a corrupt input, named by its source
+        kind = "JPEG" if head.startswith(JPEG_MAGIC) else "PNG" if head.startswith(PNG_MAGIC) else "image"
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot decode {kind} {source}: {detail}") from None
+
+
+def to_canonical(images: Tensor, image_size: int | tuple[int, int] | None = None) -> Tensor:
+    """uint8 ``[3,H,W]`` or ``[B,3,H,W]`` -> float in [0, 1], optionally resized (bilinear, antialiased)."""
+    x = images.float().div_(255.0)
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if tuple(x.shape[-2:]) != size:
+            batched = x.dim() == 4
+            x = F.interpolate(x if batched else x[None], size=size, mode="bilinear", align_corners=False,
+                              antialias=True).clamp_(0.0, 1.0)
+            x = x if batched else x[0]
+    return x
+
+
+def decode_image(data: bytes | bytearray | memoryview, source: str = "<bytes>",
+                 image_size: int | tuple[int, int] | None = None) -> Tensor:
+    """Image bytes -> canonical float image ``[3, H, W]`` RGB in [0, 1]."""
+    return to_canonical(decode_uint8(data, source), image_size)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read image file {path}: {exc.strerror or exc}") from None
+
+
+def read_image(path: str | Path, image_size: int | tuple[int, int] | None = None) -> Tensor:
+    """Read and decode one image file to a canonical float image ``[3, H, W]``."""
+    return decode_image(read_bytes(path), str(path), image_size)
+
+
+def encode_jpeg(image: Tensor, quality: int = 95) -> bytes:
+    """Canonical float ``[3,H,W]`` (or uint8) image -> JPEG bytes."""
+    from torchvision.io import encode_jpeg as _encode
+
+    u8 = image if image.dtype == torch.uint8 else image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    if u8.shape[0] == 1:
+        u8 = u8.expand(3, -1, -1)
+    return bytes(_encode(u8.cpu().contiguous(), quality=quality).numpy().tobytes())

@@ -1,0 +1,394 @@
+"""Write any facerec Dataset to real files: image folder, ``path label [domain]`` list, or LMDB.
+
+Layouts (what the papers' loaders read):
+
+* ``folder``: ``OUT/<label:06d>/<index:08d>.<ext>`` (one folder per identity; needs labels);
+* ``list``:   ``OUT/images/<label:06d>/<index:08d>.<ext>`` plus ``OUT/list.txt`` with lines
+  ``images/... label`` and, when the source has modality, a third column (0 = VIS, 1 = NIR; read
+  it back with ``modality_rule=2``); unlabelled samples get label -1;
+* ``lmdb``:   a single-file LMDB in the Vec2Face/HSFace layout: keys ``b"0".."N-1"`` holding
+  ``msgpack((jpeg, npy_feature, label))`` when the source has features, else ``(jpeg, label)``,
+  and ``__keys__``, ``__len__``, ``__classnum__`` (plus ``__labels__``/``__modality__`` so that
+  readers get labels without a scan).
+
+Atomic and resumable: everything goes to ``OUT.partial`` first, committed in chunks with a
+journal (for LMDB inside the same transaction as the records); an interrupted write resumes from
+the last committed chunk when run again, and ``OUT`` appears only, by rename, when complete.
+Stored image bytes are copied as they are (no re-encoding) when the source exposes them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from ..api import Dataset
+from ..errors import DataError, ParameterError
+from .decode import JPEG_MAGIC, PNG_MAGIC, decode_uint8, encode_jpeg
+
+FORMATS = ("folder", "list", "lmdb")
+LIST_NAME = "list.txt"
+_JOURNAL = ".facerec-progress.json"
+_ROWS = np.dtype([("index", "<i8"), ("label", "<i8"), ("modality", "<i8")])
+
+
+@attrs.frozen
+class WriteResult:
+    """What a write produced."""
+
+    path: Path
+    format: str
+    written: int
+    skipped: int
+    resumed_from: int
+    num_classes: int
+
+
+def _suffix(data: bytes) -> str:
+    if data.startswith(JPEG_MAGIC):
+        return ".jpg"
+    if data.startswith(PNG_MAGIC):
+        return ".png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return ".gif"
+    if data[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"):
+        return ".pgm" if data[:2] in (b"P2", b"P5") else ".ppm" if data[:2] in (b"P3", b"P6") else ".pbm"
+    if data.startswith(b"BM"):
+        return ".bmp"
+    return ".img"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class _Source:
+    """Fetches samples in chunks as (index, image bytes, label, modality, feature npy bytes | None)."""
+
+    def __init__(self, dataset: Dataset, jpeg_only: bool, quality: int, skip_corrupt: bool,
+                 image_size: int | None):
+        self.ds = dataset
+        self.jpeg_only = jpeg_only
+        self.quality = quality
+        self.skip_corrupt = skip_corrupt
+        self.image_size = image_size
+        # Stored bytes can be copied only when no resize was asked for (by us or the dataset).
+        self.raw = hasattr(dataset, "read_raw") and image_size is None and getattr(dataset, "image_size", None) is None
+        self.has_modality = getattr(dataset, "modality", None) is not None
+        self.has_features = bool(getattr(dataset, "has_features", False))
+        self.skipped: list[int] = []
+
+    def _encode(self, image: torch.Tensor) -> bytes:
+        if self.image_size is not None:
+            from .decode import to_canonical
+
+            image = to_canonical((image * 255).round().to(torch.uint8), self.image_size)
+        return encode_jpeg(image, self.quality)
+
+    def _from_item(self, i: int, item: dict[str, Any]) -> tuple:
+        image = item.get("image")
+        if image is None:
+            raise DataError(f"sample {i} has no image (feature datasets cannot be written as images)")
+        feature = item.get("feature")
+        npy = None
+        if feature is not None:
+            buf = io.BytesIO()
+            np.save(buf, torch.as_tensor(feature).detach().cpu().float().numpy(), allow_pickle=False)
+            npy = buf.getvalue()
+        modality = int(item["modality"]) if "modality" in item else -1
+        return (i, self._encode(image), int(item.get("label", -1)), modality, npy)
+
+    def _raw_one(self, i: int) -> tuple:
+        ds: Any = self.ds
+        data = ds.read_raw(i)
+        where = ds.describe_item(i)
+        u8 = decode_uint8(data, where)  # validates the bytes (corrupt files are caught here)
+        if self.jpeg_only and not data.startswith(JPEG_MAGIC):
+            data = encode_jpeg(u8, self.quality)
+        npy = None
+        if self.has_features:
+            from .formats import LMDBDataset
+
+            if isinstance(ds, LMDBDataset):
+                npy = ds._record_parts(i)[1]
+        label = int(ds._labels[i]) if hasattr(ds, "_labels") else int(ds.labels[i])
+        modality = int(ds._modality[i]) if getattr(ds, "_modality", None) is not None else -1
+        return (i, data, label, modality, npy)
+
+    def fetch(self, indices: range) -> list[tuple]:
+        if self.raw:
+            out = []
+            for i in indices:
+                try:
+                    out.append(self._raw_one(i))
+                except DataError:
+                    if not self.skip_corrupt:
+                        raise
+                    self.skipped.append(i)
+            return out
+        batch_fn = getattr(type(self.ds), "batch", None)
+        if batch_fn is not None and batch_fn is not Dataset.batch:
+            try:
+                b = self.ds.batch(list(indices))
+                return [self._from_item(i, {k: v[j] for k, v in b.items()}) for j, i in enumerate(indices)]
+            except DataError:
+                if not self.skip_corrupt:
+                    raise  # fall through to per-item fetching to find and skip the bad ones
+        out = []
+        for i in indices:
+            try:
+                out.append(self._from_item(i, self.ds[i]))
+            except DataError:
+                if not self.skip_corrupt:
+                    raise
+                self.skipped.append(i)
+        return out
+
+
+def _job(dataset: Dataset, fmt: str, source: str, quality: int, image_size: int | None) -> dict[str, Any]:
+    return {"format": fmt, "length": len(dataset), "source": source, "quality": quality,
+            "image_size": image_size, "dataset": type(dataset).__name__}
+
+
+class _RowLog:
+    """Append-only (index, label, modality) rows, truncated back to the journal on resume."""
+
+    def __init__(self, path: Path, keep: int):
+        self.path = path
+        rows = np.fromfile(path, dtype=_ROWS) if path.exists() else np.empty(0, dtype=_ROWS)
+        if len(rows) < keep:
+            raise DataError(f"{path}: progress rows are shorter than the journal; delete the .partial output")
+        rows[:keep].tofile(path)
+        self.rows = [rows[:keep]]
+
+    def append(self, chunk: list[tuple]) -> None:
+        arr = np.array([(c[0], c[2], c[3]) for c in chunk], dtype=_ROWS)
+        with open(self.path, "ab") as f:
+            arr.tofile(f)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(arr)
+
+    def all(self) -> np.ndarray:
+        return np.concatenate(self.rows) if self.rows else np.empty(0, dtype=_ROWS)
+
+
+def _clear(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _install(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished temporary output into place (replacing ``out`` when asked)."""
+    if out.exists():
+        if not overwrite:
+            raise DataError(f"output {out} already exists (pass overwrite / --overwrite)")
+        old = out.with_name(out.name + ".old")
+        _clear(old)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        _clear(old)
+    else:
+        os.replace(tmp, out)
+
+
+def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality: int = 95, chunk: int = 256,
+                  skip_corrupt: bool = False, overwrite: bool = False, source: str = "",
+                  image_size: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> WriteResult:
+    """Write ``dataset`` to ``out`` as ``fmt`` (folder, list or lmdb); resumes an interrupted write.
+
+    ``source`` identifies the input (a path or a registered name with parameters): a leftover
+    ``.partial`` output is resumed only when it was started for the same source and settings.
+    ``progress(done, total)`` is called after every committed chunk.
+    """
+    if fmt not in FORMATS:
+        raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not 1 <= quality <= 100:
+        raise ParameterError(f"JPEG quality must be in 1..100, got {quality}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DataError(f"output {out} already exists (pass overwrite / --overwrite)")
+    if not out.parent.is_dir():
+        raise DataError(f"output folder {out.parent} does not exist")
+    if len(dataset) == 0:
+        raise DataError("the dataset is empty: nothing to write")
+    src = _Source(dataset, fmt == "lmdb", quality, skip_corrupt, image_size)
+    job = _job(dataset, fmt, source or repr(dataset), quality, image_size)
+    tmp = out.with_name(out.name + ".partial")
+    writer = _LMDBWriter(tmp, job) if fmt == "lmdb" else _FilesWriter(tmp, job, fmt)
+    start = writer.done
+    src.skipped = list(writer.skipped)
+    total = len(dataset)
+    for lo in range(start, total, chunk):
+        items = src.fetch(range(lo, min(lo + chunk, total)))
+        if fmt == "folder" and any(c[2] < 0 for c in items):
+            raise DataError("folder format needs labelled samples (one folder per identity); use --to list")
+        writer.commit(items, lo + len(range(lo, min(lo + chunk, total))), src.skipped)
+        if progress is not None:
+            progress(writer.done, total)
+    rows = writer.rows.all()
+    if len(rows) == 0:
+        raise DataError("every sample was corrupt: nothing written")
+    writer.finish(rows, src.has_modality and bool((rows["modality"] >= 0).all()))
+    _install(tmp, out, overwrite)
+    labels = rows["label"]
+    return WriteResult(path=out, format=fmt, written=len(rows), skipped=len(src.skipped), resumed_from=start,
+                       num_classes=int(labels.max()) + 1 if labels.max() >= 0 else 0)
+
+
+class _FilesWriter:
+    """folder / list layouts inside a temporary directory with a JSON journal."""
+
+    def __init__(self, tmp: Path, job: dict[str, Any], fmt: str):
+        self.tmp, self.fmt = tmp, fmt
+        self.images = tmp / "images" if fmt == "list" else tmp
+        journal = self._read_journal()
+        if journal is None or journal.get("job") != job:
+            _clear(tmp)
+            tmp.mkdir()
+            journal = {"job": job, "done": 0, "written": 0, "skipped": []}
+            self._write_journal(journal)
+        self.journal = journal
+        self.done, self.skipped = int(journal["done"]), list(journal["skipped"])
+        self.rows = _RowLog(tmp / ".facerec-rows.bin", int(journal["written"]))
+        self._dirs: set[Path] = set()
+
+    def _read_journal(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.tmp / _JOURNAL).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_journal(self, journal: dict[str, Any]) -> None:
+        _write_atomic(self.tmp / _JOURNAL, json.dumps(journal).encode())
+
+    def relpath(self, index: int, label: int, data: bytes) -> str:
+        folder = f"{label:06d}" if label >= 0 else "unlabeled"
+        prefix = "images/" if self.fmt == "list" else ""
+        return f"{prefix}{folder}/{index:08d}{_suffix(data)}"
+
+    def commit(self, items: list[tuple], done: int, skipped: list[int]) -> None:
+        for index, data, label, _, _ in items:
+            path = self.tmp / self.relpath(index, label, data)
+            if path.parent not in self._dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._dirs.add(path.parent)
+            _write_atomic(path, data)
+        self.rows.append(items)
+        self.done, self.skipped = done, list(skipped)
+        self.journal.update(done=done, written=int(self.journal["written"]) + len(items), skipped=self.skipped)
+        self._write_journal(self.journal)
+
+    def finish(self, rows: np.ndarray, with_modality: bool) -> None:
+        if self.fmt == "list":
+            # file names come from the rows; extensions from what is on disk (copied bytes keep theirs)
+            names = {}
+            for folder in self.images.iterdir():
+                if folder.is_dir():
+                    for f in folder.iterdir():
+                        names[int(f.stem)] = f"images/{folder.name}/{f.name}"
+            lines = []
+            for r in rows:
+                line = f"{names[int(r['index'])]} {int(r['label'])}"
+                if with_modality:
+                    line += f" {int(r['modality'])}"
+                lines.append(line)
+            _write_atomic(self.tmp / LIST_NAME, ("\n".join(lines) + "\n").encode())
+        (self.tmp / _JOURNAL).unlink()
+        (self.tmp / ".facerec-rows.bin").unlink()
+
+
+class _LMDBWriter:
+    """Single-file LMDB; the journal (``__progress__``) commits in the same transaction as records."""
+
+    def __init__(self, tmp: Path, job: dict[str, Any]):
+        import msgpack
+
+        from .formats import open_lmdb
+
+        self.tmp = tmp
+        self.lock = tmp.with_name(tmp.name + "-lock")
+        self.rows_path = tmp.with_name(tmp.name + ".rows")
+        journal = None
+        if tmp.is_file():
+            try:
+                env = open_lmdb(tmp, write=True)
+                with env.begin() as txn:
+                    raw = txn.get(b"__progress__")
+                journal = msgpack.unpackb(raw) if raw is not None else None
+                env.close()
+            except Exception:
+                journal = None
+        if journal is None or journal.get("job") != job:
+            for p in (tmp, self.lock, self.rows_path):
+                _clear(p)
+            journal = {"job": job, "done": 0, "written": 0, "skipped": []}
+        self.journal = journal
+        self.done, self.skipped = int(journal["done"]), list(journal["skipped"])
+        self.rows = _RowLog(self.rows_path, int(journal["written"]))
+        self.map_size = max(1 << 26, 2 * tmp.stat().st_size if tmp.exists() else 0)
+        self.env = open_lmdb(tmp, write=True, map_size=self.map_size)
+        if not tmp.exists():  # lmdb creates it on open; make a directory-style path impossible
+            raise DataError(f"could not create LMDB {tmp}")
+
+    def _put(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        import lmdb
+
+        need = sum(len(k) + len(v) + 64 for k, v in pairs)
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for k, v in pairs:
+                        txn.put(k, v)
+                return
+            except lmdb.MapFullError:
+                self.map_size = 2 * self.map_size + 2 * need
+                self.env.set_mapsize(self.map_size)
+
+    def commit(self, items: list[tuple], done: int, skipped: list[int]) -> None:
+        import msgpack
+
+        written = int(self.journal["written"])
+        pairs = []
+        for k, (_, data, label, _, npy) in enumerate(items):
+            value = (data, npy, label) if npy is not None else (data, label)
+            pairs.append((str(written + k).encode(), msgpack.packb(value, use_bin_type=True)))
+        self.rows.append(items)  # rows first: they may run ahead of the journal, never behind
+        self.journal.update(done=done, written=written + len(items), skipped=list(skipped))
+        pairs.append((b"__progress__", msgpack.packb(self.journal, use_bin_type=True)))
+        self._put(pairs)
+        self.done, self.skipped = done, list(skipped)
+
+    def finish(self, rows: np.ndarray, with_modality: bool) -> None:
+        import msgpack
+
+        n = len(rows)
+        labels = rows["label"].astype("<i8")
+        meta = [(b"__keys__", msgpack.packb([str(i).encode() for i in range(n)], use_bin_type=True)),
+                (b"__len__", msgpack.packb(n)),
+                (b"__classnum__", msgpack.packb(int(labels.max()) + 1 if labels.max() >= 0 else 0)),
+                (b"__labels__", labels.tobytes())]
+        if with_modality:
+            meta.append((b"__modality__", rows["modality"].astype("<i8").tobytes()))
+        self._put(meta)
+        with self.env.begin(write=True) as txn:
+            txn.delete(b"__progress__")
+        self.env.sync(True)
+        self.env.close()
+        _clear(self.lock)
+        _clear(self.rows_path)

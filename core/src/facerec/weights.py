@@ -1,0 +1,382 @@
+"""Pretrained weights: cards, safe readers, strict loading, safetensors export, Hugging Face pull.
+
+* A :class:`WeightCard` describes one set of weights (architecture, files with sha256, licence,
+  input spec, published metrics, origin). Plugins register cards through the ``facerec.weights``
+  entry-point group (the target is a card, or a function returning one).
+* :func:`load_weights` loads safetensors strictly, or reads a paper's original file safely
+  (``torch.load(weights_only=True)`` for .pth/.pt/.tar, a restricted unpickler for VGGFace2-style
+  latin-1 ``.pkl`` files that admits numpy arrays and plain containers only) and converts it with
+  ``type(model).convert_checkpoint`` before the strict load. No file can execute code.
+* :func:`pull` fetches a card's files through ``huggingface_hub`` (standard cache, honours
+  ``HF_HUB_OFFLINE``) and verifies their sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from .api import InputSpec
+from .errors import FacerecError, WeightsError
+
+FORMATS = ("safetensors", "original")
+
+
+@attrs.frozen
+class WeightFile:
+    """One file of a card: where to get it and its sha256 (hex)."""
+
+    filename: str
+    sha256: str = ""
+    url: str | None = None
+    hf_repo: str | None = None
+    hf_filename: str | None = None  # path inside the repo; defaults to ``filename``
+    revision: str | None = None
+
+
+def _files(value: Any) -> tuple[WeightFile, ...]:
+    return tuple(f if isinstance(f, WeightFile) else WeightFile(**f) for f in value)
+
+
+@attrs.frozen
+class WeightCard:
+    """A registered set of pretrained weights and what is known about them."""
+
+    name: str
+    arch: str  # registered backbone or generator name
+    files: tuple[WeightFile, ...] = attrs.field(converter=_files)
+    licence: str = "unknown"
+    input_spec: InputSpec | None = None
+    metrics: Mapping[str, float] = attrs.field(factory=dict)  # published numbers, e.g. {"LFW": 99.8}
+    origin: str = ""  # paper / repository / release the weights come from
+    format: str = attrs.field(default="safetensors", validator=attrs.validators.in_(FORMATS))
+    params: Mapping[str, Any] = attrs.field(factory=dict)  # constructor parameters of ``arch``
+    arch_kind: str = "backbone"
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------
+# registry
+
+
+def card(name: str) -> WeightCard:
+    """The registered card ``name`` (a factory target is called)."""
+    from .registry import load
+
+    obj = load("weights", name)
+    if callable(obj) and not isinstance(obj, WeightCard):
+        obj = obj()
+    if not isinstance(obj, WeightCard):
+        raise WeightsError(f"weights {name!r} is registered as {type(obj).__name__}, not a WeightCard")
+    return obj
+
+
+def cards() -> tuple[list[WeightCard], list[tuple[str, str]]]:
+    """All registered cards, and (name, error) for those that fail to load."""
+    from .registry import components
+
+    good, bad = [], []
+    for comp in components("weights"):
+        try:
+            good.append(card(comp.qualified))
+        except FacerecError as exc:
+            bad.append((comp.name, str(exc)))
+    return good, bad
+
+
+# ------------------------------------------------------------------------------------------------
+# safe readers
+
+#: Globals a legacy pickle may reference: numpy array reconstruction and plain containers only.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"), ("collections", "OrderedDict"), ("_codecs", "encode"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "complex"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise WeightsError(f"refusing to unpickle {module}.{name}: only numpy arrays and plain containers "
+                           f"are allowed in .pkl weight files")
+
+
+def read_pickle(path: str | os.PathLike) -> Any:
+    """A legacy pickle of numpy arrays (VGGFace2 ``*_weight.pkl``, latin-1), never executing code."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return _RestrictedUnpickler(f, encoding="latin1").load()
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    except FileNotFoundError:
+        raise WeightsError(f"weights file not found: {path}") from None
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+
+
+def _to_tensors(obj: Any) -> Any:
+    """numpy arrays (from .pkl) -> tensors, recursively through dicts/lists."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj).copy())
+    if isinstance(obj, Mapping):
+        return OrderedDict((k, _to_tensors(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_tensors(v) for v in obj)
+    return obj
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Read any supported weight file safely: safetensors, torch (.pth/.pt/.tar/.ckpt/.bin), .pkl, .npz."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    name = path.name.lower()
+    with path.open("rb") as f:
+        head = f.read(8)
+    if name.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from None
+    if name.endswith(".pkl") or name.endswith(".pickle"):
+        return _to_tensors(read_pickle(path))
+    if name.endswith(".npz"):
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: torch.from_numpy(z[k].copy()) for k in z.files}
+        except Exception as exc:
+            raise WeightsError(f"{path}: not a valid .npz ({exc})") from None
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "unsafe content"
+        if head[:1] == b"\x80" and not head.startswith(b"PK"):
+            # a bare pickle (not a torch zip): try the restricted numpy reader before giving up
+            try:
+                return _to_tensors(read_pickle(path))
+            except WeightsError:
+                pass
+        raise WeightsError(f"{path}: refused by the safe loader (weights_only=True): {first}") from None
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# strict loading
+
+
+def _names(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+def strict_load(model: nn.Module, state: Mapping[str, Any], source: str = "state dict") -> None:
+    """``load_state_dict(strict=True)`` with a one-line WeightsError listing every kind of mismatch."""
+    own = model.state_dict()
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{source}: expected a state dict, got {type(state).__name__}")
+    state = {k: (v if isinstance(v, Tensor) else torch.as_tensor(v)) for k, v in state.items()}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys: {_names(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys: {_names(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch for {len(shapes)}: {_names(shapes, 3)}")
+        raise WeightsError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{source} does not fit {type(model).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load weights into ``model`` strictly: safetensors directly, any other file converted.
+
+    Other files are read safely (see :func:`read_checkpoint`) and passed through
+    ``type(model).convert_checkpoint`` (plugins override it for the papers' layouts).
+    """
+    path = Path(path)
+    state = read_checkpoint(path)
+    if not path.name.lower().endswith(".safetensors"):
+        convert = getattr(type(model), "convert_checkpoint", None)
+        if convert is None:
+            from .api import unwrap_state_dict as convert
+        try:
+            state = convert(state)
+        except FacerecError:
+            raise
+        except Exception as exc:
+            raise WeightsError(f"{path}: {type(model).__name__}.convert_checkpoint failed: "
+                               f"{type(exc).__name__}: {exc}") from None
+    strict_load(model, state, str(path))
+    return model
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (``arch``, ``params``, ...)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from None
+
+
+def save_weights(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike,
+                 metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write a state dict as safetensors atomically; metadata values are stored as strings (JSON for non-str)."""
+    from safetensors.torch import save_file
+
+    state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
+    # safetensors refuses shared storage: give every tensor its own contiguous copy
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    meta = {str(k): (v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in (metadata or {}).items()}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# convert and pull
+
+
+def build_model(arch: str, params: Mapping[str, Any] | None = None) -> tuple[nn.Module, str]:
+    """Instantiate a registered backbone (or, failing that, generator) named ``arch``."""
+    from .errors import UnknownComponentError
+    from .registry import create
+
+    try:
+        return create("backbone", arch, **dict(params or {})), "backbone"
+    except UnknownComponentError as exc:
+        try:
+            return create("generator", arch, **dict(params or {})), "generator"
+        except UnknownComponentError:
+            raise exc from None
+
+
+def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
+            params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Original checkpoint -> safetensors through ``arch``'s converter, verified by a strict reload."""
+    original, out = Path(original), Path(out)
+    if not out.name.endswith(".safetensors"):
+        raise WeightsError(f"output {out} must end in .safetensors")
+    model, kind = build_model(arch, params)
+    load_weights(model, original)
+    meta = {"arch": arch, "kind": kind, "params": dict(params or {}), "source": original.name,
+            "source_sha256": sha256(original), "format": "facerec-safetensors-1"}
+    save_weights(model, out, meta)
+    check, _ = build_model(arch, params)
+    load_weights(check, out)  # verify: the written file loads strictly into a fresh model
+    ref, got = model.state_dict(), check.state_dict()
+    diff = [k for k in ref if not torch.equal(ref[k], got[k])]
+    if diff:
+        out.unlink()
+        raise WeightsError(f"verification failed: {out} differs from the converted model at {_names(diff)}")
+    return {"out": str(out), "arch": arch, "kind": kind, "tensors": len(ref),
+            "parameters": sum(v.numel() for v in ref.values()), "sha256": sha256(out)}
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pull(name: str, cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Fetch every file of card ``name`` into the Hugging Face cache and verify its sha256."""
+    c = card(name)
+    paths = []
+    for f in c.files:
+        if f.hf_repo:
+            paths.append(_pull_hf(c, f, cache_dir))
+        elif f.url:
+            paths.append(_pull_url(c, f, cache_dir))
+        else:
+            raise WeightsError(f"weights {c.name!r}: file {f.filename} has neither an hf repo nor a url")
+        if f.sha256 and sha256(paths[-1]) != f.sha256.lower():
+            raise WeightsError(f"weights {c.name!r}: {paths[-1]} has sha256 {sha256(paths[-1])[:16]}..., "
+                               f"expected {f.sha256[:16]}... (corrupt or tampered download; delete it and pull again)")
+    return paths
+
+
+def _pull_hf(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=f.hf_repo, filename=f.hf_filename or f.filename,
+                                    revision=f.revision, cache_dir=None if cache_dir is None else str(cache_dir)))
+    except Exception as exc:  # LocalEntryNotFoundError, HTTP errors, ...
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = " (HF_HUB_OFFLINE is set and the file is not in the local cache)" if _offline() else ""
+        raise WeightsError(f"weights {c.name!r}: cannot get {f.hf_repo}/{f.hf_filename or f.filename}{hint}: "
+                           f"{type(exc).__name__}: {why}") from None
+
+
+def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) -> Path:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    root = Path(cache_dir) if cache_dir is not None else Path(HF_HUB_CACHE).parent / "facerec"
+    target = root / c.name / f.filename
+    if target.is_file():
+        return target
+    if _offline():
+        raise WeightsError(f"weights {c.name!r}: {target} is not cached and HF_HUB_OFFLINE is set")
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        with urllib.request.urlopen(f.url, timeout=60) as r, open(tmp, "wb") as out:  # noqa: S310 (card URL)
+            while block := r.read(1 << 20):
+                out.write(block)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise WeightsError(f"weights {c.name!r}: download of {f.url} failed: {exc}") from None
+    return target
+
+
+__all__ = ["WeightCard", "WeightFile", "card", "cards", "read_checkpoint", "read_pickle", "load_weights",
+           "strict_load", "save_weights", "read_metadata", "convert", "pull", "sha256", "build_model"]
