@@ -87,7 +87,8 @@ class Fixture:
         for k, entry in enumerate(self.spec.get("state_dict", [])):
             v = fixture_tensor(k, entry["shape"], entry["init"], w["A"], w["B"], w["C"],
                                w.get("weight_scale", 1.0))
-            out[entry["key"]] = torch.from_numpy(np.ascontiguousarray(v)).to(_DTYPES[entry["dtype"]])
+            # ascontiguousarray turns 0-d arrays into shape (1,); keep the recorded shape (num_batches_tracked)
+            out[entry["key"]] = torch.from_numpy(np.ascontiguousarray(v)).reshape(entry["shape"]).to(_DTYPES[entry["dtype"]])
         return out
 
     def inputs(self) -> dict[str, torch.Tensor]:
