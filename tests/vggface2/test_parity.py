@@ -18,17 +18,6 @@ def _write_pkl(fixture, path) -> None:
         pickle.dump(arrays, f, protocol=2)
 
 
-def _load_weights(model, path) -> None:
-    try:
-        from facerec.weights import load_weights
-    except ImportError:  # core's loader not merged yet: same steps by hand (latin-1 pickle -> convert -> strict)
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")
-        model.load_state_dict(type(model).convert_checkpoint(obj), strict=True)
-        return
-    load_weights(model, path)
-
-
 def _parity(name: str, backbone: str, parity_dir, tmp_path) -> None:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -36,7 +25,7 @@ def _parity(name: str, backbone: str, parity_dir, tmp_path) -> None:
     path = tmp_path / "weight.pkl"
     _write_pkl(fx, path)
     model = facerec.create("backbone", backbone)
-    _load_weights(model, path)
+    facerec.load_weights(model, path)
     model.eval()
     x = fx.inputs()["x"]
     with torch.no_grad():
