@@ -218,8 +218,11 @@ def show(name: str, out: str, params: tuple[str, ...], count: int, columns: int)
     batch = dataset.batch(idx)
     if "image" not in batch:
         raise DataError(f"dataset {name} has no images to show (features only)")
-    captions = [f"id {int(lab)}" for lab in batch["label"]]
+    captions = None
     if "modality" in batch:
-        captions = [f"{c} {'NIR' if int(m) else 'VIS'}" for c, m in zip(captions, batch["modality"])]
-    path = save_grid(batch["image"], out, captions=captions, columns=columns)
+        captions = ["NIR" if int(m) else "VIS" for m in batch["modality"]]
+    images = batch["image"]
+    if images.dim() != 4:  # datasets whose batch() returns a list of differently sized images
+        raise DataError(f"dataset {name} gives images of different sizes; pass --param image_size=N")
+    path = save_grid(images, out, labels=batch["label"], captions=captions, ncol=columns)
     click.echo(f"wrote {len(idx)} samples of {name} to {path or out}")
