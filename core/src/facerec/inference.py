@@ -1,13 +1,22 @@
-"""Batched embedding of canonical images with any backbone or embedder (inference mode)."""
+"""Batched embedding of canonical images with any backbone or embedder (inference mode), and the fast
+inference path: :func:`optimize_for_inference` folds eval-mode BatchNorm into the preceding conv /
+linear layer, switches conv nets to channels-last, and verifies the result against the eager forward
+(max |diff| <= 1e-4 relative to the output scale) before using it; otherwise the eager model is kept.
+"""
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .api import Backbone, Embedder
+
+#: Largest allowed deviation of the optimised model from the eager forward (relative to max |out|).
+TOLERANCE = 1e-4
 
 
 def as_embedder(model: Backbone | Embedder) -> Embedder:
@@ -30,9 +39,11 @@ def embed_batches(model: Backbone | Embedder, batches: Iterable[Tensor], *, devi
     try:
         for images in batches:
             images = images.to(device, non_blocking=True)
-            emb = fn(images).float()
-            if flip:
-                emb = emb + fn(images.flip(-1)).float()
+            if flip:  # one forward over both halves: better batching than two calls
+                both = fn(torch.cat([images, images.flip(-1)])).float()
+                emb = both[: len(images)] + both[len(images):]
+            else:
+                emb = fn(images).float()
             out.append(emb.cpu())
     finally:
         if was_training and isinstance(model, torch.nn.Module):
@@ -45,3 +56,157 @@ def embed_tensor(model: Backbone | Embedder, images: Tensor, *, batch_size: int 
     """Embed an in-memory tensor of canonical images in batches."""
     return embed_batches(model, (images[i : i + batch_size] for i in range(0, len(images), batch_size)),
                          device=device, flip=flip)
+
+
+# ------------------------------------------------------------------------------ BatchNorm folding
+
+
+def _fold_into(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> bool:
+    """w' = w * g / sqrt(v + eps) per output channel, b' = (b - m) * g / sqrt(v + eps) + beta."""
+    if bn.running_mean is None or bn.running_var is None:
+        return False
+    out_ch = layer.weight.shape[0] if not isinstance(layer, nn.ConvTranspose2d) else layer.weight.shape[1]
+    if bn.num_features != out_ch:
+        return False
+    with torch.no_grad():
+        w = layer.weight.detach().double()
+        scale = (bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)) \
+            / torch.sqrt(bn.running_var.double() + bn.eps)
+        shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(scale)
+        b = layer.bias.detach().double() if layer.bias is not None else torch.zeros_like(scale)
+        if isinstance(layer, nn.ConvTranspose2d):
+            w = w * scale.view(1, -1, *([1] * (w.dim() - 2)))
+        else:
+            w = w * scale.view(-1, *([1] * (w.dim() - 1)))
+        b = (b - bn.running_mean.double()) * scale + shift
+        dtype = layer.weight.dtype
+        layer.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+        layer.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+    return True
+
+
+_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _pairs_from_fx(model: nn.Module) -> list[tuple[str, str]] | None:
+    """(layer, bn) module names where the BN's only input is the layer's output and nobody else uses
+    that output; None when the model cannot be traced."""
+    try:
+        import torch.fx as fx
+
+        graph = fx.symbolic_trace(model).graph
+    except Exception:
+        return None
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    modules = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), _BN):
+            continue
+        src = node.args[0] if node.args else None
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module"
+                and isinstance(modules.get(src.target), _FOLDABLE) and len(src.users) == 1
+                and calls.get(src.target) == 1 and calls.get(node.target) == 1):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _pairs_from_sequential(model: nn.Module) -> list[tuple[str, str]]:
+    """Adjacent (layer, bn) children of nn.Sequential containers (they run in order)."""
+    pairs = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Sequential):
+            kids = list(mod.named_children())
+            for (n1, m1), (n2, m2) in zip(kids, kids[1:]):
+                if isinstance(m1, _FOLDABLE) and isinstance(m2, _BN):
+                    pre = f"{name}." if name else ""
+                    pairs.append((pre + n1, pre + n2))
+    return pairs
+
+
+def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``model`` (eval) with BatchNorm folded into the conv/linear layer feeding it."""
+    model = copy.deepcopy(model).eval()
+    pairs = _pairs_from_fx(model)
+    if pairs is None:
+        pairs = _pairs_from_sequential(model)
+    folded = 0
+    for layer_name, bn_name in pairs:
+        if _fold_into(model.get_submodule(layer_name), model.get_submodule(bn_name)):
+            _set_module(model, bn_name, nn.Identity())
+            folded += 1
+    return model, folded
+
+
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _sample_input(model: nn.Module, batch: int = 2) -> Tensor | None:
+    spec = getattr(model, "input_spec", None)
+    if spec is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    h, w = spec.canonical_size, spec.canonical_size
+    return torch.rand(batch, 3, h, w, generator=gen)
+
+
+@torch.inference_mode()
+def _max_rel_diff(a: nn.Module, b: nn.Module, images: Tensor) -> float:
+    ea, eb = as_embedder(a)(images).float(), as_embedder(b)(images).float()
+    if ea.shape != eb.shape:
+        return float("inf")
+    scale = max(float(ea.abs().max()), 1.0)
+    return float((ea - eb).abs().max()) / scale
+
+
+def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_last: bool | None = None,
+                           check: bool = True, example: Tensor | None = None) -> nn.Module:
+    """A faster eval-mode copy of ``model`` (Backbone class and ``embed`` kept): BatchNorm folded,
+    channels-last for conv nets on CPU/CUDA, frozen parameters. It is checked against the eager
+    forward on ``example`` (default: two random canonical images at the input spec's size); if it
+    deviates by more than 1e-4 (relative to the largest output), the eager model is returned.
+    """
+    eager = model
+    try:
+        fast, _ = fold_batchnorm(model)
+    except Exception as exc:  # never fail evaluation because an optimisation does not apply
+        warnings.warn(f"optimize_for_inference: BatchNorm folding skipped ({type(exc).__name__}: {exc})",
+                      stacklevel=2)
+        fast = copy.deepcopy(model).eval()
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    if channels_last is None:
+        channels_last = _has_conv2d(fast)
+    fast = fast.to(device)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    if check:
+        images = example if example is not None else _sample_input(model)
+        if images is not None:
+            was = eager.training
+            eager.eval()
+            try:
+                ref = copy.deepcopy(eager).to(device)
+                diff = _max_rel_diff(ref, fast, images.to(device))
+            except Exception as exc:
+                warnings.warn(f"optimize_for_inference: check failed ({type(exc).__name__}: {exc}); "
+                              "using the eager model", stacklevel=2)
+                return eager.eval().to(device)
+            finally:
+                eager.train(was)
+            if not diff <= TOLERANCE:
+                warnings.warn(f"optimize_for_inference: optimised model differs by {diff:.2e} (> {TOLERANCE}); "
+                              "using the eager model", stacklevel=2)
+                return eager.eval().to(device)
+    return fast

@@ -240,28 +240,37 @@ def _exact_fold_threshold(s_tr: np.ndarray, y_tr: np.ndarray) -> float:
 
 
 def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_is_same: bool = True,
-                   strict: bool = False, tie: Literal["first", "last"] = "first") -> KFoldResult:
+                   strict: bool = False, tie: Literal["first", "last"] = "first",
+                   fold_ids=None) -> KFoldResult:
     """k-fold verification accuracy with contiguous folds in input order.
 
     Default (``thresholds=None``): the exact best threshold over all distinct training scores
     ("same" iff score >= t, one sort + cumsum per fold). With a grid ``thresholds``: "same" iff
     ``score > t`` when ``strict`` else ``score >= t`` (mirrored when ``higher_is_same=False``:
     ``score < t`` / ``<=``); among equally accurate grid values ``tie="first"`` keeps the first
-    grid value (numpy argmax) and ``"last"`` the last one.
+    grid value (numpy argmax) and ``"last"`` the last one. ``fold_ids`` (one fold number 0..k-1
+    per pair) replaces the contiguous folds, e.g. to keep a protocol's folds after dropping pairs.
     """
     s, y = _check(scores, same)
-    edges = fold_bounds(s.size, n_folds)
-    k = n_folds
+    if fold_ids is None:
+        k = n_folds
+        fold_of = np.repeat(np.arange(k), np.diff(fold_bounds(s.size, n_folds)))
+    else:
+        fold_of = _as_numpy(fold_ids).astype(np.int64).ravel()
+        if fold_of.shape != s.shape or fold_of.min(initial=0) < 0:
+            raise MetricInputError(f"fold_ids must give a fold number >= 0 for each of the {s.size} pairs")
+        k = int(fold_of.max()) + 1
+    sizes = np.bincount(fold_of, minlength=k)
+    if (sizes == 0).any():
+        raise MetricInputError(f"fold(s) {np.flatnonzero(sizes == 0).tolist()} hold no pairs")
     acc = np.empty(k)
     thr = np.empty(k)
-    sizes = np.diff(edges)
-    fold_of = np.repeat(np.arange(k), sizes)
     if thresholds is None:
         ss = s if higher_is_same else -s
         for f in range(k):  # loop over the 10 folds only; everything inside is vectorised
             train = fold_of != f
             t = _exact_fold_threshold(ss[train], y[train])
-            test = slice(edges[f], edges[f + 1])
+            test = ~train
             acc[f] = np.mean((ss[test] >= t) == y[test])
             thr[f] = t if higher_is_same else -t
         return KFoldResult(acc, thr, sizes, float(acc.mean()), float(acc.std()))
@@ -280,7 +289,7 @@ def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_i
     pos_f = np.empty(k, np.int64)
     neg_f = np.empty(k, np.int64)
     for f in range(k):
-        sl = slice(edges[f], edges[f + 1])
+        sl = fold_of == f
         sf, yf = s[sl], y[sl]
         tp_f[f] = accepted(np.sort(sf[yf]))
         fp_f[f] = accepted(np.sort(sf[~yf]))

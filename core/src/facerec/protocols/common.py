@@ -1,0 +1,300 @@
+"""Shared helpers of the evaluation protocols: image paths, missing files, batched decoding with a
+prefetch thread, embedding with progress, and precomputed feature tables (safetensors).
+
+Feature files written by ``facerun extract`` hold one tensor ``embeddings`` [N, D] (float32), optional
+``labels`` [N], and in the safetensors metadata ``keys`` (a JSON list of the items' paths relative to
+the data root, with ``/`` separators) plus free-form provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DataError
+
+MAX_LISTED = 5
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+class Progress:
+    """A one-line progress bar on stderr with items/s and ETA (silent when disabled)."""
+
+    def __init__(self, total: int, desc: str = "", enabled: bool = True, stream=None):
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.2 and self.done < self.total:
+            return
+        self._last = now
+        rate = self.rate
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        self.stream.write(f"\r{self.desc} {self.done}/{self.total} ({pct:5.1f}%) {rate:,.1f} items/s"
+                          + (f" ETA {eta:,.0f}s" if self.done < self.total and eta != float("inf") else "") + "  ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ------------------------------------------------------------------------------------- paths, files
+
+
+def find_missing(paths: Sequence[Path]) -> list[int]:
+    """Indices of paths that are not files."""
+    return [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+
+
+def check_missing(paths: Sequence[Path], *, skip_missing: bool, what: str = "images") -> np.ndarray:
+    """A boolean 'present' mask; without ``skip_missing`` any missing file is an error listing the first ones."""
+    missing = find_missing(paths)
+    present = np.ones(len(paths), dtype=bool)
+    present[missing] = False
+    if missing and not skip_missing:
+        first = ", ".join(str(paths[i]) for i in missing[:MAX_LISTED])
+        more = f" (and {len(missing) - MAX_LISTED} more)" if len(missing) > MAX_LISTED else ""
+        raise DataError(f"{len(missing)} of {len(paths)} {what} are missing: {first}{more}; "
+                        "pass skip_missing=True (--skip-missing) to evaluate without them")
+    return present
+
+
+def read_text_lines(path: Path) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def image_size_for(model: Any, image_size: int | None) -> int:
+    """The canonical image side to load: explicit, else the backbone's input spec, else 112."""
+    if image_size is not None:
+        return int(image_size)
+    spec = getattr(model, "input_spec", None)
+    return int(spec.canonical_size) if spec is not None else 112
+
+
+# ------------------------------------------------------------------------------------------ decoding
+
+
+def load_image(path: Path, image_size: int | None) -> Tensor:
+    from ..data.decode import read_image
+
+    return read_image(path, image_size)
+
+
+def iter_image_batches(paths: Sequence[Path], *, image_size: int | None, batch_size: int,
+                       loader: Callable[[Path, int | None], Tensor] = load_image,
+                       prefetch: int = 2) -> Iterator[Tensor]:
+    """Decode images in batches on a background thread (decoders release the GIL), in order."""
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for i in range(0, len(paths), batch_size):
+                if stop.is_set():
+                    return
+                q.put(torch.stack([loader(p, image_size) for p in paths[i : i + batch_size]]))
+        except BaseException as exc:  # surfaced in the consumer
+            q.put(exc)
+            return
+        q.put(None)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: str = "cpu",
+                 flip: bool = False, progress: bool = False, desc: str = "embedding",
+                 optimize: bool = True) -> Tensor:
+    """Embed canonical image batches with the fast inference path; float32 [N, D] on CPU."""
+    from ..inference import embed_batches, optimize_for_inference
+
+    bar = Progress(total, desc, enabled=progress)
+
+    def counted() -> Iterator[Tensor]:
+        for b in batches:
+            yield b
+            bar.update(len(b))
+
+    fast = optimize_for_inference(model, device=device) if optimize and isinstance(model, torch.nn.Module) else model
+    try:
+        return embed_batches(fast, counted(), device=device, flip=flip)
+    finally:
+        bar.close()
+
+
+def embed_paths(model: Any, paths: Sequence[Path], *, image_size: int | None = None, batch_size: int = 64,
+                device: str = "cpu", flip: bool = False, progress: bool = False,
+                desc: str = "embedding") -> Tensor:
+    """Read, decode and embed image files in order; returns [len(paths), D]."""
+    size = image_size_for(model, image_size)
+    batches = iter_image_batches(paths, image_size=size, batch_size=batch_size)
+    return embed_images(model, batches, len(paths), device=device, flip=flip, progress=progress, desc=desc)
+
+
+# -------------------------------------------------------------------------------------- feature file
+
+
+class FeatureTable(Mapping[str, Tensor]):
+    """Embeddings keyed by item path (relative to the data root); fast bulk lookup by key."""
+
+    def __init__(self, keys: Sequence[str], embeddings: Tensor, labels: Tensor | None = None,
+                 meta: Mapping[str, str] | None = None):
+        if len(keys) != len(embeddings):
+            raise DataError(f"feature table has {len(keys)} keys but {len(embeddings)} embeddings")
+        self.keys_list = [k.replace("\\", "/") for k in keys]
+        self.embeddings = embeddings
+        self.labels = labels
+        self.meta = dict(meta or {})
+        self.index = {k: i for i, k in enumerate(self.keys_list)}
+        # also findable without extension (features of a.jpg serve a list naming a.png)
+        self.stems = {os.path.splitext(k)[0]: i for i, k in enumerate(self.keys_list)}
+
+    def __getitem__(self, key: str) -> Tensor:
+        i = self.find(key)
+        if i is None:
+            raise KeyError(key)
+        return self.embeddings[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys_list)
+
+    def __len__(self) -> int:
+        return len(self.keys_list)
+
+    def find(self, key: str) -> int | None:
+        key = key.replace("\\", "/")
+        key = key[2:] if key.startswith("./") else key
+        i = self.index.get(key)
+        return i if i is not None else self.stems.get(os.path.splitext(key)[0])
+
+    def rows(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(row index per key, -1 where absent) and the boolean 'present' mask."""
+        idx = np.array([-1 if (i := self.find(k)) is None else i for k in keys], dtype=np.int64)
+        return idx, idx >= 0
+
+    @classmethod
+    def from_mapping(cls, features: Mapping[str, Tensor]) -> FeatureTable:
+        if isinstance(features, FeatureTable):
+            return features
+        keys = list(features)
+        emb = torch.stack([torch.as_tensor(features[k]).float() for k in keys]) if keys else torch.empty(0, 0)
+        return cls(keys, emb)
+
+    def save(self, path: str | Path) -> Path:
+        return save_features(path, self.keys_list, self.embeddings, self.labels, self.meta)
+
+
+def save_features(path: str | Path, keys: Sequence[str], embeddings: Tensor, labels: Tensor | None = None,
+                  meta: Mapping[str, Any] | None = None) -> Path:
+    """Write a feature file atomically (temporary name, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"embeddings": embeddings.float().contiguous().cpu()}
+    if labels is not None:
+        tensors["labels"] = torch.as_tensor(labels).long().contiguous().cpu()
+    metadata = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (meta or {}).items()}
+    metadata["keys"] = json.dumps([k.replace("\\", "/") for k in keys])
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_features(path: str | Path) -> FeatureTable:
+    """Read a feature file written by ``facerun extract`` (clear errors for anything else)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"feature file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            names = set(f.keys())
+            if "embeddings" not in names:
+                raise DataError(f"{path} has no 'embeddings' tensor (found: {', '.join(sorted(names)) or 'none'})")
+            emb = f.get_tensor("embeddings")
+            labels = f.get_tensor("labels") if "labels" in names else None
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path} is not a readable safetensors feature file: {str(exc).splitlines()[0]}") from None
+    if "keys" not in meta:
+        raise DataError(f"{path} has no 'keys' metadata (write it with facerun extract)")
+    try:
+        keys = json.loads(meta.pop("keys"))
+    except json.JSONDecodeError:
+        raise DataError(f"{path}: the 'keys' metadata is not a JSON list") from None
+    if emb.dim() != 2 or len(keys) != emb.shape[0]:
+        raise DataError(f"{path}: {len(keys)} keys for embeddings of shape {tuple(emb.shape)}")
+    return FeatureTable(keys, emb.float(), labels, meta)
+
+
+def gather_features(features: Mapping[str, Tensor], keys: Sequence[str], *, skip_missing: bool,
+                    source: str = "features") -> tuple[Tensor, np.ndarray]:
+    """Rows for ``keys`` from precomputed features; missing keys are an error unless skipped."""
+    table = FeatureTable.from_mapping(features)
+    idx, present = table.rows(keys)
+    if not present.all() and not skip_missing:
+        miss = [keys[i] for i in np.flatnonzero(~present)[:MAX_LISTED]]
+        n = int((~present).sum())
+        raise DataError(f"{n} of {len(keys)} items have no feature in {source}: {', '.join(miss)}"
+                        + (" ..." if n > MAX_LISTED else "") + "; pass skip_missing=True (--skip-missing)")
+    out = torch.zeros(len(keys), table.embeddings.shape[1] if table.embeddings.dim() == 2 else 0)
+    if present.any():
+        out[torch.from_numpy(present)] = table.embeddings[torch.from_numpy(idx[present])].float()
+    return out, present
