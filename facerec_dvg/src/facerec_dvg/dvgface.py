@@ -109,7 +109,7 @@ class DVGFace(Generator):
 
     def __init__(self, image_size: int = 128, width: float = 1.0, identity_dim: int = 256, noise_dim: int = 256,
                  face_backbone: str = "lightcnn29", face_weights: str | None = None,
-                 identity_sampler_weights: str | None = None, lr: float = 2e-4):
+                 identity_sampler_weights: str | None = None, lr: float = 2e-4, num_attributes: int = 256):
         super().__init__()
         self.image_size = image_size
         self.lr = lr
@@ -122,8 +122,10 @@ class DVGFace(Generator):
         self.identity_sampler = IdentitySampler(noise_dim, identity_dim)
         self.weights = LossWeights()
         # Real attribute codes (pairs of the same subject) used for sampling, as gen_samples.py does.
-        self.register_buffer("attributes_nir", torch.zeros(0, 256))
-        self.register_buffer("attributes_vis", torch.zeros(0, 256))
+        # Fixed size so that saved generators load strictly; ``attributes_count`` rows are valid.
+        self.register_buffer("attributes_nir", torch.zeros(num_attributes, 256))
+        self.register_buffer("attributes_vis", torch.zeros(num_attributes, 256))
+        self.register_buffer("attributes_count", torch.zeros((), dtype=torch.long))
         self._face: list[nn.Module] = []  # a list so the frozen face model is not part of state_dict
         self._face_spec = (face_backbone, face_weights)
         if identity_sampler_weights:
@@ -234,7 +236,7 @@ class DVGFace(Generator):
         return stats
 
     @torch.no_grad()
-    def store_attributes(self, dataset: Dataset, *, sampler: PairSampler | None = None, count: int = 256,
+    def store_attributes(self, dataset: Dataset, *, sampler: PairSampler | None = None,
                          device: str = "cpu", seed: int = 0) -> None:
         """Encode ``count`` real (NIR, VIS) pairs; sampling combines new identities with these attributes."""
         sampler = sampler or PairSampler(dataset.labels, dataset_modality(dataset))
@@ -242,24 +244,30 @@ class DVGFace(Generator):
         was = self.training
         self.eval().to(device)
         zn, zv = [], []
+        count = len(self.attributes_nir)
         for start in range(0, count, 64):
             ni, vi, _ = sampler.sample(min(64, count - start), g)
             zn.append(self.encoder_nir.encode(fetch_images(dataset, ni, self.image_size, device)))
             zv.append(self.encoder_vis.encode(fetch_images(dataset, vi, self.image_size, device)))
-        self.attributes_nir = torch.cat(zn)
-        self.attributes_vis = torch.cat(zv)
+        self.attributes_nir.copy_(torch.cat(zn))
+        self.attributes_vis.copy_(torch.cat(zv))
+        self.attributes_count.fill_(count)
         self.train(was)
+
+    def _attributes(self, k: int, generator: torch.Generator, device: str) -> tuple[Tensor, Tensor]:
+        n = int(self.attributes_count)
+        if n == 0:
+            raise RuntimeError("the dvg generator has no stored attribute codes: fit it or call store_attributes()")
+        j = torch.randint(n, (k,), generator=generator).to(device)
+        return self.attributes_nir[j], self.attributes_vis[j]
 
     @torch.no_grad()
     def sample_pairs(self, n: int, *, generator: torch.Generator, device: str = "cpu") -> tuple[Tensor, Tensor]:
         """``n`` (NIR, VIS) pairs of ``n`` new identities, each pair with real attributes of one subject."""
-        if len(self.attributes_nir) == 0:
-            raise RuntimeError("the dvg generator has no stored attribute codes: fit it or call store_attributes()")
         self.eval().to(device)
         noise = torch.randn(n, self.noise_dim, generator=generator).to(device)
         identity = self.identity_sampler(noise)
-        j = torch.randint(len(self.attributes_nir), (n,), generator=generator).to(device)
-        z_n, z_v = self.attributes_nir[j], self.attributes_vis[j]
+        z_n, z_v = self._attributes(n, generator, device)
         s_n, s_v = self.encoder_nir.style(z_n), self.encoder_vis.style(z_v)
         is_nir = torch.arange(2 * n, device=device) < n
         imgs = self.render(identity.repeat(2, 1), torch.cat([z_n, z_v]), torch.cat([s_n, s_v]), is_nir)
@@ -276,10 +284,7 @@ class DVGFace(Generator):
             noise = torch.randn(n_ids, self.noise_dim, generator=g).to(device)
             identity = self.identity_sampler.eval().to(device)(noise).repeat_interleave(per_id, 0)
             k = len(identity)
-            j = torch.randint(len(self.attributes_nir), (k,), generator=g).to(device)
-            if len(self.attributes_nir) == 0:
-                raise RuntimeError("the dvg generator has no stored attribute codes: fit it first")
-            z_n, z_v = self.attributes_nir[j], self.attributes_vis[j]
+            z_n, z_v = self._attributes(k, g, device)
             self.eval()
             s_n, s_v = self.encoder_nir.style(z_n), self.encoder_vis.style(z_v)
             is_nir = torch.arange(2 * k, device=device) < k
@@ -328,10 +333,3 @@ class DVGFace(Generator):
                              (self.decoder, decoder), (self.identity_sampler, identity_sampler)):
             if path is not None:
                 load_original(module, path)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        # The attribute bank's size is data, not architecture: adopt the stored size.
-        for name in ("attributes_nir", "attributes_vis"):
-            if name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[name]))
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
