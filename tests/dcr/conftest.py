@@ -28,12 +28,7 @@ def save_original(tmp_path):
 @pytest.fixture
 def load_into():
     """Load a checkpoint file through facerec's public, strict loader."""
-    try:
-        from facerec.weights import load_weights
-    except ImportError:  # TEMPORARY until core's weights module lands: same steps, done here
-        def load_weights(model, path):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(type(model).convert_checkpoint(obj), strict=True)
+    from facerec.weights import load_weights
 
     def load(model: torch.nn.Module, path: Path) -> None:
         load_weights(model, path)

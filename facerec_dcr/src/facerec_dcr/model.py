@@ -84,9 +84,22 @@ class _DCR(Backbone):
                                       for _ in range(count))
 
     # -- forward paths ------------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
-        """Network input -> trunk embedding [B, embedding_size]."""
-        return self.trunk(x)
+    def forward(self, x: Tensor | Sequence[Tensor], *, head: Literal["embedding", "trunk", "branches"] = "embedding",
+                index: Sequence[int] = ()) -> Any:
+        """One entry point (so DDP sees a single forward per step):
+
+        * ``head="embedding"``: network input -> trunk embedding [B, D] (the Backbone contract);
+        * ``head="trunk"``: network input -> (trunk embedding, trunk logits);
+        * ``head="branches"``: ``x`` = one trunk-embedding batch per entry of ``index`` ->
+          a list of (branch embedding, branch logits), branch ``index[j]`` applied to ``x[j]``.
+        """
+        if head == "embedding":
+            return self.trunk(x)
+        if head == "trunk":
+            return self.trunk.embed_and_logits(x)
+        if head == "branches":
+            return [self.branches[i](e) for i, e in zip(index, x, strict=True)]
+        raise ParameterError(f"unknown DCR head {head!r}")
 
     def trunk_outputs(self, x: Tensor, with_logits: bool = True) -> tuple[Tensor, Tensor | None]:
         return self.trunk.embed_and_logits(x, with_logits)
