@@ -345,6 +345,49 @@ def open_lmdb(path: str | os.PathLike, *, write: bool = False, map_size: int = 1
                      max_readers=512)
 
 
+_READERS: dict[tuple[int, int], Any] = {}  # (st_dev, st_ino) of the data file -> read-only env
+_READERS_PID = os.getpid()
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path / "data.mdb" if path.is_dir() else path)
+    return (st.st_dev, st.st_ino)
+
+
+def shared_reader(path: str | os.PathLike, file_id: tuple[int, int] | None = None):
+    """The process's one read-only, lock-free environment for an LMDB file.
+
+    LMDB (and py-lmdb, which enforces it) allows one open per file and process, so every dataset
+    on the same file shares it. A forked DataLoader worker closes the handles it inherited and
+    opens its own on first use: LMDB handles must not cross fork.
+    """
+    global _READERS_PID
+    if os.getpid() != _READERS_PID:
+        for env in _READERS.values():
+            try:
+                env.close()
+            except Exception:
+                pass
+        _READERS.clear()
+        _READERS_PID = os.getpid()
+    p = Path(path)
+    key = file_id or _file_id(p)
+    env = _READERS.get(key)
+    if env is None:
+        env = _READERS[key] = open_lmdb(p)
+    return env
+
+
+def close_reader(path: str | os.PathLike) -> None:
+    """Close the shared environment of ``path`` (datasets on it reopen on next use)."""
+    try:
+        env = _READERS.pop(_file_id(Path(path)), None)
+    except OSError:
+        return
+    if env is not None:
+        env.close()
+
+
 def unpack_record(raw: bytes, where: str) -> tuple[bytes, bytes | None, int]:
     """msgpack ``(jpeg, npy, label)`` (Vec2Face) or ``(jpeg, label)`` (SOTA-FR/HSFace) -> parts."""
     import msgpack
@@ -391,47 +434,43 @@ class LMDBDataset(_ImageDataset):
         self.path = Path(path)
         if not self.path.exists():
             raise DataError(f"LMDB not found: {self.path}")
-        self._env = None
-        self._pid = -1
         where = str(self.path)
         try:
-            env = open_lmdb(self.path)
+            self._file_id = _file_id(self.path)
+            env = shared_reader(self.path, self._file_id)
         except Exception as exc:
             raise DataError(f"cannot open LMDB {self.path}: {str(exc).splitlines()[0]}") from None
-        try:
-            with env.begin() as txn:
-                keys_raw, len_raw = txn.get(b"__keys__"), txn.get(b"__len__")
-                if keys_raw is None or len_raw is None:
-                    missing = "__keys__" if keys_raw is None else "__len__"
-                    raise DataError(f"{where}: no {missing} key; not a Vec2Face/HSFace LMDB (or an unfinished write)")
-                try:
-                    keys = msgpack.unpackb(keys_raw, raw=True)
-                    length = int(msgpack.unpackb(len_raw))
-                    classnum = txn.get(b"__classnum__")
-                    self.classnum = int(msgpack.unpackb(classnum)) if classnum is not None else None
-                except Exception as exc:
-                    raise DataError(f"{where}: unreadable meta keys ({type(exc).__name__}: {exc})") from None
-                if not isinstance(keys, list) or len(keys) != length:
-                    raise DataError(f"{where}: __keys__ lists {len(keys) if isinstance(keys, list) else '?'} "
-                                    f"records but __len__ says {length}")
-                keys = [k if isinstance(k, bytes) else str(k).encode() for k in keys]
-                # Vec2Face keys are b"0".."N-1": keep no list then (1M keys would cost ~60 MB per worker).
-                self._keys: list[bytes] | None = None if all(k == str(i).encode() for i, k in enumerate(keys)) else keys
-                self.num_records = length
-                labels = self._read_int64(txn, LABELS_KEY, length)
-                modality = self._read_int64(txn, MODALITY_KEY, length)
-                first = txn.get(self._key(0)) if length else None
-                self.has_features = first is not None and features and \
-                    unpack_record(first, f"{where} key {self._key(0)!r}")[1] is not None
-                if labels is None:  # original files: read every record's label (no image decoding)
-                    labels = np.empty(length, dtype=np.int64)
-                    for r in range(length):
-                        raw = txn.get(self._key(r))
-                        if raw is None:
-                            raise DataError(f"{where}: record key {self._key(r)!r} listed in __keys__ is missing")
-                        labels[r] = unpack_record(raw, f"{where} key {self._key(r)!r}")[2]
-        finally:
-            env.close()
+        with env.begin() as txn:
+            keys_raw, len_raw = txn.get(b"__keys__"), txn.get(b"__len__")
+            if keys_raw is None or len_raw is None:
+                missing = "__keys__" if keys_raw is None else "__len__"
+                raise DataError(f"{where}: no {missing} key; not a Vec2Face/HSFace LMDB (or an unfinished write)")
+            try:
+                keys = msgpack.unpackb(keys_raw, raw=True)
+                length = int(msgpack.unpackb(len_raw))
+                classnum = txn.get(b"__classnum__")
+                self.classnum = int(msgpack.unpackb(classnum)) if classnum is not None else None
+            except Exception as exc:
+                raise DataError(f"{where}: unreadable meta keys ({type(exc).__name__}: {exc})") from None
+            if not isinstance(keys, list) or len(keys) != length:
+                raise DataError(f"{where}: __keys__ lists {len(keys) if isinstance(keys, list) else '?'} "
+                                f"records but __len__ says {length}")
+            keys = [k if isinstance(k, bytes) else str(k).encode() for k in keys]
+            # Vec2Face keys are b"0".."N-1": keep no list then (1M keys would cost ~60 MB per worker).
+            self._keys: list[bytes] | None = None if all(k == str(i).encode() for i, k in enumerate(keys)) else keys
+            self.num_records = length
+            labels = self._read_int64(txn, LABELS_KEY, length)
+            modality = self._read_int64(txn, MODALITY_KEY, length)
+            first = txn.get(self._key(0)) if length else None
+            self.has_features = first is not None and features and \
+                unpack_record(first, self._where(0))[1] is not None
+            if labels is None:  # original files: read every record's label (no image decoding)
+                labels = np.empty(length, dtype=np.int64)
+                for r in range(length):
+                    raw = txn.get(self._key(r))
+                    if raw is None:
+                        raise DataError(f"{self._where(r)}: record listed in __keys__ is missing")
+                    labels[r] = unpack_record(raw, self._where(r))[2]
         self.mask_path = None
         self.indices: np.ndarray | None = None
         if mask is not None:
@@ -472,27 +511,27 @@ class LMDBDataset(_ImageDataset):
     def _key(self, record: int) -> bytes:
         return self._keys[record] if self._keys is not None else str(record).encode()
 
+    def _where(self, record: int) -> str:
+        return f"{self.path} key {self._key(record).decode(errors='replace')!r}"
+
     def record(self, index: int) -> int:
         """LMDB record number of sample ``index`` (through the mask)."""
         return int(self.indices[index]) if self.indices is not None else int(index)
 
     def _txn(self):
-        if self._env is None or self._pid != os.getpid():  # first use in this process / worker
-            self._env = open_lmdb(self.path)
-            self._pid = os.getpid()
-        return self._env.begin(buffers=False)
+        return shared_reader(self.path, self._file_id).begin(buffers=False)
 
     def _record_parts(self, index: int) -> tuple[bytes, bytes | None, int]:
-        key = self._key(self.record(index))
+        record = self.record(index)
         with self._txn() as txn:
-            raw = txn.get(key)
-        where = f"{self.path} key {key.decode(errors='replace')!r}"
+            raw = txn.get(self._key(record))
+        where = self._where(record)
         if raw is None:
             raise DataError(f"{where}: record missing")
         return unpack_record(raw, where)
 
     def describe_item(self, index: int) -> str:
-        return f"{self.path} key {self._key(self.record(index)).decode(errors='replace')!r}"
+        return self._where(self.record(index))
 
     def read_raw(self, index: int) -> bytes:
         return self._record_parts(index)[0]
@@ -512,14 +551,7 @@ class LMDBDataset(_ImageDataset):
         return u8, {"feature": decode_feature(npy, where)}
 
     def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_env"], state["_pid"] = None, -1  # never ship an open handle to a worker
-        return state
+        close_reader(self.path)
 
     def __repr__(self) -> str:
         return f"LMDBDataset({str(self.path)!r}, {len(self)} images)"
