@@ -60,3 +60,55 @@ def save_checkpoint(path, *, epoch: int, backbone, head, generator=None) -> None
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def save_parts(path, *, backbone, head, generator=None, stage: str = "") -> None:
+    """One safetensors file with ``backbone.*``, ``head.*`` and optionally ``generator.*`` tensors."""
+    from facerec.weights import save_weights
+
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    if generator is not None:
+        state.update({f"generator.{k}": v for k, v in generator.state_dict().items()})
+    save_weights(state, path, {"format": "facerec-virface-stage/1", "stage": stage})
+
+
+def read_parts(path) -> dict[str, dict[str, Tensor]]:
+    """A stage file (safetensors, ``part.key``) or an original VirFace checkpoint -> ``{part: state}``."""
+    from pathlib import Path
+
+    from facerec.weights import read_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}")
+    obj = read_checkpoint(path)
+    if path.name.endswith(".safetensors"):
+        parts: dict[str, dict[str, Tensor]] = {}
+        for key, value in obj.items():
+            part, dot, rest = key.partition(".")
+            if not dot or part not in PARTS:
+                raise WeightsError(f"{path}: key {key!r} is not backbone.*, head.* or generator.*")
+            parts.setdefault(part, {})[rest] = value
+        return parts
+    if not isinstance(obj, Mapping) or not any(p in obj for p in PARTS):
+        raise WeightsError(f"{path}: not a VirFace checkpoint (no 'backbone', 'head' or 'generator' entry)")
+    return {p: convert_part(obj, p) for p in PARTS if p in obj}
+
+
+def load_parts(path, *, backbone=None, head=None, generator=None, optional_generator: bool = False) -> set[str]:
+    """Load the parts of a checkpoint strictly into the given modules; returns the parts loaded."""
+    from facerec.weights import strict_load
+
+    parts = read_parts(path)
+    done = set()
+    for name, module in (("backbone", backbone), ("head", head), ("generator", generator)):
+        if module is None:
+            continue
+        if name not in parts:
+            if name == "generator" and optional_generator:
+                continue
+            raise WeightsError(f"{path}: checkpoint has no {name!r} entry; it holds {', '.join(parts) or 'nothing'}")
+        strict_load(module, parts[name], f"{path} [{name}]")
+        done.add(name)
+    return done

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facerec import metrics
+from facerec.errors import ParameterError
 
 
 def compat_best_threshold(scores, same) -> metrics.BestThreshold:
@@ -33,3 +34,44 @@ def compat_pair_accuracy(emb1: Tensor, emb2: Tensor, same: Tensor, *, batch_size
     scores = F.cosine_similarity(emb1.float(), emb2.float(), dim=1)
     best = compat_best_threshold(scores.double().numpy(), same.numpy().astype(bool))
     return {"compat_accuracy": best.accuracy, "compat_threshold": best.threshold}
+
+
+class CompatPairs:
+    """Wraps a pairs protocol: its own metrics (10-fold, per-embedding normalisation) plus the
+    repository's ``compat_accuracy``/``compat_threshold`` computed from the same embeddings.
+
+    ``norm_batch`` reproduces the original's ``F.normalize(dim=0)`` over extraction batches of that many
+    images (in the protocol's item order); None scores plain cosine."""
+
+    def __init__(self, protocol, norm_batch: int | None = None):
+        if not (hasattr(protocol, "items") and hasattr(protocol, "pairs")):
+            raise ParameterError(f"recipe.compat_metric needs a pairs protocol, not {type(protocol).__name__}")
+        self.protocol, self.norm_batch = protocol, norm_batch
+        self.convention = (getattr(protocol, "convention", "") + "; compat_*: VirFace single best threshold "
+                           "over the whole set (score >= t), optimistic")
+
+    def evaluate(self, model, *, device: str = "cpu", batch_size: int = 64, progress: bool = False):
+        from facerec.api import EvalResult
+        from facerec.inference import as_embedder
+
+        fn = as_embedder(model)
+        captured: list[Tensor] = []
+
+        def recording(images: Tensor) -> Tensor:
+            emb = fn(images)
+            captured.append(emb.detach().float().cpu())
+            return emb
+
+        result = self.protocol.evaluate(recording, device=device, batch_size=batch_size, progress=progress)
+        keys = self.protocol.items()
+        emb = torch.cat(captured) if captured else torch.empty(0)
+        if getattr(self.protocol, "flip", False) or len(emb) != len(keys):
+            raise ParameterError("recipe.compat_metric needs every pair image present and flip off")
+        index = {k: i for i, k in enumerate(keys)}
+        pairs = self.protocol.pairs
+        left = torch.as_tensor([index[k] for k in pairs.left])
+        right = torch.as_tensor([index[k] for k in pairs.right])
+        if self.norm_batch:
+            emb = compat_normalise(emb, int(self.norm_batch))
+        extra = compat_pair_accuracy(emb[left], emb[right], torch.as_tensor(pairs.same))
+        return EvalResult({**result.metrics, **extra}, result.artefacts, self.convention)

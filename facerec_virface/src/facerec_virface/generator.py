@@ -29,6 +29,7 @@ class VirFaceGenerator(Generator):
 
     output = "feature"
     paper = PAPER
+    recipe = "virface"  # `facerun --backbone ANY --generator virface` runs the VirFace recipe
 
     def __init__(self, embedding_size: int = 512, hidden: int = 256, latent: int = 128):
         super().__init__()

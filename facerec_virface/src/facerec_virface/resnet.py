@@ -76,6 +76,7 @@ class VirFaceResNet(Backbone):
     input_spec = InputSpec(size=112, color="RGB", mean=0.5, std=0.5)
     embedding_size = 512
     depth: ClassVar[int] = 50
+    recipe: ClassVar[str] = "virface"  # `facerun --backbone virface-resnetN` runs the VirFace demo
 
     def __init__(self, embedding_size: int = 512, image_size: int = 112, width: int = 64):
         super().__init__()

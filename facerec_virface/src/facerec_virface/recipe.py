@@ -1,0 +1,227 @@
+"""Recipe ``virface``: the repository's stages (``--stage pretrain|generator|virclass|virface``) or, without
+``--stage``, the demo that compares pretrain alone, pretrain -> virclass and pretrain -> generator -> virface
+at the same budget on labelled + unlabelled (shallow) data, averaged over seeds.
+
+    facerun --backbone virface-resnet18 --recipe virface                      # the demo (quick preset)
+    facerun train --backbone virface-resnet18 --recipe virface --stage pretrain --out RUN
+    facerun train --backbone virface-resnet18 --recipe virface --stage generator --out RUN
+    facerun train --backbone virface-resnet18 --recipe virface --stage virface --out RUN
+    ... --param recipe.init=/path/_epoch_9.pytorch   # start from an original VirFace checkpoint
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facerec import pipeline as P
+from facerec import registry
+from facerec.errors import FacerecError, ParameterError
+
+from .checkpoints import load_parts, save_parts
+from .evaluation import CompatPairs
+from .stages import STAGES, StageSettings, run_stage
+
+#: Training settings per preset. quick: CPU minutes at a reduced width/size; paper: the repository's
+#: SGD (lr 0.1, momentum 0.9, wd 1e-3, x0.1 at epochs 8/12/15/18 of 20; B_l = B_u = 128).
+VIRFACE_TRAIN = {
+    "quick": {"steps": 60, "batch_size": 32, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
+              "schedule": "cosine", "warmup_steps": 5, "log_every": 10},
+    "paper": {"epochs": 20, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
+              "schedule": "multistep", "milestones": (0.4, 0.6, 0.75, 0.9), "log_every": 100},
+}
+#: Backbone parameters of the quick preset (unless given with --param backbone.*): a narrow ResNet on
+#: 64x64 faces, so that the five trainings of a demo seed fit in CPU minutes.
+QUICK_BACKBONE = {"width": 16, "image_size": 64, "embedding_size": 128}
+HEADS = {"pretrain": "virface-arcface", "generator": "virface-arcface", "virclass": "virclass",
+         "virface": "virinstance"}
+PREVIOUS = {"generator": "pretrain", "virclass": "pretrain", "virface": "generator"}
+
+
+def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
+    knobs = config.recipe_params(virface_recipe.params)
+    if knobs["seeds"] < 1:
+        raise ParameterError(f"recipe.seeds must be >= 1, got {knobs['seeds']}")
+    if knobs["gen_num"] < 1:
+        raise ParameterError(f"recipe.gen_num must be >= 1, got {knobs['gen_num']}")
+    return knobs
+
+
+def _backbone(config: P.PipelineConfig) -> Any:
+    overrides = dict(QUICK_BACKBONE) if config.quick else {}
+    obj = registry.load("backbone", config.backbone)
+    overrides = {k: v for k, v in overrides.items() if k in registry.parameters(obj)}
+    return P.build_backbone(config, **overrides)
+
+
+def _datasets(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any]) -> tuple[Any, Any]:
+    labelled = P.build_dataset(config, backbone)
+    if not labelled.num_classes:
+        raise FacerecError(f"dataset {config.dataset or P.DEFAULT_DATASET!r} has no labels; VirFace needs a "
+                           "labelled set (pass the unlabelled one as recipe.unlabeled)")
+    name = knobs["unlabeled"]
+    obj = registry.load("dataset", name)
+    params = dict(knobs["unlabeled_params"] or {})
+    if "image_size" in registry.parameters(obj):
+        params.setdefault("image_size", P.canonical_size(backbone))
+    unlabelled = registry.create("dataset", name, **params)
+    return labelled, unlabelled
+
+
+def _settings(knobs: dict[str, Any]) -> StageSettings:
+    return StageSettings(unlabel_batch_size=int(knobs["unlabel_batch_size"]), gen_num=int(knobs["gen_num"]),
+                         mse_weight=float(knobs["mse_weight"]), kl_weight=float(knobs["kl_weight"]),
+                         flip=bool(knobs["flip"]))
+
+
+def _protocols(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any]) -> dict[str, Any]:
+    protocols = P.build_protocols(config, backbone)
+    if knobs["compat_metric"]:
+        protocols = {n: CompatPairs(p, norm_batch=knobs["compat_norm_batch"]) for n, p in protocols.items()}
+    return protocols
+
+
+def _modules(config, labelled, knobs, backbone=None):
+    backbone = backbone if backbone is not None else _backbone(config)
+    head = P.build_head(config, backbone.embedding_size, int(labelled.num_classes), name=HEADS["virface"])
+    generator = registry.create("generator", config.generator or "virface",
+                                embedding_size=backbone.embedding_size)
+    return backbone, head, generator
+
+
+def run_one_stage(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
+    """``--stage S``: load the previous stage (``recipe.init`` or this run's ``stages/<prev>.safetensors``),
+    train stage S, evaluate, and save ``stages/S.safetensors`` (backbone, head, generator)."""
+    from facerec.engine import seed_everything
+
+    knobs = _knobs(config)
+    stage = config.stage
+    seed_everything(config.seed)
+    backbone = _backbone(config)
+    labelled, unlabelled = _datasets(config, backbone, knobs)
+    backbone, head, generator = _modules(config, labelled, knobs, backbone)
+    init = knobs["init"]
+    if init is None and stage in PREVIOUS:
+        init = run.path / "stages" / f"{PREVIOUS[stage]}.safetensors"
+        if not Path(init).is_file():
+            raise FacerecError(f"stage {stage!r} starts from the {PREVIOUS[stage]!r} stage: run --stage "
+                               f"{PREVIOUS[stage]} with this --out first, or give --param recipe.init=CHECKPOINT")
+    if init is not None:
+        loaded = load_parts(init, backbone=backbone, head=head,
+                            generator=generator if stage == "virface" else None,
+                            optional_generator=stage != "virface")
+        if stage == "virface" and "generator" not in loaded:
+            raise FacerecError(f"{init}: stage 'virface' needs a checkpoint with a generator (run 'generator')")
+    tcfg = P.train_config(config, VIRFACE_TRAIN[config.preset])
+    protocols = _protocols(config, backbone, knobs)
+    result = run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
+                       unlabelled=unlabelled, config=tcfg, settings=_settings(knobs), run_dir=run.path,
+                       evaluators=protocols if stage != "generator" else (), resume=config.resume)
+    if stage != "generator" and result.get("finished"):
+        if not any(k.startswith(tuple(protocols)) for k in result):
+            result.update(P.evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
+    save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
+               generator=generator if stage in ("generator", "virface") else None, stage=stage)
+    P.save_backbone(run, backbone)
+    return result
+
+
+def _accuracy(metrics: dict[str, Any]) -> float:
+    keys = [k for k in metrics if k.endswith("/accuracy") and not k.startswith("train/")]
+    return float(metrics[keys[0]]) if keys else float("nan")
+
+
+def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
+    """pretrain alone, pretrain continued (labelled only, same budget), pretrain -> virclass and
+    pretrain -> generator -> virface, for each seed; a table of mean (std) pair accuracy."""
+    import copy
+
+    from facerec.engine import seed_everything
+
+    knobs = _knobs(config)
+    tcfg = P.train_config(config, VIRFACE_TRAIN[config.preset])
+    steps = tcfg.total_steps()
+    gen_steps = int(knobs["generator_steps"] or max(1, steps // 2))
+    settings = _settings(knobs)
+    rows: dict[str, list[float]] = {k: [] for k in ("pretrain", "pretrain-continued", "virclass", "virface")}
+    per_seed = []
+    for i in range(int(knobs["seeds"])):
+        seed = config.seed + i
+        seed_everything(seed)
+        scfg = tcfg.evolve(seed=seed, progress=False)
+        backbone = _backbone(config)
+        labelled, unlabelled = _datasets(config, backbone, knobs)
+        protocols = _protocols(config, backbone, knobs)
+        backbone, head, generator = _modules(config, labelled, knobs, backbone)
+        sub = run.path / f"seed{seed}"
+        run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
+                  config=scfg, settings=settings, run_dir=sub)
+        got = {"pretrain": P.evaluate_protocols(protocols, backbone, device=config.device)}
+        start = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()))
+        variants = (("pretrain-continued", ("pretrain",)), ("virclass", ("virclass",)),
+                    ("virface", ("generator", "virface")))
+        for name, chain in variants:
+            backbone.load_state_dict(start[0])
+            head.load_state_dict(start[1])
+            seed_everything(seed + 1)
+            for stage in chain:
+                cfg = scfg.evolve(steps=gen_steps, warmup_steps=0) if stage == "generator" else scfg
+                run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
+                          unlabelled=unlabelled, config=cfg, settings=settings, run_dir=sub / name)
+            if name == "virface":
+                save_parts(run.file(f"seed{seed}/virface.safetensors"), backbone=backbone, head=head,
+                           generator=generator, stage="virface")
+            got[name] = P.evaluate_protocols(protocols, backbone, device=config.device)
+        for name, m in got.items():
+            rows[name].append(_accuracy(m))
+        per_seed.append({"seed": seed, **{name: _accuracy(m) for name, m in got.items()}})
+        if config.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    budget = {"pretrain": f"{steps}", "pretrain-continued": f"{steps} + {steps}",
+              "virclass": f"{steps} + {steps}", "virface": f"{steps} + {gen_steps} (generator) + {steps}"}
+    table = []
+    metrics: dict[str, Any] = {"seeds": len(per_seed)}
+    for name, values in rows.items():
+        mean = statistics.fmean(values)
+        std = statistics.pstdev(values) if len(values) > 1 else 0.0
+        table.append({"method": name, "steps": budget[name], "accuracy mean": mean, "accuracy std": std,
+                      "per seed": ", ".join(f"{v:.4f}" for v in values)})
+        metrics[f"{name}/accuracy"] = mean
+        metrics[f"{name}/accuracy_std"] = std
+    protocol_names = ", ".join(config.protocols or (P.DEFAULT_PROTOCOL,))
+    text = (f"Labelled: {config.dataset or P.DEFAULT_DATASET}; unlabelled: {knobs['unlabeled']}; protocol: "
+            f"{protocol_names}; {len(per_seed)} seeds from {config.seed}; B_l {tcfg.batch_size}, "
+            f"B_u {settings.unlabel_batch_size}, gen_num {settings.gen_num}, MSE weight {settings.mse_weight:g}, "
+            f"KL weight {settings.kl_weight:g}.")
+    run.write_json("demo.json", {"table": table, "per_seed": per_seed, "note": text})
+    P.write_summary(run, config, {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                    tables={"VirFace demo: pair accuracy (mean over seeds)": table}, text=text)
+    print("\n" + P.markdown_table(table) + "\n" + text)
+    return metrics
+
+
+def virface_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
+    """VirFace: one stage (--stage pretrain|generator|virclass|virface) or the comparison demo (no --stage)."""
+    if config.stage is not None:
+        return run_one_stage(config, run)
+    return run_demo(config, run)
+
+
+virface_recipe.params = {  # type: ignore[attr-defined]
+    "unlabeled": "synthetic-unlabeled",  # the unlabelled (shallow) dataset
+    "unlabeled_params": None,  # its parameters, e.g. {'path': 'unlabeled_meta.txt', 'unlabeled': True}
+    "unlabel_batch_size": 32,  # B_u
+    "gen_num": 5,
+    "mse_weight": 5e3,
+    "kl_weight": 2.0,
+    "flip": True,
+    "init": None,  # checkpoint to start a stage from (VirFace .pytorch or a stages/*.safetensors)
+    "generator_steps": None,  # demo: generator-stage steps (default: half the stage budget)
+    "seeds": 3,  # demo: number of seeds averaged
+    "compat_metric": False,  # also report the repository's single best-threshold accuracy
+    "compat_norm_batch": None,  # ... with its per-batch dim-0 normalisation (400 for LFW, 200 for CFP)
+}
+virface_recipe.stages = STAGES  # type: ignore[attr-defined]
