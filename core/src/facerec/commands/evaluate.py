@@ -1,0 +1,98 @@
+"""facerun eval: run an evaluation protocol on a backbone (or on precomputed features) and write a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import DataError, ParameterError
+
+
+def build_protocol(name: str, data: str | None, params: dict[str, Any], *, skip_missing: bool,
+                   flip: bool, image_size: int | None) -> Any:
+    """Create the protocol with ``data`` and the CLI switches it accepts (clear error otherwise)."""
+    from .. import registry
+
+    obj = registry.load("protocol", name)
+    accepted = registry.parameters(obj)
+    params = dict(params)
+    if data is not None:
+        if "data" not in accepted:
+            raise ParameterError(f"protocol {name!r} takes no --data (its parameters: {', '.join(accepted) or 'none'})")
+        params.setdefault("data", data)
+    elif "data" in accepted and accepted["data"].default is accepted["data"].empty:
+        raise ParameterError(f"protocol {name!r} needs --data (its dataset root or file)")
+    for key, value, flag in (("skip_missing", skip_missing, "--skip-missing"), ("flip", flip, "--flip")):
+        if value:
+            if key not in accepted:
+                raise ParameterError(f"protocol {name!r} does not support {flag}")
+            params.setdefault(key, True)
+    if image_size is not None:
+        if "image_size" not in accepted:
+            raise ParameterError(f"protocol {name!r} does not take --image-size")
+        params.setdefault("image_size", image_size)
+    return registry.create("protocol", name, **params)
+
+
+@click.command(name="eval")
+@click.option("--backbone", "-b", help="Backbone name (or use --features).")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file for the backbone.")
+@click.option("--features", "-f", type=click.Path(dir_okay=False),
+              help="Precomputed features.safetensors from `facerun extract` (instead of --backbone).")
+@click.option("--protocol", "-p", required=True, help="Protocol name, e.g. pairs, identification, ijb.")
+@click.option("--data", type=click.Path(), help="The protocol's data: root folder or file (pairs.txt, .bin).")
+@click.option("--out", type=click.Path(file_okay=False), help="Report folder: metrics.json, summary.md, curves.")
+@click.option("--flip", is_flag=True, help="Flip test-time augmentation (protocols that support it).")
+@click.option("--skip-missing", is_flag=True, help="Evaluate without missing images; their count is reported.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
+@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
+              help="protocol.* or backbone.* parameter, e.g. protocol.accuracy=insightface (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def evaluate(backbone: str | None, weights: str | None, features: str | None, protocol: str, data: str | None,
+             out: str | None, flip: bool, skip_missing: bool, batch_size: int, device: str, image_size: int | None,
+             params: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Evaluate a backbone (or precomputed features) on a protocol; writes a report with --out."""
+    from ..pipeline import parse_params
+    from .extract import build_backbone, check_device
+
+    if (backbone is None) == (features is None):
+        raise ParameterError("give exactly one of --backbone or --features")
+    if features is not None and weights is not None:
+        raise ParameterError("--weights goes with --backbone, not with --features")
+    if data is not None and not Path(data).exists():
+        raise DataError(f"--data: not found: {data}")
+    parsed = parse_params(params)
+    device = check_device(device)
+    proto = build_protocol(protocol, data, parsed["protocol"], skip_missing=skip_missing, flip=flip,
+                           image_size=image_size)
+    info: dict[str, Any] = {"protocol": protocol, "data": str(Path(data).resolve()) if data else ""}
+    if features is not None:
+        if flip:
+            raise ParameterError("--flip applies when embedding; extract the features with --flip instead")
+        from ..protocols.common import load_features
+
+        table = load_features(features)
+        info.update(features=str(Path(features).resolve()), backbone=table.meta.get("backbone", "?"))
+        result = proto.evaluate_features(table)
+    else:
+        model, _ = build_backbone(backbone, weights, [p for p in params if p.startswith("backbone.")], device)
+        info.update(backbone=backbone, weights=str(weights or "(random init)"))
+        result = proto.evaluate(model, device=device, batch_size=batch_size, progress=not quiet)
+    if as_json:
+        click.echo(json.dumps({k: float(v) for k, v in result.metrics.items()}, indent=2))
+    else:
+        click.echo(f"{protocol}: " + ", ".join(f"{k}={float(v):.4f}" if not k.startswith("n_") else f"{k}={int(v)}"
+                                               for k, v in result.metrics.items()))
+    if out is not None:
+        from ..reports import write_report
+
+        report = write_report(out, {protocol: result}, info)
+        for msg in report["messages"]:
+            click.echo(msg, err=True)
+        click.echo(f"report written to {out}", err=as_json)

@@ -1,0 +1,138 @@
+"""facerun extract: embed an image folder, image list or LMDB into a safetensors feature file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import DataError, FacerecError, ParameterError
+
+
+def build_backbone(name: str, weights: str | None, params: Sequence[str], device: str) -> Any:
+    """Create the backbone (``--param backbone.k=v``), load ``--weights`` strictly, eval mode."""
+    import facerec
+    from ..pipeline import parse_params
+
+    parsed = parse_params(params)
+    unused = [k for k, v in parsed.items() if v and k not in ("backbone", "protocol", "dataset")]
+    if unused:
+        raise ParameterError(f"--param {unused[0]}.*: this command only takes backbone./protocol./dataset. params")
+    model = facerec.create("backbone", name, **parsed["backbone"])
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise DataError(f"--weights: file not found: {weights}")
+        facerec.load_weights(model, weights)
+    return model.eval().to(device), parsed
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"--device {device!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def open_data(path: str, image_size: int, params: dict[str, Any]) -> tuple[Any, list[str]]:
+    """A dataset reader for PATH (LMDB, image list file or image folder) and each sample's key."""
+    from ..data.formats import ImageFolder, ImageList, LMDBDataset
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"--data: not found: {p}")
+    if (p.is_dir() and (p / "data.mdb").is_file()) or p.suffix == ".lmdb" or p.name == "data.mdb":
+        ds = LMDBDataset(p.parent if p.name == "data.mdb" else p, image_size=image_size, **params)
+        return ds, [str(ds.record(i)) for i in range(len(ds))]
+    if p.is_file():
+        ds = ImageList(p, image_size=image_size, **params)
+    else:
+        ds = ImageFolder(p, image_size=image_size, **params)
+    return ds, [r.replace("\\", "/") for r in ds.relpaths]
+
+
+def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
+    """Batches of canonical images decoded on a background thread (in order)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for s in range(0, len(ds), batch_size):
+                if stop.is_set():
+                    return
+                q.put(ds.batch(range(s, min(s + batch_size, len(ds))))["image"])
+        except BaseException as exc:
+            q.put(exc)
+            return
+        q.put(None)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
+
+
+@click.command(name="extract")
+@click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`).")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file (safetensors or original).")
+@click.option("--data", required=True, type=click.Path(), help="Image folder, image list (path [label]) or LMDB.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors feature file.")
+@click.option("--flip", is_flag=True, help="Add the embedding of the mirrored image (flip TTA).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
+@click.option("--no-optimize", is_flag=True, help="Use the plain eager forward (no BatchNorm folding / channels-last).")
+@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
+              help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool, batch_size: int, device: str,
+            image_size: int | None, no_optimize: bool, params: tuple[str, ...], quiet: bool) -> None:
+    """Embed images (folder, list or LMDB) into a features.safetensors file (batched, inference mode)."""
+    import time
+
+    if not out.endswith(".safetensors"):
+        raise ParameterError(f"--out {out}: the feature file must end in .safetensors")
+    device = check_device(device)
+    model, parsed = build_backbone(backbone, weights, params, device)
+    from ..protocols.common import embed_images, image_size_for, save_features
+
+    size = image_size_for(model, image_size)
+    ds, keys = open_data(data, size, parsed["dataset"])
+    if len(ds) == 0:
+        raise DataError(f"--data {data}: no images found")
+    start = time.perf_counter()
+    emb = embed_images(model, dataset_batches(ds, batch_size), len(ds), device=device, flip=flip,
+                       progress=not quiet, desc="extract", optimize=not no_optimize)
+    elapsed = time.perf_counter() - start
+    labels = ds.labels
+    meta = {"backbone": backbone, "weights": str(weights or ""), "data": str(Path(data).resolve()),
+            "flip": str(bool(flip)), "image_size": str(size), "format": "facerec-features-1"}
+    try:
+        save_features(out, keys, emb, labels if labels.numel() == len(keys) else None, meta)
+    except OSError as exc:
+        raise DataError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {out}: {emb.shape[0]} x {emb.shape[1]} features in {elapsed:.1f}s "
+               f"({emb.shape[0] / max(elapsed, 1e-9):.1f} images/s)")
+
+
+__all__ = ["extract", "build_backbone", "check_device", "FacerecError"]

@@ -1,0 +1,163 @@
+"""Evaluation reports: ``metrics.json``, a Markdown summary, per-fold numbers (CSV) and ROC/DET curves
+(PNG with matplotlib — the optional extra ``facerec-core[plots]`` — else CSV plus a message).
+
+Every file is written to a temporary name and renamed, so a report is never half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .api import EvalResult
+
+
+def _atomic_write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if hasattr(x, "tolist"):  # tensors, numpy scalars
+        return _jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def _fmt(v: float, name: str = "") -> str:
+    if isinstance(v, float) and v.is_integer() and (abs(v) >= 1 or name.startswith("n_")):
+        return f"{int(v)}"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown_summary(results: Mapping[str, EvalResult], info: Mapping[str, Any] | None = None) -> str:
+    lines = ["# Evaluation report", ""]
+    for k, v in (info or {}).items():
+        lines.append(f"- **{k}**: {v}")
+    for name, res in results.items():
+        lines += ["", f"## {name}", "", f"Convention: {res.convention}" if res.convention else "", "",
+                  "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(float(v), k)} |" for k, v in res.metrics.items()]
+        folds = res.artefacts.get("fold_accuracy")
+        if folds is not None:
+            lines += ["", "Per-fold accuracy: " + ", ".join(f"{a:.4f}" for a in folds)]
+    return "\n".join(lines) + "\n"
+
+
+def _curve_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray | None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["fpr", "tpr", "fnr", "threshold"])
+    thr = thr if thr is not None else np.full(len(fpr), np.nan)
+    for a, b, t in zip(fpr, tpr, thr):
+        w.writerow([repr(float(a)), repr(float(b)), repr(float(1 - b)), repr(float(t))])
+    return buf.getvalue()
+
+
+def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    pos = fpr > 0
+    ax1.plot(fpr[pos], tpr[pos], lw=1.5)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("FAR (false accept rate)")
+    ax1.set_ylabel("TAR (true accept rate)")
+    ax1.set_title(f"ROC — {name}")
+    ax1.grid(True, which="both", alpha=0.3)
+    fnr = 1 - tpr
+    ok = pos & (fnr > 0)
+    ax2.plot(fpr[ok], fnr[ok], lw=1.5, color="C1")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("FAR")
+    ax2.set_ylabel("FRR (false reject rate)")
+    ax2.set_title(f"DET — {name}")
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    _atomic_write(path, buf.getvalue())
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mapping[str, Any] | None = None,
+                 *, plots: bool | None = None) -> dict[str, Any]:
+    """Write the report files into ``out``; returns {"files": [...], "messages": [...]}."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    messages: list[str] = []
+    plots = have_matplotlib() if plots is None else plots
+    if not plots:
+        messages.append("matplotlib is not installed (pip install 'facerec-core[plots]'): "
+                        "ROC/DET curves written as CSV only")
+    payload = {"info": _jsonable(dict(info or {})),
+               "protocols": {n: {"metrics": _jsonable(dict(r.metrics)), "convention": r.convention}
+                             for n, r in results.items()}}
+    files.append(_atomic_write(out / "metrics.json", json.dumps(payload, indent=2) + "\n"))
+    files.append(_atomic_write(out / "summary.md", markdown_summary(results, info)))
+    for name, res in results.items():
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        art = res.artefacts
+        if "fold_accuracy" in art:
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["fold", "accuracy", "threshold"])
+            for i, (a, t) in enumerate(zip(art["fold_accuracy"], art.get("fold_threshold", []))):
+                w.writerow([i + 1, repr(float(a)), repr(float(t))])
+            files.append(_atomic_write(out / f"{safe}_folds.csv", buf.getvalue()))
+        if "per_fold" in art:
+            rows = art["per_fold"]
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["fold", *cols])
+            for i, r in enumerate(rows):
+                w.writerow([i + 1, *(repr(float(r[c])) if c in r else "" for c in cols)])
+            files.append(_atomic_write(out / f"{safe}_folds.csv", buf.getvalue()))
+        roc = art.get("roc")
+        if roc is not None:
+            fpr, tpr = np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float)
+            thr = np.asarray(roc.get("thresholds"), float) if roc.get("thresholds") is not None else None
+            files.append(_atomic_write(out / f"{safe}_roc.csv", _curve_csv(fpr, tpr, thr)))
+            if plots:
+                _plot(name, fpr, tpr, out / f"{safe}_roc.png")
+                files.append(out / f"{safe}_roc.png")
+    return {"files": [str(f) for f in files], "messages": messages}
