@@ -180,16 +180,24 @@ class Vec2Face(Generator, Vec2FaceNet):
             ids_per_batch = max(1, batch_size // per_id)
             for start in range(0, num_ids, ids_per_batch):
                 chunk = ids[start : start + ids_per_batch]
-                gen = _seeded(seed, 3, first_id + start)
-                vecs = perturb(chunk.cpu(), per_id, eps=self.perturb_eps, pct=self.perturb_pct,
-                               generator=gen).to(device)
+                # One stream per identity: perturbation, mask rates and positions do not depend on the
+                # batching, so any shard/batch size reproduces the same images for the same id.
+                vecs, rates, noise = [], [], []
+                for j in range(len(chunk)):
+                    g = _seeded(seed, 3, first_id + start + j)
+                    vecs.append(perturb(chunk[j : j + 1].cpu(), per_id, eps=self.perturb_eps,
+                                        pct=self.perturb_pct, generator=g))
+                    rates.append(self.draw_rates(per_id, g))
+                    noise.append(torch.rand(per_id, self.num_tokens, generator=g))
+                v, r, z = torch.cat(vecs).to(device), torch.cat(rates), torch.cat(noise)
                 if steer and yaw is not None:
-                    images = self._attrop(vecs, quality=quality, yaw=yaw, seed=seed, stream=(4, first_id + start),
+                    images = self._attrop(v, quality=quality, yaw=yaw, seed=seed, stream=(4, first_id + start),
                                           class_rep=chunk.repeat_interleave(per_id, 0), return_images=True)
                 else:
                     with torch.no_grad():
-                        images = torch.cat([self.decode(vecs[i : i + batch_size], gen)
-                                            for i in range(0, len(vecs), batch_size)])
+                        images = torch.cat([self(v[i : i + batch_size], rate=r[i : i + batch_size],
+                                                 noise=z[i : i + batch_size]).image.clamp(-1, 1)
+                                            for i in range(0, len(v), batch_size)])
                 labels = torch.arange(first_id + start, first_id + start + len(chunk)).repeat_interleave(per_id)
                 yield GeneratedBatch(labels=labels, images=((images.float() + 1) / 2).clamp(0, 1).cpu())
         finally:

@@ -198,25 +198,37 @@ class Vec2FaceNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # -- masking -------------------------------------------------------------------------------
-    def draw_masks(self, batch: int, *, device: torch.device, rate: float | None = None,
+    def draw_masks(self, batch: int, *, device: torch.device, rate: float | Tensor | None = None,
                    noise: Tensor | None = None, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(drop, all_masked) boolean masks [B, L]: the ``ceil(L*min)`` / ``ceil(L*rate)`` lowest noise."""
+        """(drop, all_masked) boolean masks [B, L]: the ``ceil(L*min)`` / ``ceil(L*rate)`` lowest noise.
+
+        ``rate`` is one value for the batch (the original) or one per sample ([B] tensor).
+        """
         n = self.num_tokens
         if rate is None:
             rate = self.mask.sample_rate(generator)
         if noise is None:
-            noise = torch.rand(batch, n, generator=generator).to(device)
+            noise = torch.rand(batch, n, generator=generator)
+        noise = noise.to(device)
         num_drop = math.ceil(n * self.mask.min)
-        num_mask = max(math.ceil(n * rate), num_drop)
+        rates = torch.as_tensor(rate, dtype=torch.float64).reshape(-1).expand(batch)
+        num_mask = torch.ceil(rates * n).long().clamp(min=max(num_drop, 1), max=n).to(device)
         sorted_noise = noise.sort(dim=1).values
-        drop = noise <= sorted_noise[:, num_drop - 1 : num_drop] if num_drop > 0 else torch.zeros_like(noise, dtype=torch.bool)
-        masked = noise <= sorted_noise[:, num_mask - 1 : num_mask] if num_mask > 0 else torch.zeros_like(drop)
-        if num_drop and int(drop.sum()) != batch * num_drop:
-            raise RuntimeError("tied mask noise; pass distinct noise values")  # original re-draws
+        masked = noise <= sorted_noise.gather(1, (num_mask - 1).unsqueeze(1))
+        if num_drop > 0:
+            drop = noise <= sorted_noise[:, num_drop - 1 : num_drop]
+            if int(drop.sum()) != batch * num_drop:
+                raise RuntimeError("tied mask noise; pass distinct noise values")  # the original re-draws
+        else:
+            drop = torch.zeros_like(masked)
         return drop, masked
 
+    def draw_rates(self, count: int, generator: torch.Generator | None = None) -> Tensor:
+        """``count`` independent mask rates (per-sample masking)."""
+        return torch.tensor([self.mask.sample_rate(generator) for _ in range(count)])
+
     # -- forward -------------------------------------------------------------------------------
-    def forward(self, rep: Tensor, *, rate: float | None = None, noise: Tensor | None = None,
+    def forward(self, rep: Tensor, *, rate: float | Tensor | None = None, noise: Tensor | None = None,
                 masks: tuple[Tensor, Tensor] | None = None,
                 generator: torch.Generator | None = None) -> Vec2FaceOutput:
         b = rep.shape[0]
