@@ -96,7 +96,7 @@ class VirFaceGenerator(Generator):
             loss.backward()
             opt.step()
         self.eval()
-        return {"mse": float(mse), "kl": float(kl)}
+        return {"mse": float(mse.detach()), "kl": float(kl.detach())}
 
     @torch.no_grad()
     def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu", batch_size: int = 64,
