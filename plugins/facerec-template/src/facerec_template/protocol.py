@@ -28,6 +28,5 @@ class TemplateRank1(Protocol):
         probe = render(ids, torch.ones_like(ids), seed=self.seed, size=self.image_size)
         g = embed_tensor(model, gallery, batch_size=batch_size, device=device)
         p = embed_tensor(model, probe, batch_size=batch_size, device=device)
-        result = rank_k(g, ids, p, ids, ks=(1,))
-        rank1 = float(result["rank1"]) if isinstance(result, dict) else float(result.rank[0])
-        return EvalResult(metrics={"rank1": rank1}, convention=self.convention)
+        rank1 = rank_k(g, ids, p, ids, ks=(1,))[1]
+        return EvalResult(metrics={"rank1": float(rank1)}, convention=self.convention)
