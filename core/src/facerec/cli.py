@@ -137,7 +137,7 @@ def plugins(as_json: bool, check: bool) -> None:
         mine = [r for r in rows if r["kind"] == kind]
         if not mine:
             continue
-        click.secho(f"{kind}s:", bold=True)
+        click.secho("weights:" if kind == "weights" else f"{kind}s:", bold=True)
         for r in mine:
             line = f"  {r['name']:<24} {r['distribution']} {r['version']}"
             if r["summary"]:

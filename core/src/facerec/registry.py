@@ -114,6 +114,14 @@ def _docstrings(path: Path) -> dict[str, str]:
     for node in tree.body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             out[node.name] = ast.get_docstring(node) or ""
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            # module-level instances such as weight cards: summarise their literal keywords
+            words = {k.arg: k.value.value for k in node.value.keywords
+                     if k.arg and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)}
+            text = "; ".join(words[k] for k in ("arch", "origin", "licence") if words.get(k))
+            for target in node.targets:
+                if isinstance(target, ast.Name) and text:
+                    out[target.id] = (f"for {text}" if words.get("arch") else text).replace("\n", " ")
     return out
 
 
