@@ -27,6 +27,47 @@ _MAGICS = (JPEG_MAGIC, PNG_MAGIC, b"GIF87a", b"GIF89a", b"BM", b"P1", b"P2", b"P
            b"II*\x00", b"MM\x00*", b"RIFF")
 
 
+_OPS: object | None = None
+
+
+def _image_ops():
+    """torchvision's image codec ops (``torch.ops.image``), loaded without importing torchvision.
+
+    ``import torchvision`` costs seconds (torchvision.ops pulls in torch._dynamo), which every
+    ``facerun data`` call and DataLoader worker would pay; its codec library alone loads in ~15 ms.
+    Falls back to ``torchvision.io`` (and then to PIL) where the library layout differs.
+    """
+    global _OPS
+    if _OPS is None:
+        import importlib.util
+        import sys
+
+        ops: object = False
+        if "torchvision" not in sys.modules:
+            spec = importlib.util.find_spec("torchvision")
+            folder = Path(spec.origin).parent if spec is not None and spec.origin else None
+            for lib in sorted(folder.glob("image*.so")) + sorted(folder.glob("image*.pyd")) if folder else []:
+                try:
+                    torch.ops.load_library(str(lib))
+                    torch.ops.image.decode_jpeg.default  # noqa: B018  (raises if not registered)
+                    ops = torch.ops.image
+                    break
+                except Exception:
+                    continue
+        if ops is False:
+            try:
+                import torchvision.io  # noqa: F401  (registers torch.ops.image)
+
+                ops = torch.ops.image
+            except Exception:
+                ops = False
+        _OPS = ops
+    return _OPS
+
+
+_RGB = 3  # torchvision ImageReadMode.RGB
+
+
 def looks_like_image(head: bytes) -> bool:
     """True when the first bytes of a file carry a known image signature."""
     return any(head.startswith(m) for m in _MAGICS)
@@ -36,11 +77,10 @@ def decode_uint8(data: bytes | bytearray | memoryview, source: str = "<bytes>") 
     """Image bytes -> uint8 tensor ``[3, H, W]`` RGB. Raises DataError naming ``source`` on failure."""
     head = bytes(data[:8])
     try:
-        if head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC):
-            from torchvision.io import ImageReadMode, decode_image
-
+        ops = _image_ops() if head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC) else False
+        if ops:
             buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            return decode_image(buf, mode=ImageReadMode.RGB)
+            return ops.decode_image(buf, _RGB, False)
         from PIL import Image
 
         with Image.open(io.BytesIO(bytes(data))) as im:
@@ -88,9 +128,15 @@ def read_image(path: str | Path, image_size: int | tuple[int, int] | None = None
 
 def encode_jpeg(image: Tensor, quality: int = 95) -> bytes:
     """Canonical float ``[3,H,W]`` (or uint8) image -> JPEG bytes."""
-    from torchvision.io import encode_jpeg as _encode
-
     u8 = image if image.dtype == torch.uint8 else image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     if u8.shape[0] == 1:
         u8 = u8.expand(3, -1, -1)
-    return bytes(_encode(u8.cpu().contiguous(), quality=quality).numpy().tobytes())
+    u8 = u8.cpu().contiguous()
+    ops = _image_ops()
+    if ops:
+        return ops.encode_jpeg(u8, int(quality)).numpy().tobytes()
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(u8.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
