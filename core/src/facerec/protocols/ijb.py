@@ -66,7 +66,7 @@ def aggregate_templates(features: Tensor, templates: np.ndarray, medias: np.ndar
     mmean = msum / mcount[:, None]
     uniq_t, tmpl_of = np.unique(uniq_tm[:, 0], return_inverse=True)
     tsum = torch.zeros(len(uniq_t), d, dtype=torch.float64).index_add_(0, torch.from_numpy(tmpl_of.ravel()), mmean)
-    return uniq_t, torch.nn.functional.normalize(tsum, dim=1).float()
+    return uniq_t, torch.nn.functional.normalize(tsum, dim=1)  # float64: untrained nets score ~0.9999
 
 
 def pair_scores(tfeat: Tensor, tids: np.ndarray, t1: np.ndarray, t2: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
@@ -194,5 +194,6 @@ class IJBProtocol(Protocol):
         out["n_skipped"] = float(int((~present).sum()))
         out["n_skipped_pairs"] = float(n_skipped_pairs)
         thin = curve if self.far_rule != "at_most" else metrics.roc(scores, label, drop_intermediate=True)
-        artefacts: dict[str, Any] = {"roc": {"fpr": thin.fpr, "tpr": thin.tpr, "thresholds": thin.thresholds}}
+        artefacts: dict[str, Any] = {"roc": {"fpr": thin.fpr, "tpr": thin.tpr, "thresholds": thin.thresholds},
+                                     "pair_scores": scores, "pair_labels": label}
         return EvalResult(out, artefacts, self.convention)

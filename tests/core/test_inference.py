@@ -1,0 +1,107 @@
+"""The fast inference path equals the eager forward and really folds BatchNorm."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import facerec
+from facerec.api import Backbone, InputSpec
+from facerec.inference import embed_tensor, fold_batchnorm, optimize_for_inference
+
+
+def _randomise_bn(model: nn.Module) -> nn.Module:
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model.eval()
+
+
+def test_small_cnn_folded_equals_eager():
+    model = _randomise_bn(facerec.create("backbone", "small-cnn", width=8, image_size=32))
+    fast = optimize_for_inference(model)
+    assert isinstance(fast, type(model)) and fast is not model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # folded away
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+    x = torch.rand(6, 3, 32, 32)
+    with torch.inference_mode():
+        ref = model.embed(x)
+        got = fast.embed(x)
+    assert float((ref - got).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
+    torch.testing.assert_close(embed_tensor(fast, x, batch_size=4, flip=True),
+                               embed_tensor(model, x, batch_size=4, flip=True), atol=1e-4, rtol=1e-4)
+
+
+class _Branchy(Backbone):
+    """BN after a conv whose output is also used elsewhere: must NOT be folded."""
+
+    input_spec = InputSpec(size=16)
+    embedding_size = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (self.bn(y) + y).mean((2, 3))
+
+
+def test_shared_output_is_not_folded_and_result_is_equal():
+    model = _randomise_bn(_Branchy())
+    folded, n = fold_batchnorm(model)
+    assert n == 0
+    fast = optimize_for_inference(model)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.embed(x), model.embed(x), atol=1e-5, rtol=1e-5)
+
+
+class _Untraceable(Backbone):
+    """Data-dependent control flow: fx cannot trace it; Sequential pairs are still folded."""
+
+    input_spec = InputSpec(size=16)
+    embedding_size = 8
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+
+    def forward(self, x):
+        y = self.body(x)
+        if float(y.sum()) > -1e9:  # data-dependent branch
+            y = y * 1.0
+        return y.mean((2, 3))
+
+
+def test_untraceable_model_uses_sequential_fallback():
+    model = _randomise_bn(_Untraceable())
+    _, n = fold_batchnorm(model)
+    assert n == 1
+    fast = optimize_for_inference(model)
+    x = torch.rand(3, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.embed(x), model.embed(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_wrong_optimisation_is_rejected(monkeypatch):
+    import facerec.inference as inf
+
+    model = _randomise_bn(facerec.create("backbone", "small-cnn", width=4, image_size=16))
+
+    def broken(m):  # simulate a folding bug: drop BN without folding it
+        m = inf.copy.deepcopy(m)
+        m.features[0][1] = nn.Identity()
+        return m, 1
+
+    monkeypatch.setattr(inf, "fold_batchnorm", broken)
+    with pytest.warns(UserWarning, match="differs"):
+        fast = inf.optimize_for_inference(model)
+    assert fast is model
