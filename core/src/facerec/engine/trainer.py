@@ -124,7 +124,12 @@ class Trainer:
         if num_samples is None and not callable(batches) and hasattr(batches, "__len__"):
             num_samples = len(batches) * config.batch_size  # type: ignore[arg-type]
         self.total = config.total_steps(num_samples) if config.epochs is not None else config.total_steps()
-        self.modules: dict[str, nn.Module] = {n: m.to(self.device) for n, m in modules.items()}
+        self.modules: dict[str, nn.Module] = dict(modules)
+        for module in self.modules.values():
+            for sub in module.modules():
+                if callable(getattr(sub, "reshard", None)):
+                    sub.reshard()  # sharded heads built before the process group existed
+        self.modules = {n: m.to(self.device) for n, m in self.modules.items()}
         lr_table = dict(param_groups or {})
         lr_table.update({k: 0.0 for k in frozen})
         self.optimizer = self._build_optimizer(lr_table)

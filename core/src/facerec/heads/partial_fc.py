@@ -54,14 +54,38 @@ class PartialFCHead(Head):
         del margin_head.weight  # only its margin function and scale are used
         self.margin_head = margin_head
         self.embedding_size, self.num_classes, self.sample_rate = embedding_size, num_classes, float(sample_rate)
-        self.rank, self.world = D.rank(), D.world_size()
-        self.class_start, self.class_stop = D.shard_range(num_classes, self.rank, self.world)
-        local = self.class_stop - self.class_start
-        if local <= 0:
-            raise ValueError(f"{num_classes} classes cannot be sharded over {self.world} processes")
-        self.weight = nn.Parameter(torch.normal(0.0, 0.01, (local, embedding_size)))
-        self.weight.facerec_shard = (self.class_start, self.class_stop, num_classes)  # type: ignore[attr-defined]
-        self.num_sample = max(1, math.ceil(self.sample_rate * local))
+        if num_classes < D.world_size():
+            raise ValueError(f"{num_classes} classes cannot be sharded over {D.world_size()} processes")
+        # The full matrix is drawn when it is small, so every process count starts from the same centres.
+        full = num_classes * embedding_size <= 2**26
+        rank, world = D.rank(), D.world_size()
+        start, stop = D.shard_range(num_classes, rank, world)
+        if full:
+            weight = torch.normal(0.0, 0.01, (num_classes, embedding_size))[start:stop].clone()
+        else:
+            weight = torch.normal(0.0, 0.01, (stop - start, embedding_size))
+        self._set_shard(weight, rank, world)
+
+    def _set_shard(self, weight: Tensor, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+        self.class_start, self.class_stop = D.shard_range(self.num_classes, rank, world)
+        self.weight = nn.Parameter(weight)
+        self.weight.facerec_shard = (self.class_start, self.class_stop, self.num_classes)  # type: ignore[attr-defined]
+        self.num_sample = max(1, math.ceil(self.sample_rate * weight.shape[0]))
+
+    def reshard(self) -> None:
+        """Take this process's slice when the process group appeared after construction (the Trainer
+        calls this before building the optimizer). Only a full (one-process) head can be re-sliced."""
+        rank, world = D.rank(), D.world_size()
+        if (rank, world) == (self.rank, self.world):
+            return
+        if self.world != 1:
+            raise RuntimeError(f"Partial FC built for {self.world} processes cannot be re-sliced for {world}; "
+                               "save a checkpoint and load it (checkpoints hold the full matrix)")
+        if self.num_classes < world:
+            raise ValueError(f"{self.num_classes} classes cannot be sharded over {world} processes")
+        start, stop = D.shard_range(self.num_classes, rank, world)
+        self._set_shard(self.weight.data[start:stop].clone(), rank, world)
 
     def _sample(self, local_labels: Tensor) -> tuple[Tensor | None, Tensor]:
         """Indices of the centres used this step (None = all) and the labels remapped to them."""
@@ -80,7 +104,7 @@ class PartialFCHead(Head):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         labels = labels.long()
-        distributed = D.is_distributed()
+        distributed = self.world > 1
         if distributed:
             embeddings = D.all_gather_rows(embeddings)
             parts = [torch.empty_like(labels) for _ in range(D.world_size())]

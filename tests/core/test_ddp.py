@@ -1,0 +1,101 @@
+"""DDP on CPU with gloo through torchrun (2 processes) matches one process with the same global batch;
+a Partial FC run started on 2 processes resumes in 1 (the class centres are re-sharded).
+
+This file is also the worker script: ``torchrun --nproc_per_node 2 test_ddp.py OUT_DIR`` runs ``JOBS``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facerec.api import Backbone, InputSpec, TensorDataset
+from facerec.engine import TrainConfig, module_state, train_classifier
+from facerec.heads import ArcFaceHead, PartialFCHead
+
+CLASSES = 7  # odd: the two shards of Partial FC differ in size
+
+
+class MLPNet(Backbone):
+    """No BatchNorm: per-process batch statistics would legitimately differ from one big batch."""
+
+    input_spec = InputSpec(size=8)
+    embedding_size = 10
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 32), nn.PReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def build(head_kind: str):
+    torch.manual_seed(7)
+    backbone = MLPNet()
+    if head_kind == "arcface":
+        head = ArcFaceHead(10, CLASSES, s=16.0, m=0.3)
+    else:
+        head = PartialFCHead(10, CLASSES, sample_rate=1.0, margin="arcface", s=16.0, m=0.3)
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.arange(56) % CLASSES, images=torch.rand(56, 3, 8, 8, generator=g))
+    return backbone, head, data
+
+
+def config(steps: int, stop: int | None = None) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=16, lr=0.2, momentum=0.9, weight_decay=5e-4, grad_clip=5.0,
+                       schedule="cosine", log_every=1, progress=False, stop_at=stop)
+
+
+def train(out: str, head_kind: str, steps: int, stop: int | None = None, resume: bool = False) -> None:
+    backbone, head, data = build(head_kind)
+    train_classifier(backbone, head, data, config(steps, stop), run_dir=out, augment=None, resume=resume or None)
+
+
+def _torchrun(tmp: Path, *args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    for name in ("backbone", "head"):
+        sa = module_state(a / "checkpoints" / "train-last.safetensors", name)
+        sb = module_state(b / "checkpoints" / "train-last.safetensors", name)
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            torch.testing.assert_close(sa[key], sb[key], atol=2e-5, rtol=1e-4, msg=f"{name}.{key}")
+
+
+#: the distributed jobs, all run by ONE torchrun launch (starting processes is the slow part)
+JOBS = (("ddp-arcface", "arcface", 4, None), ("ddp-partial-fc", "partial-fc", 4, None),
+        ("mixed", "partial-fc", 4, 2))
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    _torchrun(tmp_path, str(tmp_path))
+    for head_kind in ("arcface", "partial-fc"):
+        single, multi = tmp_path / f"single-{head_kind}", tmp_path / f"ddp-{head_kind}"
+        train(str(single), head_kind, 4)
+        _assert_same(single, multi)
+        # the weights actually moved (the comparison is not between two untouched models)
+        start = build(head_kind)[0].state_dict()
+        trained = module_state(multi / "checkpoints" / "train-last.safetensors", "backbone")
+        assert not torch.allclose(start["body.1.weight"], trained["body.1.weight"])
+    # Partial FC: 2 processes for 2 steps, then resume in ONE process (re-sharded centres) for 2 more
+    mixed = tmp_path / "mixed"
+    train(str(mixed), "partial-fc", 4, resume=True)
+    _assert_same(tmp_path / "single-partial-fc", mixed)
+
+
+if __name__ == "__main__":  # torchrun worker
+    base = Path(sys.argv[1])
+    for name, kind, total, stop_at in JOBS:
+        train(str(base / name), kind, total, stop_at)
+    torch.distributed.destroy_process_group()
