@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from facerec import registry
-from facerec.engine import Trainer
+from facerec.engine import Trainer, seed_everything
 from facerec.engine.classifier import dataset_batches
 from facerec.errors import FacerecError, ParameterError
 from facerec.pipeline import PipelineConfig, RunDir, build, build_backbone, save_backbone, train_config, write_summary
@@ -127,6 +127,7 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     if p["trunk_bn"] not in ("frozen", "train"):
         raise ParameterError(f"recipe.trunk_bn must be 'frozen' or 'train', got {p['trunk_bn']!r}")
     stages = [config.stage] if config.stage else ["trunk", "branch"]
+    seed_everything(config.seed)  # model and centre initialisation are part of the run's seed
     size = _image_size(config)
     scface = stages == ["scface"]
     data = _dataset(config, "dcr-scface" if scface else "synthetic-lowres", size)
