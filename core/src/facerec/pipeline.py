@@ -433,7 +433,7 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
     chosen = resolve_recipe(recipe, backbone, generator)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_path = Path(out) if out else Path("runs") / stamp
-    if resume and not (run_path / "config.json").is_file():
+    if resume and not any((run_path / n).is_file() for n in ("config.json", f"config.{stage}.json")):
         raise FacerecError(f"--resume: {run_path} holds no earlier run (no config.json)")
     config = PipelineConfig(backbone=backbone, head=head, generator=generator, dataset=dataset,
                             protocols=tuple(protocol), preset=preset, seed=seed, device=device, recipe=chosen,
