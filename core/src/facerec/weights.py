@@ -136,7 +136,8 @@ def _to_tensors(obj: Any) -> Any:
     import numpy as np
 
     if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj).copy())
+        native = obj.astype(obj.dtype.newbyteorder("="), copy=True)  # a copy in native byte order, 0-d kept
+        return torch.from_numpy(native)
     if isinstance(obj, Mapping):
         return OrderedDict((k, _to_tensors(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
