@@ -70,7 +70,8 @@ def test_pairs_flip_and_compat_accuracy(model, lfw):
     got = proto.evaluate_features(FeatureTable(keys, emb))
     res = proto.evaluate(model, batch_size=8)
     assert res.metrics["accuracy"] == pytest.approx(got.metrics["accuracy"], abs=1e-9)
-    assert "insightface" not in res.convention or True
+    grid = np.arange(0, 4, 0.01)  # insightface thresholds are grid values of the squared L2 distance
+    assert all(np.isclose(grid, t, atol=0, rtol=0).any() for t in res.artefacts["fold_threshold"])
     with pytest.raises(FacerecError, match="accuracy must be"):
         facerec.create("protocol", "pairs", data=str(lfw), accuracy="best")
 
