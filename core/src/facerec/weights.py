@@ -145,6 +145,16 @@ def _to_tensors(obj: Any) -> Any:
     return obj
 
 
+def _torch_reason(message: str) -> str:
+    """The informative line of torch's weights_only error (skipping its generic advice)."""
+    boiler = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    for line in message.splitlines():
+        line = line.strip()
+        if line and not line.startswith(boiler):
+            return line
+    return "unsupported content"
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Read any supported weight file safely: safetensors, torch (.pth/.pt/.tar/.ckpt/.bin), .pkl, .npz."""
     path = Path(path)
@@ -173,14 +183,16 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "unsafe content"
+        reason = _torch_reason(str(exc))
         if head[:1] == b"\x80" and not head.startswith(b"PK"):
             # a bare pickle (not a torch zip): try the restricted numpy reader before giving up
             try:
                 return _to_tensors(read_pickle(path))
             except WeightsError:
                 pass
-        raise WeightsError(f"{path}: refused by the safe loader (weights_only=True): {first}") from None
+        if "GLOBAL" in reason:
+            raise WeightsError(f"{path}: refused by the safe loader (weights_only=True): {reason}") from None
+        raise WeightsError(f"{path}: not a readable checkpoint ({reason})") from None
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
