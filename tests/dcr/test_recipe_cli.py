@@ -62,3 +62,19 @@ def test_bad_input_is_one_line(run_facerun, dcr_root, tmp_path):
     proc = run_facerun("train", "--backbone", "small-cnn", "--recipe", "dcr", "--stage", "trunk",
                        "--out", str(tmp_path / "y"), *_casia(dcr_root), "--steps", "1", check=False)
     assert proc.returncode != 0 and "needs a DCR backbone" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_on_synthetic_lowres_reports_trunk_and_branches(run_facerun, tmp_path):
+    """`facerun --backbone dcr-trunk --dataset synthetic-lowres` (tiny): both stages, per-resolution table."""
+    out = tmp_path / "demo"
+    proc = run_facerun("--backbone", "dcr-trunk", "--dataset", "synthetic-lowres", "--out", str(out), *TINY, *PAIRS,
+                       "--param", "train.steps=2", "--param", "dataset.num_ids=8", "--param", "dataset.per_id=2")
+    assert "8 px: trunk | branches" in proc.stdout
+    summary = (out / "summary.md").read_text()
+    assert "Verification accuracy per resolution" in summary and "| 20 px |" in summary
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {r["resolution"]: r for r in metrics["per_resolution"]}
+    assert set(rows) == {"8 px", "12 px", "16 px", "20 px", "hr", "mean"}
+    assert all(0.0 <= rows[k]["trunk"] <= 1.0 and 0.0 <= rows[k]["branches"] <= 1.0 for k in rows)
+    assert (out / "checkpoints" / "trunk-last.safetensors").is_file()
+    assert (out / "checkpoints" / "branch-last.safetensors").is_file()
