@@ -175,3 +175,24 @@ def test_dir_at_fpir_definition():
     assert out[0.1] == pytest.approx(want)
     assert out[0.0] <= out[0.1] <= out[1.0]
     assert out[1.0] == pytest.approx(np.mean(res.ranks[:30] == 1))
+
+
+def test_roc_heavy_ties_and_signed_zero_match_sklearn():
+    skm = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(7)
+    for n, levels in ((50, 3), (500, 7), (4000, 40)):
+        y = rng.random(n) < 0.4
+        s = rng.integers(-levels, levels, n).astype(float) / levels
+        s[rng.random(n) < 0.1] = -0.0  # -0.0 and 0.0 are one threshold
+        for drop in (False, True):
+            fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=drop)
+            c = metrics.roc(s, y, drop_intermediate=drop)
+            np.testing.assert_array_equal(c.fpr, fpr)
+            np.testing.assert_array_equal(c.tpr, tpr)
+            np.testing.assert_array_equal(c.thresholds, thr)
+        assert metrics.average_precision(s, y) == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+    # a single genuine score above, below and between the impostors
+    for g in (5.0, -5.0, 0.25):
+        s = np.array([0.0, 0.5, 0.5, 1.0, g])
+        y = np.array([0, 0, 0, 0, 1], bool)
+        np.testing.assert_array_equal(metrics.roc(s, y).tpr, skm.roc_curve(y, s, drop_intermediate=False)[1])

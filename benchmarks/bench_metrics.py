@@ -1,0 +1,170 @@
+"""Metrics speed: 10-fold accuracy (vs an insightface-style per-threshold loop, identical folds),
+TAR@FAR over IJB-C-sized score sets (vs sklearn roc_curve + nearest point) and 1:N search
+(chunked torch top-k vs a numpy full score matrix), each baseline measured in the same run."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    from benchmarks.common import compare, main, record
+except ImportError:  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.common import compare, main, record
+
+from facerec import metrics
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_extra_mb(fn) -> float:
+    """Peak resident memory above the level before ``fn`` ran (sampled every millisecond)."""
+    gc.collect()
+    base = _rss_mb()
+    peak = base
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_mb())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(peak, _rss_mb()) - base
+
+
+# ----------------------------------------------------------------------------------- 10-fold
+
+
+def insightface_loop(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarray, n_folds: int = 10):
+    """The structure of insightface ``calculate_roc`` (accuracy part): per fold, per threshold numpy calls."""
+    n = len(dist)
+    edges = metrics.fold_bounds(n, n_folds)
+    acc = np.zeros(n_folds)
+    best = np.zeros(n_folds, dtype=np.int64)
+    idx = np.arange(n)
+
+    def accuracy(t, d, s):
+        pred = np.less(d, t)
+        tp = np.sum(np.logical_and(pred, s))
+        tn = np.sum(np.logical_and(np.logical_not(pred), np.logical_not(s)))
+        return (tp + tn) / d.size
+
+    for f in range(n_folds):
+        test = idx[edges[f]:edges[f + 1]]
+        train = np.setdiff1d(idx, test)
+        acc_train = np.zeros(len(thresholds))
+        for i, t in enumerate(thresholds):
+            acc_train[i] = accuracy(t, dist[train], issame[train])
+        best[f] = int(np.argmax(acc_train))
+        acc[f] = accuracy(thresholds[best[f]], dist[test], issame[test])
+    return acc, best
+
+
+def bench_kfold(quick: bool) -> list[dict]:
+    rng = np.random.default_rng(0)
+    n = 6000
+    same = (np.arange(n) // 300) % 2 == 0
+    dist = np.clip(rng.normal(1.3, 0.25, n) - 0.45 * same, 0, 4)
+    grid = np.arange(0, 4, 0.01)
+    ours = metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first")
+    base_acc, base_idx = insightface_loop(dist, same, grid)
+    identical = bool(np.array_equal(ours.fold_accuracy, base_acc) and np.array_equal(ours.threshold_index, base_idx))
+    t = compare(lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True,
+                                               tie="first"),
+                lambda: insightface_loop(dist, same, grid), items=n, repeats=3 if quick else 5)
+    t_exact = compare(lambda: metrics.kfold_accuracy(-dist, same),
+                      lambda: insightface_loop(dist, same, grid), items=n, repeats=3 if quick else 5)
+    return [record("kfold_accuracy_6000_pairs_grid400", "pairs/s, 10 folds, insightface grid", t,
+                   notes=f"identical fold accuracies and threshold indices: {identical}"),
+            record("kfold_accuracy_6000_pairs_exact", "pairs/s, 10 folds, exact threshold (all distinct scores)",
+                   t_exact, notes="facerec exact threshold search vs the 400-threshold insightface loop")]
+
+
+# ----------------------------------------------------------------------------------- TAR@FAR
+
+
+def sklearn_nearest(scores: np.ndarray, labels: np.ndarray, fars) -> np.ndarray:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr = np.flipud(fpr), np.flipud(tpr)
+    return np.array([tpr[min(zip(np.abs(fpr - x), range(len(fpr))))[1]] for x in fars])
+
+
+def bench_tar_at_far(quick: bool) -> list[dict]:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return [{"name": "tar_at_far", "measured": "skipped", "notes": "scikit-learn not installed"}]
+    n = 2_000_000 if quick else 15_658_489
+    n_pos = max(1, n * 19_557 // 15_658_489)
+    rng = np.random.default_rng(0)
+    labels = np.zeros(n, dtype=np.int64)
+    labels[rng.choice(n, n_pos, replace=False)] = 1
+    scores = (rng.normal(0.0, 0.1, n) + 0.5 * labels).astype(np.float32).astype(np.float64)
+    fars = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    ours = metrics.tar_at_far(scores, labels, fars, rule="nearest")
+    same = bool(np.array_equal(ours, sklearn_nearest(scores, labels, fars)))
+    t = compare(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
+                lambda: sklearn_nearest(scores, labels, fars), items=n, repeats=3 if quick else 3)
+    mem_ours = peak_extra_mb(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"))
+    mem_base = peak_extra_mb(lambda: sklearn_nearest(scores, labels, fars))
+    return [record(f"tar_at_far_nearest_{n}_scores", "scores/s, 6 FAR points", t,
+                   facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
+                   notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64")]
+
+
+# ----------------------------------------------------------------------------------- 1:N search
+
+
+def numpy_full_search(gallery: np.ndarray, probe: np.ndarray, k: int):
+    s = probe @ gallery.T  # the full [P, G] matrix
+    idx = np.argpartition(-s, k, axis=1)[:, :k]
+    top = np.take_along_axis(s, idx, 1)
+    order = np.argsort(-top, axis=1)
+    return np.take_along_axis(top, order, 1), np.take_along_axis(idx, order, 1)
+
+
+def bench_search(quick: bool) -> list[dict]:
+    n_gal = 20_000 if quick else 100_000
+    n_probe, d, k = 1000, 512, 10
+    g = torch.nn.functional.normalize(torch.randn(n_gal, d, generator=torch.Generator().manual_seed(0)), dim=1)
+    p = torch.nn.functional.normalize(g[:n_probe] + 0.3 * torch.randn(n_probe, d), dim=1)
+    gn, pn = g.numpy(), p.numpy()
+    s_ours, i_ours = metrics.search(g, p, k, chunk=256, normalise=False)
+    s_base, i_base = numpy_full_search(gn, pn, k)
+    agree = float((i_ours.numpy()[:, 0] == i_base[:, 0]).mean())
+    t = compare(lambda: metrics.search(g, p, k, chunk=256, normalise=False),
+                lambda: numpy_full_search(gn, pn, k), items=n_probe, repeats=3)
+    mem_ours = peak_extra_mb(lambda: metrics.search(g, p, k, chunk=256, normalise=False))
+    mem_base = peak_extra_mb(lambda: numpy_full_search(gn, pn, k))
+    return [record(f"search_top{k}_{n_probe}x{n_gal}_512d", "probes/s (cosine top-10 over the gallery)", t,
+                   facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
+                   notes=f"rank-1 agreement {agree:.4f}; facerec memory O(chunk x gallery), chunk 256")]
+
+
+def run(quick: bool) -> list[dict]:
+    return bench_kfold(quick) + bench_tar_at_far(quick) + bench_search(quick)
+
+
+if __name__ == "__main__":
+    main(run)
