@@ -74,11 +74,12 @@ def _dataset_from(source: str, params: dict[str, Any]):
 
 
 def _write(dataset: Any, out: str, fmt: str, source: str, quality: int, skip_corrupt: bool, overwrite: bool,
-           image_size: int | None, quiet: bool) -> None:
+           image_size: int | None, quiet: bool, chunk: int) -> None:
     from ..data.writers import write_dataset
 
     result = write_dataset(dataset, out, fmt, quality=quality, skip_corrupt=skip_corrupt, overwrite=overwrite,
-                           source=source, image_size=image_size, progress=Progress(f"writing {fmt}", quiet))
+                           source=source, image_size=image_size, chunk=chunk,
+                           progress=Progress(f"writing {fmt}", quiet))
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
     skipped = f", skipped {result.skipped} corrupt" if result.skipped or skip_corrupt else ""
     click.echo(f"wrote {result.written} images of {result.num_classes} identities to {result.path} "
@@ -93,6 +94,8 @@ _common_write = [
     click.option("--skip-corrupt", is_flag=True, help="Skip unreadable images and report how many."),
     click.option("--overwrite", is_flag=True, help="Replace an existing output."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line."),
+    click.option("--chunk", type=click.IntRange(1, 1 << 20), default=256, show_default=True,
+                 help="Images per committed chunk (an interrupted write resumes from the last one)."),
 ]
 
 
@@ -121,7 +124,7 @@ def data() -> None:
 @click.option("--mask", type=click.Path(), help="LMDB index mask .npy (write only the masked records).")
 @_with(_common_write)
 def convert(src: str, fmt: str, out: str, quality: int, image_size: int | None, skip_corrupt: bool,
-            overwrite: bool, quiet: bool, **fmt_params: Any) -> None:
+            overwrite: bool, quiet: bool, chunk: int, **fmt_params: Any) -> None:
     """Convert SRC (image list, image folder or LMDB) to another format; resumes when interrupted."""
     from ..data.formats import open_dataset
 
@@ -131,7 +134,7 @@ def convert(src: str, fmt: str, out: str, quality: int, image_size: int | None, 
     params = {k: v for k, v in fmt_params.items() if v is not None}
     dataset = open_dataset(src, **params)
     source = f"{Path(src).resolve()} {json.dumps(params, sort_keys=True)}"
-    _write(dataset, out, fmt, source, quality, skip_corrupt, overwrite, image_size, quiet)
+    _write(dataset, out, fmt, source, quality, skip_corrupt, overwrite, image_size, quiet, chunk)
 
 
 @data.command()
@@ -189,12 +192,12 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Dataset parameter (repeatable).")
 @_with(_common_write)
 def export(name: str, fmt: str, out: str, params: tuple[str, ...], quality: int, image_size: int | None,
-           skip_corrupt: bool, overwrite: bool, quiet: bool) -> None:
+           skip_corrupt: bool, overwrite: bool, quiet: bool, chunk: int) -> None:
     """Write a registered dataset (e.g. synthetic) to real files in the papers' layouts."""
     kwargs = parse_params(params)
     dataset, source = _dataset_from(name, kwargs)
     _write(dataset, out, fmt, f"{source} {json.dumps(kwargs, sort_keys=True, default=str)}", quality,
-           skip_corrupt, overwrite, image_size, quiet)
+           skip_corrupt, overwrite, image_size, quiet, chunk)
 
 
 @data.command()

@@ -86,7 +86,6 @@ class _Source:
         self.image_size = image_size
         # Stored bytes can be copied only when no resize was asked for (by us or the dataset).
         self.raw = hasattr(dataset, "read_raw") and image_size is None and getattr(dataset, "image_size", None) is None
-        self.has_modality = getattr(dataset, "modality", None) is not None
         self.has_features = bool(getattr(dataset, "has_features", False))
         self.skipped: list[int] = []
 
@@ -244,7 +243,7 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
     rows = writer.rows.all()
     if len(rows) == 0:
         raise DataError("every sample was corrupt: nothing written")
-    writer.finish(rows, src.has_modality and bool((rows["modality"] >= 0).all()))
+    writer.finish(rows, bool((rows["modality"] >= 0).all()))  # every sample carried a modality
     _install(tmp, out, overwrite)
     labels = rows["label"]
     return WriteResult(path=out, format=fmt, written=len(rows), skipped=len(src.skipped), resumed_from=start,
