@@ -65,7 +65,9 @@ def convert(original: str, arch: str, params: tuple[str, ...], out: str) -> None
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Hub cache folder (default: HF_HUB_CACHE).")
 def pull(name: str, cache_dir: str | None) -> None:
     """Fetch a card's files into the Hugging Face cache (honours HF_HUB_OFFLINE) and verify sha256."""
+    from ..weights import card
     from ..weights import pull as do_pull
 
-    for path in do_pull(name, cache_dir):
-        click.echo(f"{path}  (sha256 verified)")
+    files = card(name).files
+    for f, path in zip(files, do_pull(name, cache_dir)):
+        click.echo(f"{path}  ({'sha256 verified' if f.sha256 else 'not verified: the card lists no sha256'})")
