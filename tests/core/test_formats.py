@@ -215,6 +215,32 @@ def test_lmdb_original_vec2face_layout(tmp_path):
     assert detect_format(path) == "lmdb" and isinstance(open_dataset(hs), LMDBDataset)
 
 
+def test_lmdb_label_scan_reads_only_headers(tmp_path):
+    """Labels of original files come from the record headers; legacy msgpack (bytes as str) and
+    large ids (MS1M class ids up to 85707, multi-byte ints) included."""
+    path = tmp_path / "legacy.lmdb"
+    imgs = _faces(4, 16)
+    labels = [0, 127, 85707, 2**33]
+    env = lmdb.open(str(path), subdir=False, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i, lab in enumerate(labels):
+            buf = io.BytesIO()
+            np.save(buf, np.zeros(4, dtype=np.float32))
+            txn.put(str(i).encode(), msgpack.packb((encode_jpeg(imgs[i]), buf.getvalue(), lab), use_bin_type=False))
+        txn.put(b"__keys__", msgpack.packb([str(i).encode() for i in range(4)], use_bin_type=False))
+        txn.put(b"__len__", msgpack.packb(4))
+    env.close()
+    ds = LMDBDataset(path)
+    assert ds.labels.tolist() == labels and ds.classnum is None and ds.num_classes == 2**33 + 1
+    assert ds[2]["label"] == 85707 and ds[2]["image"].shape == (3, 16, 16) and ds[2]["feature"].shape == (4,)
+    from facerec.data.formats import record_label
+
+    for lab in labels:
+        for bin_type in (True, False):
+            packed = msgpack.packb((b"x" * 300, lab), use_bin_type=bin_type)
+            assert record_label(memoryview(packed), "t") == lab
+
+
 def test_lmdb_mask(tmp_path):
     path = tmp_path / "train.lmdb"
     _vec2face_lmdb(path)

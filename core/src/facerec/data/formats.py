@@ -408,6 +408,42 @@ def unpack_record(raw: bytes, where: str) -> tuple[bytes, bytes | None, int]:
     return bytes(image), (bytes(feature) if feature is not None else None), int(label)
 
 
+def _skip_bytes_element(view: memoryview, pos: int) -> int:
+    """Position after one msgpack bin/str (or nil) element starting at ``pos``."""
+    t = view[pos]
+    if 0xA0 <= t <= 0xBF:  # fixstr (msgpack < 1.0 wrote bytes as str)
+        return pos + 1 + (t & 0x1F)
+    if t in (0xC4, 0xD9):
+        return pos + 2 + view[pos + 1]
+    if t in (0xC5, 0xDA):
+        return pos + 3 + int.from_bytes(view[pos + 1 : pos + 3], "big")
+    if t in (0xC6, 0xDB):
+        return pos + 5 + int.from_bytes(view[pos + 1 : pos + 5], "big")
+    if t == 0xC0:
+        return pos + 1
+    raise ValueError(f"unexpected msgpack type 0x{t:02x}")
+
+
+def record_label(view: memoryview, where: str) -> int:
+    """The label of a record without reading its image bytes: only the header and the tail are
+    touched, so scanning the labels of a large LMDB reads a page or two per record, not the JPEGs."""
+    import msgpack
+
+    try:
+        n = view[0] - 0x90
+        if n not in (2, 3):
+            raise ValueError("not a 2- or 3-element array")
+        pos = 1
+        for _ in range(n - 1):
+            pos = _skip_bytes_element(view, pos)
+        label = msgpack.unpackb(bytes(view[pos:]))
+        if not isinstance(label, int) or isinstance(label, bool):
+            raise ValueError("label is not an int")
+        return int(label)
+    except Exception:
+        return unpack_record(bytes(view), where)[2]  # the full parser names what is wrong
+
+
 def decode_feature(npy: bytes, where: str) -> Tensor:
     try:
         arr = np.load(io.BytesIO(npy), allow_pickle=False)
@@ -464,13 +500,14 @@ class LMDBDataset(_ImageDataset):
             first = txn.get(self._key(0)) if length else None
             self.has_features = first is not None and features and \
                 unpack_record(first, self._where(0))[1] is not None
-            if labels is None:  # original files: read every record's label (no image decoding)
-                labels = np.empty(length, dtype=np.int64)
+        if labels is None:  # original files: read every record's label (no image read or decode)
+            labels = np.empty(length, dtype=np.int64)
+            with env.begin(buffers=True) as txn:
                 for r in range(length):
-                    raw = txn.get(self._key(r))
-                    if raw is None:
+                    view = txn.get(self._key(r))
+                    if view is None:
                         raise DataError(f"{self._where(r)}: record listed in __keys__ is missing")
-                    labels[r] = unpack_record(raw, self._where(r))[2]
+                    labels[r] = record_label(view, self._where(r))
         self.mask_path = None
         self.indices: np.ndarray | None = None
         if mask is not None:
