@@ -75,3 +75,30 @@ class CompatPairs:
             emb = compat_normalise(emb, int(self.norm_batch))
         extra = compat_pair_accuracy(emb[left], emb[right], torch.as_tensor(pairs.same))
         return EvalResult({**result.metrics, **extra}, result.artefacts, self.convention)
+
+
+class RenderedOnce:
+    """A synthetic protocol whose images are rendered once and reused for every evaluation (the demo
+    evaluates many models on the same pairs). Anything without ``images``/``keys`` is used as it is."""
+
+    def __init__(self, protocol, image_size: int):
+        self.protocol = protocol
+        self.convention = getattr(protocol, "convention", "")
+        self._images: Tensor | None = None
+        self._size = int(image_size)
+
+    def evaluate(self, model, *, device: str = "cpu", batch_size: int = 64, progress: bool = False):
+        from facerec.inference import embed_tensor
+
+        if self._images is None:
+            self._images = torch.cat([self.protocol.images(torch.arange(i, min(i + 256, len(self.protocol))),
+                                                           self._size)
+                                      for i in range(0, len(self.protocol), 256)])
+        feats = embed_tensor(model, self._images, batch_size=batch_size, device=device,
+                             flip=bool(getattr(self.protocol, "flip", False)))
+        return self.protocol.evaluate_features(dict(zip(self.protocol.keys, feats)))
+
+
+def render_once(protocols: dict, image_size: int) -> dict:
+    return {n: RenderedOnce(p, image_size) if hasattr(p, "images") and hasattr(p, "keys") else p
+            for n, p in protocols.items()}

@@ -22,7 +22,7 @@ from facerec import registry
 from facerec.errors import FacerecError, ParameterError
 
 from .checkpoints import load_parts, save_parts
-from .evaluation import CompatPairs
+from .evaluation import CompatPairs, render_once
 from .stages import STAGES, StageSettings, run_stage
 
 #: Training settings per preset. quick: CPU minutes at a reduced width/size; paper: the repository's
@@ -35,7 +35,11 @@ VIRFACE_TRAIN = {
 }
 #: Backbone parameters of the quick preset (unless given with --param backbone.*): a narrow ResNet on
 #: 64x64 faces, so that the five trainings of a demo seed fit in CPU minutes.
-QUICK_BACKBONE = {"width": 16, "image_size": 64, "embedding_size": 128}
+QUICK_BACKBONE = {"width": 16, "image_size": 48, "embedding_size": 128}
+#: Demo data of the quick preset (user --param dataset.* / protocol.* / recipe.unlabeled_params win).
+DEMO_LABELLED = {"quick": {"num_ids": 60, "per_id": 8}, "paper": {}}
+DEMO_UNLABELLED = {"quick": {"num_ids": 240, "per_id": 1}, "paper": {}}
+DEMO_PROTOCOL = {"quick": {"pairs_per_fold": 60}, "paper": {}}
 HEADS = {"pretrain": "virface-arcface", "generator": "virface-arcface", "virclass": "virclass",
          "virface": "virinstance"}
 PREVIOUS = {"generator": "pretrain", "virclass": "pretrain", "virface": "generator"}
@@ -57,14 +61,19 @@ def _backbone(config: P.PipelineConfig) -> Any:
     return P.build_backbone(config, **overrides)
 
 
-def _datasets(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any]) -> tuple[Any, Any]:
-    labelled = P.build_dataset(config, backbone)
+def _datasets(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any],
+              demo: bool = False) -> tuple[Any, Any]:
+    name_l = config.dataset or P.DEFAULT_DATASET
+    defaults = DEMO_LABELLED[config.preset] if demo and name_l == P.DEFAULT_DATASET else {}
+    labelled = P.build_dataset(config, backbone, **defaults)
     if not labelled.num_classes:
         raise FacerecError(f"dataset {config.dataset or P.DEFAULT_DATASET!r} has no labels; VirFace needs a "
                            "labelled set (pass the unlabelled one as recipe.unlabeled)")
     name = knobs["unlabeled"]
     obj = registry.load("dataset", name)
     params = dict(knobs["unlabeled_params"] or {})
+    if demo and name == "synthetic-unlabeled":
+        params = {**DEMO_UNLABELLED[config.preset], **params}
     if "image_size" in registry.parameters(obj):
         params.setdefault("image_size", P.canonical_size(backbone))
     unlabelled = registry.create("dataset", name, **params)
@@ -77,11 +86,27 @@ def _settings(knobs: dict[str, Any]) -> StageSettings:
                          flip=bool(knobs["flip"]))
 
 
-def _protocols(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any]) -> dict[str, Any]:
-    protocols = P.build_protocols(config, backbone)
+def _protocols(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any],
+               demo: bool = False) -> dict[str, Any]:
+    names = config.protocols or (P.DEFAULT_PROTOCOL,)
+    overrides = DEMO_PROTOCOL[config.preset] if demo and names == (P.DEFAULT_PROTOCOL,) else {}
+    protocols = P.build_protocols(config, backbone, **overrides)
     if knobs["compat_metric"]:
         protocols = {n: CompatPairs(p, norm_batch=knobs["compat_norm_batch"]) for n, p in protocols.items()}
+    elif demo:
+        protocols = render_once(protocols, P.canonical_size(backbone))
     return protocols
+
+
+def materialise(dataset: Any, chunk: int = 256) -> Any:
+    """Render/decode a dataset once into memory (the demo trains five models on the same data)."""
+    from facerec.api import TensorDataset
+
+    n = len(dataset)
+    images = torch.cat([torch.as_tensor(dataset.batch(list(range(i, min(i + chunk, n))))["image"]).float()
+                        for i in range(0, n, chunk)])
+    labels = dataset.labels.clone() if dataset.num_classes else torch.full((n,), -1, dtype=torch.long)
+    return TensorDataset(labels, images=images)
 
 
 def _modules(config, labelled, knobs, backbone=None):
@@ -153,8 +178,9 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
         seed_everything(seed)
         scfg = tcfg.evolve(seed=seed, progress=False)
         backbone = _backbone(config)
-        labelled, unlabelled = _datasets(config, backbone, knobs)
-        protocols = _protocols(config, backbone, knobs)
+        if i == 0:  # the same data and pairs for every seed: render once
+            labelled, unlabelled = (materialise(d) for d in _datasets(config, backbone, knobs, demo=True))
+            protocols = _protocols(config, backbone, knobs, demo=True)
         backbone, head, generator = _modules(config, labelled, knobs, backbone)
         sub = run.path / f"seed{seed}"
         run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
