@@ -366,9 +366,18 @@ def cosine_scores(a, b) -> torch.Tensor:
     return _normalise(_tensor(a)) @ _normalise(_tensor(b)).T
 
 
-def search(gallery, probe, k: int = 1, *, chunk: int = 4096, normalise: bool = True,
+#: Score-matrix elements computed at once by the chunked 1:N functions (16M floats = 64 MiB).
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _chunk(chunk: int | None, n_gallery: int) -> int:
+    return int(chunk) if chunk else max(1, min(4096, CHUNK_ELEMENTS // max(n_gallery, 1)))
+
+
+def search(gallery, probe, k: int = 1, *, chunk: int | None = None, normalise: bool = True,
            device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k gallery matches of every probe by cosine score, chunked over probes (bounded memory).
+    """Top-k gallery matches of every probe by cosine score, chunked over probes (bounded memory:
+    about ``CHUNK_ELEMENTS`` scores at a time unless ``chunk`` probes are asked for).
 
     Returns (scores [P, k], indices [P, k]), best first.
     """
@@ -379,6 +388,7 @@ def search(gallery, probe, k: int = 1, *, chunk: int = 4096, normalise: bool = T
     if normalise:
         g, p = _normalise(g), _normalise(p)
     k = min(k, g.shape[0])
+    chunk = _chunk(chunk, g.shape[0])
     gt = g.T.contiguous()
     out_s, out_i = [], []
     with torch.inference_mode():
@@ -410,9 +420,9 @@ class RankResult:
 
 
 def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_rank: int | None = None,
-                         chunk: int = 2048, device: str | None = None) -> RankResult:
+                         chunk: int | None = None, device: str | None = None) -> RankResult:
     """Rank of the first mate for every probe (1 + number of gallery items scoring strictly higher),
-    with cosine scores computed in probe chunks (memory O(chunk x gallery))."""
+    with cosine scores computed in probe chunks (memory O(chunk x gallery)); no sorting at all."""
     g = _normalise(_tensor(gallery))
     p = _normalise(_tensor(probe))
     gl = _tensor(gallery_labels).long()
@@ -421,20 +431,37 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
         g, p, gl, pl = g.to(device), p.to(device), gl.to(device), pl.to(device)
     if g.shape[0] == 0 or p.shape[0] == 0:
         raise MetricInputError("identification needs a non-empty gallery and probe set")
+    for name, x in (("gallery", g), ("probe", p)):
+        bad = int((~torch.isfinite(x)).any(1).sum())
+        if bad:  # checked on the features: O(N x D) instead of every score
+            raise MetricInputError(f"{bad} {name} feature(s) contain NaN or inf")
     ranks, mates, nonmates = [], [], []
+    chunk = _chunk(chunk, g.shape[0])
     gt = g.T.contiguous()
+    # gallery indices grouped by label (CSR), so each probe's mates are gathered, not masked
+    g_order = torch.argsort(gl, stable=True)
+    g_sorted = gl[g_order]
     with torch.inference_mode():
         for i in range(0, p.shape[0], chunk):
             sc = p[i : i + chunk] @ gt  # [c, G]
-            if torch.isnan(sc).any():
-                raise MetricInputError(f"features give {int(torch.isnan(sc).sum())} NaN scores")
-            mate = pl[i : i + chunk, None] == gl[None, :]
-            neg_inf = torch.tensor(-torch.inf, device=sc.device)
-            best_mate = torch.where(mate, sc, neg_inf).max(1).values
-            best_non = torch.where(mate, neg_inf, sc).max(1).values
-            higher = (sc > best_mate[:, None]).sum(1)
-            has = mate.any(1)
-            ranks.append(torch.where(has, higher + 1, torch.zeros_like(higher)).cpu())
+            lab = pl[i : i + chunk]
+            lo = torch.searchsorted(g_sorted, lab)
+            hi = torch.searchsorted(g_sorted, lab, right=True)
+            n_mates = hi - lo
+            rows = torch.repeat_interleave(torch.arange(len(lab), device=sc.device), n_mates)
+            offs = torch.arange(int(n_mates.sum()), device=sc.device) - torch.repeat_interleave(
+                torch.cumsum(n_mates, 0) - n_mates, n_mates)
+            cols = g_order[torch.repeat_interleave(lo, n_mates) + offs]
+            best_mate = torch.full((len(lab),), -torch.inf, device=sc.device)
+            best_mate.scatter_reduce_(0, rows, sc[rows, cols], reduce="amax")
+            sc[rows, cols] = -torch.inf  # mates out of the way: what remains are non-mates
+            best_non = sc.amax(1)
+            # only probes whose mate is beaten need the count of higher non-mates (rank-1 ones: 0)
+            beaten = torch.nonzero(best_non > best_mate).flatten()
+            higher = torch.zeros(len(lab), dtype=torch.long, device=sc.device)
+            if len(beaten):
+                higher[beaten] = (sc[beaten] > best_mate[beaten, None]).sum(1)
+            ranks.append(torch.where(n_mates > 0, higher + 1, torch.zeros_like(higher)).cpu())
             mates.append(best_mate.cpu())
             nonmates.append(best_non.cpu())
     r = torch.cat(ranks).numpy()
