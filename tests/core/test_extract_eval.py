@@ -140,3 +140,21 @@ def test_eval_refuses_nan_features(mini, run_facerun, tmp_path):
 def test_extract_bad_data(run_facerun, tmp_path):
     _one_line_error(run_facerun("extract", *BB, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "f.safetensors"),
                                 check=False), "--data: not found")
+
+
+def test_extract_lmdb(mini, run_facerun, tmp_path):
+    from facerec.data.formats import ImageFolder, LMDBDataset
+    from facerec.data.writers import write_dataset
+
+    root, model, weights = mini
+    write_dataset(ImageFolder(root / "images"), tmp_path / "faces.lmdb", "lmdb")
+    out = tmp_path / "lmdb.safetensors"
+    run_facerun("extract", *BB, "--weights", str(weights), "--data", str(tmp_path / "faces.lmdb"), "--out", str(out),
+                "-q", "--batch-size", "7")
+    table = load_features(out)
+    ds = LMDBDataset(tmp_path / "faces.lmdb", image_size=32)
+    assert len(table) == len(ds) and table.labels.tolist() == ds.labels.tolist()
+    imgs = ds.batch(range(len(ds)))["image"]
+    with torch.inference_mode():
+        ref = model.embed(imgs)
+    assert float((table.embeddings - ref).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))

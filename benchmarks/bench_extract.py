@@ -1,0 +1,116 @@
+"""Feature extraction speed for every registered backbone (core and plugins): facerec's fast inference
+path (``optimize_for_inference``: BatchNorm folded, channels-last, inference mode) vs the plain eager
+fp32 forward under ``no_grad`` of the same model on the same batch; outputs must agree within 1e-4
+(relative to the largest output). Achieved GFLOP/s (torch.utils.flop_counter) is reported as a share
+of the measured fp32 matmul GFLOP/s of this machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:
+    from benchmarks.common import compare, main, record
+except ImportError:  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.common import compare, main, record
+
+import facerec
+from facerec.inference import optimize_for_inference
+
+
+def _device() -> str:
+    return os.environ.get("FACEREC_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device: str, n: int = 1024, repeats: int = 5) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / sorted(times)[len(times) // 2] / 1e9
+
+
+def _flops(model, x) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.embed(x)
+    return int(counter.get_total_flops())
+
+
+def _randomise_bn(model: torch.nn.Module) -> None:
+    """Non-trivial BatchNorm statistics so that folding is really exercised."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+
+
+def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
+    try:
+        model = facerec.create("backbone", name)
+    except Exception as exc:  # plugin backbones that cannot be built with defaults are reported, not fatal
+        return {"name": f"extract_{name}", "measured": "skipped", "notes": f"cannot build with defaults: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+    spec = getattr(model, "input_spec", None)
+    if spec is None:
+        return {"name": f"extract_{name}", "measured": "skipped", "notes": "no input_spec"}
+    _randomise_bn(model)
+    model = model.eval().to(device)
+    batch = (4 if quick else 32) if device == "cpu" else 64
+    size = spec.canonical_size
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    fast = optimize_for_inference(model, device=device)
+    with torch.no_grad():
+        ref = model.embed(x)
+    with torch.inference_mode():
+        got = fast.embed(x)
+    rel = float((ref.float() - got.float()).abs().max()) / max(1.0, float(ref.abs().max()))
+
+    def eager():
+        with torch.no_grad():
+            model.embed(x)
+        _sync(device)
+
+    def ours():
+        with torch.inference_mode():
+            fast.embed(x)
+        _sync(device)
+
+    t = compare(ours, eager, items=batch, repeats=3 if quick else 7, warmup=1)
+    flops = _flops(model, x)
+    gflops = flops / t["facerec_s"] / 1e9
+    return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}", t,
+                  gflops_per_s=round(gflops, 2), share_of_matmul=round(gflops / peak, 3),
+                  max_rel_diff=rel, notes=f"outputs within 1e-4: {rel <= 1e-4}; "
+                  f"{flops / batch / 1e9:.2f} GFLOP/image; matmul peak {peak:.1f} GFLOP/s")
+
+
+def run(quick: bool) -> list[dict]:
+    device = _device()
+    torch.manual_seed(0)
+    peak = matmul_gflops(device)
+    names = sorted({c.qualified for c in facerec.components("backbone")})
+    return [bench_backbone(n, quick, device, peak) for n in names]
+
+
+if __name__ == "__main__":
+    main(run)
