@@ -19,15 +19,18 @@ from facerec.pipeline import (PipelineConfig, RunDir, build_backbone, build_data
 
 #: FR training per preset (quick: CPU minutes; paper: SOTA-FR's HSFace10K config, 26 epochs, /10 at 12/20/24).
 FR_TRAIN = {
-    "quick": {"steps": 120, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+    "quick": {"steps": 100, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
               "schedule": "cosine", "warmup_steps": 10, "grad_clip": 5.0, "log_every": 10},
     "paper": {"epochs": 26, "batch_size": 512, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
               "schedule": "multistep", "milestones": (12 / 26, 20 / 26, 24 / 26), "grad_clip": 5.0,
               "amp": "fp16", "log_every": 20},
 }
 #: Quick-preset backbone size (the user's --param backbone.* wins): 32x32 faces, narrow trunk.
-QUICK_BACKBONE = {"image_size": 32, "width": 16}
-GEN = {"quick": {"gen_steps": 150, "gen_config": "tiny", "gen_batch": 32, "gen_lr": 2e-3},
+QUICK_BACKBONE = {"image_size": 32, "width": 8}
+#: Quick-preset data and evaluation sizes (the user's --param dataset.* / protocol.* win).
+QUICK_DATA = {"num_ids": 64, "per_id": 8}
+QUICK_PROTOCOL = {"pairs_per_fold": 100}
+GEN = {"quick": {"gen_steps": 100, "gen_config": "tiny", "gen_batch": 32, "gen_lr": 2e-3},
        "paper": {"gen_steps": 100_000, "gen_config": "base", "gen_batch": 128, "gen_lr": 4e-5 * 128 / 112}}
 
 
@@ -90,8 +93,8 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     over = QUICK_BACKBONE if config.quick else {}
     seed_everything(config.seed)
     probe = build_backbone(config, **over)
-    dataset = build_dataset(config, probe)
-    protocols = build_protocols(config, probe)
+    dataset = build_dataset(config, probe, **(QUICK_DATA if config.quick else {}))
+    protocols = build_protocols(config, probe, **(QUICK_PROTOCOL if config.quick else {}))
     augment = hsface_augment() if knobs["random_erasing"] else "flip"
     metrics: dict[str, Any] = {}
     # 1. FR on the real set: the baseline, and the identity model Vec2Face learns to invert.
@@ -148,8 +151,8 @@ def hsface_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     seed_everything(config.seed)
     over = QUICK_BACKBONE if config.quick else {}
     probe = build_backbone(config, **over)
-    dataset = build_dataset(config, probe)
-    protocols = build_protocols(config, probe)
+    dataset = build_dataset(config, probe, **(QUICK_DATA if config.quick else {}))
+    protocols = build_protocols(config, probe, **(QUICK_PROTOCOL if config.quick else {}))
     result, _ = _train_fr(config, run, dataset, protocols, "train", over, hsface_augment())
     write_summary(run, config, {k: v for k, v in result.items() if isinstance(v, (int, float))})
     return result

@@ -29,14 +29,16 @@ class MaskConfig:
     mu: float = 0.15
     std: float = 0.25
 
-    def sample_rate(self, generator: torch.Generator | None = None) -> float:
-        """Inverse-CDF draw from truncnorm((min-mu)/std, (max-mu)/std, loc=mu, scale=std)."""
-        normal = torch.distributions.Normal(0.0, 1.0)
-        lo = normal.cdf(torch.tensor((self.min - self.mu) / self.std, dtype=torch.float64))
-        hi = normal.cdf(torch.tensor((self.max - self.mu) / self.std, dtype=torch.float64))
-        u = torch.rand((), generator=generator, dtype=torch.float64)
+    def sample_rates(self, count: int, generator: torch.Generator | None = None) -> Tensor:
+        """``count`` inverse-CDF draws from truncnorm((min-mu)/std, (max-mu)/std, loc=mu, scale=std)."""
+        bounds = torch.tensor([(self.min - self.mu) / self.std, (self.max - self.mu) / self.std], dtype=torch.float64)
+        lo, hi = torch.special.ndtr(bounds)
+        u = torch.rand(count, generator=generator, dtype=torch.float64)
         p = (lo + u * (hi - lo)).clamp(1e-12, 1 - 1e-12)
-        return float(min(max(self.mu + self.std * torch.special.ndtri(p), self.min), self.max))
+        return (self.mu + self.std * torch.special.ndtri(p)).clamp(self.min, self.max)
+
+    def sample_rate(self, generator: torch.Generator | None = None) -> float:
+        return float(self.sample_rates(1, generator)[0])
 
 
 #: Generation-script masking (image_generation.py) and the training default (vec2face.py).
@@ -225,7 +227,7 @@ class Vec2FaceNet(nn.Module):
 
     def draw_rates(self, count: int, generator: torch.Generator | None = None) -> Tensor:
         """``count`` independent mask rates (per-sample masking)."""
-        return torch.tensor([self.mask.sample_rate(generator) for _ in range(count)])
+        return self.mask.sample_rates(count, generator)
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, rep: Tensor, *, rate: float | Tensor | None = None, noise: Tensor | None = None,
