@@ -9,12 +9,13 @@ from typing import Any
 
 import torch
 
+import facerec
 from facerec.api import Dataset
 from facerec.data.grid import save_grid
 from facerec.data.transforms import Compose, RandomErasing, RandomHorizontalFlip
 from facerec.engine import seed_everything, train_classifier
 from facerec.inference import embed_tensor
-from facerec.pipeline import (PipelineConfig, RunDir, build_backbone, build_dataset, build_generator, build_head,
+from facerec.pipeline import (PipelineConfig, RunDir, build_backbone, build_dataset, build_head,
                               build_protocols, evaluate_protocols, save_backbone, train_config, write_summary)
 
 #: FR training per preset (quick: CPU minutes; paper: SOTA-FR's HSFace10K config, 26 epochs, /10 at 12/20/24).
@@ -102,9 +103,11 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     metrics["real"] = real
     images, labels = _all_images(dataset)
     fr.eval()
-    feats = embed_tensor(fr, images, device=config.device)
+    feats = embed_tensor(fr, images, device=config.device).clone()  # out of inference mode: trained on
     # 2. Vec2Face on (image, feature) pairs, with the trained FR model as the identity loss.
-    gen = build_generator(config, None, config=knobs["gen_config"]).to(config.device)
+    # build_generator's first argument is named ``config`` too: create with the merged params directly.
+    gen = facerec.create("generator", config.generator,
+                         **{"config": knobs["gen_config"], **config.kind_params("generator")}).to(config.device)
     gen.set_estimators(identity=fr)
     fit = gen.fit(FeatureImages(images, feats, labels), steps=int(knobs["gen_steps"]),
                   batch_size=int(knobs["gen_batch"]), device=config.device, seed=config.seed, progress=True,
