@@ -172,3 +172,19 @@ def test_resize_on_write(tmp_path):
     write_dataset(_memory_dataset(4), tmp_path / "r.lmdb", "lmdb", image_size=32)
     assert LMDBDataset(tmp_path / "r.lmdb")[0]["image"].shape == (3, 32, 32)
     np.testing.assert_array_equal(LMDBDataset(tmp_path / "r.lmdb").labels.numpy(), [0, 0, 1, 1])
+
+
+def test_subclass_samples_are_written_not_the_stored_bytes(tmp_path):
+    """A dataset that transforms its samples (VirFace crops its lists) is written as it yields them."""
+    write_dataset(_memory_dataset(4), tmp_path / "src", "folder")
+
+    class Cropped(ImageFolder):
+        def _load(self, index):
+            u8, extras = super()._load(index)
+            return u8[:, 2:-2, 2:-2], extras
+
+    src = Cropped(tmp_path / "src")
+    write_dataset(src, tmp_path / "c.lmdb", "lmdb")
+    out = LMDBDataset(tmp_path / "c.lmdb")
+    assert out[0]["image"].shape == (3, 16, 16)
+    assert (out[1]["image"] - src[1]["image"]).abs().mean() < 0.03

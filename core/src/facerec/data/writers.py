@@ -84,8 +84,12 @@ class _Source:
         self.quality = quality
         self.skip_corrupt = skip_corrupt
         self.image_size = image_size
-        # Stored bytes can be copied only when no resize was asked for (by us or the dataset).
-        self.raw = hasattr(dataset, "read_raw") and image_size is None and getattr(dataset, "image_size", None) is None
+        # Stored bytes can be copied only when no resize was asked for (by us or the dataset) and
+        # the sample is the stored image (a subclass overriding ``_load``, e.g. to crop, is not).
+        from .formats import LMDBDataset, _ImageDataset
+
+        self.raw = (isinstance(dataset, _ImageDataset) and image_size is None and dataset.image_size is None
+                    and type(dataset)._load in (_ImageDataset._load, LMDBDataset._load))
         self.has_features = bool(getattr(dataset, "has_features", False))
         self.skipped: list[int] = []
 
