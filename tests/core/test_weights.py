@@ -199,6 +199,15 @@ def test_unreadable_files(tmp_path):
         load_weights(_model(), tmp_path / "junk.safetensors")
 
 
+def test_resolve_paths_and_names(tmp_path):
+    from facerec.weights import resolve
+
+    path = save_weights(_model(), tmp_path / "m.safetensors")
+    assert resolve(str(path)) == path
+    with pytest.raises(WeightsError, match="neither a file nor a registered card"):
+        resolve(tmp_path / "missing.safetensors")
+
+
 def test_card_value_type():
     card = WeightCard(name="x", arch="small-cnn", files=[{"filename": "a.safetensors", "sha256": "ab"}])
     assert card.files == (WeightFile("a.safetensors", sha256="ab"),) and card.format == "safetensors"

@@ -355,6 +355,21 @@ def pull(name: str, cache_dir: str | os.PathLike | None = None) -> list[Path]:
     return paths
 
 
+def resolve(weights: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A ``--weights`` value as users give it: an existing file, or a registered card name whose
+    (first) file is pulled into the Hub cache and verified. Unknown names fail with the card list."""
+    path = Path(weights)
+    if path.is_file():
+        return path
+    from .registry import components
+
+    names = {c.name for c in components("weights")} | {c.qualified for c in components("weights")}
+    if str(weights) not in names:
+        raise WeightsError(f"weights {str(weights)!r} is neither a file nor a registered card "
+                           f"(see `facerun weights list`)")
+    return pull(str(weights), cache_dir)[0]
+
+
 def _pull_hf(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) -> Path:
     from huggingface_hub import hf_hub_download
 
@@ -392,4 +407,4 @@ def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None)
 
 
 __all__ = ["WeightCard", "WeightFile", "card", "cards", "read_checkpoint", "read_pickle", "load_weights",
-           "strict_load", "save_weights", "read_metadata", "convert", "pull", "sha256", "build_model"]
+           "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve", "sha256", "build_model"]
