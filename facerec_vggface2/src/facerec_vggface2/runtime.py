@@ -116,11 +116,16 @@ def save_features(path: str | Path, features: Tensor, dataset: VGGFace2List, *, 
 def evaluate_topk(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: int = 32, workers: int = 0,
                   device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Top-1/top-5 and CE over the classifier for images of training identities; images of test-split
-    identities (labels >= the classifier width) are counted and reported instead of crashing."""
+    identities (Flag 0 in identity_meta.csv, labels >= the number of training identities) are counted and
+    reported instead of crashing the loss as in the original."""
     if model.fc is None:
         raise ParameterError("test needs a model with a classifier (weights with fc)")
     model.eval()
     width = model.fc.out_features
+    n_train = dataset.num_train_classes
+    if n_train > width:
+        raise ParameterError(f"the classifier has {width} outputs but the meta file lists {n_train} training "
+                             "identities; use the meta file the weights were trained with")
     n = loss_sum = top1 = top5 = skipped = 0
     skipped_ids: set[int] = set()
     start = time.perf_counter()
@@ -128,7 +133,7 @@ def evaluate_topk(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: int
     for batch in loader(dataset, batch_size, workers):
         labels = batch["label"].to(device)
         logits = model.logits(model.input_spec.prepare(batch["image"].to(device)))
-        known = labels < width
+        known = labels < n_train  # test-split identities (Flag 0) have no classifier output
         skipped += int((~known).sum())
         skipped_ids.update(labels[~known].tolist())
         if known.any():
