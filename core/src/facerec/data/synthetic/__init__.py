@@ -14,6 +14,6 @@ from __future__ import annotations
 
 from .degrade import degrade
 from .params import Nuisance, identity_params, sample_params
-from .render import draw_yaw, render
+from .renderer import draw_yaw, render
 
 __all__ = ["Nuisance", "degrade", "draw_yaw", "identity_params", "render", "sample_params"]

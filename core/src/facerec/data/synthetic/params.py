@@ -27,7 +27,7 @@ SAMPLE_FIELDS = (
     "yaw_mode", "yaw_small", "yaw_big", "pitch", "roll", "scale", "tx", "ty", "smile", "mouth_open",
     "eye_open", "blink", "brow_raise", "gaze", "light_az", "light_el", "light_str", "ambient", "exposure",
     "wb_r", "wb_b", "glasses", "glasses_kind", "glasses_col", "mask", "mask_col", "bg_kind", "bg_angle",
-    "blur", "blur_s", "noise", "noise_s", "cloth", "hair_swing", "shape_kind", "tile",
+    "blur", "blur_s", "noise", "noise_s", "cloth", "hair_swing", "shape_kind", "tile", "hat", "hair_vj",
 )
 
 
@@ -47,29 +47,34 @@ class Nuisance:
     protocols; tests and generators may make images easier (e.g. ``max_yaw=30``) or harder."""
 
     max_yaw: float = 90.0        # degrees; profile views reach this
-    profile_prob: float = 0.2    # share of samples drawn uniformly up to max_yaw (others near frontal)
-    frontal_yaw_std: float = 15.0
+    profile_prob: float = 0.1    # share of samples drawn uniformly up to max_yaw (others near frontal)
+    frontal_yaw_std: float = 12.0
     pitch_std: float = 8.0
-    roll_std: float = 6.0
+    roll_std: float = 9.0
     glasses_prob: float = 0.12
     mask_prob: float = 0.06
     blur_prob: float = 0.3
     noise_max: float = 0.03
     clutter: float = 1.0
+    color_jitter: float = 1.6    # scales exposure / white-balance variation
+    translate: float = 0.2       # max shift of the face centre (fraction of half the image)
+    hat_prob: float = 0.12
 
 
 # Colour palettes (linear-ish RGB in [0, 1]).
 _SKIN_DARK = torch.tensor([0.30, 0.19, 0.13])
 _SKIN_LIGHT = torch.tensor([0.93, 0.78, 0.68])
-_HAIR = torch.tensor([[0.05, 0.045, 0.04], [0.17, 0.10, 0.06], [0.38, 0.24, 0.13], [0.80, 0.64, 0.38],
-                      [0.55, 0.22, 0.08], [0.62, 0.60, 0.58], [0.28, 0.20, 0.15]])
+# Hair colours with the frequencies of a mixed population: mostly dark, so colour alone says little.
+_HAIR = torch.tensor([[0.05, 0.045, 0.04], [0.07, 0.05, 0.04], [0.12, 0.08, 0.05], [0.17, 0.10, 0.06],
+                      [0.26, 0.17, 0.10], [0.38, 0.24, 0.13], [0.70, 0.56, 0.34], [0.50, 0.22, 0.09],
+                      [0.55, 0.53, 0.51]])
 _IRIS = torch.tensor([[0.16, 0.09, 0.05], [0.33, 0.19, 0.08], [0.40, 0.36, 0.16], [0.25, 0.42, 0.25],
                       [0.25, 0.40, 0.62], [0.45, 0.50, 0.55]])
 
 
 def _palette(table: Tensor, u: Tensor, jitter: Tensor) -> Tensor:
     idx = (u * len(table)).long().clamp(max=len(table) - 1)
-    return (table[idx] * (0.85 + 0.3 * jitter[:, None])).clamp(0, 1)
+    return (table[idx] * (0.9 + 0.2 * jitter[:, None])).clamp(0, 1)
 
 
 def identity_params(seed: int, identities: Tensor) -> Params:
@@ -84,22 +89,22 @@ def identity_params(seed: int, identities: Tensor) -> Params:
     p.head_vc = _lerp(r.head_vc, -0.14, -0.02)
     p.jaw_p = _lerp(r.jaw_p, 1.6, 3.4)
     p.chin_w = _lerp(r.chin_w, 0.0, 1.0)
-    p.eye_x = _lerp(r.eye_x, 0.25, 0.37)
+    p.eye_x = _lerp(r.eye_x, 0.24, 0.39)
     p.eye_v = _lerp(r.eye_v, -0.18, -0.02)
-    p.eye_w = _lerp(r.eye_w, 0.08, 0.13)
-    p.eye_h = _lerp(r.eye_h, 0.028, 0.056)
+    p.eye_w = _lerp(r.eye_w, 0.09, 0.14)
+    p.eye_h = _lerp(r.eye_h, 0.034, 0.062)
     p.eye_tilt = _lerp(r.eye_tilt, -0.28, 0.28)
     p.iris_r = _lerp(r.iris_r, 0.33, 0.48) * p.eye_w
     p.brow_gap = _lerp(r.brow_gap, 0.07, 0.15)
-    p.brow_t = _lerp(r.brow_t, 0.013, 0.042)
+    p.brow_t = _lerp(r.brow_t, 0.016, 0.055)
     p.brow_arch = _lerp(r.brow_arch, -0.015, 0.055)
     p.brow_len = _lerp(r.brow_len, 0.09, 0.16)
     p.brow_slope = _lerp(r.brow_slope, -0.3, 0.3)
-    p.nose_len = _lerp(r.nose_len, 0.17, 0.33)
+    p.nose_len = _lerp(r.nose_len, 0.16, 0.36)
     p.nose_w = _lerp(r.nose_w, 0.055, 0.12)
     p.nose_bump = _lerp(r.nose_bump, 0.35, 1.0)
     p.mouth_gap = _lerp(r.mouth_gap, 0.15, 0.30)
-    p.mouth_w = _lerp(r.mouth_w, 0.13, 0.27)
+    p.mouth_w = _lerp(r.mouth_w, 0.12, 0.29)
     p.lip_up = _lerp(r.lip_up, 0.012, 0.04)
     p.lip_lo = _lerp(r.lip_lo, 0.018, 0.05)
     p.ear_v = _lerp(r.ear_v, -0.05, 0.12)
@@ -107,11 +112,11 @@ def identity_params(seed: int, identities: Tensor) -> Params:
     p.ear_out = _lerp(r.ear_out, 0.2, 0.9)
     p.cheek = _lerp(r.cheek, 0.0, 1.0)
     # Skin: a tone line from dark to light plus a red/yellow hue shift.
-    tone = r.skin_tone[:, None]
+    tone = (0.25 + 0.55 * r.skin_tone)[:, None]
     skin = _SKIN_DARK + (_SKIN_LIGHT - _SKIN_DARK) * tone
     hue = (r.skin_hue - 0.5)[:, None] * torch.tensor([0.06, 0.0, -0.06])
     p.skin = (skin + hue * skin).clamp(0, 1)
-    p.skin_tone = r.skin_tone
+    p.skin_tone = tone[:, 0]
     p.lips = (p.skin * torch.tensor([0.78, 0.50, 0.52]) * (0.8 + 0.35 * r.lip_tone[:, None])).clamp(0, 1)
     p.hair = _palette(_HAIR, r.hair_col, r.hair_jit)
     p.iris = _palette(_IRIS, r.iris_col, r.lip_tone)
@@ -129,7 +134,7 @@ def identity_params(seed: int, identities: Tensor) -> Params:
     m = rng.uniform(keys, 24, stream=1).view(-1, 6, 4)
     p.mole_x = _lerp(m[..., 0], -0.55, 0.55)
     p.mole_v = _lerp(m[..., 1], -0.6, 0.75)
-    p.mole_r = _lerp(m[..., 2], 0.010, 0.028) * (m[..., 3] < 0.45).float()
+    p.mole_r = _lerp(m[..., 2], 0.015, 0.04) * (m[..., 3] < 0.5).float()
     # Identity-specific fine texture: three oriented sinusoids and a freckle lattice.
     t = rng.uniform(keys, 12, stream=2).view(-1, 3, 4)
     ang = t[..., 0] * math.pi
@@ -156,9 +161,9 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.yaw = yaw.float()
     s.pitch = (g[:, 1] * nuisance.pitch_std).clamp(-25, 25)
     s.roll = (g[:, 2] * nuisance.roll_std).clamp(-20, 20)
-    s.scale = _lerp(r.scale, 0.9, 1.04)
-    s.tx = _lerp(r.tx, -0.06, 0.06)
-    s.ty = _lerp(r.ty, -0.05, 0.07)
+    s.scale = _lerp(r.scale, 0.82, 1.08)
+    s.tx = _lerp(r.tx, -1, 1) * nuisance.translate
+    s.ty = _lerp(r.ty, -0.8, 1) * nuisance.translate
     s.smile = _lerp(r.smile, -0.3, 1.0)
     s.mouth_open = (r.mouth_open < 0.3).float() * _lerp(r.gaze, 0.005, 0.05)
     s.eye_open = torch.where(r.blink < 0.05, torch.full_like(r.eye_open, 0.12), _lerp(r.eye_open, 0.6, 1.1))
@@ -168,8 +173,9 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.light_el = _lerp(r.light_el, -0.5, 0.8)
     s.light_str = _lerp(r.light_str, 0.35, 0.95)
     s.ambient = _lerp(r.ambient, 0.25, 0.6)
-    s.exposure = _lerp(r.exposure, 0.75, 1.2)
-    s.wb = torch.stack([1 + _lerp(r.wb_r, -0.12, 0.12), torch.ones_like(r.wb_r), 1 + _lerp(r.wb_b, -0.12, 0.12)], 1)
+    s.exposure = 1 + nuisance.color_jitter * _lerp(r.exposure, -0.35, 0.35)
+    cj = nuisance.color_jitter
+    s.wb = torch.stack([1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r), 1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1)
     s.glasses = (r.glasses < nuisance.glasses_prob).float()
     s.glasses_kind = r.glasses_kind
     s.glasses_col = r.glasses_col
@@ -183,6 +189,8 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.hair_swing = _lerp(r.hair_swing, -0.06, 0.06)
     s.shape_kind = r.shape_kind
     s.tile = r.tile
+    s.hat = (r.hat < nuisance.hat_prob).float()
+    s.hair_vj = _lerp(r.hair_vj, -0.08, 0.08)
     s.keys = keys
     s.clutter = torch.full_like(r.tile, nuisance.clutter)
     s.colors = rng.uniform(keys, 18, stream=2).view(-1, 6, 3)  # background / clutter / clothing colours

@@ -109,8 +109,9 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     neck = torch.maximum(xh.abs() - _c(p.head_w) * 0.52, vc + 0.2 - yh)
     paint(img, fill(neck, px), col.skin * (_c(s.ambient) * 0.8 + 0.25).view(-1, 1))
     hx = xh + torch.sin(yaw_r) * 0.18 - _c(s.hair_swing)
-    rx = _c(p.head_w * (1 + p.hair_vol) + 0.02)
-    ry = _c(p.head_top + p.hair_vol * 0.7)
+    vol = (p.hair_vol + s.hair_vj).clamp_min(0)
+    rx = _c(p.head_w * (1 + vol) + 0.02)
+    ry = _c(p.head_top + vol * 0.7)
     yy = yh - vc
     bottom = _c(p.ear_v) - vc + 0.05 + _c(p.hair_len) ** 2 * 1.4
     d_top = (torch.sqrt((hx / rx) ** 2 + (yy / ry) ** 2) - 1) * rx
@@ -169,6 +170,14 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     img += head.unsqueeze(1) * (alb * shade.unsqueeze(1) - img)
     for alpha, ecol in ears_front:
         paint(img, alpha, ecol)
+    # Hat (per sample): a crown over the top of the head with a brim at the forehead.
+    if bool((s.hat > 0).any()):
+        hx0 = xh - _c(s.hair_swing) * 0.5
+        d_hat = torch.maximum((torch.sqrt((hx0 / (rx + 0.04)) ** 2 + (yy / (ry + 0.06)) ** 2) - 1) * rx,
+                              yy + _c(p.head_top) * (0.25 + 0.25 * _c(s.cloth)))
+        hcol = s.colors[:, 5] * 0.8
+        hcol = torch.where(nir.view(-1, 1), lum(hcol).view(-1, 1).expand(-1, 3), hcol)
+        paint(img, fill(d_hat, px) * _c(s.hat), _col(hcol) * hair_shade.unsqueeze(1))
 
     # Camera: roll, exposure and white balance (VIS), grey NIR with illuminator fall-off, blur, noise.
     img = _roll(img, s.roll)

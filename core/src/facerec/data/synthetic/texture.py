@@ -65,10 +65,10 @@ def palette(p: Params, nir: Tensor) -> Params:
     c.skin = torch.where(n, grey(skin_n), p.skin)
     c.lips = torch.where(n, grey(skin_n * 0.88), p.lips)
     c.hair = torch.where(n, grey(0.2 + 0.6 * lum(p.hair)), p.hair)
-    c.brow = c.hair * 0.75
+    c.brow = c.hair * 0.55
     c.iris = torch.where(n, grey(0.42 + 0.5 * lum(p.iris)), p.iris)
     c.sclera = torch.where(n, grey(torch.full_like(skin_n, 0.72)), torch.tensor([0.86, 0.84, 0.80]).expand_as(p.skin))
-    c.mole_k = torch.where(nir, 0.25, 0.6)
+    c.mole_k = torch.where(nir, 0.3, 0.7)
     c.vis = (~nir).float()
     return c
 
