@@ -199,6 +199,19 @@ def test_unreadable_files(tmp_path):
         load_weights(_model(), tmp_path / "junk.safetensors")
 
 
+def test_model_from_weights_metadata(tmp_path):
+    from facerec.weights import model_from_weights
+
+    a = _model(11)
+    path = save_weights(a, tmp_path / "m.safetensors", {"arch": "small-cnn", "kind": "backbone",
+                                                        "params": {"embedding_size": 16, "width": 8}})
+    b = model_from_weights(path)
+    assert isinstance(b, SmallCNN) and _same(a, b)
+    save_weights(a, tmp_path / "bare.safetensors")
+    with pytest.raises(WeightsError, match="no 'arch' in the safetensors metadata"):
+        model_from_weights(tmp_path / "bare.safetensors")
+
+
 def test_resolve_paths_and_names(tmp_path):
     from facerec.weights import resolve
 

@@ -312,6 +312,25 @@ def build_model(arch: str, params: Mapping[str, Any] | None = None) -> tuple[nn.
             raise exc from None
 
 
+def model_from_weights(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model a facerec safetensors file describes (``arch``/``kind``/``params`` metadata,
+    as :func:`convert` and :func:`save_weights` callers write it) and load it strictly."""
+    meta = read_metadata(path)
+    if "arch" not in meta:
+        raise WeightsError(f"{path}: no 'arch' in the safetensors metadata; name the architecture explicitly")
+    try:
+        params = json.loads(meta.get("params", "{}"))
+    except ValueError:
+        raise WeightsError(f"{path}: metadata 'params' is not JSON: {meta['params'][:60]!r}") from None
+    kind = meta.get("kind", "backbone")
+    if kind not in ("backbone", "generator"):
+        raise WeightsError(f"{path}: metadata kind {kind!r} is neither backbone nor generator")
+    from .registry import create
+
+    model = create(kind, meta["arch"], **params)
+    return load_weights(model, path)
+
+
 def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
             params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Original checkpoint -> safetensors through ``arch``'s converter, verified by a strict reload."""
@@ -407,4 +426,4 @@ def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None)
 
 
 __all__ = ["WeightCard", "WeightFile", "card", "cards", "read_checkpoint", "read_pickle", "load_weights",
-           "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve", "sha256", "build_model"]
+           "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve", "sha256", "build_model", "model_from_weights"]
