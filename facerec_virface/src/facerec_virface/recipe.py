@@ -183,9 +183,11 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             protocols = _protocols(config, backbone, knobs, demo=True)
         backbone, head, generator = _modules(config, labelled, knobs, backbone)
         sub = run.path / f"seed{seed}"
+        print(f"seed {seed}: pretrain ({steps} steps)", flush=True)
         run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
                   config=scfg, settings=settings, run_dir=sub)
         got = {"pretrain": P.evaluate_protocols(protocols, backbone, device=config.device)}
+        print(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}", flush=True)
         start = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()))
         variants = (("pretrain-continued", ("pretrain",)), ("virclass", ("virclass",)),
                     ("virface", ("generator", "virface")))
@@ -194,6 +196,7 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             head.load_state_dict(start[1])
             seed_everything(seed + 1)
             for stage in chain:
+                print(f"seed {seed}: {name}: stage {stage}", flush=True)
                 cfg = scfg.evolve(steps=gen_steps, warmup_steps=0) if stage == "generator" else scfg
                 run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
                           unlabelled=unlabelled, config=cfg, settings=settings, run_dir=sub / name)
@@ -201,6 +204,7 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
                 save_parts(run.file(f"seed{seed}/virface.safetensors"), backbone=backbone, head=head,
                            generator=generator, stage="virface")
             got[name] = P.evaluate_protocols(protocols, backbone, device=config.device)
+            print(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}", flush=True)
         for name, m in got.items():
             rows[name].append(_accuracy(m))
         per_seed.append({"seed": seed, **{name: _accuracy(m) for name, m in got.items()}})
