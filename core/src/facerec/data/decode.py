@@ -61,8 +61,20 @@ def _image_ops():
                 ops = torch.ops.image
             except Exception:
                 ops = False
-        _OPS = ops
+        _OPS = ops if ops is not False and _self_test(ops) else False
     return _OPS
+
+
+def _self_test(ops) -> bool:
+    """The ops take (data, mode, exif) / (image, quality) in the torchvision versions we allow;
+    check once on a tiny image so a changed signature falls back to PIL instead of failing later."""
+    try:
+        img = torch.arange(3 * 8 * 8, dtype=torch.uint8).view(3, 8, 8)
+        data = ops.encode_jpeg(img, 90)
+        back = ops.decode_image(data, _RGB, False)
+        return tuple(back.shape) == (3, 8, 8) and back.dtype == torch.uint8
+    except Exception:
+        return False
 
 
 _RGB = 3  # torchvision ImageReadMode.RGB
