@@ -51,6 +51,17 @@ def test_decode_jpeg_matches_pil(tmp_path):
     assert torch.allclose(ours, pil, atol=1 / 255 + 1e-6)
 
 
+def test_pil_fallback_decodes_and_encodes_the_same(monkeypatch):
+    from facerec.data import decode
+
+    data = encode_jpeg(_faces(1, 32)[0])
+    fast = decode_image(data)
+    monkeypatch.setattr(decode, "_OPS", False)  # as where torchvision's codec ops are unavailable
+    assert torch.equal(decode_image(data), fast)  # both are libjpeg-turbo: bit-identical
+    again = decode_image(encode_jpeg(fast))
+    assert (again - fast).abs().mean() < 0.02
+
+
 def test_decode_corrupt_names_source():
     with pytest.raises(DataError, match="cannot decode JPEG face.jpg"):
         decode_image(b"\xff\xd8\xff\xe0" + b"\x00" * 40, source="face.jpg")
