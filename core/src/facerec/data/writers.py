@@ -114,20 +114,19 @@ class _Source:
         return (i, self._encode(image), int(item.get("label", -1)), modality, npy)
 
     def _raw_one(self, i: int) -> tuple:
+        from .formats import LMDBDataset
+
         ds: Any = self.ds
-        data = ds.read_raw(i)
-        where = ds.describe_item(i)
-        u8 = decode_uint8(data, where)  # validates the bytes (corrupt files are caught here)
+        if isinstance(ds, LMDBDataset):  # one record read for image and feature
+            data, npy, _ = ds._record_parts(i)
+            npy = npy if self.has_features else None
+        else:
+            data, npy = ds.read_raw(i), None
+        u8 = decode_uint8(data, ds.describe_item(i))  # validates the bytes (corrupt files are caught here)
         if self.jpeg_only and not data.startswith(JPEG_MAGIC):
             data = encode_jpeg(u8, self.quality)
-        npy = None
-        if self.has_features:
-            from .formats import LMDBDataset
-
-            if isinstance(ds, LMDBDataset):
-                npy = ds._record_parts(i)[1]
-        label = int(ds._labels[i]) if hasattr(ds, "_labels") else int(ds.labels[i])
-        modality = int(ds._modality[i]) if getattr(ds, "_modality", None) is not None else -1
+        label = int(ds._labels[i])
+        modality = int(ds._modality[i]) if ds._modality is not None else -1
         return (i, data, label, modality, npy)
 
     def fetch(self, indices: range) -> list[tuple]:
