@@ -63,28 +63,27 @@ def test_casia_protocol_ten_folds(tmp_path):
         probe = [f"s2/NIR/{i}/{k:03d}.png" for i in ids for k in (1, 2)]
         _write_faces(tmp_path, gallery, ids)
         _write_faces(tmp_path, probe, [i for i in ids for _ in (1, 2)])
-        # fold 1 in DVG's `path label` form, fold 2 as official path-only lists (label from the path)
+        # fold 1 in DVG's `path label` form, fold 2 as official path-only lists (identity = parent folder)
         if fold == 1:
             (lists / "NIR_VIS_gallery1.txt").write_text("".join(f"{g} {i}\n" for g, i in zip(gallery, ids)))
             (lists / "NIR_VIS_probe1.txt").write_text("".join(f"{p} {int(p.split('/')[2])}\n" for p in probe))
         else:
             (lists / "NIR_VIS_gallery2.txt").write_text("".join(g.replace("/", "\\") + "\n" for g in gallery))
             (lists / "NIR_VIS_probe2.txt").write_text("".join(p + "\n" for p in probe))
-    proto = facerec.create("protocol", "casia-nir-vis", root=str(tmp_path), folds=2, image_size=16)
+    proto = facerec.create("protocol", "casia-nir-vis", data=str(tmp_path))
 
-    def colour_embedder(images):  # gray-invariant identity feature: the normalised mean colour
-        gray = images.mean(dim=(1, 2, 3), keepdim=False)[:, None]
-        return torch.cat([gray, torch.ones_like(gray) * 0.5], dim=1)
-
-    result = proto.evaluate(colour_embedder)
-    assert result.metrics["rank1"] >= 0.0 and "rank1_std" in result.metrics and "vr@far=1e-03" in result.metrics
-    assert set(result.artefacts) == {"fold1", "fold2"}
-
-    def perfect(images):  # one-hot of the exact gray level: identities are separable
+    def perfect(images):  # one-hot of the gray level: NIR = gray of the VIS colour, same mean level
         level = (images.mean(dim=(1, 2, 3)) * 255).round().long()
         return torch.nn.functional.one_hot(level, 256).float()
 
-    # NIR = gray of the VIS colour with the same mean: the per-identity mean level matches
-    assert proto.evaluate(perfect).metrics["rank1"] == pytest.approx(1.0)
-    with pytest.raises(DataError, match="protocol list not found"):
-        CasiaNirVis(root=str(tmp_path), folds=3)
+    def shuffled(images):  # identity-free features: chance level
+        g = torch.Generator().manual_seed(len(images))
+        return torch.randn(len(images), 32, generator=g)
+
+    good = proto.evaluate(perfect)
+    assert good.metrics["rank1"] == pytest.approx(1.0) and good.metrics["n_folds"] == 2
+    assert {"rank3", "rank20", "vr@far=0.01", "vr@far=0.001", "rank1_std"} <= set(good.metrics)
+    assert good.metrics["vr@far=0.01"] == pytest.approx(1.0)
+    assert proto.evaluate(shuffled).metrics["rank1"] < 0.8
+    with pytest.raises(DataError, match="no gallery/probe lists"):
+        CasiaNirVis(data=str(tmp_path / "s1"))

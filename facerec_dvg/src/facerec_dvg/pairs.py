@@ -14,11 +14,12 @@ NIR, VIS = 1, 0
 
 def dataset_modality(dataset: Dataset) -> Tensor:
     """Every sample's modality without decoding images where the dataset allows it."""
-    mod = getattr(dataset, "modality", None)
-    if callable(mod):
-        mod = mod()
-    if isinstance(mod, Tensor) and len(mod) == len(dataset):
-        return mod.long()
+    for name in ("modality", "modalities"):  # formats expose `modality`, the synthetic sets `modalities`
+        mod = getattr(dataset, name, None)
+        if callable(mod):
+            mod = mod()
+        if isinstance(mod, Tensor) and len(mod) == len(dataset):
+            return mod.long()
     parts = []
     for start in range(0, len(dataset), 256):
         batch = dataset.batch(range(start, min(start + 256, len(dataset))))
@@ -88,3 +89,33 @@ def fetch_images(dataset: Dataset, indices: Tensor, size: int, device: str | tor
     if tuple(images.shape[-2:]) != (size, size):
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return images.to(device)
+
+
+class CachedDataset(Dataset):
+    """A dataset decoded/rendered once into memory as uint8 (recipes draw from it many times)."""
+
+    def __init__(self, dataset: Dataset, chunk: int = 256):
+        images, labels = [], []
+        for start in range(0, len(dataset), chunk):
+            b = dataset.batch(list(range(start, min(start + chunk, len(dataset)))))
+            images.append((torch.as_tensor(b["image"]).float().clamp(0, 1) * 255).round().to(torch.uint8))
+            labels.append(torch.as_tensor(b["label"]).long())
+        self.images = torch.cat(images)
+        self._labels = torch.cat(labels)
+        self.modality = dataset_modality(dataset)
+        self.num_classes = int(getattr(dataset, "num_classes", 0) or int(self._labels.max()) + 1)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    @property
+    def labels(self) -> Tensor:
+        return self._labels
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index].float() / 255, "label": int(self._labels[index]),
+                "modality": int(self.modality[index])}
+
+    def batch(self, indices) -> dict:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return {"image": self.images[idx].float() / 255, "label": self._labels[idx], "modality": self.modality[idx]}

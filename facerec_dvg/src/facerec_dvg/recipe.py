@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import facerec
+import numpy as np
 import torch
 import torch.nn.functional as F
 from facerec import pipeline as P
@@ -27,7 +28,7 @@ from facerec.errors import FacerecError, ParameterError
 from torch import Tensor
 
 from .losses import contrastive_pair_loss, derangement
-from .pairs import dataset_modality
+from .pairs import CachedDataset, dataset_modality
 
 STAGE2_DECAY = 0.457305051927326  # the originals' lr factor (every 5 of 15 epochs)
 
@@ -49,6 +50,7 @@ PAPER: dict[str, Any] = {**QUICK, "pretrain_steps": 20000, "pretrain_lr": 1e-3, 
                          "generator_steps": 60000, "num_pairs": 100000, "stage1_steps": 4000,
                          "stage2_steps": 24000, "finetune_lr": 1e-3, "contrastive_weight": 0.001}
 DEFAULT_DATASET = "synthetic-nir-vis"
+QUICK_IDS = 100
 DEFAULT_PROTOCOL = "synthetic-nir-vis"
 
 
@@ -131,11 +133,14 @@ def _finetune(config: P.PipelineConfig, run: P.RunDir, arm: str, face: Any, head
     return backbone, {"stage1": s1, "stage2": s2}
 
 
-def _sample_pairs(gen: Any, n: int, seed: int, device: str) -> tuple[Tensor, Tensor]:
+def _sample_pairs(gen: Any, n: int, seed: int, device: str, size: int) -> tuple[Tensor, Tensor]:
+    """``n`` generated pairs as canonical images at the real data's ``size`` (batched with real images)."""
     g = torch.Generator().manual_seed(seed)
     nirs, viss = [], []
     for start in range(0, n, 64):
         nir, vis = gen.sample_pairs(min(64, n - start), generator=g, device=device)
+        if nir.shape[-1] != size:
+            nir, vis = (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) for x in (nir, vis))
         nirs.append(nir.cpu())
         viss.append(vis.cpu())
     return torch.cat(nirs), torch.cat(viss)
@@ -182,30 +187,61 @@ def _roc_figure(run: P.RunDir, curves: dict[str, tuple[Any, Any]], title: str) -
     plt.close(fig)
 
 
-def _roc_points(artefacts: Mapping[str, Any]) -> tuple[Any, Any] | None:
+def _roc_points(proto: Any, artefacts: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """ROC points from a protocol's artefacts: given directly, or from the probe x gallery ``scores``
+    of the synthetic NIR-VIS protocol (gallery = the first ``num_ids`` plan items)."""
     for f, t in (("fpr", "tpr"), ("roc_fpr", "roc_tpr")):
         if f in artefacts and t in artefacts:
             return artefacts[f], artefacts[t]
     roc = artefacts.get("roc")
     if isinstance(roc, Mapping) and "fpr" in roc:
         return roc["fpr"], roc["tpr"]
-    return None
+    scores, plan, n = artefacts.get("scores"), getattr(proto, "plan", None), getattr(proto, "num_ids", None)
+    if scores is None or plan is None or n is None:
+        return None
+    ids = torch.as_tensor(plan["identity"])
+    same = (ids[n:, None] == ids[None, :n]).numpy()
+    scores = np.asarray(scores)
+    if scores.shape != same.shape:
+        return None
+    from facerec import metrics
+
+    curve = metrics.roc(scores.ravel(), same.ravel())
+    return curve.fpr, curve.tpr
+
+
+def _results(proto: Any, arms: dict[str, Any], device: str) -> dict[str, Any]:
+    """Evaluate every arm; protocols that render their images (the synthetic ones) render them ONCE
+    and score each arm's features, instead of rendering again per model."""
+    for m in arms.values():
+        m.eval()
+    if not all(hasattr(proto, a) for a in ("images", "keys", "evaluate_features")):
+        with torch.no_grad():
+            return {arm: proto.evaluate(m, device=device) for arm, m in arms.items()}
+    from facerec.inference import embed_tensor
+
+    keys = proto.keys
+    size = getattr(proto, "image_size", None) or P.canonical_size(next(iter(arms.values())))
+    feats: dict[str, list[Tensor]] = {arm: [] for arm in arms}
+    for start in range(0, len(keys), 256):
+        images = proto.images(range(start, min(start + 256, len(keys))), size)
+        for arm, m in arms.items():
+            feats[arm].append(embed_tensor(m, images, device=device, flip=bool(getattr(proto, "flip", False))))
+    return {arm: proto.evaluate_features(dict(zip(keys, torch.cat(f)))) for arm, f in feats.items()}
 
 
 def _evaluate(run: P.RunDir, protocols: dict[str, Any], arms: dict[str, Any], device: str) -> tuple[dict, list, dict]:
     metrics: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[str, tuple]] = {n: {} for n in protocols}
-    for arm, backbone in arms.items():
-        backbone.eval()
-        for name, proto in protocols.items():
-            with torch.no_grad():
-                result = proto.evaluate(backbone, device=device)
+    for name, proto in protocols.items():
+        for arm, result in _results(proto, arms, device).items():
+            small = {k: v for k, v in result.artefacts.items() if k != "scores"}  # the score matrix is large
             run.write_json(f"eval/{arm}-{name}.json", {"metrics": dict(result.metrics), "convention": result.convention,
-                                                       "artefacts": result.artefacts})
+                                                       "artefacts": small})
             metrics.update({f"{arm}/{name}/{k}": float(v) for k, v in result.metrics.items()})
             rows.append({"model": arm, "protocol": name, **{k: float(v) for k, v in result.metrics.items()}})
-            pts = _roc_points(result.artefacts)
+            pts = _roc_points(proto, result.artefacts)
             if pts is not None:
                 curves[name][arm] = pts
     for name, per_arm in curves.items():
@@ -223,9 +259,11 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     backbone_cls = facerec.load("backbone", config.backbone)
     quick = dict(getattr(backbone_cls, "quick_params", {}) or {}) if config.quick else {}
     face: Backbone = P.build_backbone(config, **quick)
-    dataset = P.build_dataset(config, face, name=config.dataset or DEFAULT_DATASET)
+    small = {"num_ids": QUICK_IDS} if config.quick else {}  # fewer synthetic identities for CPU minutes
+    dataset = P.build_dataset(config, face, name=config.dataset or DEFAULT_DATASET, **small)
     dataset_modality(dataset)  # fail early when the data has no modality
-    protocols = P.build_protocols(config, face, default=(DEFAULT_PROTOCOL,))
+    dataset = CachedDataset(dataset)  # every stage draws from it many times: render/decode once
+    protocols = P.build_protocols(config, face, default=(DEFAULT_PROTOCOL,), **small)
     head = P.build_head(config, face.embedding_size, dataset.num_classes, name=config.head or "lightcnn-fc2")
     metrics: dict[str, Any] = {}
 
@@ -267,7 +305,7 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     save_weights(gen, run.file("generator.safetensors"), {"arch": config.generator, "image_size": gen_size})
 
     # 3. generated pairs
-    pairs = _sample_pairs(gen, knobs["num_pairs"], config.seed + 5, device)
+    pairs = _sample_pairs(gen, knobs["num_pairs"], config.seed + 5, device, P.canonical_size(face))
     written = _write_generated(run, pairs, knobs["write_generated"])
     metrics["generated/pairs"] = len(pairs[0])
 
