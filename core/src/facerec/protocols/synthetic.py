@@ -195,6 +195,12 @@ class SyntheticPairs(_SyntheticProtocol):
         plan, self._ia, self._ib, self._same = self._pair_plan()
         return plan
 
+    @property
+    def pairs(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(row of the first image, row of the second image, same-identity flag) per pair, in fold order."""
+        _ = self.plan
+        return self._ia, self._ib, self._same
+
     def _score(self, feats: Tensor) -> EvalResult:
         _ = self.plan
         f = torch.nn.functional.normalize(feats.float(), dim=1)
