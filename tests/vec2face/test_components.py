@@ -180,3 +180,17 @@ def test_registered_components_and_cards():
     c = card("vec2face-generator")
     assert c.files[0].hf_repo == "BooBooWu/Vec2Face" and c.format == "original"
     assert card("hsface10k-r50se").arch == "iresnet50-se"
+
+
+def test_adam_matches_torch():
+    from facerec_vec2face.attrop import _Adam
+
+    a = torch.randn(5, requires_grad=True)
+    b = a.detach().clone().requires_grad_(True)
+    ours, ref = _Adam(a, lr=0.1), torch.optim.Adam([b], lr=0.1)
+    for _ in range(4):
+        g = torch.randn(5)
+        ours.step(g)
+        b.grad = g.clone()
+        ref.step()
+    assert torch.allclose(a, b, atol=1e-6)

@@ -49,18 +49,31 @@ def test_generate_hsface_lmdb_and_shards(run_facerun, files):
     assert n == 18 and classes == 6
     assert [r[1] for r in recs] == [i // 3 for i in range(18)]
     assert all(r[0][:3] == b"\xff\xd8\xff" for r in recs)  # JPEG bytes, HSFace (jpeg, label) records
-    # Two shards reproduce the full run exactly, with global labels.
-    _gen(run_facerun, files, files / "s0.lmdb", "--shard", "0/2")
-    _gen(run_facerun, files, files / "s1.lmdb", "--shard", "1/2")
+    # Two shards reproduce the full run exactly, with global labels (in-process: same click command).
+    from click.testing import CliRunner
+
+    from facerec.cli import main
+
+    for i in range(2):
+        res = CliRunner().invoke(main, ["generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
+                                        str(files / "w.pth"), "--ids", "6", "--per-id", "3", "--condition",
+                                        f"fit_centers={files / 'centers.npy'}", "--ids-per-chunk", "2",
+                                        "--out", str(files / f"s{i}.lmdb"), "--shard", f"{i}/2", "--quiet"])
+        assert res.exit_code == 0, res.output
     parts = _records(files / "s0.lmdb")[2] + _records(files / "s1.lmdb")[2]
     assert [r[1] for r in parts] == [r[1] for r in recs]
     assert [r[0] for r in parts] == [r[0] for r in recs]
 
 
-def test_generate_with_given_centers_uses_them(run_facerun, files):
-    run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights", str(files / "w.pth"),
-                "--ids", "2", "--per-id", "2", "--condition", f"centers={files / 'centers.npy'}",
-                "--out", str(files / "c.lmdb"), cwd=files)
+def test_generate_with_given_centers_uses_them(files):
+    from click.testing import CliRunner
+
+    from facerec.cli import main
+
+    res = CliRunner().invoke(main, ["generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
+                                    str(files / "w.pth"), "--ids", "2", "--per-id", "2", "--condition",
+                                    f"centers={files / 'centers.npy'}", "--out", str(files / "c.lmdb"), "-q"])
+    assert res.exit_code == 0, res.output
     n, classes, _ = _records(files / "c.lmdb")
     assert (n, classes) == (4, 2)
 

@@ -39,13 +39,31 @@ class AttrResult:
     iterations: Tensor  # [B] steps taken
 
 
+class _Adam:
+    """Adam (torch defaults) on one tensor; torch.optim would import torch._dynamo (seconds) for this."""
+
+    def __init__(self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps = param, lr, betas[0], betas[1], eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grad: Tensor) -> None:
+        self.t += 1
+        self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        denom = (self.v / (1 - self.b2 ** self.t)).sqrt_().add_(self.eps)
+        self.p.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1 ** self.t))
+
+
 def optimise_attributes(decode: Callable[[Tensor], Tensor], rep: Tensor, targets: AttrTargets, *,
                         identity: Embedder, quality: QualityEstimator | None = None,
                         pose: PoseEstimator | None = None, class_rep: Tensor | None = None) -> AttrResult:
     """``decode(v)`` -> images in [-1,1] (already clipped). Samples that never pass keep their last try."""
     ref = (class_rep if class_rep is not None else rep).detach()
     v = rep.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([v], lr=targets.lr)
+    opt = _Adam(v, lr=targets.lr)
     b = len(rep)
     out_img: Tensor | None = None
     out_vec = rep.detach().clone()
@@ -74,8 +92,7 @@ def optimise_attributes(decode: Callable[[Tensor], Tensor], rep: Tensor, targets
         accepted[active[ok]] = True
         if step == targets.max_iters or bool(ok.all()):
             break
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
+        (grad,) = torch.autograd.grad(loss.sum(), v)
+        opt.step(grad)
     assert out_img is not None
     return AttrResult(out_img, out_vec, accepted, iters)
