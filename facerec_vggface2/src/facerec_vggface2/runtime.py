@@ -58,9 +58,11 @@ def build_model(arch: str, weights: str | None, device: str = "cpu") -> _VGGFace
     cls = arch_class(arch)
     if weights is None:
         return cls().to(device)
-    path = Path(weights)
-    model = cls(num_classes=_classes_in(path) if path.is_file() else N_TRAIN_IDENTITIES)
-    facerec.load_weights(model, weights)
+    from facerec.weights import resolve
+
+    path = resolve(weights)  # a file, or a registered card name (pulled into the cache, verified)
+    model = cls(num_classes=_classes_in(path))
+    facerec.load_weights(model, path)
     return model.to(device)
 
 
