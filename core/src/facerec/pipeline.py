@@ -444,6 +444,7 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
     t0, started = time.perf_counter(), time.time() - 1.0
     metrics = dict(recipe_fn(config, run) or {})
     metrics.setdefault("seconds", round(time.perf_counter() - t0, 2))
+    run.write_json("config.json" if stage is None else f"config.{stage}.json", config.to_dict())  # resolved
     if stage is not None:
         merged = run.read_json("metrics.json", {}) or {}
         merged[stage] = metrics
@@ -537,13 +538,77 @@ class LabelledConcat:
         return {"image": images[inverse], "label": labels[inverse]}
 
 
+#: margin-head settings the quick preset uses unless given (s=64, m=0.5 barely moves in a few hundred steps)
+QUICK_HEAD = {"s": 30.0, "m": 0.3}
+#: protocol parameters the quick preset lowers (only where the protocol has them and the user gave none)
+QUICK_PROTOCOL = {"pairs_per_fold": 200}
+
+
+class CachedDataset:
+    """Keeps every sample a fast ``batch(indices)`` dataset produced (as float16, the value it always
+    returns, so cached and fresh samples are identical); for small rendered datasets reused each epoch."""
+
+    def __init__(self, inner: Any):
+        import torch
+
+        self.inner, self.num_classes = inner, int(inner.num_classes)
+        self._images: Any = None
+        self._have = torch.zeros(len(inner), dtype=torch.bool)
+        self._torch = torch
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    @property
+    def labels(self) -> Any:
+        return self.inner.labels
+
+    def batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        torch = self._torch
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        missing = idx[~self._have[idx]].unique()
+        if len(missing):
+            fresh = self.inner.batch(missing.tolist())
+            images = fresh["image"].to(torch.float16)
+            if self._images is None:
+                self._images = torch.zeros((len(self.inner), *images.shape[1:]), dtype=torch.float16)
+                self._labels = torch.full((len(self.inner),), -1, dtype=torch.long)
+            self._images[missing] = images
+            self._labels[missing] = torch.as_tensor(fresh["label"]).long()
+            self._have[missing] = True
+        return {"image": self._images[idx].float(), "label": self._labels[idx]}
+
+
+def maybe_cache(dataset: Any, budget_mb: float = 512.0) -> Any:
+    """Wrap a fast-batch dataset in :class:`CachedDataset` when all of it fits in ``budget_mb``."""
+    from .engine.classifier import has_fast_batch
+
+    if not has_fast_batch(dataset) or not len(dataset):
+        return dataset
+    probe = dataset.batch([0]).get("image")
+    if probe is None:
+        return dataset
+    need = len(dataset) * probe[0].numel() * 2 / 2**20
+    return CachedDataset(dataset) if need <= budget_mb else dataset
+
+
+def _quick_backbone_size(config: PipelineConfig) -> dict[str, Any]:
+    cls = registry.load("backbone", config.backbone)
+    size = getattr(cls, "quick_image_size", None)
+    if config.quick and size and "image_size" not in config.kind_params("backbone"):
+        return {"image_size": int(size)}
+    return {}
+
+
 def _train_and_eval(config: PipelineConfig, run: RunDir, dataset: Any, protocols: Mapping[str, Any],
                     tcfg: Any, stage: str, knobs: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     from .engine import seed_everything, train_classifier
 
     seed_everything(config.seed)
-    backbone = build_backbone(config)
-    head = build_head(config, backbone.embedding_size, int(dataset.num_classes))
+    backbone = build_backbone(config, **_quick_backbone_size(config))
+    head_cls = registry.load("head", config.head or DEFAULT_HEAD)
+    quick = {k: v for k, v in QUICK_HEAD.items() if config.quick and k in registry.parameters(head_cls)}
+    head = build_head(config, backbone.embedding_size, int(dataset.num_classes), **quick)
     resume = config.resume and run.checkpoint(stage).is_file()
     result = train_classifier(backbone, head, dataset, tcfg, run_dir=run.path, name=stage,
                               augment=knobs["augment"], resume=run.checkpoint(stage) if resume else None)
@@ -557,15 +622,23 @@ def standard_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     """Train backbone + margin head on a dataset (default synthetic) and evaluate (default synthetic-pairs);
     with a generator: fit it, sample a set, train with and without it and compare."""
     knobs = config.recipe_params(standard_recipe.params)
+    config.head = config.head or DEFAULT_HEAD  # resolved names go to config.json and summary.md
+    config.dataset = config.dataset or DEFAULT_DATASET
+    config.protocols = config.protocols or (DEFAULT_PROTOCOL,)
     for key, value in STANDARD_GENERATOR[config.preset].items():
         if knobs[key] is None:
             knobs[key] = value
     from .engine import seed_everything
 
     seed_everything(config.seed)
-    probe = build_backbone(config)
-    dataset = build_dataset(config, probe)
-    protocols = build_protocols(config, probe)
+    probe = build_backbone(config, **_quick_backbone_size(config))
+    dataset = maybe_cache(build_dataset(config, probe))
+    protocols = {}
+    for name in config.protocols or (DEFAULT_PROTOCOL,):
+        cls = registry.load("protocol", name)
+        extra = {k: v for k, v in QUICK_PROTOCOL.items() if config.quick and k in registry.parameters(cls)
+                 and k not in config.kind_params("protocol")}
+        protocols[name] = build(config, "protocol", name, image_size=canonical_size(probe), **extra)
     tcfg = train_config(config, STANDARD_TRAIN[config.preset])
     metrics: dict[str, Any] = {}
     if not config.generator:
