@@ -36,3 +36,13 @@ def test_demo_bad_recipe_knob(run_facerun, tmp_path):
     proc = run_facerun("--backbone", "iresnet50", "--generator", "vec2face", "--param", "recipe.nope=1",
                        "--out", str(tmp_path / "r"), cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_hsface_recipe_in_process(tmp_path):
+    from facerec.pipeline import run_pipeline
+
+    metrics = run_pipeline(backbone="iresnet50-se", recipe="hsface", out=str(tmp_path / "h"), echo=None,
+                           params=["train.steps=2", "train.batch_size=8", "dataset.num_ids=4", "dataset.per_id=2",
+                                   "protocol.pairs_per_fold=8", "protocol.num_folds=2", "backbone.width=4"])
+    assert metrics["step"] == 2 and "synthetic-pairs/accuracy" in metrics
+    assert (tmp_path / "h" / "backbone-train.safetensors").is_file()

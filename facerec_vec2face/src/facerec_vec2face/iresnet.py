@@ -31,9 +31,10 @@ class SEModule(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        hidden = max(1, channels // reduction)  # narrow CPU variants would get 0 channels
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
         self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * torch.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))

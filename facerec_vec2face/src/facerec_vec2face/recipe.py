@@ -31,7 +31,7 @@ QUICK_BACKBONE = {"image_size": 32, "width": 8}
 #: Quick-preset data and evaluation sizes (the user's --param dataset.* / protocol.* win).
 QUICK_DATA = {"num_ids": 64, "per_id": 8}
 QUICK_PROTOCOL = {"pairs_per_fold": 100}
-GEN = {"quick": {"gen_steps": 100, "gen_config": "tiny", "gen_batch": 32, "gen_lr": 2e-3},
+GEN = {"quick": {"gen_steps": 100, "gen_config": "tiny", "gen_batch": 32, "gen_lr": 4e-3},
        "paper": {"gen_steps": 100_000, "gen_config": "base", "gen_batch": 128, "gen_lr": 4e-5 * 128 / 112}}
 
 
@@ -73,7 +73,9 @@ def _train_fr(config: PipelineConfig, run: RunDir, data: Any, protocols: dict, s
     seed_everything(config.seed)
     backbone = build_backbone(config, **backbone_over)
     name = config.head or "arcface"
-    margin = {"s": 64.0, "m": 0.5} if name == "arcface" else {}  # HSFace: ArcFace s=64, m=0.5
+    # HSFace: ArcFace s=64, m=0.5. The quick preset softens it (s=32, m=0.2): with 100 CPU steps on 64
+    # identities the full margin stays at chance level, the soft one learns (measured: 0.59 vs 0.70).
+    margin = ({"s": 32.0, "m": 0.2} if config.quick else {"s": 64.0, "m": 0.5}) if name == "arcface" else {}
     head = build_head(config, backbone.embedding_size, int(data.num_classes), name=name, **margin)
     tcfg = train_config(config, FR_TRAIN[config.preset])
     resume = config.resume and run.checkpoint(stage).is_file()
