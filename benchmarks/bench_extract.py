@@ -75,9 +75,17 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
         return {"name": f"extract_{name}", "measured": "skipped", "notes": "no input_spec"}
     _randomise_bn(model)
     model = model.eval().to(device)
-    batch = (4 if quick else 32) if device == "cpu" else 64
+    batch = (2 if quick else 16) if device == "cpu" else 64
     size = spec.canonical_size
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model.embed(x)
+    _sync(device)
+    once = time.perf_counter() - t0
+    if quick and once > QUICK_LIMIT_S:
+        return {"name": f"extract_{name}", "measured": "skipped",
+                "notes": f"one eager batch took {once:.1f}s (> {QUICK_LIMIT_S}s): run with --full"}
     fast = optimize_for_inference(model, device=device)
     with torch.no_grad():
         ref = model.embed(x)
@@ -95,7 +103,7 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
             fast.embed(x)
         _sync(device)
 
-    t = compare(ours, eager, items=batch, repeats=3 if quick else 7, warmup=1)
+    t = compare(ours, eager, items=batch, repeats=3 if quick else 7, warmup=0 if quick else 1)
     flops = _flops(model, x)
     gflops = flops / t["facerec_s"] / 1e9
     return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}", t,
@@ -104,12 +112,25 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
                   f"{flops / batch / 1e9:.2f} GFLOP/image; matmul peak {peak:.1f} GFLOP/s")
 
 
+#: In quick mode a backbone whose single eager batch takes longer than this is skipped (with the reason).
+QUICK_LIMIT_S = 10.0
+
+
 def run(quick: bool) -> list[dict]:
     device = _device()
     torch.manual_seed(0)
     peak = matmul_gflops(device)
     names = sorted({c.qualified for c in facerec.components("backbone")})
-    return [bench_backbone(n, quick, device, peak) for n in names]
+    only = [w for w in os.environ.get("FACEREC_BENCH_BACKBONES", "").split(",") if w]
+    if only:  # e.g. FACEREC_BENCH_BACKBONES=small-cnn,lightcnn9
+        names = [n for n in names if n.split(":")[-1] in only or n in only]
+    out = []
+    for n in names:
+        t0 = time.perf_counter()
+        out.append(bench_backbone(n, quick, device, peak))
+        print(f"bench_extract: {n}: {out[-1].get('ratio', out[-1].get('notes'))} ({time.perf_counter() - t0:.0f}s)",
+              file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":
