@@ -160,3 +160,20 @@ def test_heads_registered_and_validate_parameters():
     with pytest.raises(ParameterError, match="margin"):
         facerec.create("head", "partial-fc", embedding_size=4, num_classes=2, margin="sphere")
     assert "ArcFace" in facerec.describe("head", "arcface")["paper"]
+
+
+def test_parity_virface_arcface_head(parity_dir):
+    """Core's ArcFace (th/mm fallback) reproduces VirFace's ArcMarginProduct (pretrain and the
+    virtual-class logits, where unlabelled rows act as extra class centres)."""
+    from facerec.testing import load_fixture
+
+    fx = load_fixture("virface.arcface_head", parity_dir)
+    inp = fx.inputs()
+    head = ArcFaceHead(512, 16, s=32.0, m=0.5).eval()
+    head.load_state_dict(fx.state_dict(), strict=True)
+    with torch.no_grad():
+        fx.check("pretrain_logits", head(inp["x"], inp["label"]).logits)
+        centres = torch.cat([head.weight, F.normalize(inp["unlabeled"])])
+        fx.check("virclass_logits", head.margin_logits(head.cosine(inp["x"], centres), inp["label"]))
+        target = torch.arange(16, 19).repeat(2)
+        fx.check("virface_output_unlabel", head.margin_logits(head.cosine(inp["generated"], centres), target))

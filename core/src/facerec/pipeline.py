@@ -610,8 +610,10 @@ def _train_and_eval(config: PipelineConfig, run: RunDir, dataset: Any, protocols
     quick = {k: v for k, v in QUICK_HEAD.items() if config.quick and k in registry.parameters(head_cls)}
     head = build_head(config, backbone.embedding_size, int(dataset.num_classes), **quick)
     resume = config.resume and run.checkpoint(stage).is_file()
+    # periodic evaluation (train.eval_every > 0) logs every protocol to log.jsonl during training
     result = train_classifier(backbone, head, dataset, tcfg, run_dir=run.path, name=stage,
-                              augment=knobs["augment"], resume=run.checkpoint(stage) if resume else None)
+                              augment=knobs["augment"], resume=run.checkpoint(stage) if resume else None,
+                              evaluators=dict(protocols) if tcfg.eval_every else ())
     if not result["finished"]:
         return result, backbone
     result.update(evaluate_protocols(protocols, backbone, device=str(tcfg.device), run=run, tag=f"{stage}-"))
