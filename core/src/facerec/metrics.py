@@ -118,8 +118,8 @@ def roc(scores, same, *, drop_intermediate: bool = False, higher_is_same: bool =
         tps, fps, thr = tps[keep], fps[keep], thr[keep]
     tps = np.concatenate(([0], tps))
     fps = np.concatenate(([0], fps))
-    thr = np.concatenate(([np.inf], thr if higher_is_same else thr))
-    if not higher_is_same:
+    thr = np.concatenate(([np.inf], thr))
+    if not higher_is_same:  # back to distances: accept when distance <= threshold
         thr = -thr
     return ROC(fpr=fps / n_neg, tpr=tps / n_pos, thresholds=thr, tp=tps, fp=fps, n_pos=n_pos, n_neg=n_neg)
 
