@@ -484,8 +484,9 @@ def write_summary(run: RunDir, config: PipelineConfig, metrics: Mapping[str, Any
 #: TrainConfig defaults per preset. quick: a couple of CPU minutes; paper: the ArcFace paper's SGD
 #: schedule (lr 0.1, momentum 0.9, wd 5e-4, x0.1 at 40/70/90 % of the run, batch 512 scaled down).
 STANDARD_TRAIN = {
-    "quick": {"steps": 150, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-              "schedule": "cosine", "warmup_steps": 10, "log_every": 10},
+    # 400 steps: ~80 s on 2 CPU cores, synthetic-pairs accuracy ~0.67 (chance 0.5) with small-cnn
+    "quick": {"steps": 400, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+              "schedule": "cosine", "warmup_steps": 20, "log_every": 20},
     "paper": {"epochs": 20, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
               "schedule": "multistep", "milestones": (0.4, 0.7, 0.9), "warmup_steps": 200, "log_every": 50},
 }
