@@ -156,7 +156,7 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     back_hair = fill(yh - nape, 0.05) * (1 - _c(p.bald))
     back_col = _col(col.skin) + back_hair.unsqueeze(1) * (_col(col.hair) - _col(col.skin))
     front = fill(a.abs() - 1.0, 0.04)
-    alb = back_col + front.unsqueeze(1) * (alb - back_col)
+    alb = torch.lerp(back_col.expand_as(alb), alb, front.unsqueeze(1))
 
     # Lambert shading with the bump channel tilting normals across the nose.
     ty = ((yh - vc) / torch.where(yh > vc, _c(p.head_bot), _c(p.head_top))).clamp(-1, 1) * 0.7
@@ -167,7 +167,7 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     lx, ly, lz = torch.sin(az) * torch.cos(el), -torch.sin(el), torch.cos(az) * torch.cos(el)
     diff = ((nx * lx + ty * ly + nz * lz) / torch.sqrt(nx * nx + ty * ty + nz * nz)).clamp_min(0)
     shade = _c(s.ambient) + _c(s.light_str) * diff
-    img += head.unsqueeze(1) * (alb * shade.unsqueeze(1) - img)
+    img.lerp_(alb * shade.unsqueeze(1), head.unsqueeze(1))
     for alpha, ecol in ears_front:
         paint(img, alpha, ecol)
     # Hat (per sample): a crown over the top of the head with a brim at the forehead.

@@ -38,7 +38,7 @@ def paint(img: Tensor, alpha: Tensor, color: Tensor) -> Tensor:
     """Composite ``color`` ([B,3] or [B,3,H,W]) over ``img`` [B,3,H,W] with coverage ``alpha`` [B,H,W]."""
     if color.dim() == 2:
         color = _col(color)
-    return img.add_(alpha.unsqueeze(1) * (color - img))
+    return img.lerp_(color.expand_as(img), alpha.unsqueeze(1))  # one fused in-place pass
 
 
 def head_width(p: Params, v: Tensor) -> Tensor:
