@@ -196,3 +196,15 @@ def test_roc_heavy_ties_and_signed_zero_match_sklearn():
         s = np.array([0.0, 0.5, 0.5, 1.0, g])
         y = np.array([0, 0, 0, 0, 1], bool)
         np.testing.assert_array_equal(metrics.roc(s, y).tpr, skm.roc_curve(y, s, drop_intermediate=False)[1])
+
+
+def test_rank_ties_count_against_the_mate_by_default():
+    import torch
+
+    from facerec.metrics import rank_k
+
+    g = torch.ones(5, 4)  # every gallery item scores the same against every probe
+    labels = torch.arange(5)
+    assert rank_k(g, labels, g.clone(), labels, ks=(1,))[1] == 0.0
+    assert rank_k(g, labels, g.clone(), labels, ks=(5,))[5] == 1.0
+    assert rank_k(g, labels, g.clone(), labels, ks=(1,), ties="optimistic")[1] == 1.0

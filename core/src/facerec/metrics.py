@@ -420,9 +420,17 @@ class RankResult:
 
 
 def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_rank: int | None = None,
-                         chunk: int | None = None, device: str | None = None) -> RankResult:
-    """Rank of the first mate for every probe (1 + number of gallery items scoring strictly higher),
-    with cosine scores computed in probe chunks (memory O(chunk x gallery)); no sorting at all."""
+                         chunk: int | None = None, device: str | None = None,
+                         ties: str = "pessimistic") -> RankResult:
+    """Rank of the first mate for every probe, with cosine scores computed in probe chunks
+    (memory O(chunk x gallery)); no sorting at all.
+
+    ``ties="pessimistic"`` (default): rank = 1 + non-mates scoring at least the best mate, so an
+    embedder that scores everything alike gets no credit. ``"optimistic"``: only strictly higher
+    non-mates count (what a top-k over index order gives the original scripts when nothing ties)."""
+    if ties not in ("pessimistic", "optimistic"):
+        raise ValueError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}")
+    strict = ties == "optimistic"
     g = _normalise(_tensor(gallery))
     p = _normalise(_tensor(probe))
     gl = _tensor(gallery_labels).long()
@@ -457,10 +465,11 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
             sc[rows, cols] = -torch.inf  # mates out of the way: what remains are non-mates
             best_non = sc.amax(1)
             # only probes whose mate is beaten need the count of higher non-mates (rank-1 ones: 0)
-            beaten = torch.nonzero(best_non > best_mate).flatten()
+            beaten = torch.nonzero(best_non > best_mate if strict else best_non >= best_mate).flatten()
             higher = torch.zeros(len(lab), dtype=torch.long, device=sc.device)
             if len(beaten):
-                higher[beaten] = (sc[beaten] > best_mate[beaten, None]).sum(1)
+                ahead = sc[beaten] > best_mate[beaten, None] if strict else sc[beaten] >= best_mate[beaten, None]
+                higher[beaten] = ahead.sum(1)
             ranks.append(torch.where(n_mates > 0, higher + 1, torch.zeros_like(higher)).cpu())
             mates.append(best_mate.cpu())
             nonmates.append(best_non.cpu())
@@ -567,7 +576,7 @@ def dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks: Sequence
     S = cosine_scores(gallery, probe)
     gl = _tensor(gallery_labels).long()
     pl = _tensor(probe_labels).long()
-    r = rank_k(gallery, gallery_labels, probe, probe_labels, ks=ranks)
+    r = rank_k(gallery, gallery_labels, probe, probe_labels, ks=ranks, ties="optimistic")
     # DVG computes float32(hits)/float32(denominator)
     L = (gl[:, None] == pl[None, :]).numpy().ravel()
     flat = S.numpy().ravel()
