@@ -116,7 +116,7 @@ class LightCNN29(Backbone):
     embedding_size = 256
     layers: ClassVar[tuple[int, ...]] = (1, 2, 3, 4)
     #: What the quick preset of the ``dvg`` recipe builds (a few CPU minutes instead of hours).
-    quick_params: ClassVar[dict] = {"image_size": 64, "width": 0.25}
+    quick_params: ClassVar[dict] = {"image_size": 32, "width": 0.25}
 
     def __init__(self, embedding_size: int = 256, image_size: int = 128, width: float = 1.0,
                  normalize: bool = False):
@@ -162,7 +162,7 @@ class LightCNN9(Backbone):
     paper: ClassVar[str] = "Wu, He, Sun, Tan: A Light CNN for Deep Face Representation with Noisy Labels, TIFS 2018"
     input_spec = _gray_spec(128)
     embedding_size = 256
-    quick_params: ClassVar[dict] = {"image_size": 64, "width": 0.25}
+    quick_params: ClassVar[dict] = {"image_size": 32, "width": 0.25}
 
     def __init__(self, embedding_size: int = 256, image_size: int = 128, width: float = 1.0,
                  normalize: bool = False):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,20 +35,21 @@ STAGE2_DECAY = 0.457305051927326  # the originals' lr factor (every 5 of 15 epoc
 
 QUICK: dict[str, Any] = {
     "pretrained": None,          # released backbone weights (e.g. LightCNN_29Layers_V2_checkpoint.pth.tar)
-    "pretrain_steps": 300,       # face-model training on real data when no weights are given
+    "pretrain_steps": 200,       # face-model training on real data when no weights are given
     "pretrain_lr": 2e-3,
     "sampler_steps": 200,
-    "generator_steps": 150,
+    "generator_steps": 100,
     "generator_batch": 8,
     "num_pairs": 512,
-    "stage1_steps": 30,
-    "stage2_steps": 150,
+    "batch_size": 32,            # real images per step (+ as many generated pairs in stage II)
+    "stage1_steps": 20,
+    "stage2_steps": 60,
     "finetune_lr": 1e-2,
-    "contrastive_weight": 0.1,  # paper: 0.001; larger so that a few hundred steps show its effect
+    "contrastive_weight": 0.1,  # paper: 0.001; larger so that a few dozen steps show its effect
     "write_generated": "lmdb",    # lmdb, folder, list or none
 }
 PAPER: dict[str, Any] = {**QUICK, "pretrain_steps": 20000, "pretrain_lr": 1e-3, "sampler_steps": 20000,
-                         "generator_steps": 60000, "num_pairs": 100000, "stage1_steps": 4000,
+                         "generator_steps": 60000, "num_pairs": 100000, "batch_size": 64, "stage1_steps": 4000,
                          "stage2_steps": 24000, "finetune_lr": 1e-3, "contrastive_weight": 0.001}
 DEFAULT_DATASET = "synthetic-nir-vis"
 QUICK_IDS = 100
@@ -58,7 +60,8 @@ def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
     knobs = config.recipe_params(PAPER if not config.quick else QUICK)
     if knobs["write_generated"] not in ("lmdb", "folder", "list", "none"):
         raise ParameterError(f"recipe.write_generated must be lmdb, folder, list or none, got {knobs['write_generated']!r}")
-    for key in ("sampler_steps", "generator_steps", "generator_batch", "num_pairs", "stage1_steps", "stage2_steps"):
+    for key in ("sampler_steps", "generator_steps", "generator_batch", "num_pairs", "batch_size", "stage1_steps",
+                "stage2_steps"):
         if not isinstance(knobs[key], int) or knobs[key] < 1:
             raise ParameterError(f"recipe.{key} must be a positive integer, got {knobs[key]!r}")
     return knobs
@@ -124,10 +127,10 @@ def _finetune(config: P.PipelineConfig, run: P.RunDir, arm: str, face: Any, head
               pairs: tuple[Tensor, Tensor] | None) -> tuple[Any, dict[str, Any]]:
     backbone, head = copy.deepcopy(face), copy.deepcopy(head)
     sgd = {"optimizer": "sgd", "lr": knobs["finetune_lr"], "momentum": 0.9, "weight_decay": 2e-4}
-    s1 = _train(config, run, f"{arm}-stage1", backbone, head, _Batches(dataset, 64, config.seed + 11),
+    s1 = _train(config, run, f"{arm}-stage1", backbone, head, _Batches(dataset, knobs["batch_size"], config.seed + 11),
                 recognition_loss(0.0), {**sgd, "steps": knobs["stage1_steps"]}, frozen=("backbone",))
     n2 = knobs["stage2_steps"]
-    s2 = _train(config, run, f"{arm}-stage2", backbone, head, _Batches(dataset, 64, config.seed + 12, pairs),
+    s2 = _train(config, run, f"{arm}-stage2", backbone, head, _Batches(dataset, knobs["batch_size"], config.seed + 12, pairs),
                 recognition_loss(knobs["contrastive_weight"]),
                 {**sgd, "steps": n2, "schedule": "step", "gamma": STAGE2_DECAY, "step_size": max(1, n2 // 3)})
     return backbone, {"stage1": s1, "stage2": s2}
@@ -266,6 +269,14 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     protocols = P.build_protocols(config, face, default=(DEFAULT_PROTOCOL,), **small)
     head = P.build_head(config, face.embedding_size, dataset.num_classes, name=config.head or "lightcnn-fc2")
     metrics: dict[str, Any] = {}
+    clock = [time.perf_counter()]
+
+    def lap(phase: str) -> None:  # wall seconds per phase, reported with the metrics
+        now = time.perf_counter()
+        metrics[f"seconds/{phase}"] = round(now - clock[0], 1)
+        clock[0] = now
+
+    lap("data")
 
     # 1. the face model
     if knobs["pretrained"]:
@@ -273,11 +284,12 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
 
         load_weights(face, knobs["pretrained"])
     else:
-        res = _train(config, run, "pretrain", face, head, _Batches(dataset, 64, config.seed),
+        res = _train(config, run, "pretrain", face, head, _Batches(dataset, knobs["batch_size"], config.seed),
                      recognition_loss(0.0), {"optimizer": "adam", "lr": knobs["pretrain_lr"], "weight_decay": 0.0,
                                              "steps": knobs["pretrain_steps"], "schedule": "cosine"})
         metrics["pretrain/loss"] = res.get("train/loss")
     face.eval()
+    lap("face_model")
 
     # 2. generator (+ identity sampler for DVG-Face)
     gen_size = int(face.input_spec.size[0])
@@ -303,11 +315,13 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     from facerec.weights import save_weights
 
     save_weights(gen, run.file("generator.safetensors"), {"arch": config.generator, "image_size": gen_size})
+    lap("generator")
 
     # 3. generated pairs
     pairs = _sample_pairs(gen, knobs["num_pairs"], config.seed + 5, device, P.canonical_size(face))
     written = _write_generated(run, pairs, knobs["write_generated"])
     metrics["generated/pairs"] = len(pairs[0])
+    lap("sampling")
 
     # 4. fine-tune without and with the generated pairs
     arms, stages = {}, {}
@@ -315,10 +329,12 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     arms["with"], stages["with"] = _finetune(config, run, "with", face, head, dataset, knobs, pairs)
     for arm, backbone in arms.items():
         P.save_backbone(run, backbone, f"backbone-{arm}.safetensors")
+    lap("finetune")
 
     # 5. evaluate both
     eval_metrics, rows, _ = _evaluate(run, protocols, arms, device)
     metrics.update(eval_metrics)
+    lap("evaluation")
     keep = ("rank1", "vr@far=1e-02", "vr@far=1e-03", "vr@far=1e-04")
     table = [{k: v for k, v in r.items() if k in ("model", "protocol") or k in keep or "far" in k.lower()
               or "rank" in k.lower()} for r in rows]
