@@ -9,7 +9,6 @@ positions. Attention uses SDPA (the same math as the original max-subtracted sof
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import attrs
