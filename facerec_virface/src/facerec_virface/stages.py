@@ -21,7 +21,7 @@ from facerec.engine import TrainConfig, Trainer, random_flip
 from facerec.errors import FacerecError
 
 from .data import MergedBatches
-from .generator import VirFaceGenerator, kl_divergence
+from .generator import VirFaceGenerator
 from .heads import VirFaceArcFace, VirInstanceHead
 
 STAGES = ("pretrain", "generator", "virclass", "virface")
