@@ -72,7 +72,7 @@ class IResNet(Backbone):
     se: ClassVar[bool] = False
 
     def __init__(self, embedding_size: int = 512, dropout: float = 0.4, image_size: int = 112,
-                 width: int = 64, fp16: bool = False):
+                 width: int = 64, fp16: bool = False, zero_init_residual: bool = True):
         super().__init__()
         if image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
@@ -102,6 +102,12 @@ class IResNet(Backbone):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            # Residual branches start at zero (insightface's option, on here): with normal(0, 0.1)
+            # convs a fresh r100/r200 otherwise overflows to NaN in eval mode before any training.
+            for m in self.modules():
+                if isinstance(m, IBasicBlock):
+                    nn.init.zeros_(m.bn3.weight)
 
     def _make_layer(self, planes: int, blocks: int) -> nn.Sequential:
         downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, 2, bias=False),
