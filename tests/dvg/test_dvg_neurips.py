@@ -35,8 +35,8 @@ def test_losses_match_the_spec_formulas():
 def test_fit_and_sample_pairs_share_the_noise():
     gen = _small()
     log: list = []
-    gen.fit(_paired_data(), steps=12, batch_size=4, seed=0, log=log)
-    assert log[-1]["rec"] < log[0]["rec"]
+    gen.fit(_paired_data(), steps=8, batch_size=4, seed=0, log=log)
+    assert log[-1]["rec"] + log[-2]["rec"] < log[0]["rec"] + log[1]["rec"]
     batches = list(gen.sample(5, 1, seed=3, batch_size=4))
     labels = torch.cat([b.labels for b in batches])
     assert sorted(labels.tolist()) == sorted(list(range(5)) * 2)

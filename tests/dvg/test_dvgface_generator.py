@@ -76,7 +76,7 @@ def test_fit_lowers_loss_and_sample_yields_paired_images():
     gen = _small()
     data = _paired_data()
     log: list = []
-    gen.fit(data, steps=30, batch_size=4, seed=0, log=log)
+    gen.fit(data, steps=20, batch_size=4, seed=0, log=log)
     first = sum(r["loss"] for r in log[:5]) / 5
     last = sum(r["loss"] for r in log[-5:]) / 5
     assert last < first, (first, last)
@@ -106,7 +106,7 @@ def test_identity_sampler_training_fits_feature_distribution():
     feats = torch.nn.functional.normalize(centre + 0.3 * torch.randn(500, 256, generator=g) / 16, dim=1)
     with torch.no_grad():
         before = (gen.identity_sampler(torch.randn(200, 256, generator=g)) @ centre).mean()
-    gen.fit_identity_sampler(feats, steps=150, batch_size=64, seed=0)
+    gen.fit_identity_sampler(feats, steps=100, batch_size=64, seed=0)
     with torch.no_grad():
         after = (gen.identity_sampler(torch.randn(200, 256, generator=g)) @ centre).mean()
     assert float(after) > 0.8 > float(before)

@@ -35,7 +35,7 @@ STAGE2_DECAY = 0.457305051927326  # the originals' lr factor (every 5 of 15 epoc
 
 QUICK: dict[str, Any] = {
     "pretrained": None,          # released backbone weights (e.g. LightCNN_29Layers_V2_checkpoint.pth.tar)
-    "pretrain_steps": 200,       # face-model training on real data when no weights are given
+    "pretrain_steps": 150,       # face-model training on real data when no weights are given
     "pretrain_lr": 2e-3,
     "sampler_steps": 200,
     "generator_steps": 100,
