@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import torch
 import torch.nn.functional as F
-from facerec.api import Backbone, Dataset, GeneratedBatch, Generator
+from facerec.api import Dataset, GeneratedBatch, Generator
 from torch import Tensor, nn
 
 from .checkpoints import load_original
