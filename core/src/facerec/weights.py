@@ -269,21 +269,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 def save_weights(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike,
                  metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a state dict as safetensors atomically; metadata values are stored as strings (JSON for non-str)."""
-    from safetensors.torch import save_file
+    from .fileio import save_safetensors_atomic
 
     state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
     # safetensors refuses shared storage: give every tensor its own contiguous copy
     state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     meta = {str(k): (v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in (metadata or {}).items()}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return save_safetensors_atomic(state, path, meta)
 
 
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -10,7 +10,6 @@ Layout: ``model/<module>/<key>``, ``optim/<module>/<param>/<state>``, ``rng/torc
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..errors import FacerecError
+from ..fileio import save_safetensors_atomic
 from . import distributed as D
 
 FORMAT = "facerec-train-1"
@@ -59,15 +59,7 @@ def _local(value: Tensor, param: Tensor | None, where: str) -> Tensor:
 
 def atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors.save_file to a temporary name in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    save_safetensors_atomic(tensors, path, metadata)
 
 
 def _gather_rng() -> dict[str, Tensor]:

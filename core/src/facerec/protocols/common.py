@@ -235,7 +235,7 @@ class FeatureTable(Mapping[str, Tensor]):
 def save_features(path: str | Path, keys: Sequence[str], embeddings: Tensor, labels: Tensor | None = None,
                   meta: Mapping[str, Any] | None = None) -> Path:
     """Write a feature file atomically (temporary name, then rename)."""
-    from safetensors.torch import save_file
+    from ..fileio import save_safetensors_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,14 +244,7 @@ def save_features(path: str | Path, keys: Sequence[str], embeddings: Tensor, lab
         tensors["labels"] = torch.as_tensor(labels).long().contiguous().cpu()
     metadata = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (meta or {}).items()}
     metadata["keys"] = json.dumps([k.replace("\\", "/") for k in keys])
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return save_safetensors_atomic(tensors, path, metadata)
 
 
 def load_features(path: str | Path) -> FeatureTable:
