@@ -6,26 +6,16 @@ the VIS image in channels 3:6 from cat(z_nir, z_vis). Key names match the origin
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from facerec.api import unwrap_state_dict
 from torch import Tensor, nn
 
+from .sizing import scale as _scale, stages as _stages
+
 ENC_RES = (64, 128, 256, 512)  # residual stages before the last 512 block (128x128 input)
 DEC_RES = (512, 512, 512, 256, 128)  # residual stages each followed by x2 nearest upsampling
-
-
-def _stages(image_size: int) -> int:
-    n = int(round(math.log2(image_size / 4)))
-    if image_size < 8 or 4 * 2 ** n != image_size or n > 5:
-        raise ValueError(f"image_size must be 8, 16, 32, 64 or 128, got {image_size}")
-    return n
-
-
-def _scale(c: int, width: float) -> int:
-    return max(2, round(c * width))
 
 
 class _Original(nn.Module):

@@ -8,28 +8,18 @@ VIS samples with different styles (the original needs one call per style and mod
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from facerec.api import unwrap_state_dict
 from torch import Tensor, nn
 
+from .sizing import scale as _scale, stages as _stages
+
 #: Channels of the released 128x128 architecture; smaller images drop leading stages.
 ENC_CHANNELS = (32, 64, 128, 256, 256, 256)
 DEC_CHANNELS = (128, 128, 64, 64, 32)
 NUM_ADAIN = 7  # conv.8.norm ... conv.12.norm
-
-
-def _stages(image_size: int) -> int:
-    n = int(round(math.log2(image_size / 4)))
-    if image_size < 8 or 4 * 2 ** n != image_size or n > 5:
-        raise ValueError(f"image_size must be 8, 16, 32, 64 or 128, got {image_size}")
-    return n
-
-
-def _scale(c: int, width: float) -> int:
-    return max(2, round(c * width))
 
 
 class _Original(nn.Module):
