@@ -208,3 +208,36 @@ def test_rank_ties_count_against_the_mate_by_default():
     assert rank_k(g, labels, g.clone(), labels, ks=(1,))[1] == 0.0
     assert rank_k(g, labels, g.clone(), labels, ks=(5,))[5] == 1.0
     assert rank_k(g, labels, g.clone(), labels, ks=(1,), ties="optimistic")[1] == 1.0
+
+
+def _brute_ranks_ties(S: torch.Tensor, gl: torch.Tensor, pl: torch.Tensor, strict: bool) -> np.ndarray:
+    out = []
+    for i in range(len(pl)):
+        mate = gl == pl[i]
+        if not mate.any():
+            out.append(0)
+            continue
+        best = S[i][mate].max()
+        out.append(1 + int((S[i][~mate] > best).sum() if strict else (S[i][~mate] >= best).sum()))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("noise", [0.05, 3.0])  # few probes beaten (copy path) / most beaten (in-place path)
+def test_rank_counts_with_exact_ties_both_rules(noise):
+    torch.manual_seed(3)
+    g = torch.round(torch.randn(400, 6) * 2) / 2  # coarse values: many exactly tied cosines
+    gl = torch.randint(0, 60, (400,))
+    pl = torch.randint(0, 70, (90,))  # some probes without a mate
+    p = torch.round((g[torch.randint(0, 400, (90,))] + noise * torch.randn(90, 6)) * 2) / 2
+    S = metrics.cosine_scores(p, g)
+    for ties, strict in (("pessimistic", False), ("optimistic", True)):
+        res = metrics.identification_ranks(g, gl, p, pl, ties=ties, chunk=len(p))  # one chunk: same sgemm as S
+        np.testing.assert_array_equal(res.ranks, _brute_ranks_ties(S, gl, pl, strict))
+
+
+def test_rank_refuses_non_finite_features_with_count():
+    g = torch.randn(10, 4)
+    g[[2, 5], 1] = float("nan")
+    g[7, 0] = float("inf")
+    with pytest.raises(metrics.MetricInputError, match="3 gallery feature"):
+        metrics.identification_ranks(g, torch.arange(10), torch.randn(3, 4), torch.arange(3))
