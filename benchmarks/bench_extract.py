@@ -75,7 +75,7 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
         return {"name": f"extract_{name}", "measured": "skipped", "notes": "no input_spec"}
     _randomise_bn(model)
     model = model.eval().to(device)
-    batch = (2 if quick else 16) if device == "cpu" else 64
+    batch = (8 if quick else 16) if device == "cpu" else 64
     size = spec.canonical_size
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
             fast.embed(x)
         _sync(device)
 
-    t = compare(ours, eager, items=batch, repeats=3 if quick else 7, warmup=0 if quick else 1)
+    t = compare(ours, eager, items=batch, repeats=3 if quick else 7, warmup=1)
     flops = _flops(model, x)
     gflops = flops / t["facerec_s"] / 1e9
     return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}", t,
