@@ -35,7 +35,7 @@ def test_main_job_lightcnn29_dvg(run_facerun, tmp_path):
     gen = facerec.create("generator", "dvg", image_size=32, width=0.25)
     facerec.load_weights(gen, out / "generator.safetensors")
     assert int(gen.attributes_count) > 0
-    backbone = facerec.create("backbone", "lightcnn29", image_size=32, width=0.25)
+    backbone = facerec.create("backbone", "lightcnn29", image_size=32, width=0.25, batchnorm=True)
     facerec.load_weights(backbone, out / "backbone-with.safetensors")
     log = [json.loads(line) for line in (out / "generator_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]

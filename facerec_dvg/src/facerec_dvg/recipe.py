@@ -35,10 +35,11 @@ STAGE2_DECAY = 0.457305051927326  # the originals' lr factor (every 5 of 15 epoc
 
 QUICK: dict[str, Any] = {
     "pretrained": None,          # released backbone weights (e.g. LightCNN_29Layers_V2_checkpoint.pth.tar)
-    "pretrain_steps": 150,       # face-model training on real data when no weights are given
+    "pretrain_steps": 600,       # face-model training on real data when no weights are given
     "pretrain_lr": 2e-3,
+    "pretrain_head": "norm-softmax",  # its own classifier, as the released LightCNN's (None: the recognition head)
     "sampler_steps": 200,
-    "generator_steps": 100,
+    "generator_steps": 300,
     "generator_batch": 8,
     "num_pairs": 512,
     "batch_size": 32,            # real images per step (+ as many generated pairs in stage II)
@@ -48,7 +49,8 @@ QUICK: dict[str, Any] = {
     "contrastive_weight": 0.1,  # paper: 0.001; larger so that a few dozen steps show its effect
     "write_generated": "lmdb",    # lmdb, folder, list or none
 }
-PAPER: dict[str, Any] = {**QUICK, "pretrain_steps": 20000, "pretrain_lr": 1e-3, "sampler_steps": 20000,
+PAPER: dict[str, Any] = {**QUICK, "pretrain_steps": 20000, "pretrain_lr": 1e-3, "pretrain_head": None,
+                         "sampler_steps": 20000,
                          "generator_steps": 60000, "num_pairs": 100000, "batch_size": 64, "stage1_steps": 4000,
                          "stage2_steps": 24000, "finetune_lr": 1e-3, "contrastive_weight": 0.001}
 DEFAULT_DATASET = "synthetic-nir-vis"
@@ -58,6 +60,10 @@ DEFAULT_PROTOCOL = "synthetic-nir-vis"
 
 def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
     knobs = config.recipe_params(PAPER if not config.quick else QUICK)
+    heads = {c.name for c in facerec.components("head")} | {c.qualified for c in facerec.components("head")}
+    if knobs["pretrain_head"] is not None and knobs["pretrain_head"] not in heads:
+        raise ParameterError(f"recipe.pretrain_head: no head named {knobs['pretrain_head']!r} "
+                             f"(installed: {', '.join(sorted(c.name for c in facerec.components('head')))})")
     if knobs["write_generated"] not in ("lmdb", "folder", "list", "none"):
         raise ParameterError(f"recipe.write_generated must be lmdb, folder, list or none, got {knobs['write_generated']!r}")
     for key in ("sampler_steps", "generator_steps", "generator_batch", "num_pairs", "batch_size", "stage1_steps",
@@ -284,10 +290,15 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
 
         load_weights(face, knobs["pretrained"])
     else:
-        res = _train(config, run, "pretrain", face, head, _Batches(dataset, knobs["batch_size"], config.seed),
+        # The pretraining classifier is thrown away, as the released LightCNN's 80013-class fc2 is: stage I
+        # then learns the recognition head on the frozen face model.
+        pre_head = head if knobs["pretrain_head"] is None else facerec.create(
+            "head", knobs["pretrain_head"], embedding_size=face.embedding_size, num_classes=dataset.num_classes)
+        res = _train(config, run, "pretrain", face, pre_head, _Batches(dataset, knobs["batch_size"], config.seed),
                      recognition_loss(0.0), {"optimizer": "adam", "lr": knobs["pretrain_lr"], "weight_decay": 0.0,
                                              "steps": knobs["pretrain_steps"], "schedule": "cosine"})
         metrics["pretrain/loss"] = res.get("train/loss")
+        metrics["pretrain/chance_loss"] = float(np.log(dataset.num_classes))
     face.eval()
     lap("face_model")
 
@@ -324,10 +335,10 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     lap("sampling")
 
     # 4. fine-tune without and with the generated pairs
-    arms, stages = {}, {}
+    arms, stages = {"face-model": face}, {}  # the face model itself: the reference both fine-tunings start from
     arms["without"], stages["without"] = _finetune(config, run, "without", face, head, dataset, knobs, None)
     arms["with"], stages["with"] = _finetune(config, run, "with", face, head, dataset, knobs, pairs)
-    for arm, backbone in arms.items():
+    for arm, backbone in list(arms.items())[1:]:
         P.save_backbone(run, backbone, f"backbone-{arm}.safetensors")
     lap("finetune")
 
