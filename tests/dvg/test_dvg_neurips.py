@@ -37,7 +37,7 @@ def test_fit_and_sample_pairs_share_the_noise():
     log: list = []
     gen.fit(_paired_data(), steps=8, batch_size=4, seed=0, log=log)
     assert log[-1]["rec"] + log[-2]["rec"] < log[0]["rec"] + log[1]["rec"]
-    batches = list(gen.sample(5, 1, seed=3, batch_size=4))
+    batches = list(gen.sample(5, 2, seed=3, batch_size=4))  # per_id = images per identity: one pair
     labels = torch.cat([b.labels for b in batches])
     assert sorted(labels.tolist()) == sorted(list(range(5)) * 2)
     nir, vis = gen.sample_pairs(3, generator=torch.Generator().manual_seed(0))
@@ -46,8 +46,8 @@ def test_fit_and_sample_pairs_share_the_noise():
     with torch.no_grad():
         ref = gen.decoder(torch.cat([noise, noise], dim=1))
     torch.testing.assert_close(torch.cat([nir, vis], dim=1), ref)
-    with pytest.raises(ValueError, match="per_id=1"):
-        next(gen.sample(2, 2))
+    with pytest.raises(ValueError, match="per_id=2"):
+        next(gen.sample(2, 1))
 
 
 def test_registered():

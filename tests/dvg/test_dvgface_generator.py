@@ -81,16 +81,18 @@ def test_fit_lowers_loss_and_sample_yields_paired_images():
     last = sum(r["loss"] for r in log[-5:]) / 5
     assert last < first, (first, last)
     assert int(gen.attributes_count) == 256 and float(gen.attributes_vis.norm(dim=1).min()) > 0.99
-    batches = list(gen.sample(3, 2, seed=0, batch_size=8))
+    batches = list(gen.sample(3, 4, seed=0, batch_size=8))  # 4 images per identity: 2 NIR/VIS pairs
     labels = torch.cat([b.labels for b in batches])
     modality = torch.cat([b.modality for b in batches])
     images = torch.cat([b.images for b in batches])
     assert images.shape == (12, 3, 32, 32) and 0 <= float(images.min()) and float(images.max()) <= 1
     assert sorted(labels.tolist()) == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     assert int(modality.sum()) == 6
+    with pytest.raises(ValueError, match="even"):
+        next(gen.sample(2, 3))
     # deterministic per seed; a different seed gives different identities
-    again = torch.cat([b.images for b in gen.sample(3, 2, seed=0, batch_size=8)])
-    other = torch.cat([b.images for b in gen.sample(3, 2, seed=1, batch_size=8)])
+    again = torch.cat([b.images for b in gen.sample(3, 4, seed=0, batch_size=8)])
+    other = torch.cat([b.images for b in gen.sample(3, 4, seed=1, batch_size=8)])
     assert torch.equal(images, again) and not torch.allclose(images, other)
     # the generator's own state dict round-trips, attribute bank included
     fresh = DVGFace(image_size=32, width=0.25)

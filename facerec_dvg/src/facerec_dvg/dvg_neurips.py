@@ -16,6 +16,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 from facerec.api import Dataset, GeneratedBatch, Generator
+from facerec.errors import ParameterError
 from torch import Tensor, nn
 
 from .dvg_nets import VAEDecoder, VAEEncoder
@@ -125,9 +126,10 @@ class DVGNeurIPS(Generator):
     @torch.no_grad()
     def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu",
                batch_size: int = 64) -> Iterator[GeneratedBatch]:
-        """One NIR/VIS pair per identity (the VAE has no identity/attribute split): ``per_id`` must be 1."""
-        if per_id != 1:
-            raise ValueError("dvg-neurips draws one NIR/VIS pair per identity; use per_id=1")
+        """One NIR/VIS pair per identity (the VAE has no identity/attribute split): ``per_id`` (images
+        per identity, as ``facerun generate --per-id``) must be 2."""
+        if per_id != 2:
+            raise ParameterError("dvg-neurips draws one NIR/VIS pair (2 images) per identity; use per_id=2")
         g = torch.Generator().manual_seed(seed)
         step = max(1, batch_size // 2)
         for first in range(0, num_ids, step):

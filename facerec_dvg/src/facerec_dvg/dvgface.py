@@ -20,6 +20,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 from facerec.api import Dataset, GeneratedBatch, Generator
+from facerec.errors import FacerecError, ParameterError
 from torch import Tensor, nn
 
 from .checkpoints import load_original
@@ -70,6 +71,13 @@ def _losses(w: LossWeights, nir: Tensor, vis: Tensor, id_vis: Tensor, id_noise: 
                     + ang_loss(f["fake_nir"], id_noise) + ang_loss(f["fake_vis"], id_noise)
                     + w.ip_pair * ang_loss(f["fake_nir"], f["fake_vis"]))
     return StepOutput(loss=l_ort + l_pix + l_ip, ort=l_ort, pix=l_pix, ip=l_ip, images=out)
+
+
+def _pairs_per_id(per_id: int) -> int:
+    """NIR/VIS pairs that make ``per_id`` images of one identity."""
+    if per_id < 2 or per_id % 2:
+        raise ParameterError(f"per_id must be an even number of images (NIR/VIS pairs), got {per_id}")
+    return per_id // 2
 
 
 class _Progress:
@@ -257,7 +265,7 @@ class DVGFace(Generator):
     def _attributes(self, k: int, generator: torch.Generator, device: str) -> tuple[Tensor, Tensor]:
         n = int(self.attributes_count)
         if n == 0:
-            raise RuntimeError("the dvg generator has no stored attribute codes: fit it or call store_attributes()")
+            raise FacerecError("the dvg generator has no stored attribute codes: fit it or call store_attributes()")
         j = torch.randint(n, (k,), generator=generator).to(device)
         return self.attributes_nir[j], self.attributes_vis[j]
 
@@ -276,20 +284,23 @@ class DVGFace(Generator):
     @torch.no_grad()
     def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu",
                batch_size: int = 64) -> Iterator[GeneratedBatch]:
-        """``per_id`` NIR/VIS pairs per new identity (2*per_id images: NIR then VIS, modality 1/0)."""
+        """``per_id`` images per new identity (the Generator contract, as ``facerun generate --per-id``):
+        ``per_id // 2`` NIR/VIS pairs, each pair with the attributes of one real subject; per batch NIR
+        images first, then their VIS partners (modality 1/0). ``per_id`` must be even."""
+        pairs = _pairs_per_id(per_id)
         g = torch.Generator().manual_seed(seed)
-        ids_per_batch = max(1, batch_size // (2 * per_id))
+        ids_per_batch = max(1, batch_size // per_id)
         for first in range(0, num_ids, ids_per_batch):
             n_ids = min(ids_per_batch, num_ids - first)
             noise = torch.randn(n_ids, self.noise_dim, generator=g).to(device)
-            identity = self.identity_sampler.eval().to(device)(noise).repeat_interleave(per_id, 0)
+            identity = self.identity_sampler.eval().to(device)(noise).repeat_interleave(pairs, 0)
             k = len(identity)
             z_n, z_v = self._attributes(k, g, device)
             self.eval()
             s_n, s_v = self.encoder_nir.style(z_n), self.encoder_vis.style(z_v)
             is_nir = torch.arange(2 * k, device=device) < k
             imgs = self.render(identity.repeat(2, 1), torch.cat([z_n, z_v]), torch.cat([s_n, s_v]), is_nir)
-            labels = torch.arange(first, first + n_ids).repeat_interleave(per_id).repeat(2)
+            labels = torch.arange(first, first + n_ids).repeat_interleave(pairs).repeat(2)
             modality = torch.cat([torch.ones(k, dtype=torch.long), torch.zeros(k, dtype=torch.long)])
             yield GeneratedBatch(labels=labels, images=imgs.cpu(), modality=modality)
 

@@ -64,6 +64,8 @@ def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
     if knobs["pretrain_head"] is not None and knobs["pretrain_head"] not in heads:
         raise ParameterError(f"recipe.pretrain_head: no head named {knobs['pretrain_head']!r} "
                              f"(installed: {', '.join(sorted(c.name for c in facerec.components('head')))})")
+    if knobs["write_generated"] is None:  # --param recipe.write_generated=none parses as None
+        knobs["write_generated"] = "none"
     if knobs["write_generated"] not in ("lmdb", "folder", "list", "none"):
         raise ParameterError(f"recipe.write_generated must be lmdb, folder, list or none, got {knobs['write_generated']!r}")
     for key in ("sampler_steps", "generator_steps", "generator_batch", "num_pairs", "batch_size", "stage1_steps",
