@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from safetensors.torch import load_file
 
 TINY = ("--param", "backbone.layers=(1,1,1,1)", "--param", "backbone.image_size=32",
@@ -44,9 +43,9 @@ def test_stages_resume_and_scface(run_facerun, dcr_root, tmp_path):
     assert any(r.get("stage") == "branch" and "coupling" in json.dumps(r) for r in log)
     # SCface fine-tuning from the trained model (20 -> 130 classes: classifiers re-initialised)
     sc = tmp_path / "scface"
-    proc = run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--stage", "scface", "--out", str(sc),
-                       "--dataset", "dcr-scface", "--param", f"dataset.root={dcr_root}", *TINY, "--steps", "2",
-                       "--param", f"recipe.init={out / 'backbone.safetensors'}")
+    run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--stage", "scface", "--out", str(sc),
+                "--dataset", "dcr-scface", "--param", f"dataset.root={dcr_root}", *TINY, "--steps", "2",
+                "--param", f"recipe.init={out / 'backbone.safetensors'}")
     m = json.loads((sc / "metrics.json").read_text())["scface"]
     assert {"scface/dcr-scface/rank1_d1", "scface/dcr-scface/branch_rank1_d3"} <= set(m)
     assert "re-initialised for 130 classes" in (sc / "summary.md").read_text()
@@ -72,6 +71,7 @@ def test_demo_on_synthetic_lowres_reports_trunk_and_branches(run_facerun, tmp_pa
     assert "8 px: trunk | branches" in proc.stdout
     summary = (out / "summary.md").read_text()
     assert "Verification accuracy per resolution" in summary and "| 20 px |" in summary
+    assert "the trunk on mean LR accuracy" in summary and "mean LR accuracy" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     rows = {r["resolution"]: r for r in metrics["per_resolution"]}
     assert set(rows) == {"8 px", "12 px", "16 px", "20 px", "hr", "mean"}

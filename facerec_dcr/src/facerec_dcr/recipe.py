@@ -131,6 +131,16 @@ def _side_by_side(metrics: dict[str, Any], scales) -> list[dict[str, Any]]:
     return rows
 
 
+def _verdict(rows: list[dict[str, Any]]) -> str:
+    """One honest line: do the coupled branches beat the trunk on the mean LR accuracy of this run?"""
+    mean = next((r for r in rows if r["resolution"] == "mean"), None)
+    if not mean or mean["trunk"] == "" or mean["branches"] == "":
+        return ""
+    gain = float(mean["branches"]) - float(mean["trunk"])
+    return (f"coupled branches {'above' if gain > 0 else 'NOT above'} the trunk on mean LR accuracy "
+            f"({mean['branches']:.4f} vs {mean['trunk']:.4f}, {gain:+.4f}; one run, 600 pairs by default)")
+
+
 def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     """Train DCR: trunk then coupled branches (or one ``--stage``), evaluate per resolution."""
     p = config.recipe_params({**PARAMS, **(QUICK_PARAMS if config.quick else {})})
@@ -190,6 +200,10 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
         rows = _side_by_side(final, model.scales)
         tables = {"Verification accuracy per resolution (HR image 1 vs image 2 at that resolution)": rows}
         results["per_resolution"] = rows
+        verdict = _verdict(rows)
+        if verdict:
+            notes.append(verdict)
+            results["verdict"] = verdict
     else:
         tables = {}
     write_summary(run, config, {k: v for k, v in results.items() if not isinstance(v, list)}, tables,
