@@ -57,8 +57,9 @@ def main(argv: list[str]) -> int:
              "| benchmark | measured | facerec items/s | baseline items/s | ratio | peak MiB |",
              "|---|---|---:|---:|---:|---:|"]
     for r in records:
-        lines.append(f"| {r['name']} | {r.get('measured', '')} | {r.get('facerec_items_per_s', 0):.4g} | "
-                     f"{r.get('baseline_items_per_s', 0):.4g} | {r.get('ratio', 0):.2f}x | {r.get('peak_mem_mb', 0):.0f} |")
+        num = {k: float(r.get(k) or 0) for k in ("facerec_items_per_s", "baseline_items_per_s", "ratio", "peak_mem_mb")}
+        lines.append(f"| {r['name']} | {r.get('measured') or ''} | {num['facerec_items_per_s']:.4g} | "
+                     f"{num['baseline_items_per_s']:.4g} | {num['ratio']:.2f}x | {num['peak_mem_mb']:.0f} |")
     for f in failures:
         lines.append(f"| {f['module']} | FAILED: {f['error']} | | | | |")
     (HERE / "results.md").write_text("\n".join(lines) + "\n")

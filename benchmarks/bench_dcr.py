@@ -1,53 +1,41 @@
 """DCR benchmarks: multi-scale LR synthesis (batched tensor op vs the original's per-image PIL path)
-and retrieval precision@1 (chunked torch matmul vs a per-query loop)."""
+and retrieval precision@1 (chunked torch matmul vs a per-query loop), interleaved in one process."""
 
 from __future__ import annotations
 
-import json
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _record(name, n, ours, base, notes):
-    return {"name": name, "measured": True, "facerec_items_per_s": n / ours, "baseline_items_per_s": n / base,
-            "ratio": base / ours, "peak_mem_mb": None, "notes": notes}
+try:
+    from benchmarks.common import compare, main, record
+except ImportError:  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.common import compare, main, record
 
 
 def run(quick: bool) -> list[dict]:
-    from PIL import Image
-
     from facerec_dcr.lowres import lowres_batch, pil_lowres, pil_to_tensor
     from facerec_dcr.retrieval import precision_at_1
+    from PIL import Image
 
     n = 32 if quick else 128
-    imgs = torch.rand(n, 3, 120, 120)
+    imgs = torch.rand(n, 3, 120, 120, generator=torch.Generator().manual_seed(0))
     pils = [Image.fromarray((im.permute(1, 2, 0).numpy() * 255).astype("uint8")) for im in imgs]
     scales = (8, 12, 16, 20)
-    ours = base = 0.0
     reps = 3 if quick else 7
-    t_ours, t_base = [], []
-    for _ in range(reps):  # interleaved
-        t_ours.append(_median_time(lambda: lowres_batch(imgs, scales), 1))
-        t_base.append(_median_time(lambda: [pil_to_tensor(pil_lowres(p, s)) for p in pils for s in scales], 1))
-    ours, base = statistics.median(t_ours), statistics.median(t_base)
-    out = [_record("dcr.lowres_synthesis", n, ours, base, "4 scales at 120 px; baseline = original PIL path")]
-    m = 2000 if quick else 10000
-    q, r = torch.randn(m, 512), torch.randn(m, 512)
-    y = torch.randint(0, 500, (m,))
+    t = compare(lambda: lowres_batch(imgs, scales),
+                lambda: [pil_to_tensor(pil_lowres(p, s)) for p in pils for s in scales], items=n, repeats=reps)
+    out = [record("dcr.lowres_synthesis", "images/s, 4 scales at 120 px", t,
+                  notes="baseline = the original's per-image PIL path")]
 
-    def loop():
+    m = 2000 if quick else 10000
+    g = torch.Generator().manual_seed(1)
+    q, r = torch.randn(m, 512, generator=g), torch.randn(m, 512, generator=g)
+    y = torch.randint(0, 500, (m,), generator=g)
+
+    def loop() -> float:
         hits = 0
         for i in range(m):
             d = ((r - q[i]) ** 2).sum(1)
@@ -55,14 +43,14 @@ def run(quick: bool) -> list[dict]:
             hits += int(y[int(d.argmin())] == y[i])
         return hits / m
 
-    t_ours = [_median_time(lambda: precision_at_1(q, r, y, y, self_exclusion="exact"), 1) for _ in range(reps)]
-    t_base = [_median_time(loop, 1) for _ in range(2)]
-    out.append(_record("dcr.precision_at_1", m, statistics.median(t_ours), statistics.median(t_base),
-                       "exact self-exclusion, 512-d; baseline = per-query torch loop"))
+    ours_p1 = precision_at_1(q, r, y, y, self_exclusion="exact")
+    same = abs(float(ours_p1) - loop()) < 1e-6  # float32 mean vs Python division
+    t = compare(lambda: precision_at_1(q, r, y, y, self_exclusion="exact"), loop, items=m, repeats=2)
+    out.append(record("dcr.precision_at_1", f"queries/s, {m} x {m}, 512-d", t,
+                      notes=f"exact self-exclusion; same precision@1 as the loop: {same}; "
+                            "baseline = per-query torch loop"))
     return out
 
 
 if __name__ == "__main__":
-    import sys
-
-    print(json.dumps(run(quick="--full" not in sys.argv), indent=2))
+    main(run)
