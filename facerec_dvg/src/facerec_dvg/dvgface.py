@@ -31,13 +31,13 @@ from .pairs import PairSampler, dataset_modality, fetch_images
 PAPER = "Fu, Wu, Hu, Huang, He: DVG-Face: Dual Variational Generation for Heterogeneous Face Recognition, TPAMI 2021"
 #: On CPU the decoder runs 1.4-1.65x faster per image in slices of 8 than in one call of 64-128
 #: (its 64-128 px feature maps then stay in cache; measured at 64 px width 0.5 and 128 px width 1).
-CPU_DECODER_CHUNK = 8
+CPU_SLICE_ROWS = 8
 
 
 def cpu_slices(fn, *tensors: Tensor) -> Tensor:
-    """``fn(*tensors)`` batched as given on GPU, in slices of ``CPU_DECODER_CHUNK`` rows on CPU (eval-mode
-    nets only: per-slice results equal the whole call's)."""
-    n, c = len(tensors[0]), CPU_DECODER_CHUNK
+    """``fn(*tensors)`` batched as given on GPU, in slices of ``CPU_SLICE_ROWS`` rows on CPU. Only for nets
+    whose output per sample does not depend on the rest of the batch (instance norm / AdaIN, eval-mode BN)."""
+    n, c = len(tensors[0]), CPU_SLICE_ROWS
     if tensors[0].device.type != "cpu" or n <= c:
         return fn(*tensors)
     return torch.cat([fn(*(t[i:i + c] for t in tensors)) for i in range(0, n, c)])
@@ -178,7 +178,7 @@ class DVGFace(Generator):
 
     def render(self, identity: Tensor, z: Tensor, style: Tensor, is_nir: Tensor) -> Tensor:
         """One decoder call for any mix of NIR (True) and VIS samples (on CPU: in slices of
-        ``CPU_DECODER_CHUNK``, which keep the decoder's feature maps in cache)."""
+        ``CPU_SLICE_ROWS``, which keep the decoder's feature maps in cache)."""
         return cpu_slices(self.decoder, torch.cat([identity, z], dim=1), style, is_nir)
 
     def train_step(self, nir: Tensor, vis: Tensor, idx: Tensor, noise: Tensor) -> StepOutput:

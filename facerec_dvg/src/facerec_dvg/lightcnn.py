@@ -39,12 +39,11 @@ class MFM(nn.Module):
         self.out_channels = cout
         self.filter = (nn.Linear(cin, 2 * cout) if linear
                        else nn.Conv2d(cin, 2 * cout, kernel_size, stride, padding))
-        if batchnorm:
-            self.bn = nn.BatchNorm1d(2 * cout) if linear else nn.BatchNorm2d(2 * cout)
+        self.bn = (nn.BatchNorm1d(2 * cout) if linear else nn.BatchNorm2d(2 * cout)) if batchnorm else None
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.filter(x)
-        if hasattr(self, "bn"):
+        if self.bn is not None:
             y = self.bn(y)
         a, b = y.split(self.out_channels, dim=1)
         return torch.maximum(a, b)

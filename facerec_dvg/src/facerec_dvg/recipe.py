@@ -60,10 +60,11 @@ DEFAULT_PROTOCOL = "synthetic-nir-vis"
 
 def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
     knobs = config.recipe_params(PAPER if not config.quick else QUICK)
-    heads = {c.name for c in facerec.components("head")} | {c.qualified for c in facerec.components("head")}
-    if knobs["pretrain_head"] is not None and knobs["pretrain_head"] not in heads:
-        raise ParameterError(f"recipe.pretrain_head: no head named {knobs['pretrain_head']!r} "
-                             f"(installed: {', '.join(sorted(c.name for c in facerec.components('head')))})")
+    if knobs["pretrain_head"] is not None:
+        try:  # the registry's own lookup: close matches, dist:name, duplicates
+            facerec.registry.find("head", knobs["pretrain_head"])
+        except FacerecError as exc:
+            raise ParameterError(f"recipe.pretrain_head: {exc}") from None
     if knobs["write_generated"] is None:  # --param recipe.write_generated=none parses as None
         knobs["write_generated"] = "none"
     if knobs["write_generated"] not in ("lmdb", "folder", "list", "none"):
