@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -94,6 +96,7 @@ def test_untraceable_model_uses_sequential_fallback():
 def test_a_wrong_optimisation_is_rejected(monkeypatch):
     import facerec.inference as inf
 
+    torch.manual_seed(0)  # unseeded, some random nets had outputs so small that the broken one passed
     model = _randomise_bn(facerec.create("backbone", "small-cnn", width=4, image_size=16))
 
     def broken(m):  # simulate a folding bug: drop BN without folding it
@@ -105,3 +108,56 @@ def test_a_wrong_optimisation_is_rejected(monkeypatch):
     with pytest.warns(UserWarning, match="differs"):
         fast = inf.optimize_for_inference(model)
     assert fast is model
+
+
+class _IllConditioned(Backbone):
+    """Embeddings that are small differences of large activations (as in collapsed random deep nets):
+    the fp32 forward is off by more than 1e-4 (relative) from the float64 one."""
+
+    input_spec = InputSpec(size=16)
+    embedding_size = 8
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        with torch.no_grad():  # channel pairs with nearly equal large filters
+            base = torch.randn(8, 3, 3, 3) * 1e5
+            self.conv.weight[0::2] = base
+            self.conv.weight[1::2] = base + torch.randn(8, 3, 3, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y[:, 1::2] - y[:, 0::2]).mean((2, 3))
+
+
+class _ComputedInFloat64(_IllConditioned):
+    """The same net, computed in float64: an 'optimisation' more exact than the eager forward."""
+
+    def forward(self, x):
+        return super(_ComputedInFloat64, self.double()).forward(x.double()).float()
+
+
+def test_the_check_measures_against_float64_not_against_an_inaccurate_eager_forward(monkeypatch):
+    import facerec.inference as inf
+
+    torch.manual_seed(0)
+    model = _IllConditioned().eval()
+    x = torch.rand(4, 3, 16, 16)
+
+    def exact_fold(m):
+        out = inf.copy.deepcopy(m)
+        out.__class__ = _ComputedInFloat64
+        return out, 0
+
+    monkeypatch.setattr(inf, "fold_batchnorm", exact_fold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "differs ... using the eager model"
+        fast = inf.optimize_for_inference(model, example=x)
+    assert isinstance(fast, _ComputedInFloat64)
+    with torch.inference_mode():
+        got, eager = fast.embed(x).double(), model.embed(x).double()
+    exact = inf._float64_output(model, x)
+    scale = float(exact.abs().max())
+    # compared with the eager fp32 output it would have been rejected; it is the more exact of the two
+    assert float((got - eager).abs().max()) / scale > 1e-4
+    assert float((got - exact).abs().max()) < float((eager - exact).abs().max()) / 10

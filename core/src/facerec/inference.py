@@ -1,7 +1,8 @@
 """Batched embedding of canonical images with any backbone or embedder (inference mode), and the fast
 inference path: :func:`optimize_for_inference` folds eval-mode BatchNorm into the preceding conv /
-linear layer, switches conv nets to channels-last, and verifies the result against the eager forward
-(max |diff| <= 1e-4 relative to the output scale) before using it; otherwise the eager model is kept.
+linear layer, switches conv nets to channels-last, lets 3x3 convs use Winograd on CPU, and verifies the
+result against the eager forward (max |diff| <= 1e-4 relative to the output scale) before using it;
+otherwise a more exact setting, and finally the eager model, is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .api import Backbone, Embedder
+from .winograd import WinogradConv2d, eligible, force_algorithm, replace_convs
 
 #: Largest allowed deviation of the optimised model from the eager forward (relative to max |out|).
 TOLERANCE = 1e-4
@@ -161,21 +163,18 @@ def _sample_input(model: nn.Module, batch: int = 2) -> Tensor | None:
     return torch.rand(batch, 3, h, w, generator=gen)
 
 
-@torch.inference_mode()
-def _max_rel_diff(a: nn.Module, b: nn.Module, images: Tensor) -> float:
-    ea, eb = as_embedder(a)(images).float(), as_embedder(b)(images).float()
-    if ea.shape != eb.shape:
-        return float("inf")
-    scale = max(float(ea.abs().max()), 1.0)
-    return float((ea - eb).abs().max()) / scale
-
-
 def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_last: bool | None = None,
-                           check: bool = True, example: Tensor | None = None) -> nn.Module:
+                           check: bool = True, example: Tensor | None = None,
+                           winograd: bool | None = None) -> nn.Module:
     """A faster eval-mode copy of ``model`` (Backbone class and ``embed`` kept): BatchNorm folded,
-    channels-last for conv nets on CPU/CUDA, frozen parameters. It is checked against the eager
-    forward on ``example`` (default: two random canonical images at the input spec's size); if it
-    deviates by more than 1e-4 (relative to the largest output), the eager model is returned.
+    channels-last for conv nets on CPU/CUDA, frozen parameters, and on CPU (``winograd`` None or True)
+    3x3 stride-1 convolutions that pick direct or Winograd F(2x2)/F(4x4) per layer by timing
+    (:mod:`facerec.winograd`). It is checked against the eager forward on ``example`` (default: two
+    random canonical images at the input spec's size): Winograd layers are checked in their least
+    accurate setting; if that deviates by more than 1e-4 (relative to the largest output) the next
+    more accurate setting is tried (F(2) only, then no Winograd), and finally the eager model is returned.
+    For a Backbone the reference is its float64 forward, and the bound is 1e-4 or twice the eager fp32
+    forward's own error, whichever is larger (random deep nets can be that badly conditioned).
     """
     eager = model
     try:
@@ -191,22 +190,78 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
     fast = fast.to(device)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
-    if check:
-        images = example if example is not None else _sample_input(model)
-        if images is not None:
-            was = eager.training
-            eager.eval()
-            try:
-                ref = copy.deepcopy(eager).to(device)
-                diff = _max_rel_diff(ref, fast, images.to(device))
-            except Exception as exc:
-                warnings.warn(f"optimize_for_inference: check failed ({type(exc).__name__}: {exc}); "
-                              "using the eager model", stacklevel=2)
-                return eager.eval().to(device)
-            finally:
-                eager.train(was)
-            if not diff <= TOLERANCE:
-                warnings.warn(f"optimize_for_inference: optimised model differs by {diff:.2e} (> {TOLERANCE}); "
-                              "using the eager model", stacklevel=2)
-                return eager.eval().to(device)
-    return fast
+    if winograd is None:
+        winograd = torch.device(device).type == "cpu"
+    winograd = winograd and any(eligible(m) for m in fast.modules())
+    settings: list[tuple[int, ...] | None] = [(0, 2, 4), (0, 2), None] if winograd else [None]
+    candidates = (_with_winograd(fast, choices) for choices in settings)
+    if not check:
+        return next(candidates)
+    images = example if example is not None else _sample_input(model)
+    if images is None:
+        return next(candidates)
+    was = eager.training
+    eager.eval()
+    try:
+        ref = copy.deepcopy(eager).to(device)
+        images = images.to(device)
+        with torch.inference_mode():
+            expected = as_embedder(ref)(images).float()
+        exact = _float64_output(ref, images)
+        if exact is None:
+            target, bound = expected, TOLERANCE
+        else:  # a badly conditioned net's own fp32 forward can be off by more than 1e-4 already
+            target, bound = exact, max(TOLERANCE, 2 * _scaled_diff(expected, exact))
+        diff = float("inf")
+        for candidate in candidates:
+            force_algorithm(candidate, max(_winograd_choices(candidate), default=None))
+            diff = _rel_diff(target, candidate, images)
+            force_algorithm(candidate, None)
+            if diff <= bound:
+                return candidate
+    except Exception as exc:
+        warnings.warn(f"optimize_for_inference: check failed ({type(exc).__name__}: {exc}); "
+                      "using the eager model", stacklevel=2)
+        return eager.eval().to(device)
+    finally:
+        eager.train(was)
+    warnings.warn(f"optimize_for_inference: optimised model differs by {diff:.2e} (> {bound:.1e}); "
+                  "using the eager model", stacklevel=2)
+    return eager.eval().to(device)
+
+
+def _float64_output(model: nn.Module, images: Tensor) -> Tensor | None:
+    """The Backbone's output computed in float64 (the exact reference), or None where it cannot run so."""
+    if not isinstance(model, Backbone):
+        return None
+    try:
+        with torch.inference_mode():
+            out = copy.deepcopy(model).double()(model.input_spec.prepare(images.double()).double())
+    except Exception:  # forwards that cast internally, non-float parameters, ...
+        return None
+    return out if isinstance(out, Tensor) and out.dtype == torch.float64 else None
+
+
+def _scaled_diff(got: Tensor, expected: Tensor) -> float:
+    """max |got - expected| relative to the largest expected output (at least 1)."""
+    if got.shape != expected.shape:
+        return float("inf")
+    return float((expected.double() - got.double()).abs().max()) / max(float(expected.abs().max()), 1.0)
+
+
+def _with_winograd(fast: nn.Module, choices: tuple[int, ...] | None) -> nn.Module:
+    """``fast`` itself (choices None) or a copy whose eligible 3x3 convs are :class:`WinogradConv2d`."""
+    if choices is None:
+        return fast
+    out = copy.deepcopy(fast)
+    replace_convs(out, choices)
+    return out
+
+
+def _winograd_choices(model: nn.Module) -> set[int]:
+    return {m for mod in model.modules() if isinstance(mod, WinogradConv2d) for m in mod.choices}
+
+
+@torch.inference_mode()
+def _rel_diff(expected: Tensor, model: nn.Module, images: Tensor) -> float:
+    return _scaled_diff(as_embedder(model)(images), expected)

@@ -101,7 +101,8 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
-@click.option("--no-optimize", is_flag=True, help="Use the plain eager forward (no BatchNorm folding / channels-last).")
+@click.option("--no-optimize", is_flag=True,
+              help="Use the plain eager forward (no BatchNorm folding / channels-last / Winograd).")
 @click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
               help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")

@@ -1,0 +1,196 @@
+"""Winograd convolution for 3x3 stride-1 layers on CPU, used by the inference path.
+
+On CPUs without AVX-512 (where oneDNN offers no Winograd kernel) the direct convolutions of face backbones
+already run at ~90% of the machine's matmul speed, so only fewer multiplications can make them faster.
+Winograd F(m x m, 3x3) computes each m x m output tile from an (m+2) x (m+2) input tile with (m+2)^2
+multiplications per channel pair instead of 9 m^2: one batched matmul over the transformed tiles, plus
+cheap additive transforms. F(2x2) is as accurate as the direct kernel; F(4x4) loses about one digit
+(~5e-6 relative per layer). Which of direct / F(2) / F(4) is fastest depends on the layer's shape, so
+each layer times them on its first input of a new shape and keeps the winner (like cudnn.benchmark).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Filter transforms G (Lavin & Gray 2016) per output tile size m; the input (B^T) and output (A^T)
+#: transforms are written out as shared-term additions in :func:`_input_1d` and :func:`_output_1d`.
+_FILTER_TRANSFORM = {
+    2: [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+    4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+}
+
+#: Layers with fewer input or output channels stay direct: their transforms cost more than they save.
+MIN_CHANNELS = 32
+
+
+def eligible(conv: nn.Module) -> bool:
+    """A plain 3x3, stride-1, undilated, ungrouped, zero-padded (0 or 1) Conv2d with enough channels."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1] and conv.padding[0] in (0, 1)
+            and conv.in_channels >= MIN_CHANNELS and conv.out_channels >= MIN_CHANNELS)
+
+
+def transform_weight(weight: Tensor, m: int) -> Tensor:
+    """[K, C, 3, 3] filters -> [(m+2)^2, C, K] transformed filters G g G^T (computed in float64)."""
+    g = torch.tensor(_FILTER_TRANSFORM[m], dtype=torch.float64)
+    u = torch.einsum("ij,kcjl,ml->imck", g, weight.detach().double().cpu(), g)
+    return u.reshape((m + 2) ** 2, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+
+
+def _input_1d(m: int, d: list[Tensor], out: list[Tensor]) -> None:
+    """out[i] = sum_k B^T[i, k] d[k]: the input transform along one axis, common terms shared."""
+    if m == 2:
+        torch.sub(d[0], d[2], out=out[0])
+        torch.add(d[1], d[2], out=out[1])
+        torch.sub(d[2], d[1], out=out[2])
+        torch.sub(d[1], d[3], out=out[3])
+        return
+    t0 = torch.add(d[4], d[2], alpha=-4)
+    t1 = torch.add(d[3], d[1], alpha=-4)
+    torch.add(t0, t1, out=out[1])  # -4 d1 - 4 d2 + d3 + d4
+    torch.sub(t0, t1, out=out[2])  # 4 d1 - 4 d2 - d3 + d4
+    torch.add(t0, d[0], alpha=4, out=out[0]).sub_(d[2])  # 4 d0 - 5 d2 + d4
+    torch.sub(d[5], t1, out=out[5]).sub_(d[3], alpha=4)  # 4 d1 - 5 d3 + d5
+    t2 = torch.sub(d[4], d[2], out=t0)
+    t3 = torch.sub(d[1], d[3], out=t1)
+    torch.add(t2, t3, alpha=-2, out=out[3])  # -2 d1 - d2 + 2 d3 + d4
+    torch.add(t2, t3, alpha=2, out=out[4])  # 2 d1 - d2 - 2 d3 + d4
+
+
+def _output_1d(m: int, p: list[Tensor], out: list[Tensor]) -> None:
+    """out[i] = sum_k A^T[i, k] p[k]: the output transform along one axis, common terms shared."""
+    if m == 2:
+        torch.add(p[0], p[1], out=out[0]).add_(p[2])
+        torch.sub(p[1], p[2], out=out[1]).sub_(p[3])
+        return
+    s12, d12 = torch.add(p[1], p[2]), torch.sub(p[1], p[2])
+    s34, d34 = torch.add(p[3], p[4]), torch.sub(p[3], p[4])
+    torch.add(s12, s34, out=out[0]).add_(p[0])
+    torch.add(d12, d34, alpha=2, out=out[1])
+    torch.add(s12, s34, alpha=4, out=out[2])
+    torch.add(d12, d34, alpha=8, out=out[3]).add_(p[5])
+
+
+def winograd_conv(x: Tensor, u: Tensor, bias: Tensor | None, m: int, padding: int) -> Tensor:
+    """3x3 stride-1 convolution of ``x`` [N, C, H, W] by F(m x m, 3x3) with filters ``u`` from
+    :func:`transform_weight`; returns [N, K, Ho, Wo] in channels-last memory."""
+    a = m + 2
+    n, c, h, w = x.shape
+    k = u.shape[2]
+    ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
+    th, tw = -(-ho // m), -(-wo // m)
+    opts = dict(dtype=x.dtype, device=x.device)
+    # NHWC view, zero-padded so that th x tw whole tiles fit
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding, m * tw + 2 - w - padding, padding, m * th + 2 - h - padding))
+    rows = torch.empty(a, n, th, xp.shape[2], c, **opts)  # B^T applied along H ...
+    _input_1d(m, [xp[:, i:i + m * th:m] for i in range(a)], list(rows))
+    v = torch.empty(a, a, n, th, tw, c, **opts)  # ... then along W
+    _input_1d(m, [rows[:, :, :, j:j + m * tw:m] for j in range(a)], [v[:, j] for j in range(a)])
+    prod = torch.bmm(v.view(a * a, n * th * tw, c), u).view(a, a, n, th, tw, k)
+    if bias is not None:  # A^T e_11 A is all ones (A^T[:, 1] = 1), so the bias enters every output once
+        prod[1, 1].add_(bias)
+    half = torch.empty(m, a, n, th, tw, k, **opts)  # A^T along H ...
+    _output_1d(m, list(prod), list(half))
+    y = torch.empty(n, th, m, tw, m, k, **opts)  # ... then along W, written straight into NHWC order
+    _output_1d(m, [half[:, j] for j in range(a)], [y[:, :, :, :, j].permute(2, 0, 1, 3, 4) for j in range(m)])
+    y = y.view(n, m * th, m * tw, k)
+    if m * th != ho or m * tw != wo:
+        y = y[:, :ho, :wo].contiguous()
+    return y.permute(0, 3, 1, 2)
+
+
+class WinogradConv2d(nn.Module):
+    """Drop-in inference replacement of an eligible :class:`nn.Conv2d` (see :func:`eligible`).
+
+    On CPU without autograd it times direct / F(2x2) / F(4x4) on the first input of each (C, H, W)
+    (on at most :data:`TUNE_IMAGES` images, so tuning costs a fraction of one batch) and then uses the
+    fastest; elsewhere (CUDA, gradients) it is the direct convolution. ``choices`` limits the candidates
+    (0 = direct), e.g. ``(0, 2)`` to keep the direct kernel's accuracy. ``force`` pins one algorithm
+    (used by the accuracy check of :func:`facerec.inference.optimize_for_inference`).
+    """
+
+    def __init__(self, conv: nn.Conv2d, choices: tuple[int, ...] = (0, 2, 4)):
+        super().__init__()
+        if not eligible(conv):
+            raise ValueError(f"WinogradConv2d: {conv} is not a 3x3 stride-1 conv with >= {MIN_CHANNELS} channels")
+        self.padding = conv.padding[0]
+        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        self.choices = tuple(choices)
+        self.force: int | None = None
+        self.chosen: dict[tuple, int] = {}
+        # transformed filters by (m, dtype), made on first use; after tuning only the chosen ones are
+        # kept (F(4x4) filters take 4x the memory of the 3x3 ones)
+        self._transformed: dict[tuple[int, torch.dtype], Tensor] = {}
+
+    def _filters(self, m: int) -> Tensor:
+        key = (m, self.weight.dtype)
+        if key not in self._transformed:
+            self._transformed[key] = transform_weight(self.weight, m)
+        return self._transformed[key]
+
+    def _run(self, x: Tensor, m: int) -> Tensor:
+        if m == 0:
+            return F.conv2d(x, self.weight, self.bias, padding=self.padding)
+        return winograd_conv(x, self._filters(m), self.bias, m, self.padding)
+
+    def _tune(self, x: Tensor) -> int:
+        x = x[:TUNE_IMAGES]
+        best, best_t = 0, float("inf")
+        for m in self.choices:
+            self._run(x, m)  # warm-up: allocations, caches
+            times = []
+            for _ in range(TUNE_REPEATS):
+                t0 = time.perf_counter()
+                self._run(x, m)
+                times.append(time.perf_counter() - t0)
+            if min(times) < best_t:
+                best, best_t = m, min(times)
+        return best
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad) or x.dim() != 4:
+            return self._run(x, 0)
+        if self.force is not None:
+            return self._run(x, self.force)
+        key = (tuple(x.shape[1:]), x.dtype)
+        m = self.chosen.get(key)
+        if m is None:
+            m = self.chosen[key] = self._tune(x) if len(self.choices) > 1 else self.choices[0]
+            used = set(self.chosen.values())
+            self._transformed = {k: u for k, u in self._transformed.items() if k[0] in used}
+        return self._run(x, m)
+
+    def extra_repr(self) -> str:
+        return (f"{self.weight.shape[1]}, {self.weight.shape[0]}, padding={self.padding}, "
+                f"choices={self.choices}, chosen={sorted(set(self.chosen.values()))}")
+
+
+#: Tuning runs each candidate on at most this many images of the first batch, and keeps the fastest.
+TUNE_IMAGES = 8
+TUNE_REPEATS = 2
+
+
+def replace_convs(model: nn.Module, choices: tuple[int, ...] = (0, 2, 4)) -> int:
+    """Swap every eligible Conv2d of ``model`` (in place) for a :class:`WinogradConv2d`; returns how many."""
+    swapped = 0
+    for mod in list(model.modules()):
+        for child_name, child in list(mod.named_children()):
+            if eligible(child):
+                setattr(mod, child_name, WinogradConv2d(child, choices))
+                swapped += 1
+    return swapped
+
+
+def force_algorithm(model: nn.Module, m: int | None) -> None:
+    """Pin every :class:`WinogradConv2d` of ``model`` to algorithm ``m`` (None: back to tuning)."""
+    for mod in model.modules():
+        if isinstance(mod, WinogradConv2d):
+            mod.force = m
