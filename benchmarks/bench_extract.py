@@ -133,7 +133,7 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
             fast.embed(x)
         _sync(device)
 
-    t = compare(ours, eager, items=batch, repeats=3 if quick else 7, warmup=1)
+    t = compare(ours, eager, items=batch, repeats=5 if quick else 9, warmup=1)
     flops = _flops(model, x)
     gflops = flops / t["facerec_s"] / 1e9
     return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}", t,
