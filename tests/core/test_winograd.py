@@ -130,3 +130,21 @@ def test_only_the_chosen_transformed_filters_are_kept_after_tuning():
     with torch.inference_mode():
         layer(torch.randn(2, 32, 12, 12))
     assert (4, torch.float32) in layer._transformed
+
+
+def test_layers_of_the_same_geometry_share_one_tuning(monkeypatch):
+    calls = []
+    real = WinogradConv2d._tune
+
+    def counted(self, x):
+        calls.append(tuple(x.shape[1:]))
+        return real(self, x)
+
+    monkeypatch.setattr(WinogradConv2d, "_tune", counted)
+    a, b = WinogradConv2d(nn.Conv2d(32, 40, 3, padding=1)), WinogradConv2d(nn.Conv2d(32, 40, 3, padding=1))
+    other = WinogradConv2d(nn.Conv2d(32, 48, 3, padding=1))  # different output channels: tuned apart
+    x = torch.randn(2, 32, 13, 13)
+    with torch.inference_mode():
+        a(x), b(x), other(x)
+    assert calls == [(32, 13, 13), (32, 13, 13)]
+    assert a.chosen == b.chosen

@@ -40,8 +40,12 @@ def eligible(conv: nn.Module) -> bool:
 def transform_weight(weight: Tensor, m: int) -> Tensor:
     """[K, C, 3, 3] filters -> [(m+2)^2, C, K] transformed filters G g G^T (computed in float64)."""
     g = torch.tensor(_FILTER_TRANSFORM[m], dtype=torch.float64)
-    u = torch.einsum("ij,kcjl,ml->imck", g, weight.detach().double().cpu(), g)
-    return u.reshape((m + 2) ** 2, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+    k, c = weight.shape[:2]
+    # u[(i, m)] = sum_(j, l) G[i, j] g[j, l] G[m, l]: one GEMM of kron(G, G) with the filters laid out
+    # [(j, l), (c, k)], so that the product is already in the [(i, m), c, k] order the matmul wants
+    taps = weight.detach().permute(2, 3, 1, 0).reshape(9, c * k).double()
+    u = torch.kron(g, g).to(weight.device) @ taps
+    return u.reshape((m + 2) ** 2, c, k).to(weight.dtype)
 
 
 def _input_1d(m: int, d: list[Tensor], out: list[Tensor]) -> None:
@@ -111,9 +115,10 @@ class WinogradConv2d(nn.Module):
 
     On CPU without autograd it times direct / F(2x2) / F(4x4) on the first input of each (C, H, W)
     (on at most :data:`TUNE_IMAGES` images, so tuning costs a fraction of one batch) and then uses the
-    fastest; elsewhere (CUDA, gradients) it is the direct convolution. ``choices`` limits the candidates
-    (0 = direct), e.g. ``(0, 2)`` to keep the direct kernel's accuracy. ``force`` pins one algorithm
-    (used by the accuracy check of :func:`facerec.inference.optimize_for_inference`).
+    fastest, a decision shared by every layer of the same geometry in the process; elsewhere (CUDA,
+    gradients) it is the direct convolution. ``choices`` limits the candidates (0 = direct), e.g.
+    ``(0, 2)`` to keep the direct kernel's accuracy. ``force`` pins one algorithm (used by the accuracy
+    check of :func:`facerec.inference.optimize_for_inference`).
     """
 
     def __init__(self, conv: nn.Conv2d, choices: tuple[int, ...] = (0, 2, 4)):
@@ -163,7 +168,12 @@ class WinogradConv2d(nn.Module):
         key = (tuple(x.shape[1:]), x.dtype)
         m = self.chosen.get(key)
         if m is None:
-            m = self.chosen[key] = self._tune(x) if len(self.choices) > 1 else self.choices[0]
+            # layers of the same geometry share one decision (deep nets repeat a few block shapes dozens
+            # of times): IResNet-200's first batch tunes ~10 configurations instead of ~190 layers
+            shared = (key, self.weight.shape[0], self.padding, self.choices, torch.get_num_threads())
+            if shared not in _DECISIONS:
+                _DECISIONS[shared] = self._tune(x) if len(self.choices) > 1 else self.choices[0]
+            m = self.chosen[key] = _DECISIONS[shared]
             used = set(self.chosen.values())
             self._transformed = {k: u for k, u in self._transformed.items() if k[0] in used}
         return self._run(x, m)
@@ -176,6 +186,9 @@ class WinogradConv2d(nn.Module):
 #: Tuning runs each candidate on at most this many images of the first batch, and keeps the fastest.
 TUNE_IMAGES = 8
 TUNE_REPEATS = 2
+
+#: Decisions by (input (C, H, W) and dtype, output channels, padding, candidates, threads).
+_DECISIONS: dict[tuple, int] = {}
 
 
 def replace_convs(model: nn.Module, choices: tuple[int, ...] = (0, 2, 4)) -> int:
