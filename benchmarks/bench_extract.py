@@ -21,7 +21,7 @@ except ImportError:  # run as a script
     from benchmarks.common import compare, main, record
 
 import facerec
-from facerec.inference import _float64_output, optimize_for_inference
+from facerec.inference import float64_output, optimize_for_inference, relative_error
 from facerec.winograd import WinogradConv2d
 
 
@@ -113,15 +113,12 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
         ref = model.embed(x)
     with torch.inference_mode():
         got = fast.embed(x)
-    rel = float((ref.float() - got.float()).abs().max()) / max(1.0, float(ref.abs().max()))
+    rel = relative_error(got, ref)
     # both paths against the float64 forward: random deep nets can be so badly conditioned that the eager
     # fp32 output itself is more than 1e-4 away from exact (the library's check allows twice that error)
-    exact = _float64_output(model, x[:2])
-    err_eager = err_ours = None
-    if exact is not None:
-        scale = max(1.0, float(exact.abs().max()))
-        err_eager = float((ref[:2].double() - exact).abs().max()) / scale
-        err_ours = float((got[:2].double() - exact).abs().max()) / scale
+    exact = float64_output(model, x[:2])
+    err_eager = None if exact is None else relative_error(ref[:2], exact)
+    err_ours = None if exact is None else relative_error(got[:2], exact)
 
     def eager():
         with torch.no_grad():

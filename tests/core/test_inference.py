@@ -156,7 +156,7 @@ def test_the_check_measures_against_float64_not_against_an_inaccurate_eager_forw
     assert isinstance(fast, _ComputedInFloat64)
     with torch.inference_mode():
         got, eager = fast.embed(x).double(), model.embed(x).double()
-    exact = inf._float64_output(model, x)
+    exact = inf.float64_output(model, x)
     scale = float(exact.abs().max())
     # compared with the eager fp32 output it would have been rejected; it is the more exact of the two
     assert float((got - eager).abs().max()) / scale > 1e-4

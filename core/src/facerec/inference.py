@@ -207,11 +207,11 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
         images = images.to(device)
         with torch.inference_mode():
             expected = as_embedder(ref)(images).float()
-        exact = _float64_output(ref, images, in_place=True)  # ref is a throw-away copy
+        exact = float64_output(ref, images, in_place=True)  # ref is a throw-away copy
         if exact is None:
             target, bound = expected, TOLERANCE
         else:  # a badly conditioned net's own fp32 forward can be off by more than 1e-4 already
-            target, bound = exact, max(TOLERANCE, 2 * _scaled_diff(expected, exact))
+            target, bound = exact, max(TOLERANCE, 2 * relative_error(expected, exact))
         diff = float("inf")
         for candidate in candidates:
             force_algorithm(candidate, max(_winograd_choices(candidate), default=None))
@@ -230,8 +230,9 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
     return eager.eval().to(device)
 
 
-def _float64_output(model: nn.Module, images: Tensor, *, in_place: bool = False) -> Tensor | None:
-    """The Backbone's output computed in float64 (the exact reference), or None where it cannot run so.
+def float64_output(model: nn.Module, images: Tensor, *, in_place: bool = False) -> Tensor | None:
+    """The Backbone's output computed in float64 (the exact reference for accuracy checks and
+    benchmarks), or None where it cannot run so.
     ``in_place`` converts ``model`` itself to float64 instead of a copy."""
     if not isinstance(model, Backbone):
         return None
@@ -244,7 +245,7 @@ def _float64_output(model: nn.Module, images: Tensor, *, in_place: bool = False)
     return out if isinstance(out, Tensor) and out.dtype == torch.float64 else None
 
 
-def _scaled_diff(got: Tensor, expected: Tensor) -> float:
+def relative_error(got: Tensor, expected: Tensor) -> float:
     """max |got - expected| relative to the largest expected output (at least 1)."""
     if got.shape != expected.shape:
         return float("inf")
@@ -266,4 +267,4 @@ def _winograd_choices(model: nn.Module) -> set[int]:
 
 @torch.inference_mode()
 def _rel_diff(expected: Tensor, model: nn.Module, images: Tensor) -> float:
-    return _scaled_diff(as_embedder(model)(images), expected)
+    return relative_error(as_embedder(model)(images), expected)
