@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,6 +62,12 @@ def _torchrun(tmp: Path, *args: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
+    if proc.returncode != 0 and all((tmp / f"done-rank{r}").is_file() for r in range(2)):
+        # Both ranks finished every job and met at the final barrier; what failed is gloo's own teardown
+        # (a rare SIGABRT, "terminate called without an active exception", seen once in CI, not reproduced in 32 local runs, 20 of them under load).
+        # The outputs are complete and are checked below exactly as after a clean exit.
+        warnings.warn(f"torchrun exited {proc.returncode} after both ranks finished: {proc.stderr[-300:]}")
+        return
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -98,4 +105,9 @@ if __name__ == "__main__":  # torchrun worker
     base = Path(sys.argv[1])
     for name, kind, total, stop_at in JOBS:
         train(str(base / name), kind, total, stop_at)
+    torch.distributed.barrier()  # both ranks are done before either tears its sockets down
+    (base / f"done-rank{torch.distributed.get_rank()}").touch()
     torch.distributed.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter finalisation, where gloo's worker threads can still abort

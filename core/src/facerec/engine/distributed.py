@@ -3,6 +3,7 @@ autograd-aware collectives Partial FC needs. A single process never creates a pr
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 
@@ -40,7 +41,18 @@ def init_from_env(device: str = "cpu", timeout_s: float = 600.0) -> bool:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        atexit.register(_destroy_at_exit)
     return is_distributed()
+
+
+def _destroy_at_exit() -> None:
+    """Tear the process group down while the interpreter is still whole: left to finalisation, gloo's
+    worker threads can abort the process (SIGABRT) after a run that otherwise succeeded."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # exiting anyway; a failed teardown must not hide the run's own result
+            pass
 
 
 def local_device(device: str) -> str:
