@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import onednn
+
 #: Filter transforms G (Lavin & Gray 2016) per output tile size m; the input (B^T) and output (A^T)
 #: transforms are written out as shared-term additions in :func:`_input_1d` and :func:`_output_1d`.
 _FILTER_TRANSFORM = {
@@ -118,10 +120,13 @@ class WinogradConv2d(nn.Module):
     fastest, a decision shared by every layer of the same geometry in the process; elsewhere (CUDA,
     gradients) it is the direct convolution. ``choices`` limits the candidates (0 = direct), e.g.
     ``(0, 2)`` to keep the direct kernel's accuracy. ``force`` pins one algorithm (used by the accuracy
-    check of :func:`facerec.inference.optimize_for_inference`).
+    check of :func:`facerec.inference.optimize_for_inference`). The direct kernel runs with pre-packed
+    weights (:mod:`facerec.onednn`). With ``add`` / ``relu`` set (by :func:`facerec.packed_conv.pack_convs`)
+    the layer computes ``relu(conv(x) + residual)``, ``forward(x, residual)``.
     """
 
-    def __init__(self, conv: nn.Conv2d, choices: tuple[int, ...] = (0, 2, 4)):
+    def __init__(self, conv: nn.Conv2d, choices: tuple[int, ...] = (0, 2, 4), *, add: bool = False,
+                 relu: bool = False):
         super().__init__()
         if not eligible(conv):
             raise ValueError(f"WinogradConv2d: {conv} is not a 3x3 stride-1 conv with >= {MIN_CHANNELS} channels")
@@ -134,6 +139,11 @@ class WinogradConv2d(nn.Module):
         # transformed filters by (m, dtype), made on first use; after tuning only the chosen ones are
         # kept (F(4x4) filters take 4x the memory of the 3x3 ones)
         self._transformed: dict[tuple[int, torch.dtype], Tensor] = {}
+        self.add, self.relu = add, relu
+        self._packed: dict = {}  # the direct kernel's weights in oneDNN's layout, per input shape
+
+    def __getstate__(self):  # copies leave the opaque packed weights behind
+        return {**super().__getstate__(), "_packed": {}}
 
     def _filters(self, m: int) -> Tensor:
         key = (m, self.weight.dtype)
@@ -141,10 +151,15 @@ class WinogradConv2d(nn.Module):
             self._transformed[key] = transform_weight(self.weight, m)
         return self._transformed[key]
 
-    def _run(self, x: Tensor, m: int) -> Tensor:
+    def _run(self, x: Tensor, m: int, residual: Tensor | None = None) -> Tensor:
         if m == 0:
-            return F.conv2d(x, self.weight, self.bias, padding=self.padding)
-        return winograd_conv(x, self._filters(m), self.bias, m, self.padding)
+            return onednn.conv2d(x, self.weight, self.bias, [1, 1], [self.padding] * 2, [1, 1], 1, self._packed,
+                                 residual=residual, relu=self.relu)
+        y = winograd_conv(x, self._filters(m), self.bias, m, self.padding)  # a new tensor: safe to overwrite
+        if residual is not None:
+            same = residual.dtype == y.dtype and torch.broadcast_shapes(y.shape, residual.shape) == y.shape
+            y = y.add_(residual) if same else y + residual
+        return y.relu_() if self.relu else y
 
     def _tune(self, x: Tensor) -> int:
         x = x[:TUNE_IMAGES]
@@ -160,11 +175,14 @@ class WinogradConv2d(nn.Module):
                 best, best_t = m, min(times)
         return best
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        if self.add and residual is None:
+            raise TypeError("WinogradConv2d(add=True) needs the residual to add")
+        residual = residual if self.add else None
         if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad) or x.dim() != 4:
-            return self._run(x, 0)
+            return self._run(x, 0, residual)
         if self.force is not None:
-            return self._run(x, self.force)
+            return self._run(x, self.force, residual)
         key = (tuple(x.shape[1:]), x.dtype)
         m = self.chosen.get(key)
         if m is None:
@@ -176,11 +194,11 @@ class WinogradConv2d(nn.Module):
             m = self.chosen[key] = _DECISIONS[shared]
             used = set(self.chosen.values())
             self._transformed = {k: u for k, u in self._transformed.items() if k[0] in used}
-        return self._run(x, m)
+        return self._run(x, m, residual)
 
     def extra_repr(self) -> str:
         return (f"{self.weight.shape[1]}, {self.weight.shape[0]}, padding={self.padding}, "
-                f"choices={self.choices}, chosen={sorted(set(self.chosen.values()))}")
+                f"choices={self.choices}, chosen={sorted(set(self.chosen.values()))}, add={self.add}, relu={self.relu}")
 
 
 #: Tuning runs each candidate on at most this many images of the first batch, and keeps the fastest.
