@@ -93,6 +93,43 @@ def test_untraceable_model_uses_sequential_fallback():
         torch.testing.assert_close(fast.embed(x), model.embed(x), atol=1e-5, rtol=1e-5)
 
 
+class _Block(nn.Module):
+    """conv -> BN -> + x inside a block of its own (not adjacent children of a Sequential)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) + x
+
+
+class _AutocastTop(Backbone):
+    """Like insightface's IResNet: the top level's autocast on ``x.device`` defeats tracing."""
+
+    input_spec = InputSpec(size=16)
+    embedding_size = 8
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(_Block(), _Block())
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=x.device.type == "cuda"):
+            return self.blocks(self.stem(x)).mean((2, 3))
+
+
+def test_blocks_of_an_untraceable_model_are_still_folded():
+    model = _randomise_bn(_AutocastTop())
+    folded, n = fold_batchnorm(model)
+    assert n == 2
+    assert all(isinstance(b.bn, nn.Identity) for b in folded.blocks)
+    x = torch.rand(3, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded.embed(x), model.embed(x), atol=1e-5, rtol=1e-5)
+
+
 def test_a_wrong_optimisation_is_rejected(monkeypatch):
     import facerec.inference as inf
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .api import Backbone, Embedder
+from .packed_conv import pack_convs
 from .winograd import WinogradConv2d, eligible, force_algorithm, replace_convs
 
 #: Largest allowed deviation of the optimised model from the eager forward (relative to max |out|).
@@ -91,15 +92,20 @@ _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def _pairs_from_fx(model: nn.Module) -> list[tuple[str, str]] | None:
+def _pairs_from_fx(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
     """(layer, bn) module names where the BN's only input is the layer's output and nobody else uses
-    that output; None when the model cannot be traced."""
+    that output. A module that cannot be traced (data-dependent control flow, an autocast block on
+    ``x.device``, ...) is searched child by child, so its blocks still fold."""
     try:
         import torch.fx as fx
 
         graph = fx.symbolic_trace(model).graph
     except Exception:
-        return None
+        pairs = [(prefix + a, prefix + b) for a, b in _adjacent_in_sequential(model)]
+        for name, child in model.named_children():
+            if any(True for _ in child.children()):  # a leaf has nothing inside to fold
+                pairs += _pairs_from_fx(child, f"{prefix}{name}.")
+        return pairs
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -113,21 +119,17 @@ def _pairs_from_fx(model: nn.Module) -> list[tuple[str, str]] | None:
         if (isinstance(src, torch.fx.Node) and src.op == "call_module"
                 and isinstance(modules.get(src.target), _FOLDABLE) and len(src.users) == 1
                 and calls.get(src.target) == 1 and calls.get(node.target) == 1):
-            pairs.append((src.target, node.target))
+            pairs.append((prefix + src.target, prefix + node.target))
     return pairs
 
 
-def _pairs_from_sequential(model: nn.Module) -> list[tuple[str, str]]:
-    """Adjacent (layer, bn) children of nn.Sequential containers (they run in order)."""
-    pairs = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Sequential):
-            kids = list(mod.named_children())
-            for (n1, m1), (n2, m2) in zip(kids, kids[1:]):
-                if isinstance(m1, _FOLDABLE) and isinstance(m2, _BN):
-                    pre = f"{name}." if name else ""
-                    pairs.append((pre + n1, pre + n2))
-    return pairs
+def _adjacent_in_sequential(mod: nn.Module) -> list[tuple[str, str]]:
+    """Adjacent (layer, bn) children of an nn.Sequential that cannot be traced (they run in order)."""
+    if not isinstance(mod, nn.Sequential):
+        return []
+    kids = list(mod.named_children())
+    return [(n1, n2) for (n1, m1), (n2, m2) in zip(kids, kids[1:])
+            if isinstance(m1, _FOLDABLE) and isinstance(m2, _BN)]
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -140,8 +142,6 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     """A copy of ``model`` (eval) with BatchNorm folded into the conv/linear layer feeding it."""
     model = copy.deepcopy(model).eval()
     pairs = _pairs_from_fx(model)
-    if pairs is None:
-        pairs = _pairs_from_sequential(model)
     folded = 0
     for layer_name, bn_name in pairs:
         if _fold_into(model.get_submodule(layer_name), model.get_submodule(bn_name)):
@@ -165,7 +165,7 @@ def _sample_input(model: nn.Module, batch: int = 2) -> Tensor | None:
 
 def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_last: bool | None = None,
                            check: bool = True, example: Tensor | None = None,
-                           winograd: bool | None = None) -> nn.Module:
+                           winograd: bool | None = None, packed: bool | None = None) -> nn.Module:
     """A faster eval-mode copy of ``model`` (Backbone class and ``embed`` kept): BatchNorm folded,
     channels-last for conv nets on CPU/CUDA, frozen parameters, and on CPU (``winograd`` None or True)
     3x3 stride-1 convolutions that pick direct or Winograd F(2x2)/F(4x4) per layer by timing
@@ -193,8 +193,10 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
     if winograd is None:
         winograd = torch.device(device).type == "cpu"
     winograd = winograd and any(eligible(m) for m in fast.modules())
+    if packed is None:
+        packed = torch.device(device).type == "cpu"
     settings: list[tuple[int, ...] | None] = [(0, 2, 4), (0, 2), None] if winograd else [None]
-    candidates = (_with_winograd(fast, choices) for choices in settings)
+    candidates = (_candidate(fast, choices, packed, last=i == len(settings) - 1) for i, choices in enumerate(settings))
     if not check:
         return next(candidates)
     images = example if example is not None else _sample_input(model)
@@ -252,12 +254,19 @@ def relative_error(got: Tensor, expected: Tensor) -> float:
     return float((expected.double() - got.double()).abs().max()) / max(float(expected.abs().max()), 1.0)
 
 
-def _with_winograd(fast: nn.Module, choices: tuple[int, ...] | None) -> nn.Module:
-    """``fast`` itself (choices None) or a copy whose eligible 3x3 convs are :class:`WinogradConv2d`."""
-    if choices is None:
-        return fast
-    out = copy.deepcopy(fast)
-    replace_convs(out, choices)
+def _candidate(fast: nn.Module, choices: tuple[int, ...] | None, packed: bool, last: bool) -> nn.Module:
+    """A copy of ``fast`` (``fast`` itself for the ``last`` one) whose eligible 3x3 convs are
+    :class:`WinogradConv2d` (unless ``choices`` is None), and with ``packed``, the other convs
+    :class:`PackedConv2d` with their ReLU / residual add fused."""
+    out = fast if last else copy.deepcopy(fast)
+    if choices is not None:
+        replace_convs(out, choices)
+    if packed:
+        try:
+            pack_convs(out)
+        except Exception as exc:  # an untraceable oddity must not cost the other optimisations
+            warnings.warn(f"optimize_for_inference: packed convolutions skipped ({type(exc).__name__}: {exc})",
+                          stacklevel=3)
     return out
 
 
