@@ -370,11 +370,10 @@ def shared_reader(path: str | os.PathLike, file_id: tuple[int, int] | None = Non
                 pass
         _READERS.clear()
         _READERS_PID = os.getpid()
-    p = Path(path)
-    key = file_id or _file_id(p)
+    key = file_id or _file_id(Path(path))
     env = _READERS.get(key)
     if env is None:
-        env = _READERS[key] = open_lmdb(p)
+        env = _READERS[key] = open_lmdb(Path(path))
     return env
 
 
