@@ -115,7 +115,7 @@ def fuse_graph(gm: torch.fx.GraphModule) -> int:
                 other = None
             else:
                 end, nxt = nxt, _only_user(nxt)
-        relu = nxt is not None and _is_relu(nxt, modules) and len(end.users) == 1
+        relu = nxt is not None and _is_relu(nxt, modules)  # nxt is set only when it is end's one user
         if relu:
             end = nxt
         if other is None and not relu:
