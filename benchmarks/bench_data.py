@@ -1,7 +1,7 @@
 """Data loading of 112x112 JPEG faces: facerec's LMDB pipeline vs the usual per-file PIL image folder.
 
-facerec: ``LMDBDataset.batch`` (one read-only lock-free LMDB, libjpeg-turbo decode to uint8, one
-batched float conversion). Baseline: what most face-recognition repos do (torchvision ImageFolder
+facerec: ``LMDBDataset.batch`` (one read-only lock-free LMDB, libjpeg-turbo decode to uint8, the HWC
+pixels stacked as a channels-last batch, one batched float conversion). Baseline: what most face-recognition repos do (torchvision ImageFolder
 style): per file ``PIL.Image.open(path).convert("RGB")`` + ``to_tensor`` + ``torch.stack``.
 Both single process, page cache warm, same images, same batch size; interleaved repeats, medians.
 Uses the real LFW faces from ../shared/data when present, else synthetic faces written as JPEG.
@@ -83,7 +83,7 @@ def run(quick: bool) -> list[dict]:
         lmdb_ds = LMDBDataset(tmp / "faces.lmdb")
         paths = list(src.paths)
         timing = compare(lambda: _facerec_epoch(lmdb_ds), lambda: _baseline_epoch(paths), items=n,
-                         repeats=3 if quick else 5)
+                         repeats=5 if quick else 7)
         return [record("load_jpeg_faces_lmdb_vs_pil_folder",
                        f"{n} {what}, batches of {BATCH}, 1 thread, one process", timing,
                        notes="facerec: LMDBDataset.batch; baseline: PIL open/convert + to_tensor per file "

@@ -218,6 +218,9 @@ def test_lmdb_original_vec2face_layout(tmp_path):
     assert (item["image"] - imgs[3]).abs().mean() < 0.03  # JPEG round trip (lossy)
     batch = ds.batch([0, 5])
     assert batch["feature"].shape == (2, 8) and batch["image"].shape == (2, 3, 16, 16)
+    # A batch is the items stacked, in channels-last memory (no stride-3 gather of the decoded HWC pixels).
+    assert torch.equal(batch["image"], torch.stack([ds[0]["image"], ds[5]["image"]]))
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
     # HSFace / SOTA-FR variant: (jpeg, label)
     hs = tmp_path / "hs.lmdb"
     _vec2face_lmdb(hs, features=False)

@@ -98,7 +98,7 @@ def decode_uint8(data: bytes | bytearray | memoryview, source: str = "<bytes>") 
         with Image.open(io.BytesIO(bytes(data))) as im:
             im.seek(0)  # first frame of an animated GIF
             arr = np.array(im.convert("RGB"), dtype=np.uint8)
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(arr).permute(2, 0, 1)  # an HWC view, like torchvision's decoders
     except Exception as exc:  # any decoder failure is a corrupt input, named by its source
         kind = "JPEG" if head.startswith(JPEG_MAGIC) else "PNG" if head.startswith(PNG_MAGIC) else "image"
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
