@@ -115,6 +115,26 @@ def test_kfold_grid_matches_per_threshold_loop():
             assert res.threshold_index[f] == best
 
 
+def test_kfold_grid_scores_on_grid_values_every_rule():
+    """Scores lying exactly on (evenly spaced or shuffled) grid values, and infinite ones: each rule's
+    per-fold counts match a brute-force comparison of every score with every threshold."""
+    rng = np.random.default_rng(7)
+    grid = np.arange(0, 4, 0.01)
+    s = np.concatenate([rng.choice(grid, 590), rng.uniform(-1, 5, 8), [np.inf, -np.inf]])
+    y = rng.random(s.size) < 0.5
+    for g in (grid, rng.permutation(grid)):
+        for higher, strict in ((True, True), (True, False), (False, True), (False, False)):
+            res = metrics.kfold_accuracy(s, y, 10, thresholds=g, higher_is_same=higher, strict=strict)
+            for f in range(10):
+                test = np.zeros(s.size, bool)
+                test[60 * f:60 * f + 60] = True
+                d, t = s[:, None], g[None]
+                pred = (d > t if strict else d >= t) if higher else (d < t if strict else d <= t)
+                correct = pred == y[:, None]
+                best = np.argmax(correct[~test].sum(0))
+                assert res.threshold_index[f] == best and res.fold_accuracy[f] == correct[test, best].mean()
+
+
 def test_nan_scores_refused_with_count():
     s, y = _data(n=100)
     s[[3, 50]] = np.nan

@@ -236,6 +236,29 @@ def fold_bounds(n: int, n_folds: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(sizes)))
 
 
+def _grid_bins(sorted_grid: np.ndarray, s: np.ndarray, right: bool) -> np.ndarray:
+    """``np.searchsorted(sorted_grid, s, side="right" if right else "left")``, exactly.
+
+    Evenly spaced grids (insightface's ``np.arange(0, 4, 0.01)``) get each bin by arithmetic and then
+    corrected by exact comparisons with its neighbours, 3-4x faster than a binary search per score;
+    any other grid, or one the correction does not settle in three passes, takes the binary search.
+    """
+    g = sorted_grid.size
+    step = (sorted_grid[-1] - sorted_grid[0]) / (g - 1) if g > 1 else np.nan
+    if np.isfinite(step) and step > 0:
+        b = np.clip(np.floor((s - sorted_grid[0]) / step) + 1, 0, g).astype(np.intp)
+        padded = np.concatenate(([-np.inf], sorted_grid, [np.inf]))  # padded[b] = grid[b-1]
+        for _ in range(3):
+            below, above = padded[b], padded[b + 1]  # the grid values either side of bin b
+            up = (above <= s if right else above < s) & (b < g)  # the bounds matter for infinite scores
+            down = (below > s if right else below >= s) & (b > 0)
+            if not (up.any() or down.any()):
+                return b
+            b += up
+            b -= down
+    return np.searchsorted(sorted_grid, s, side="right" if right else "left")
+
+
 def _exact_fold_threshold(s_tr: np.ndarray, y_tr: np.ndarray) -> float:
     """Best 'same iff score >= t' threshold over all cuts between distinct training scores.
 
@@ -293,24 +316,22 @@ def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_i
         return KFoldResult(acc, thr, sizes, float(acc.mean()), float(acc.std()))
 
     grid = _as_numpy(thresholds, np.float64).ravel()
-    # Counts of "same" decisions for every grid value at once via searchsorted on sorted scores.
-    side = ("right" if strict else "left") if higher_is_same else ("left" if strict else "right")
-
-    def accepted(sorted_scores: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(sorted_scores, grid, side=side)
-        return sorted_scores.size - pos if higher_is_same else pos
-
-    # Per-fold sorted genuine/impostor scores -> per-fold accepted counts [k, G]
-    tp_f = np.empty((k, grid.size), np.int64)
-    fp_f = np.empty((k, grid.size), np.int64)
-    pos_f = np.empty(k, np.int64)
-    neg_f = np.empty(k, np.int64)
-    for f in range(k):
-        sl = fold_of == f
-        sf, yf = s[sl], y[sl]
-        tp_f[f] = accepted(np.sort(sf[yf]))
-        fp_f[f] = accepted(np.sort(sf[~yf]))
-        pos_f[f], neg_f[f] = int(yf.sum()), int((~yf).sum())
+    # How many pairs each grid value accepts, for every fold, label and grid value at once: a pair's bin
+    # in the sorted grid says from which grid value on it lies below the threshold, so a histogram of
+    # (fold, label, bin) and a cumulative sum count the pairs below each grid value. Exact integer counts.
+    order = np.argsort(grid, kind="stable")
+    g = grid.size
+    # "below g" is s < g when acceptance excludes ties at the low side, else s <= g:
+    # s < grid_j  <=>  j >= #{grid <= s};   s <= grid_j  <=>  j >= #{grid < s}.
+    below_strict = higher_is_same != strict
+    bins = _grid_bins(grid[order], s, right=below_strict)
+    hist = np.bincount((fold_of * 2 + y) * (g + 1) + bins, minlength=k * 2 * (g + 1)).reshape(k, 2, g + 1)
+    below = np.empty((k, 2, g), np.int64)
+    below[:, :, order] = np.cumsum(hist[:, :, :g], axis=2)  # back to the caller's grid order
+    per_label = hist.sum(2)  # [k, (impostor, genuine)]
+    accepted = per_label[:, :, None] - below if higher_is_same else below
+    fp_f, tp_f = accepted[:, 0], accepted[:, 1]
+    neg_f, pos_f = per_label[:, 0], per_label[:, 1]
     correct_f = tp_f + (neg_f[:, None] - fp_f)  # per-fold correct decisions at each grid value
     train_correct = correct_f.sum(0, keepdims=True) - correct_f  # [k, G]
     if tie == "first":
