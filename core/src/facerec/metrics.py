@@ -321,7 +321,7 @@ def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_i
     # (fold, label, bin) and a cumulative sum count the pairs below each grid value. Exact integer counts.
     order = np.argsort(grid, kind="stable")
     g = grid.size
-    # "below g" is s < g when acceptance excludes ties at the low side, else s <= g:
+    # "below" a grid value t means s < t when acceptance excludes ties at the low side, else s <= t:
     # s < grid_j  <=>  j >= #{grid <= s};   s <= grid_j  <=>  j >= #{grid < s}.
     below_strict = higher_is_same != strict
     bins = _grid_bins(grid[order], s, right=below_strict)
