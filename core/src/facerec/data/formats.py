@@ -106,7 +106,7 @@ class _ImageDataset(Dataset):
         shapes = {tuple(u8.shape) for _, u8, _ in resolved}
         if len(shapes) == 1:
             # Decoders hand out [3,H,W] views of interleaved HWC pixels: stacking them as HWC is one
-            # memcpy each, where stacking as CHW is a stride-3 gather that costs twice the float
+            # memcpy each, where stacking as CHW is a stride-3 gather that costs more than the float
             # conversion. The batch stays channels-last ([B,3,H,W] with NHWC strides), the layout
             # facerec's inference and oneDNN convolutions run in anyway.
             hwc = torch.stack([u8.permute(1, 2, 0) for _, u8, _ in resolved])
