@@ -2,7 +2,8 @@
 
 facerec: ``LMDBDataset.batch`` (one read-only lock-free LMDB, libjpeg-turbo decode to uint8, the HWC
 pixels stacked as a channels-last batch, one batched float conversion). Baseline: what most
-face-recognition repos do (torchvision ImageFolder style): per file ``PIL.Image.open(path).convert("RGB")`` + ``to_tensor`` + ``torch.stack``.
+face-recognition repos do (torchvision ImageFolder style): per file ``PIL.Image.open(path).convert("RGB")``
++ ``to_tensor`` + ``torch.stack``.
 Both single process, page cache warm, same images, same batch size; interleaved repeats, medians.
 Uses the real LFW faces from ../shared/data when present, else synthetic faces written as JPEG.
 
