@@ -100,8 +100,8 @@ def test_optimize_for_inference_uses_winograd_on_cpu_and_stays_within_tolerance(
 def test_an_inaccurate_winograd_setting_falls_back_to_a_more_exact_one(monkeypatch):
     real = wg.winograd_conv
 
-    def broken_f4(x, u, bias, m, padding):  # simulate a wrong F(4x4): must be caught by the check
-        y = real(x, u, bias, m, padding)
+    def broken_f4(x, u, bias, m, padding, workspace=None):  # a wrong F(4x4): must be caught by the check
+        y = real(x, u, bias, m, padding, workspace)
         return y * 1.01 if m == 4 else y
 
     monkeypatch.setattr(wg, "winograd_conv", broken_f4)
@@ -148,3 +148,67 @@ def test_layers_of_the_same_geometry_share_one_tuning(monkeypatch):
         a(x), b(x), other(x)
     assert calls == [(32, 13, 13), (32, 13, 13)]
     assert a.chosen == b.chosen
+
+
+def _chain_of_layers() -> nn.Sequential:
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(32, 40, 3, padding=1), nn.Conv2d(40, 48, 3, padding=0),
+                        nn.Conv2d(48, 32, 3, padding=1, bias=False))
+    assert replace_convs(net) == 3
+    return net.eval()
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("size", [(16, 20), (15, 17)])  # whole tiles (no final crop) and cropped ones
+def test_layers_sharing_one_workspace_match_fresh_scratch_and_return_their_own_output(m, size):
+    net = _chain_of_layers()
+    workspaces = {id(layer.workspace) for layer in net}
+    assert len(workspaces) == 1
+    x = torch.randn(3, 32, *size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for layer in net:
+            layer.force = m
+        outs, h = [], x
+        for layer in net:  # every layer overwrites the shared scratch; earlier outputs must survive it
+            h = layer(h)
+            outs.append(h)
+        expected, h = [], x
+        for layer in net:
+            h = winograd_conv(h, transform_weight(layer.weight, m), layer.bias, m, layer.padding)
+            expected.append(h)
+        net(x)  # a second pass reuses the same scratch
+    for got, want in zip(outs, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    buffers = net[0].workspace._local.buffers
+    assert len(buffers) == 2  # two alternating buffers, whatever the number of layers
+
+
+def test_a_copied_model_gets_its_own_shared_workspace():
+    import copy
+    import pickle
+
+    net = _chain_of_layers()
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        ids = {id(layer.workspace) for layer in clone}
+        assert len(ids) == 1 and ids.isdisjoint({id(net[0].workspace)})
+
+
+def test_threads_running_one_model_do_not_share_scratch():
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = _chain_of_layers()
+    for layer in net:
+        layer.force = 4
+    inputs = [torch.randn(2, 32, 14 + i, 14 + i) for i in range(6)]
+    with torch.inference_mode():
+        expected = [net(x) for x in inputs]
+
+    def run(x):
+        with torch.inference_mode():
+            return [net(x) for _ in range(5)]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, inputs))
+    for outs, want in zip(results, expected):
+        for got in outs:
+            torch.testing.assert_close(got, want, rtol=0, atol=0)

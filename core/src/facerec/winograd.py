@@ -11,10 +11,11 @@ each layer times them on its first input of a new shape and keeps the winner (li
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import onednn
@@ -84,27 +85,73 @@ def _output_1d(m: int, p: list[Tensor], out: list[Tensor]) -> None:
     torch.add(d12, d34, alpha=8, out=out[3]).add_(p[5])
 
 
-def winograd_conv(x: Tensor, u: Tensor, bias: Tensor | None, m: int, padding: int) -> Tensor:
+class Workspace:
+    """Scratch memory reused by the Winograd layers of one model, call after call.
+
+    A convolution's tiles and products take tens of MB (58 MB each for a 64-channel 112 x 112 layer in
+    F(4x4) at batch 8), beyond glibc's largest mmap threshold (32 MB), so without reuse every call gets them
+    as fresh pages from the kernel: ~35k page faults and 1.8x the time for that layer. Two buffers per thread, device and dtype suffice, as the steps alternate
+    between them (padded input -> rows -> tiles -> products -> half-transformed output); they grow to the
+    largest layer and are freed with the model. Copies of the model get a workspace of their own.
+    """
+
+    def __init__(self):
+        self._local = threading.local()  # concurrent forwards in threads must not share scratch
+
+    def buffer(self, slot: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """An uninitialised tensor of ``shape`` in scratch buffer ``slot`` (0 or 1)."""
+        pool = self._local.__dict__.setdefault("buffers", {})
+        key, numel = (slot, like.dtype, like.device), math.prod(shape)
+        buf = pool.get(key)
+        if buf is None or buf.numel() < numel:
+            pool.pop(key, None)  # free the smaller one before taking the larger
+            buf = pool[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel].view(shape)
+
+    def __deepcopy__(self, memo) -> "Workspace":
+        return Workspace()
+
+    def __reduce__(self):
+        return (Workspace, ())
+
+
+def _padded_nhwc(x: Tensor, padding: int, hp: int, wp: int, out: Tensor) -> Tensor:
+    """``x`` [N, C, H, W] as NHWC in ``out`` [N, hp, wp, C], zero-padded by ``padding`` at the top and left
+    and by what is left up to hp x wp at the bottom and right."""
+    h, w = x.shape[2:]
+    out[:, :padding].zero_()
+    out[:, padding + h:].zero_()
+    out[:, padding:padding + h, :padding].zero_()
+    out[:, padding:padding + h, padding + w:].zero_()
+    out[:, padding:padding + h, padding:padding + w].copy_(x.permute(0, 2, 3, 1))
+    return out
+
+
+def winograd_conv(x: Tensor, u: Tensor, bias: Tensor | None, m: int, padding: int,
+                  workspace: Workspace | None = None) -> Tensor:
     """3x3 stride-1 convolution of ``x`` [N, C, H, W] by F(m x m, 3x3) with filters ``u`` from
-    :func:`transform_weight`; returns [N, K, Ho, Wo] in channels-last memory."""
+    :func:`transform_weight`; returns [N, K, Ho, Wo] in channels-last memory (a new tensor). Intermediates
+    live in ``workspace`` (a fresh one per call if None)."""
+    ws = workspace if workspace is not None else Workspace()
     a = m + 2
     n, c, h, w = x.shape
     k = u.shape[2]
     ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
     th, tw = -(-ho // m), -(-wo // m)
-    opts = dict(dtype=x.dtype, device=x.device)
-    # NHWC view, zero-padded so that th x tw whole tiles fit
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding, m * tw + 2 - w - padding, padding, m * th + 2 - h - padding))
-    rows = torch.empty(a, n, th, xp.shape[2], c, **opts)  # B^T applied along H ...
+    # NHWC, zero-padded so that th x tw whole tiles fit
+    xp = _padded_nhwc(x, padding, m * th + 2, m * tw + 2, ws.buffer(0, (n, m * th + 2, m * tw + 2, c), x))
+    rows = ws.buffer(1, (a, n, th, xp.shape[2], c), x)  # B^T applied along H ...
     _input_1d(m, [xp[:, i:i + m * th:m] for i in range(a)], list(rows))
-    v = torch.empty(a, a, n, th, tw, c, **opts)  # ... then along W
+    v = ws.buffer(0, (a, a, n, th, tw, c), x)  # ... then along W (xp is no longer needed)
     _input_1d(m, [rows[:, :, :, j:j + m * tw:m] for j in range(a)], [v[:, j] for j in range(a)])
-    prod = torch.bmm(v.view(a * a, n * th * tw, c), u).view(a, a, n, th, tw, k)
+    prod = ws.buffer(1, (a * a, n * th * tw, k), x)
+    torch.bmm(v.view(a * a, n * th * tw, c), u, out=prod)
+    prod = prod.view(a, a, n, th, tw, k)
     if bias is not None:  # A^T e_11 A is all ones (A^T[:, 1] = 1), so the bias enters every output once
         prod[1, 1].add_(bias)
-    half = torch.empty(m, a, n, th, tw, k, **opts)  # A^T along H ...
+    half = ws.buffer(0, (m, a, n, th, tw, k), x)  # A^T along H ...
     _output_1d(m, list(prod), list(half))
-    y = torch.empty(n, th, m, tw, m, k, **opts)  # ... then along W, written straight into NHWC order
+    y = torch.empty(n, th, m, tw, m, k, dtype=x.dtype, device=x.device)  # ... then along W, in NHWC order
     _output_1d(m, [half[:, j] for j in range(a)], [y[:, :, :, :, j].permute(2, 0, 1, 3, 4) for j in range(m)])
     y = y.view(n, m * th, m * tw, k)
     if m * th != ho or m * tw != wo:
@@ -122,11 +169,12 @@ class WinogradConv2d(nn.Module):
     ``(0, 2)`` to keep the direct kernel's accuracy. ``force`` pins one algorithm (used by the accuracy
     check of :func:`facerec.inference.optimize_for_inference`). The direct kernel runs with pre-packed
     weights (:mod:`facerec.onednn`). With ``add`` / ``relu`` set (by :func:`facerec.packed_conv.pack_convs`)
-    the layer computes ``relu(conv(x) + residual)``, ``forward(x, residual)``.
+    the layer computes ``relu(conv(x) + residual)``, ``forward(x, residual)``. Its scratch memory is
+    ``workspace`` (by default its own; :func:`replace_convs` gives all layers of a model one).
     """
 
     def __init__(self, conv: nn.Conv2d, choices: tuple[int, ...] = (0, 2, 4), *, add: bool = False,
-                 relu: bool = False):
+                 relu: bool = False, workspace: Workspace | None = None):
         super().__init__()
         if not eligible(conv):
             raise ValueError(f"WinogradConv2d: {conv} is not a 3x3 stride-1 conv with >= {MIN_CHANNELS} channels")
@@ -141,6 +189,7 @@ class WinogradConv2d(nn.Module):
         self._transformed: dict[tuple[int, torch.dtype], Tensor] = {}
         self.add, self.relu = add, relu
         self._packed: dict = {}  # the direct kernel's weights in oneDNN's layout, per input shape
+        self.workspace = workspace if workspace is not None else Workspace()
 
     def __getstate__(self):  # copies leave the opaque packed weights behind
         return {**super().__getstate__(), "_packed": {}}
@@ -155,7 +204,7 @@ class WinogradConv2d(nn.Module):
         if m == 0:
             return onednn.conv2d(x, self.weight, self.bias, [1, 1], [self.padding] * 2, [1, 1], 1, self._packed,
                                  residual=residual, relu=self.relu)
-        y = winograd_conv(x, self._filters(m), self.bias, m, self.padding)  # a new tensor: safe to overwrite
+        y = winograd_conv(x, self._filters(m), self.bias, m, self.padding, self.workspace)  # a new tensor
         if residual is not None:
             same = residual.dtype == y.dtype and torch.broadcast_shapes(y.shape, residual.shape) == y.shape
             y = y.add_(residual) if same else y + residual
@@ -210,12 +259,13 @@ _DECISIONS: dict[tuple, int] = {}
 
 
 def replace_convs(model: nn.Module, choices: tuple[int, ...] = (0, 2, 4)) -> int:
-    """Swap every eligible Conv2d of ``model`` (in place) for a :class:`WinogradConv2d`; returns how many."""
-    swapped = 0
+    """Swap every eligible Conv2d of ``model`` (in place) for a :class:`WinogradConv2d`, all sharing one
+    :class:`Workspace`; returns how many."""
+    swapped, workspace = 0, Workspace()
     for mod in list(model.modules()):
         for child_name, child in list(mod.named_children()):
             if eligible(child):
-                setattr(mod, child_name, WinogradConv2d(child, choices))
+                setattr(mod, child_name, WinogradConv2d(child, choices, workspace=workspace))
                 swapped += 1
     return swapped
 
