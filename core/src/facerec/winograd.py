@@ -90,9 +90,10 @@ class Workspace:
 
     A convolution's tiles and products take tens of MB (58 MB each for a 64-channel 112 x 112 layer in
     F(4x4) at batch 8), beyond glibc's largest mmap threshold (32 MB), so without reuse every call gets them
-    as fresh pages from the kernel: ~35k page faults and 1.8x the time for that layer. Two buffers per thread, device and dtype suffice, as the steps alternate
-    between them (padded input -> rows -> tiles -> products -> half-transformed output); they grow to the
-    largest layer and are freed with the model. Copies of the model get a workspace of their own.
+    as fresh pages from the kernel: ~35k page faults and 1.8x the time for that layer. Two buffers per
+    thread, device and dtype suffice, as the steps alternate between them (padded input -> rows -> tiles
+    -> products -> half-transformed output); they grow to the largest layer and are freed with the model.
+    Copies of the model get a workspace of their own.
     """
 
     def __init__(self):
