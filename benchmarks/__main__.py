@@ -32,6 +32,12 @@ def machine() -> str:
 
 def main(argv: list[str]) -> int:
     quick = "--full" not in argv
+    from benchmarks.common import process_settings
+
+    settings = process_settings()  # before any module makes a tensor
+    import torch
+
+    threads = torch.get_num_threads()  # torch's default (or OMP_NUM_THREADS): restored for every module
     wanted = [a for a in argv if not a.startswith("--")]
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if wanted:
@@ -39,6 +45,7 @@ def main(argv: list[str]) -> int:
     records, failures = [], []
     for name in names:
         t0 = time.perf_counter()
+        torch.set_num_threads(threads)  # a module that sets its own must not change the next one's
         try:
             module = importlib.import_module(f"benchmarks.{name}")
             recs = module.run(quick)
@@ -50,10 +57,14 @@ def main(argv: list[str]) -> int:
             r.setdefault("module", name)
             records.append(r)
         print(f"{name}: {len(recs)} record(s) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    out = {"machine": machine(), "command": "python -m benchmarks" + (" --full" if not quick else ""),
+    out = {"machine": machine(), "threads": threads, "process_settings": settings,
+           "command": "python -m benchmarks" + (" --full" if not quick else ""),
            "when": time.strftime("%Y-%m-%d %H:%M:%S"), "records": records, "failures": failures}
     (HERE / "results.json").write_text(json.dumps(out, indent=2, default=float))
-    lines = [f"Machine: {out['machine']}  ", f"Command: `{out['command']}` ({out['when']})", "",
+    lines = [f"Machine: {out['machine']}  ",
+             f"Threads: {threads} unless a benchmark says otherwise; huge pages {settings['huge_pages']}, "
+             f"freed memory kept {settings['keep_freed_memory']} (as `facerun` runs)  ",
+             f"Command: `{out['command']}` ({out['when']})", "",
              "| benchmark | measured | facerec items/s | baseline items/s | ratio | peak MiB |",
              "|---|---|---:|---:|---:|---:|"]
     for r in records:

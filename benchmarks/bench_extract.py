@@ -133,7 +133,8 @@ def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
     t = compare(ours, eager, items=batch, repeats=5 if quick else 9, warmup=1)
     flops = _flops(model, x)
     gflops = flops / t["facerec_s"] / 1e9
-    return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}", t,
+    return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}"
+                  + (f", {torch.get_num_threads()} thread(s)" if device == "cpu" else ""), t,
                   gflops_per_s=round(gflops, 2), share_of_matmul=round(gflops / peak, 3),
                   max_rel_diff=rel, error_vs_float64={"facerec": err_ours, "eager": err_eager},
                   algorithms=_algorithms(fast),
