@@ -212,3 +212,18 @@ def test_threads_running_one_model_do_not_share_scratch():
     for outs, want in zip(results, expected):
         for got in outs:
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_the_workspace_serves_inference_mode_no_grad_and_plain_calls_alike():
+    # scratch made under inference_mode must still take in-place writes outside it, and the reverse
+    x = torch.randn(2, 32, 12, 12)
+    for first, then in ((torch.inference_mode, torch.no_grad), (torch.no_grad, torch.inference_mode)):
+        layer = WinogradConv2d(nn.Conv2d(32, 32, 3, padding=1))
+        layer.force = 4
+        with first():
+            a = layer(x)
+        with then():
+            b = layer(x)
+        c = layer(x)  # grad mode on, but nothing requires grad: still Winograd
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+        torch.testing.assert_close(c, a, rtol=0, atol=0)

@@ -106,7 +106,8 @@ class Workspace:
         buf = pool.get(key)
         if buf is None or buf.numel() < numel:
             pool.pop(key, None)  # free the smaller one before taking the larger
-            buf = pool[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
+            with torch.inference_mode(False):  # a normal tensor: usable in and out of inference mode
+                buf = pool[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
         return buf[:numel].view(shape)
 
     def __deepcopy__(self, memo) -> "Workspace":
