@@ -175,10 +175,15 @@ def test_rank_k_cmc_and_search_against_brute_force():
     assert r[5] == pytest.approx(np.mean(res.ranks[mated] <= 5))
     curve = metrics.cmc(g, gl, p, pl, max_rank=10)
     assert curve[0] == pytest.approx(r[1]) and curve[4] == pytest.approx(r[5]) and np.all(np.diff(curve) >= 0)
-    sc, ix = metrics.search(g, p, k=3, chunk=7)
     S = metrics.cosine_scores(p, g)
-    np.testing.assert_array_equal(ix[:, 0].numpy(), S.argmax(1).numpy())
-    torch.testing.assert_close(sc, S.topk(3, dim=1).values)
+    # one tile, probe tiles, and gallery tiles whose last one is smaller than k (50 = 12 x 4 + 2)
+    for chunk, gallery_chunk in ((None, None), (7, None), (7, 4), (120, 3)):
+        sc, ix = metrics.search(g, p, k=3, chunk=chunk, gallery_chunk=gallery_chunk)
+        np.testing.assert_array_equal(ix.numpy(), S.topk(3, dim=1).indices.numpy())
+        torch.testing.assert_close(sc, S.topk(3, dim=1).values)
+        torch.testing.assert_close(S.gather(1, ix), sc)
+    assert metrics.search(g, p[:0], k=3)[1].shape == (0, 3)
+    assert metrics.search(g[:2], p, k=5)[1].shape == (120, 2)
 
 
 def test_dir_at_fpir_definition():
