@@ -21,6 +21,7 @@ except ImportError:  # run as a script
     from benchmarks.common import compare, main, record
 
 from facerec import metrics
+from facerec.cpu_memory import release_freed_memory
 
 
 def _rss_mb() -> float:
@@ -29,8 +30,10 @@ def _rss_mb() -> float:
 
 
 def peak_extra_mb(fn) -> float:
-    """Peak resident memory above the level before ``fn`` ran (sampled every millisecond)."""
+    """Peak resident memory above the level before ``fn`` ran (sampled every millisecond). Memory that malloc
+    kept from earlier work (facerun's setting) is handed back first, or ``fn`` would reuse it unseen."""
     gc.collect()
+    release_freed_memory()
     base = _rss_mb()
     peak = base
     done = threading.Event()

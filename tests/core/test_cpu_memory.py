@@ -63,3 +63,27 @@ def test_use_fast_cpu_allocation_keeps_an_explicit_huge_page_setting():
             env["THP_MEM_ALLOC_ENABLE"] = preset
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expected
+
+
+_RELEASE = """
+import torch
+from facerec.cpu_memory import keep_freed_memory, release_freed_memory
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+keep_freed_memory()
+x = torch.ones(256 * 2**20 // 4)
+del x
+kept = rss_mb()
+released = release_freed_memory()
+print(kept, released, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not _glibc() or not os.path.exists("/proc/self/statm"), reason="needs glibc and /proc")
+def test_release_freed_memory_hands_kept_memory_back():
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    proc = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, check=True,
+                          env={**base, "THP_MEM_ALLOC_ENABLE": "0"})
+    kept, released, after = proc.stdout.split()[-3:]
+    assert released == "True"
+    assert int(kept) - int(after) > 200  # the freed 256 MB stayed resident until released

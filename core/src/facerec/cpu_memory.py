@@ -45,6 +45,18 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
+def release_freed_memory() -> bool:
+    """Hand the memory that malloc keeps back to the kernel now (glibc ``malloc_trim``), e.g. after a large
+    job, or before measuring how much memory the next step needs. Returns whether anything was released."""
+    try:
+        process = ctypes.CDLL(None)
+        trim = process.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def use_fast_cpu_allocation() -> dict[str, bool]:
     """Huge pages for torch's CPU tensors (unless ``THP_MEM_ALLOC_ENABLE`` is already set; torch reads it at
     its first large allocation, so call this before the first batch) and :func:`keep_freed_memory`.
