@@ -38,7 +38,8 @@ def test_pipeline_option_without_backbone_is_a_usage_error(run_facerun):
     assert proc.returncode == 2 and "--backbone" in proc.stderr
 
 
-_AFTER_FACERUN = """
+# `facerun plugins` run in-process (its process-wide settings apply to what follows), then torch
+_FACERUN_THEN_TORCH = """
 import os, resource, sys
 from facerec import cli
 sys.argv = ["facerun", "plugins"]
@@ -47,6 +48,9 @@ try:
 except SystemExit:
     pass
 import torch
+"""
+
+_AFTER_FACERUN = _FACERUN_THEN_TORCH + """
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 torch.ones(64 * 2**20 // 4)  # 64 MB, written once
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
@@ -79,15 +83,7 @@ def test_facerun_backs_large_tensors_with_huge_pages():
     assert int(faults_off) > 10_000 and int(faults_on) < int(faults_off) / 10
 
 
-_REUSE_AFTER_FACERUN = """
-import resource, sys
-from facerec import cli
-sys.argv = ["facerun", "plugins"]
-try:
-    cli.run()
-except SystemExit:
-    pass
-import torch
+_REUSE_AFTER_FACERUN = _FACERUN_THEN_TORCH + """
 torch.set_num_threads(1)
 faults = []
 for _ in range(16):  # a batch loop: 64 MB written and freed (glibc settles within a few rounds)
