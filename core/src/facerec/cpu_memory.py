@@ -28,33 +28,36 @@ TRIM_THRESHOLD = 2**31 - 1
 _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
+def _glibc_function(name: str, argtypes: list, restype):
+    """A function of glibc, the C library this process runs on, or None on other C libraries (musl and
+    others have no, or a no-op, ``mallopt``)."""
+    try:
+        process = ctypes.CDLL(None)  # the symbols already loaded
+        if not hasattr(process, "gnu_get_libc_version"):
+            return None
+        fn = getattr(process, name)
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes, fn.restype = argtypes, restype
+    return fn
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse (large blocks from the heap, no trimming).
     Returns whether it was applied: not where the user set malloc's environment variables (theirs wins),
-    not on other C libraries (no glibc ``mallopt``). The process's resident memory then stays at its peak."""
+    not on other C libraries. The process's resident memory then stays at its peak."""
     if any(k in os.environ for k in _MALLOC_ENV):
         return False
-    try:
-        process = ctypes.CDLL(None)  # the symbols already loaded: the C library this process runs on
-        if not hasattr(process, "gnu_get_libc_version"):  # musl and others: no (or a no-op) mallopt
-            return False
-        mallopt = process.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+    return (mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+            and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
 
 
 def release_freed_memory() -> bool:
     """Hand the memory that malloc keeps back to the kernel now (glibc ``malloc_trim``), e.g. after a large
     job, or before measuring how much memory the next step needs. Returns whether anything was released."""
-    try:
-        process = ctypes.CDLL(None)
-        trim = process.malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+    trim = _glibc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+    return trim is not None and bool(trim(0))
 
 
 def use_fast_cpu_allocation() -> dict[str, bool]:
