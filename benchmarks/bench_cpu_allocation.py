@@ -23,6 +23,8 @@ except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.common import main, record
 
+from facerec.cpu_memory import env_without_allocation_settings
+
 _CHILD = """
 import json, resource, sys, time
 from facerec.cpu_memory import use_fast_cpu_allocation
@@ -49,9 +51,7 @@ print(json.dumps({"s": sorted(times)[len(times) // 2], "faults": faults}))
 
 
 def _child(settings: str, batch: int, repeats: int) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k != "THP_MEM_ALLOC_ENABLE" and not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-    env["OMP_NUM_THREADS"] = "1"
+    env = {**env_without_allocation_settings(os.environ), "OMP_NUM_THREADS": "1"}
     if settings == "default":
         env["THP_MEM_ALLOC_ENABLE"] = "0"
     out = subprocess.run([sys.executable, "-c", _CHILD, str(batch), str(repeats), settings], env=env, check=True,

@@ -101,8 +101,9 @@ def test_facerun_keeps_freed_memory_for_the_next_batch():
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-    env["THP_MEM_ALLOC_ENABLE"] = "0"
+    from facerec.cpu_memory import env_without_allocation_settings
+
+    env = {**env_without_allocation_settings(os.environ), "THP_MEM_ALLOC_ENABLE": "0"}
     kept = subprocess.run([sys.executable, "-c", _REUSE_AFTER_FACERUN], env=env, capture_output=True, text=True,
                           check=True)
     own = subprocess.run([sys.executable, "-c", _REUSE_AFTER_FACERUN], capture_output=True, text=True, check=True,

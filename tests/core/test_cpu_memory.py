@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from facerec.cpu_memory import env_without_allocation_settings
+
 # A 64 MB tensor (above glibc's largest automatic mmap threshold) is written and freed, a few times as a
 # batch loop does: the fewest faults of the later rounds show whether freed memory was kept for reuse
 # (glibc takes a few rounds to settle: torch's aligned blocks do not fit exactly the hole a freed one leaves).
@@ -24,10 +26,14 @@ print(applied, min(faults[8:]))
 """
 
 
+def _default_env() -> dict[str, str]:
+    """This environment with the allocation defaults, huge pages off (to see 4 KB page faults)."""
+    return {**env_without_allocation_settings(os.environ), "THP_MEM_ALLOC_ENABLE": "0"}
+
+
 def _reallocate(mode: str, **env: str) -> tuple[str, int]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     proc = subprocess.run([sys.executable, "-c", _REALLOCATE, mode], capture_output=True, text=True, check=True,
-                          env={**base, "THP_MEM_ALLOC_ENABLE": "0", **env})
+                          env={**_default_env(), **env})
     applied, faults = proc.stdout.split()[-2:]
     return applied, int(faults)
 
@@ -81,9 +87,8 @@ print(kept, released, rss_mb())
 
 @pytest.mark.skipif(not _glibc() or not os.path.exists("/proc/self/statm"), reason="needs glibc and /proc")
 def test_release_freed_memory_hands_kept_memory_back():
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     proc = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, check=True,
-                          env={**base, "THP_MEM_ALLOC_ENABLE": "0"})
+                          env=_default_env())
     kept, released, after = proc.stdout.split()[-3:]
     assert released == "True"
     assert int(kept) - int(after) > 200  # the freed 256 MB stayed resident until released

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Mapping
 
 #: glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -58,6 +59,13 @@ def release_freed_memory() -> bool:
     job, or before measuring how much memory the next step needs. Returns whether anything was released."""
     trim = _glibc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
     return trim is not None and bool(trim(0))
+
+
+def env_without_allocation_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` less every allocation setting (huge pages, glibc malloc variables): the environment for a
+    child process that starts from the defaults, or chooses its own."""
+    return {k: v for k, v in env.items()
+            if k not in ("THP_MEM_ALLOC_ENABLE", "GLIBC_TUNABLES") and not k.startswith("MALLOC_")}
 
 
 def use_fast_cpu_allocation() -> dict[str, bool]:
