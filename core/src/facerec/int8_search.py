@@ -3,8 +3,9 @@
 The probe x gallery products run as fbgemm int8 matrix products: the probes are packed once as the int8
 "weight" (one scale per probe), and each gallery tile is quantised on the fly to 7-bit uint8 as the
 "activation". 7 bits, because AVX2's u8 x s8 pair sums saturate int16 at 8 bits (measured: 8-bit
-activations changed 0.2-1% of the top-10 lists that 7-bit ones got right). Every gallery item whose int8 score is within ``margin`` of the
-probe's k-th best int8 score is kept, and only the kept ones are scored exactly in float32.
+activations changed 0.2-1% of the top-10 lists that 7-bit ones got right). Every gallery item whose int8
+score is within ``margin`` of the probe's k-th best int8 score is kept, and only the kept ones are scored
+exactly in float32.
 
 The result equals the exact search whenever no int8 score is off by more than ``margin / 2``. On unit
 512-d rows the int8 error measured 0.001 RMS and 0.006 at most over 10^8 pairs; half the default margin
@@ -23,8 +24,6 @@ TILE_ROWS = 4096
 GROUP = 16
 #: Pairs re-scored at once: small enough that the gathered rows stay in cache (55k at once took 3x longer).
 PAIRS = 4096
-
-
 #: Quantised engines whose int8 products were checked here (same errors; qnnpack was not).
 ENGINES = ("x86", "fbgemm", "onednn")
 
@@ -48,8 +47,8 @@ def _sorted_by_probe(probe: torch.Tensor, score: torch.Tensor, n_probes: int):
     """Order of (probe, score) pairs grouped by probe, best score first within each group; with each
     pair's rank inside its group and each group's start."""
     score = score.double()
-    top, span = score.max(), score.max() - score.min()
-    order = torch.argsort(probe.double() * (span + 1) + (top - score))  # one sort: probe, then best first
+    top = score.max()
+    order = torch.argsort(probe.double() * (top - score.min() + 1) + (top - score))  # probe, then best first
     counts = torch.bincount(probe, minlength=n_probes)
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(len(order)) - starts[probe[order]]

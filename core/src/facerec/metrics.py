@@ -380,14 +380,19 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def _normalise_finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    """L2-normalised float32 rows; raises naming how many rows hold NaN or inf. The check reads the row
-    norms (non-finite exactly when a value is, or the squares overflow), not every value again."""
+    """L2-normalised float32 rows; raises naming how many rows hold NaN or inf (read from the norms)."""
     x = x.float()
+    return x / _finite_row_norms(x, name).clamp_min(1e-12)
+
+
+def _finite_row_norms(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Row L2 norms [N, 1]; raises naming how many rows hold NaN or inf (a norm is non-finite exactly when
+    a value is, or the squares overflow)."""
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     bad = ~torch.isfinite(norm)
     if bool(bad.any()):
         raise MetricInputError(f"{int(bad.sum())} {name} feature(s) contain NaN or inf (or overflow float32)")
-    return x / norm.clamp_min(1e-12)
+    return norm
 
 
 def _tensor(x) -> torch.Tensor:
@@ -419,8 +424,8 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     ``precision="int8"`` (CPU, approximate): int8 products pick the candidates, every gallery item within
     ``margin`` of a probe's k-th best int8 score is re-scored exactly, and the top k of those are returned
     with exact float32 scores. Equal to the exact search whenever no int8 score is off by more than
-    ``margin / 2`` (measured on unit 512-d rows: 0.006 at most); 1.5x the float32 speed on 2 AVX2 cores. Gallery tiles are
-    fixed at ``int8_search.TILE_ROWS``, so ``gallery_chunk`` does not apply.
+    ``margin / 2`` (measured on unit 512-d rows: 0.006 at most); 1.5x the float32 speed on 2 AVX2
+    cores. Gallery tiles are fixed at ``int8_search.TILE_ROWS``, so ``gallery_chunk`` does not apply.
 
     Returns (scores [P, k], indices [P, k]), best first.
     """
@@ -465,10 +470,8 @@ def _search_int8(g: torch.Tensor, p: torch.Tensor, k: int, pc: int, margin: floa
                                f"{torch.backends.quantized.engine!r}; use precision='float32'")
     if g.device.type != "cpu":
         raise MetricInputError(f"search(precision='int8') runs on CPU only, got {g.device.type} tensors")
-    for x, name in ((g, "gallery"), (p, "probe")):  # one non-finite value spoils a whole int8 tile
-        bad = int((~torch.isfinite(torch.linalg.vector_norm(x, dim=1))).sum())
-        if bad:
-            raise MetricInputError(f"{bad} {name} feature(s) contain NaN or inf (or overflow float32)")
+    _finite_row_norms(g, "gallery")  # one non-finite value spoils a whole int8 tile
+    _finite_row_norms(p, "probe")
     g, p = g.contiguous(), p.contiguous()
     with torch.inference_mode():
         parts = [int8_search.search(g, p[i : i + pc], k, margin) for i in range(0, p.shape[0], pc)]
