@@ -24,6 +24,9 @@ TILE_ROWS = 4096
 GROUP = 16
 #: Pairs re-scored at once: small enough that the gathered rows stay in cache (55k at once took 3x longer).
 PAIRS = 4096
+#: Largest k worth it: candidate lists grow with k (1k x 100k x 512-d: 1.1x the float32 speed at k=128,
+#: 0.66x at k=256; with 128-d rows already even at k=100).
+MAX_K = 128
 #: Quantised engines whose int8 products were checked here (same errors; qnnpack was not).
 ENGINES = ("x86", "fbgemm", "onednn")
 

@@ -426,6 +426,7 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     with exact float32 scores. Equal to the exact search whenever no int8 score is off by more than
     ``margin / 2`` (measured on unit 512-d rows: 0.006 at most); 1.5x the float32 speed on 2 AVX2
     cores. Gallery tiles are fixed at ``int8_search.TILE_ROWS``, so ``gallery_chunk`` does not apply.
+    For k above ``int8_search.MAX_K`` (128) the float32 path runs: int8 no longer pays off there.
 
     Returns (scores [P, k], indices [P, k]), best first.
     """
@@ -441,7 +442,7 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     if p.shape[0] == 0 or k == 0:
         return torch.empty(p.shape[0], k), torch.empty(p.shape[0], k, dtype=torch.long)
     pc = int(chunk) if chunk else min(p.shape[0], 1024)
-    if precision == "int8":
+    if precision == "int8" and k <= int8_search.MAX_K:
         return _search_int8(g, p, k, pc, margin)
     # a whole number of 256 rows: a 4,194-row gallery tile ran 1.5x slower than a 4,096-row one (sgemm edges)
     gc = max(k, int(gallery_chunk) if gallery_chunk else max(256, CHUNK_ELEMENTS // 4 // pc // 256 * 256))
