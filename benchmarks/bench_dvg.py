@@ -4,6 +4,7 @@ LMDB vs the original per-image JPEG loop of gen_samples.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -79,12 +80,8 @@ def bench_sampling(n: int, size: int, width: float, device: str) -> dict:
     gen.attributes_count.fill_(len(gen.attributes_nir))
     tmp = Path(tempfile.mkdtemp(prefix="bench_dvg_"))
     counter = [0]
-    try:
-        import lmdb  # noqa: F401
-
-        fmt = "lmdb"
-    except ImportError:  # an environment without the lmdb package: the list layout (JPEG files + list)
-        fmt = "list"
+    # an environment without the lmdb package: the list layout (JPEG files + list)
+    fmt = "lmdb" if importlib.util.find_spec("lmdb") else "list"
 
     def ours():
         g = torch.Generator().manual_seed(0)

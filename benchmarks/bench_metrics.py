@@ -5,6 +5,7 @@ TAR@FAR over IJB-C-sized score sets (vs sklearn roc_curve + nearest point) and 1
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import sys
 import threading
@@ -114,9 +115,7 @@ def sklearn_nearest(scores: np.ndarray, labels: np.ndarray, fars) -> np.ndarray:
 
 
 def bench_tar_at_far(quick: bool) -> list[dict]:
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("sklearn") is None:
         return [{"name": "tar_at_far", "measured": "skipped", "notes": "scikit-learn not installed"}]
     n = 2_000_000 if quick else 15_658_489
     n_pos = max(1, n * 19_557 // 15_658_489)
