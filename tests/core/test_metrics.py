@@ -195,10 +195,13 @@ def test_int8_search_returns_the_exact_top_k():
     g = _unit(torch.randn(9000, 128))  # two full int8 tiles and a last one of 808 rows (not whole groups)
     p = _unit(g[torch.randint(0, 9000, (600,))] + 0.6 * torch.randn(600, 128))
     S = metrics.cosine_scores(p, g)
-    for k, chunk in ((1, None), (10, 250), (40, None)):
+    for k, chunk in ((1, None), (10, 250), (40, None), (128, None)):  # blocks of 16, 16, 6 and 2 groups
         sc, ix = metrics.search(g, p, k=k, chunk=chunk, precision="int8", normalise=False)
-        np.testing.assert_array_equal(ix.numpy(), S.topk(k, dim=1).indices.numpy())
-        torch.testing.assert_close(sc, S.topk(k, dim=1).values)
+        top = S.topk(k, dim=1)
+        # the same items; scores that tie within ~3e-8 (re-scoring rounds unlike the sgemm) may swap places
+        np.testing.assert_array_equal(np.sort(ix.numpy(), 1), np.sort(top.indices.numpy(), 1))
+        torch.testing.assert_close(sc, top.values)
+        torch.testing.assert_close(S.gather(1, ix), top.values)
     # fewer gallery rows than a group, k = all of them; no probes
     sc, ix = metrics.search(g[:7], p, k=9, precision="int8")
     np.testing.assert_array_equal(ix.numpy(), S[:, :7].topk(7, dim=1).indices.numpy())
