@@ -89,14 +89,14 @@ def search(gallery: torch.Tensor, probe: torch.Tensor, k: int, margin: float) ->
         vals = groups[grp, :, col]  # [hits, GROUP]
         hit, member = (vals >= floor[col, None]).nonzero(as_tuple=True)
         row = grp[hit] * GROUP + member
-        real = row < n_gallery - j  # padding qualifies while fewer than k groups set the floor (-inf)
+        real = row < n_gallery - j  # padding qualifies while fewer than k blocks set the floor (-inf)
         cand_s.append(vals[hit, member][real])
         cand_g.append(row[real] + j)
         cand_p.append(col[hit][real])
     g_idx, p_idx, s = torch.cat(cand_g), torch.cat(cand_p), torch.cat(cand_s)
 
     # keep what is within the margin of each probe's final k-th best int8 score
-    order, rank, starts = _sorted_by_probe(p_idx, s, n_probe)
+    order, _, starts = _sorted_by_probe(p_idx, s, n_probe)
     g_idx, p_idx, s = g_idx[order], p_idx[order], s[order]
     kth = s[starts + k - 1]
     keep = s >= kth[p_idx] - margin
