@@ -153,6 +153,7 @@ def bench_search(quick: bool) -> list[dict]:
     p = torch.nn.functional.normalize(g[:n_probe] + 0.3 * torch.randn(n_probe, d), dim=1)
     gn, pn = g.numpy(), p.numpy()
     s_base, i_base = numpy_full_search(gn, pn, k)
+    mem_base = peak_extra_mb(lambda: numpy_full_search(gn, pn, k))
     records = []
     for precision in ("float32", "int8"):
         def ours(precision=precision):
@@ -163,7 +164,6 @@ def bench_search(quick: bool) -> list[dict]:
         score_diff = float(np.abs(s_ours.numpy() - s_base).max())
         t = compare(ours, lambda: numpy_full_search(gn, pn, k), items=n_probe, repeats=3)
         mem_ours = peak_extra_mb(ours)
-        mem_base = peak_extra_mb(lambda: numpy_full_search(gn, pn, k))
         how = ("exact float32; both are bound by the same sgemm" if precision == "float32" else
                "int8 candidates within 0.02 of the k-th best, re-scored exactly (approximate mode)")
         records.append(record(

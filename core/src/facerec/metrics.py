@@ -436,14 +436,16 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     p = _tensor(probe).float()
     if device is not None:
         g, p = g.to(device), p.to(device)
-    if normalise:
-        g, p = _normalise(g), _normalise(p)
+    int8 = precision == "int8" and k <= int8_search.MAX_K
+    if normalise:  # for int8 the norms also serve its finiteness check
+        g, p = ((_normalise_finite(g, "gallery"), _normalise_finite(p, "probe")) if int8
+                else (_normalise(g), _normalise(p)))
     k = min(k, g.shape[0])
     if p.shape[0] == 0 or k == 0:
         return torch.empty(p.shape[0], k), torch.empty(p.shape[0], k, dtype=torch.long)
     pc = int(chunk) if chunk else min(p.shape[0], 1024)
-    if precision == "int8" and k <= int8_search.MAX_K:
-        return _search_int8(g, p, k, pc, margin)
+    if int8:
+        return _search_int8(g, p, k, pc, margin, checked=normalise)
     # a whole number of 256 rows: a 4,194-row gallery tile ran 1.5x slower than a 4,096-row one (sgemm edges)
     gc = max(k, int(gallery_chunk) if gallery_chunk else max(256, CHUNK_ELEMENTS // 4 // pc // 256 * 256))
     out_s, out_i = [], []
@@ -464,15 +466,16 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     return torch.cat(out_s), torch.cat(out_i)
 
 
-def _search_int8(g: torch.Tensor, p: torch.Tensor, k: int, pc: int, margin: float):
+def _search_int8(g: torch.Tensor, p: torch.Tensor, k: int, pc: int, margin: float, *, checked: bool):
     if not int8_search.available():
         raise MetricInputError(f"search(precision='int8') needs torch's int8 kernels on an x86 engine "
                                f"{int8_search.ENGINES}; this torch has engine "
                                f"{torch.backends.quantized.engine!r}; use precision='float32'")
     if g.device.type != "cpu":
         raise MetricInputError(f"search(precision='int8') runs on CPU only, got {g.device.type} tensors")
-    _finite_row_norms(g, "gallery")  # one non-finite value spoils a whole int8 tile
-    _finite_row_norms(p, "probe")
+    if not checked:  # one non-finite value spoils a whole int8 tile
+        _finite_row_norms(g, "gallery")
+        _finite_row_norms(p, "probe")
     g, p = g.contiguous(), p.contiguous()
     with torch.inference_mode():
         parts = [int8_search.search(g, p[i : i + pc], k, margin) for i in range(0, p.shape[0], pc)]
