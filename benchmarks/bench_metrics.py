@@ -165,7 +165,7 @@ def bench_search(quick: bool) -> list[dict]:
         t = compare(ours, lambda: numpy_full_search(gn, pn, k), items=n_probe, repeats=3)
         mem_ours = peak_extra_mb(ours)
         how = ("exact float32; both are bound by the same sgemm" if precision == "float32" else
-               "int8 candidates within 0.02 of the k-th best, re-scored exactly (approximate mode)")
+               "int8 candidates, re-scored exactly within margin/2 = 0.01 of the k-th best (approximate mode)")
         records.append(record(
             f"search_top{k}_{n_probe}x{n_gal}_512d" + ("_int8" if precision == "int8" else ""),
             "probes/s (cosine top-10 over the gallery)", t,

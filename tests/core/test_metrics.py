@@ -195,7 +195,7 @@ def test_int8_search_returns_the_exact_top_k():
     g = _unit(torch.randn(9000, 128))  # two full int8 tiles and a last one of 808 rows (not whole groups)
     p = _unit(g[torch.randint(0, 9000, (600,))] + 0.6 * torch.randn(600, 128))
     S = metrics.cosine_scores(p, g)
-    for k, chunk in ((1, None), (10, 250), (40, None), (128, None)):  # blocks of 16, 16, 6 and 2 groups
+    for k, chunk in ((1, None), (10, 250), (40, None), (128, None), (256, None)):  # blocks of 16, 16, 6, 2, 1 groups
         sc, ix = metrics.search(g, p, k=k, chunk=chunk, precision="int8", normalise=False)
         top = S.topk(k, dim=1)
         # the same items; scores that tie within ~3e-8 (re-scoring rounds unlike the sgemm) may swap places
