@@ -52,14 +52,14 @@ def _pack_rows(x: torch.Tensor):
 
 def _sorted_by_probe(probe: torch.Tensor, score: torch.Tensor, n_probes: int):
     """Order of (probe, score) pairs grouped by probe, best score first within each group; with each
-    pair's rank inside its group and each group's start."""
+    pair's rank inside its group."""
     score = score.double()
     top = score.max()
     order = torch.argsort(probe.double() * (top - score.min() + 1) + (top - score))  # probe, then best first
     counts = torch.bincount(probe, minlength=n_probes)
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(len(order)) - starts[probe[order]]
-    return order, rank, starts
+    return order, rank
 
 
 def _pair_scores(gallery, probe, g_idx, p_idx) -> torch.Tensor:
@@ -109,7 +109,7 @@ def search(gallery: torch.Tensor, probe: torch.Tensor, k: int, margin: float) ->
     # score is a lower bound of the final k-th best, so every item of the true top k (int8 error <=
     # margin/2) has an int8 score within margin/2 of it: 25k pairs re-scored instead of 54k for a
     # 1k x 100k top-10, where "within margin of the k-th best int8 score" kept twice as many.
-    order, rank, _ = _sorted_by_probe(p_idx, s, n_probe)
+    order, rank = _sorted_by_probe(p_idx, s, n_probe)
     g_idx, p_idx, s = g_idx[order], p_idx[order], s[order]
     head = rank < k
     head_g, head_p = g_idx[head], p_idx[head]
@@ -119,6 +119,6 @@ def search(gallery: torch.Tensor, probe: torch.Tensor, k: int, margin: float) ->
     rest_g, rest_p = g_idx[rest], p_idx[rest]
     g_idx, p_idx = torch.cat([head_g, rest_g]), torch.cat([head_p, rest_p])
     exact = torch.cat([head_exact, _scores_in_chunks(gallery, probe, rest_g, rest_p)])
-    order, rank, _ = _sorted_by_probe(p_idx, exact, n_probe)
+    order, rank = _sorted_by_probe(p_idx, exact, n_probe)
     top = order[rank < k]  # grouped by probe, best first, exactly k per probe
     return exact[top].view(n_probe, k), g_idx[top].view(n_probe, k)
