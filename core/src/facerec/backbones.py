@@ -22,6 +22,8 @@ class SmallCNN(Backbone):
     #: image size the quick preset of the standard recipe uses unless ``backbone.image_size`` is given
     #: (rendering and training at 32 px keeps ``facerun --backbone small-cnn`` within CPU minutes).
     quick_image_size = 32
+    #: checked before the network is built (facerec.params)
+    param_ranges = {"embedding_size": (1, 65536), "width": (1, 1024), "image_size": (16, 4096)}
 
     def __init__(self, embedding_size: int = 128, width: int = 32, image_size: int = 112):
         super().__init__()

@@ -15,7 +15,7 @@ import click
 
 from . import registry
 from .cpu_memory import use_fast_cpu_allocation
-from .errors import FacerecError
+from .errors import DuplicateComponentError, FacerecError
 
 
 class FacerunGroup(click.Group):
@@ -30,11 +30,15 @@ class FacerunGroup(click.Group):
         if cmd is not None:
             return cmd
         try:
-            registry.find("command", name)
+            comp = registry.find("command", name)
+        except DuplicateComponentError as exc:
+            comp = _core_of_duplicate(name, exc)
+            if comp is None:  # two plugins, no core command: say how to pick one
+                return _broken_command(name, str(exc))
         except FacerecError:
             return None
         try:
-            loaded = registry.load("command", name)
+            loaded = registry.load("command", comp.qualified)
         except FacerecError as exc:
             return _broken_command(name, str(exc))
         return loaded
@@ -57,7 +61,28 @@ class FacerunGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FacerecError as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: FacerecError) -> click.ClickException:
+    """The error as click prints it: its first line, and its exit code when it has one (signals)."""
+    err = click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    err.exit_code = int(getattr(exc, "exit_code", 1))
+    return err
+
+
+def _core_of_duplicate(name: str, exc: DuplicateComponentError) -> registry.Component | None:
+    """A command name registered by core and a plugin: core's runs, with a note naming the plugin's
+    and how to run it (`facerun dist:name`), so installing a plugin never hides a core command."""
+    dupes = [c for c in registry.components("command") if c.name == name]
+    core = next((c for c in dupes if c.distribution == registry.CORE_DIST), None)
+    if core is None:
+        return None
+    others = ", ".join(f"{c.distribution} {c.version} (run it as `facerun {c.qualified}`)"
+                       for c in dupes if c is not core)
+    click.echo(f"note: command {name!r} is also registered by {others}; running {core.distribution}'s",
+               err=True)
+    return core
 
 
 def _broken_command(name: str, message: str) -> click.Command:
@@ -82,6 +107,7 @@ PIPELINE_OPTIONS = ("backbone", "head", "generator", "dataset", "protocol")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
               help="quick: minutes on a CPU; paper: the papers' schedules.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<time>).")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (deletes it first).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--recipe", help="Training recipe (default: the generator's, else the backbone's, else standard).")
@@ -107,9 +133,10 @@ def main(ctx: click.Context, backbone: str | None, **options: Any) -> None:
     from .pipeline import run_pipeline  # heavy: torch
 
     try:
-        run_pipeline(backbone=backbone, **options)
+        # continuing a run is `facerun train --resume`; here an existing run is only replaced
+        run_pipeline(backbone=backbone, resume_option=None, **options)
     except FacerecError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _one_line(exc) from None
 
 
 @main.command()
@@ -119,6 +146,7 @@ def plugins(as_json: bool, check: bool) -> None:
     """What is installed, by kind, with distributions, versions and errors."""
     comps = registry.components()
     rows = []
+    failed = []  # (kind, name, distribution) of components that do not load
     for c in comps:
         error = c.error
         if check and error is None:
@@ -126,14 +154,25 @@ def plugins(as_json: bool, check: bool) -> None:
                 registry.load(c.kind, c.qualified)
             except FacerecError as exc:
                 error = str(exc)
+        if error is not None:
+            failed.append(f"{c.kind} {c.name} ({c.distribution})")
         dup = [o.distribution for o in comps if o.kind == c.kind and o.name == c.name and o is not c]
         if dup and error is None:
             error = f"duplicate name, also in {', '.join(dup)}; select with {c.qualified!r}"
+            if c.kind == "command" and registry.CORE_DIST in (*dup, c.distribution):
+                error += f" (`facerun {c.name}` runs {registry.CORE_DIST}'s)"
         rows.append({"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
                      "summary": c.summary, "error": error})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
+    else:
+        _print_plugins(rows)
+    if check and failed:
+        shown = ", ".join(failed[:5]) + (f", ... (+{len(failed) - 5} more)" if len(failed) > 5 else "")
+        raise click.ClickException(f"{len(failed)} of {len(comps)} components failed to load: {shown}")
+
+
+def _print_plugins(rows: list[dict[str, Any]]) -> None:
     for kind in registry.KINDS:
         mine = [r for r in rows if r["kind"] == kind]
         if not mine:
@@ -171,7 +210,8 @@ def info(kind: str, name: str, as_json: bool) -> None:
         click.echo("  parameters:")
         for pname, p in data["parameters"].items():
             default = "required" if p["required"] else f"default {p['default']!r}"
-            click.echo(f"    {pname}: {default}")
+            declared = "; ".join(p[k] for k in ("type", "range") if p.get(k))
+            click.echo(f"    {pname}: {default}" + (f" ({declared})" if declared else ""))
     if data.get("weights") is not None:
         click.echo("  weights: " + (", ".join(data["weights"]) or "none registered"))
 

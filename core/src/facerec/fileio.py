@@ -4,6 +4,7 @@ full disk never leaves a half-written file under the final name."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +24,38 @@ def save_safetensors_atomic(tensors: dict[str, Any], path: str | os.PathLike,
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+_TMP = re.compile(r"^\..+\.tmp(\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``.NAME.tmpPID`` files of :func:`save_safetensors_atomic` (and the run directory's
+    writes) left in ``folder`` by a process that no longer runs (killed mid-write); returns them."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP.match(entry.name)
+        if m and entry.is_file() and not _alive(int(m.group(1))):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed

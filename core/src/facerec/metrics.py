@@ -48,10 +48,62 @@ def _check(scores, same, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
     y = _as_numpy(same).ravel().astype(bool)
     if s.shape != y.shape:
         raise MetricInputError(f"{name} has {s.size} values but labels have {y.size}")
+    if s.size == 0:
+        raise MetricInputError(f"{name} are empty: nothing to score")
     nan = int(np.isnan(s).sum())
     if nan:
         raise MetricInputError(f"{name} contain {nan} NaN value(s) out of {s.size}; refusing to score them")
     return s, y
+
+
+def _rates(values, name: str) -> np.ndarray:
+    """Target rates (FAR, FPIR): a non-empty list of numbers in [0, 1]."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise MetricInputError(f"{name} must be numbers in [0, 1], got {values!r}") from None
+    if arr.size == 0:
+        raise MetricInputError(f"{name} is empty: give at least one target rate")
+    bad = ~((arr >= 0) & (arr <= 1))  # NaN fails both comparisons
+    if bad.any():
+        raise MetricInputError(f"{name} must lie in [0, 1], got {float(arr[bad][0])} (at index "
+                               f"{int(np.flatnonzero(bad)[0])})")
+    return arr
+
+
+def _ranks(ks, name: str) -> list[int]:
+    """Ranks asked for (k of rank-k, max_rank): integers >= 1."""
+    out = []
+    for k in np.atleast_1d(np.asarray(ks, dtype=object)).tolist():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise MetricInputError(f"{name} must be an integer >= 1, got {k!r}")
+        out.append(int(k))
+    return out
+
+
+def _features(x, name: str) -> torch.Tensor:
+    """A 2-D [N, D] feature tensor."""
+    t = _tensor(x)
+    if t.dim() != 2:
+        raise MetricInputError(f"{name} must be a 2-D [N, D] feature matrix, got shape {tuple(t.shape)}")
+    if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise MetricInputError(f"{name} must be numbers, got dtype {t.dtype}")
+    return t
+
+
+def _pair(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise MetricInputError(f"{a_name} has {a.shape[1]}-d features but {b_name} has {b.shape[1]}-d ones")
+
+
+def _labels_for(labels, rows: int, name: str, of: str) -> torch.Tensor:
+    lab = _tensor(labels)
+    if lab.dim() != 1 or lab.shape[0] != rows:
+        raise MetricInputError(f"{name} has {tuple(lab.shape)} labels for {rows} {of} rows (need one per row)")
+    if lab.is_floating_point():
+        if not bool(torch.isfinite(lab).all()) or not bool((lab == lab.round()).all()):
+            raise MetricInputError(f"{name} must be integer labels")
+    return lab.long()
 
 
 # --------------------------------------------------------------------------------------------- ROC
@@ -138,7 +190,7 @@ def tar_at_far(scores, same, fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e
     (DVG ``get_tpr_at_fpr``). Pass ``curve`` to reuse a computed ROC (it must match the rule:
     sklearn-thinned for ``nearest``/``above``).
     """
-    fars = np.asarray(fars, dtype=np.float64)
+    fars = _rates(fars, "fars")
     if curve is None:
         curve = roc(scores, same, drop_intermediate=(rule != "at_most"))
     fpr, tpr = curve.fpr, curve.tpr
@@ -391,7 +443,10 @@ def _finite_row_norms(x: torch.Tensor, name: str) -> torch.Tensor:
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     bad = ~torch.isfinite(norm)
     if bool(bad.any()):
-        raise MetricInputError(f"{int(bad.sum())} {name} feature(s) contain NaN or inf (or overflow float32)")
+        rows = torch.nonzero(bad.flatten()).flatten()
+        first = ", ".join(str(int(i)) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise MetricInputError(f"{len(rows)} {name} feature(s) contain NaN or inf (or overflow float32), "
+                               f"rows {first}; refusing to rank them")
     return norm
 
 
@@ -401,7 +456,9 @@ def _tensor(x) -> torch.Tensor:
 
 def cosine_scores(a, b) -> torch.Tensor:
     """Cosine similarity matrix [len(a), len(b)] in float32 (rows L2-normalised first)."""
-    return _normalise(_tensor(a)) @ _normalise(_tensor(b)).T
+    ta, tb = _features(a, "first feature set"), _features(b, "second feature set")
+    _pair(ta, tb, "the first feature set", "the second")
+    return _normalise(ta) @ _normalise(tb).T
 
 
 #: Score-matrix elements computed at once by the chunked 1:N functions (16M floats = 64 MiB).
@@ -432,21 +489,26 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     Returns (scores [P, k], indices [P, k]), best first.
     """
     if precision not in ("float32", "int8"):
-        raise ValueError(f"precision must be 'float32' or 'int8', got {precision!r}")
-    g = _tensor(gallery).float()
-    p = _tensor(probe).float()
+        raise MetricInputError(f"precision must be 'float32' or 'int8', got {precision!r}")
+    (k,) = _ranks([k], "k")
+    g = _features(gallery, "gallery").float()
+    p = _features(probe, "probe").float()
+    _pair(g, p, "gallery", "probe")
     if device is not None:
         g, p = g.to(device), p.to(device)
     int8 = precision == "int8" and k <= int8_search.MAX_K
-    if normalise:  # for int8 the norms also serve its finiteness check
-        g, p = ((_normalise_finite(g, "gallery"), _normalise_finite(p, "probe")) if int8
-                else (_normalise(g), _normalise(p)))
+    # a NaN/inf row would score NaN, which topk ranks first: refuse it (the norms serve the check)
+    if normalise:
+        g, p = _normalise_finite(g, "gallery"), _normalise_finite(p, "probe")
+    else:
+        _finite_row_norms(g, "gallery")
+        _finite_row_norms(p, "probe")
     k = min(k, g.shape[0])
     if p.shape[0] == 0 or k == 0:
         return torch.empty(p.shape[0], k), torch.empty(p.shape[0], k, dtype=torch.long)
     pc = int(chunk) if chunk else min(p.shape[0], 1024)
     if int8:
-        return _search_int8(g, p, k, pc, margin, checked=normalise)
+        return _search_int8(g, p, k, pc, margin)
     # a whole number of 256 rows: a 4,194-row gallery tile ran 1.5x slower than a 4,096-row one (sgemm edges)
     gc = max(k, int(gallery_chunk) if gallery_chunk else max(256, CHUNK_ELEMENTS // 4 // pc // 256 * 256))
     out_s, out_i = [], []
@@ -467,17 +529,14 @@ def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chun
     return torch.cat(out_s), torch.cat(out_i)
 
 
-def _search_int8(g: torch.Tensor, p: torch.Tensor, k: int, pc: int, margin: float, *, checked: bool):
+def _search_int8(g: torch.Tensor, p: torch.Tensor, k: int, pc: int, margin: float):
     if not int8_search.available():
         raise MetricInputError(f"search(precision='int8') needs torch's int8 kernels on an x86 engine "
                                f"{int8_search.ENGINES}; this torch has engine "
                                f"{torch.backends.quantized.engine!r}; use precision='float32'")
     if g.device.type != "cpu":
         raise MetricInputError(f"search(precision='int8') runs on CPU only, got {g.device.type} tensors")
-    if not checked:  # one non-finite value spoils a whole int8 tile
-        _finite_row_norms(g, "gallery")
-        _finite_row_norms(p, "probe")
-    g, p = g.contiguous(), p.contiguous()
+    g, p = g.contiguous(), p.contiguous()  # rows checked finite by search()
     with torch.inference_mode():
         parts = [int8_search.search(g, p[i : i + pc], k, margin) for i in range(0, p.shape[0], pc)]
     return torch.cat([s for s, _ in parts]), torch.cat([i for _, i in parts])
@@ -527,15 +586,18 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
     embedder that scores everything alike gets no credit. ``"optimistic"``: only strictly higher
     non-mates count (what a top-k over index order gives the original scripts when nothing ties)."""
     if ties not in ("pessimistic", "optimistic"):
-        raise ValueError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}")
+        raise MetricInputError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}")
     strict = ties == "optimistic"
-    g, p = _tensor(gallery), _tensor(probe)
-    gl = _tensor(gallery_labels).long()
-    pl = _tensor(probe_labels).long()
-    if device is not None:
-        g, p, gl, pl = g.to(device), p.to(device), gl.to(device), pl.to(device)
+    if max_rank is not None:
+        _ranks([max_rank], "max_rank")
+    g, p = _features(gallery, "gallery"), _features(probe, "probe")
     if g.shape[0] == 0 or p.shape[0] == 0:
         raise MetricInputError("identification needs a non-empty gallery and probe set")
+    _pair(g, p, "gallery", "probe")
+    gl = _labels_for(gallery_labels, g.shape[0], "gallery_labels", "gallery")
+    pl = _labels_for(probe_labels, p.shape[0], "probe_labels", "probe")
+    if device is not None:
+        g, p, gl, pl = g.to(device), p.to(device), gl.to(device), pl.to(device)
     # checked on the features while normalising: O(N x D) instead of every score
     g, p = _normalise_finite(g, "gallery"), _normalise_finite(p, "probe")
     ranks, mates, nonmates = [], [], []
@@ -578,12 +640,14 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
 
 def rank_k(gallery, gallery_labels, probe, probe_labels, ks: Sequence[int] = (1, 5, 10), **kw) -> dict[int, float]:
     """Closed-set rank-k identification rates (denominator: probes with a mate in the gallery)."""
+    ks = _ranks(ks, "ks")
     res = identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
-    return {int(k): res.at(int(k)) for k in ks}
+    return {k: res.at(k) for k in ks}
 
 
 def cmc(gallery, gallery_labels, probe, probe_labels, max_rank: int = 20, **kw) -> np.ndarray:
     """Cumulative match characteristic: identification rate at ranks 1..max_rank."""
+    (max_rank,) = _ranks([max_rank], "max_rank")
     res = identification_ranks(gallery, gallery_labels, probe, probe_labels, max_rank=max_rank, **kw)
     out = np.zeros(max_rank)
     out[: res.cmc.size] = res.cmc
@@ -599,6 +663,7 @@ def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
     score is >= t. DIR(t) = share of mated probes whose mate is at rank 1 AND scores >= t
     (insightface's corrected IJB 1:N definition, rank-1 = mate beats every non-mate).
     """
+    fpirs = _rates(fpirs, "fpirs")
     res = identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
     non = np.sort(res.best_nonmate[res.ranks == 0])[::-1]
     mated = res.ranks > 0
@@ -620,11 +685,7 @@ def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
 def insightface_verification(emb1, emb2, issame, n_folds: int = 10) -> KFoldResult:
     """insightface ``evaluate()`` accuracy part: L2-normalised float64 embeddings, squared L2
     distance, grid arange(0, 4, 0.01), ``dist < thr``, first argmax, contiguous folds."""
-    e1 = _as_numpy(emb1, np.float64)
-    e2 = _as_numpy(emb2, np.float64)
-    e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
-    e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
-    dist = np.sum((e1 - e2) ** 2, axis=1)
+    dist = squared_l2(emb1, emb2)
     return kfold_accuracy(dist, issame, n_folds, thresholds=np.arange(0, 4, 0.01), higher_is_same=False,
                           strict=True, tie="first")
 
@@ -633,6 +694,8 @@ def squared_l2(emb1, emb2) -> np.ndarray:
     """insightface's distance on L2-normalised embeddings (float64)."""
     e1 = _as_numpy(emb1, np.float64)
     e2 = _as_numpy(emb2, np.float64)
+    if e1.ndim != 2 or e1.shape != e2.shape:
+        raise MetricInputError(f"the two embedding sets must be [N, D] of the same shape, got {e1.shape} and {e2.shape}")
     e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
     e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
     return np.sum((e1 - e2) ** 2, axis=1)

@@ -42,10 +42,13 @@ def _literal(text: str) -> Any:
         return False
     if lowered in ("none", "null"):
         return None
+    if lowered.lstrip("+-") in ("nan", "inf", "infinity"):
+        return float(lowered)  # a number (refused later where a finite one is needed), not a string
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text  # a plain string
+    return value
 
 
 def parse_params(params: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -227,21 +230,30 @@ def image_grid(images: Any, nrow: int = 8) -> Any:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_params(kind: str, name: str, given: Mapping[str, Any], implicit: Iterable[str] = ()) -> None:
-    obj = registry.load(kind, name)
-    if not given or registry._accepts_any(obj):
-        return
-    accepted = registry.parameters(obj)
-    for key in given:
-        if key in implicit and key not in accepted:
-            continue
-        if key not in accepted:
-            import difflib
+def _check_params(kind: str, name: str, given: Mapping[str, Any], implicit: Iterable[str] = (),
+                  known_only: bool = False) -> dict[str, Any]:
+    """Names, types and declared ranges of ``--param kind.*`` for component ``name``; returns the values
+    (numbers given for string parameters become strings). ``known_only``: skip keys it does not take."""
+    from . import params as P
 
-            close = difflib.get_close_matches(key, list(accepted), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ParameterError(f"--param {kind}.{key}: {kind} {name!r} has no parameter {key!r}{hint}; "
-                                 f"accepted: {', '.join(accepted) or 'none'}")
+    obj = registry.load(kind, name)
+    if not given:
+        return {}
+    if known_only:
+        given = {k: v for k, v in given.items() if _accepts(obj, k)}
+    elif not registry._accepts_any(obj):
+        accepted = registry.parameters(obj)
+        for key in given:
+            if key in implicit and key not in accepted:
+                continue
+            if key not in accepted:
+                import difflib
+
+                close = difflib.get_close_matches(key, list(accepted), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ParameterError(f"--param {kind}.{key}: {kind} {name!r} has no parameter {key!r}{hint}; "
+                                     f"accepted: {', '.join(accepted) or 'none'}")
+    return P.check(obj, given, lambda key: f"--param {kind}.{key} ({kind} {name})", coerce=True)
 
 
 def resolve_recipe(explicit: str | None, backbone: str, generator: str | None) -> str:
@@ -260,27 +272,28 @@ def validate(config: PipelineConfig) -> Callable[[PipelineConfig, RunDir], dict]
     """Check every name, parameter, stage and option before any heavy work; return the recipe."""
     if config.preset not in PRESETS:
         raise ParameterError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
-    registry.find("backbone", config.backbone)
-    _check_params("backbone", config.backbone, config.kind_params("backbone"))
-    if config.head:
-        registry.find("head", config.head)
-        _check_params("head", config.head, config.kind_params("head"))
-    if config.generator:
-        registry.find("generator", config.generator)
-        _check_params("generator", config.generator, config.kind_params("generator"))
-    if config.dataset:
-        registry.find("dataset", config.dataset)
-        _check_params("dataset", config.dataset, config.kind_params("dataset"))
-    for proto in config.protocols:
-        registry.find("protocol", proto)
-        _check_params("protocol", proto, config.kind_params("protocol"))
-    from .engine.config import TrainConfig
-
-    TrainConfig().with_overrides(config.kind_params("train"))
     registry.find("recipe", config.recipe)
     recipe = registry.load("recipe", config.recipe)
     if not callable(recipe):
         raise FacerecError(f"recipe {config.recipe!r} is not callable")
+    # components the recipe falls back to (``recipe.defaults``) get the user's --param values too
+    defaults = dict(getattr(recipe, "defaults", None) or {})
+    chosen = [("backbone", config.backbone, True), ("head", config.head or defaults.get("head"), bool(config.head)),
+              ("generator", config.generator, True),
+              ("dataset", config.dataset or defaults.get("dataset"), bool(config.dataset))]
+    chosen += [("protocol", p, bool(config.protocols))
+               for p in (config.protocols or tuple(defaults.get("protocols", ())))]
+    for kind, name, named in chosen:
+        if name:
+            registry.find(kind, name)
+            # a recipe's default component ignores keys it does not take (build() filters them)
+            checked = _check_params(kind, name, config.kind_params(kind), known_only=not named)
+            config.params.setdefault(kind, {}).update(checked)
+    from . import params as P
+    from .engine.config import TrainConfig
+
+    train = P.check(TrainConfig, config.kind_params("train"), lambda key: f"train.{key}")
+    TrainConfig().with_overrides(train)
     knobs = getattr(recipe, "params", None)
     if knobs is not None:
         config.recipe_params(knobs)
@@ -424,25 +437,39 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
                  dataset: str | None = None, protocol: Sequence[str] = (), preset: str = "quick",
                  out: str | None = None, seed: int = 0, device: str = "cpu", params: Sequence[str] = (),
                  recipe: str | None = None, stage: str | None = None, resume: bool = False,
+                 overwrite: bool = False, resume_option: str | None = "--resume",
                  echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
-    """Validate, create the run directory, run the recipe, write config/metrics/summary; return metrics."""
+    """Validate, claim the run directory, run the recipe, write config/metrics/summary; return metrics.
+
+    An existing run in ``out`` is continued only with ``resume`` and replaced only with ``overwrite``
+    (see :func:`facerec.outputs.claim_run_dir`); ``resume_option`` is how the caller spells resuming."""
+    from .outputs import check_writable_dir, claim_run_dir, unclaim_if_untouched
+
     parsed = parse_params(params)
     for kind, name in (("backbone", backbone), ("head", head), ("generator", generator), ("dataset", dataset)):
         if name:
             registry.find(kind, name)
     chosen = resolve_recipe(recipe, backbone, generator)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_path = Path(out) if out else Path("runs") / stamp
+    run_path = Path(out) if out else _fresh_run_path()
+    check_writable_dir(run_path, "--out")
     if resume and not any((run_path / n).is_file() for n in ("config.json", f"config.{stage}.json")):
         raise FacerecError(f"--resume: {run_path} holds no earlier run (no config.json)")
     config = PipelineConfig(backbone=backbone, head=head, generator=generator, dataset=dataset,
                             protocols=tuple(protocol), preset=preset, seed=seed, device=device, recipe=chosen,
                             stage=stage, resume=resume, out=str(run_path), params=parsed)
     recipe_fn = validate(config)
+    created = not run_path.exists()
+    claim_run_dir(run_path, stage=stage, resume=resume, overwrite=overwrite, resume_option=resume_option)
+    before = set(run_path.rglob("*"))
     run = RunDir(run_path)
-    run.write_json("config.json" if stage is None else f"config.{stage}.json", config.to_dict())
+    config_file = run.write_json("config.json" if stage is None else f"config.{stage}.json", config.to_dict())
     t0, started = time.perf_counter(), time.time() - 1.0
-    metrics = dict(recipe_fn(config, run) or {})
+    try:
+        metrics = dict(recipe_fn(config, run) or {})
+    except FacerecError:
+        if not resume:  # refused before producing anything: leave no run behind to refuse next time
+            unclaim_if_untouched(run_path, before, {config_file}, created)
+        raise
     metrics.setdefault("seconds", round(time.perf_counter() - t0, 2))
     run.write_json("config.json" if stage is None else f"config.{stage}.json", config.to_dict())  # resolved
     if stage is not None:
@@ -458,6 +485,16 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
         echo(format_metrics(metrics))
         echo(f"run directory: {run.path}")
     return metrics
+
+
+def _fresh_run_path() -> Path:
+    """``runs/<time>``, with a counter when a run started in the same second already took it."""
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
@@ -684,6 +721,8 @@ def _save_samples(run: RunDir, generated: Any) -> None:
 standard_recipe.params = {"gen_steps": None, "gen_ids": None, "gen_per_id": None,  # type: ignore[attr-defined]
                           "augment": "flip"}
 standard_recipe.stages = ()  # type: ignore[attr-defined]
+standard_recipe.defaults = {"head": DEFAULT_HEAD, "dataset": DEFAULT_DATASET,  # type: ignore[attr-defined]
+                            "protocols": (DEFAULT_PROTOCOL,)}
 
 __all__ = ["LabelledConcat", "PipelineConfig", "RunDir", "build", "build_backbone", "build_dataset",
            "build_generator", "build_head", "build_protocols", "canonical_size", "evaluate_protocols",

@@ -244,7 +244,10 @@ def _accepts_any(obj: Any) -> bool:
 
 
 def create(kind: str, name: str, **params: Any) -> Any:
-    """Build a component. Unknown parameters are refused with the list of accepted ones."""
+    """Build a component. Unknown parameters are refused with the list of accepted ones; values are
+    checked against the declared types and ranges (:mod:`facerec.params`) before the constructor runs."""
+    from . import params as P
+
     obj = load(kind, name)
     accepted = parameters(obj)
     if not _accepts_any(obj):
@@ -252,22 +255,32 @@ def create(kind: str, name: str, **params: Any) -> Any:
         if unknown:
             raise ParameterError(
                 f"{kind} {name!r} has no parameter {unknown[0]!r}; accepted: {', '.join(accepted) or 'none'}")
+    params = P.check(obj, params, lambda key: f"{kind} {name!r}: parameter {key}")
     try:
         return obj(**params)
     except (ValueError, TypeError) as exc:
         raise ParameterError(f"{kind} {name!r}: {exc}") from exc
+    except (RuntimeError, OverflowError, MemoryError) as exc:
+        # e.g. a size no range was declared for: torch cannot allocate it (or a negative dimension)
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "its defaults"
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParameterError(f"{kind} {name!r} cannot be built with {given}: {type(exc).__name__}: {why}") from None
 
 
 def describe(kind: str, name: str) -> dict[str, Any]:
     """Parameters with defaults, input spec, paper, summary and weights available for a component."""
     comp = find(kind, name)
     obj = load(kind, name)
+    from . import params as P
+
+    declared = P.describe(obj)
     params = {}
     for pname, p in parameters(obj).items():
         params[pname] = {
             "default": None if p.default is p.empty else p.default,
             "required": p.default is p.empty,
             "annotation": None if p.annotation is p.empty else str(p.annotation),
+            **declared.get(pname, {}),
         }
     doc = inspect.getdoc(obj) or ""
     info: dict[str, Any] = {

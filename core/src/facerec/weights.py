@@ -109,26 +109,37 @@ _SAFE_GLOBALS = {
 }
 
 
+class _Refused(WeightsError):
+    """The restricted unpickler met a global it does not admit."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise WeightsError(f"refusing to unpickle {module}.{name}: only numpy arrays and plain containers "
-                           f"are allowed in .pkl weight files")
+        raise _Refused(f"refused by the safe loader: it references {module}.{name}, which is not a numpy array "
+                       f"or plain container (nothing in it was run)")
 
 
 def read_pickle(path: str | os.PathLike) -> Any:
     """A legacy pickle of numpy arrays (VGGFace2 ``*_weight.pkl``, latin-1), never executing code."""
+    from . import filekind
+
     path = Path(path)
+    named = filekind.read_failure(path, None, "a pickle",  # safetensors under a .pkl name, empty
+                                  safetensors_hint="give it a .safetensors name to load it as one")
+    if named is not None and path.is_file():
+        raise WeightsError(named)
     try:
         with path.open("rb") as f:
             return _RestrictedUnpickler(f, encoding="latin1").load()
-    except WeightsError as exc:
-        raise WeightsError(f"{path}: {exc}") from None
+    except _Refused as exc:
+        raise _Refused(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise WeightsError(f"weights file not found: {path}") from None
     except Exception as exc:
-        raise WeightsError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+        raise WeightsError(filekind.read_failure(path, exc, "a pickle")
+                           or f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
 
 
 def _to_tensors(obj: Any) -> Any:
@@ -160,16 +171,17 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    from . import filekind
+
     name = path.name.lower()
-    with path.open("rb") as f:
-        head = f.read(8)
     if name.endswith(".safetensors"):
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
         except Exception as exc:
-            raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from None
+            raise WeightsError(filekind.read_failure(path, exc, "safetensors")
+                               or f"{path}: not a valid safetensors file ({exc})") from None
     if name.endswith(".pkl") or name.endswith(".pickle"):
         return _to_tensors(read_pickle(path))
     if name.endswith(".npz"):
@@ -179,23 +191,33 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             with np.load(path, allow_pickle=False) as z:
                 return {k: torch.from_numpy(z[k].copy()) for k in z.files}
         except Exception as exc:
-            raise WeightsError(f"{path}: not a valid .npz ({exc})") from None
+            raise WeightsError(filekind.read_failure(path, exc, "an .npz archive")
+                               or f"{path}: not a valid .npz ({exc})") from None
+    named = filekind.read_failure(path, None, "a pickled checkpoint",  # safetensors renamed, empty, cut short
+                                  safetensors_hint="give it a .safetensors name to load it as one")
+    if named is not None:
+        raise WeightsError(named)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _torch_reason(str(exc))
-        if head[:1] == b"\x80" and not head.startswith(b"PK"):
-            # a bare pickle (not a torch zip): try the restricted numpy reader before giving up
+        if filekind.kind(path) == "pickle":
+            # a bare pickle (neither a torch zip nor legacy torch.save): the restricted numpy reader may
+            # read it; it refuses anything else by name
             try:
-                return _to_tensors(read_pickle(path))
+                obj = read_pickle(path)
+            except _Refused as refused:
+                raise WeightsError(str(refused)) from None
             except WeightsError:
-                pass
-        if "GLOBAL" in reason:
-            raise WeightsError(f"{path}: refused by the safe loader (weights_only=True): {reason}") from None
-        raise WeightsError(f"{path}: not a readable checkpoint ({reason})") from None
+                obj = None
+            if isinstance(obj, Mapping):
+                return _to_tensors(obj)
+        raise WeightsError(filekind.read_failure(path, exc, "a pickled checkpoint")
+                           or f"{path}: not a readable checkpoint ({reason})") from None
     except Exception as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise WeightsError(filekind.read_failure(path, exc, "a pickled checkpoint")
+                           or f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})") from None
 
 
 # ------------------------------------------------------------------------------------------------

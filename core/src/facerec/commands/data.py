@@ -193,7 +193,12 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
 @_with(_common_write)
 def export(name: str, fmt: str, out: str, params: tuple[str, ...], quality: int, image_size: int | None,
            skip_corrupt: bool, overwrite: bool, quiet: bool, chunk: int) -> None:
-    """Write a registered dataset (e.g. synthetic) to real files in the papers' layouts."""
+    """Write a registered dataset (e.g. synthetic) to real files in the papers' layouts.
+
+    --overwrite replaces only an earlier facerec output (it carries a marker); anything else is refused."""
+    from ..data.writers import check_output
+
+    check_output(out, overwrite, "--out")  # before the dataset is even opened
     kwargs = parse_params(params)
     dataset, source = _dataset_from(name, kwargs)
     _write(dataset, out, fmt, f"{source} {json.dumps(kwargs, sort_keys=True, default=str)}", quality,

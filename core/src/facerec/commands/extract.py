@@ -106,13 +106,17 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
 @click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
               help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool, batch_size: int, device: str,
-            image_size: int | None, no_optimize: bool, params: tuple[str, ...], quiet: bool) -> None:
+            image_size: int | None, no_optimize: bool, params: tuple[str, ...], quiet: bool, overwrite: bool) -> None:
     """Embed images (folder, list or LMDB) into a features.safetensors file (batched, inference mode)."""
     import time
 
+    from ..outputs import check_output_file
+
     if not out.endswith(".safetensors"):
         raise ParameterError(f"--out {out}: the feature file must end in .safetensors")
+    check_output_file(out, "--out", overwrite=overwrite)  # before embedding a single image
     device = check_device(device)
     model, parsed = build_backbone(backbone, weights, params, device)
     from ..protocols.common import embed_images, image_size_for, save_features

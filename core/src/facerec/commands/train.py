@@ -6,8 +6,6 @@ from typing import Any
 
 import click
 
-from ..errors import FacerecError
-
 #: option name -> TrainConfig field (given options become ``train.<field>=value`` overrides).
 TRAIN_OPTIONS = {
     "steps": ("--steps", int, "Optimizer steps."),
@@ -43,6 +41,7 @@ def _train_options(func: Any) -> Any:
 @click.option("--protocol", "-p", multiple=True, help="Evaluation protocol (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (deletes it first).")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -52,15 +51,17 @@ def _train_options(func: Any) -> Any:
 @click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
               help="Component/train/recipe parameter, e.g. head.m=0.4, train.amp=bf16 (repeatable).")
 def train(backbone: str, head: str | None, generator: str | None, dataset: str | None, protocol: tuple[str, ...],
-          out: str, resume: bool, preset: str, seed: int, device: str, recipe: str | None, stage: str | None,
-          params: tuple[str, ...], **train_opts: Any) -> None:
-    """Train a backbone + head [+ generator] on a dataset; checkpoints, logs and metrics go to --out."""
+          out: str, resume: bool, overwrite: bool, preset: str, seed: int, device: str, recipe: str | None,
+          stage: str | None, params: tuple[str, ...], **train_opts: Any) -> None:
+    """Train a backbone + head [+ generator] on a dataset; checkpoints, logs and metrics go to --out.
+
+    An existing run in --out is never replaced silently: --resume continues it, --overwrite replaces it.
+    A SIGTERM or Ctrl-C writes a last checkpoint before the command exits."""
     from ..pipeline import run_pipeline  # heavy: torch
 
+    # repr keeps nan/inf/huge values intact for the one parameter check every train.* value goes through
     extra = tuple(f"train.{k}={v!r}" for k, v in train_opts.items() if v is not None)
-    try:
-        run_pipeline(backbone=backbone, head=head, generator=generator, dataset=dataset, protocol=protocol,
-                     preset=preset, out=out, seed=seed, device=device, params=(*extra, *params), recipe=recipe,
-                     stage=stage, resume=resume, echo=click.echo)
-    except FacerecError as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
+    # errors (FacerecError) become one line in facerun's group, which also keeps their exit code
+    run_pipeline(backbone=backbone, head=head, generator=generator, dataset=dataset, protocol=protocol,
+                 preset=preset, out=out, seed=seed, device=device, params=(*extra, *params), recipe=recipe,
+                 stage=stage, resume=resume, overwrite=overwrite, echo=click.echo)

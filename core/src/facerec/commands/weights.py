@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..errors import ParameterError
 from .data import parse_params
 
 
@@ -24,7 +25,15 @@ def list_(arch: str | None, as_json: bool) -> None:
 
     good, bad = cards()
     if arch:
-        good = [c for c in good if c.arch == arch]
+        matching = [c for c in good if c.arch == arch]
+        if not matching and good:
+            import difflib
+
+            archs = sorted({c.arch for c in good})
+            close = difflib.get_close_matches(arch, archs, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ParameterError(f"--arch {arch!r} matches no weight card{hint}; archs with cards: {', '.join(archs)}")
+        good = matching
     if as_json:
         rows: list[dict[str, Any]] = [c.to_dict() for c in good]
         rows += [{"name": name, "error": err} for name, err in bad]
@@ -53,8 +62,10 @@ def list_(arch: str | None, as_json: bool) -> None:
 @click.option("--to", "out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
 def convert(original: str, arch: str, params: tuple[str, ...], out: str) -> None:
     """Convert a paper's original checkpoint (.pth/.pth.tar/.pkl) to safetensors, verified by strict load."""
+    from ..outputs import check_output_file
     from ..weights import convert as do_convert
 
+    check_output_file(out, "--to", overwrite=True)  # writable, not under a file: known before converting
     info = do_convert(original, arch, out, parse_params(params))
     click.echo(f"wrote {info['out']}: {info['kind']} {arch}, {info['tensors']} tensors, "
                f"{info['parameters']:,} values, sha256 {info['sha256'][:16]}... (verified by strict reload)")

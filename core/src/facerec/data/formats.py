@@ -10,6 +10,7 @@ Corrupt or missing images raise :class:`DataError` naming the path or LMDB key; 
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -192,6 +193,27 @@ def _is_number(token: str) -> bool:
     return True
 
 
+#: labels are class indices (-1: unlabelled); a class count beyond int32 is a typo, not a dataset
+MAX_LABEL = 2**31 - 1
+
+
+def _parse_label(token: str, where: str) -> int:
+    """An integer label from a list column (``3``, ``3.0``), refusing nan, inf, fractions, huge values."""
+    try:
+        value = int(token)
+    except ValueError:
+        try:
+            number = float(token)
+        except ValueError:
+            raise DataError(f"{where}: label {token!r} is not a number") from None
+        if not math.isfinite(number) or number != int(number):
+            raise DataError(f"{where}: label {token!r} is not an integer") from None
+        value = int(number)
+    if not -1 <= value <= MAX_LABEL:
+        raise DataError(f"{where}: label {token!r} is out of range (-1 for unlabelled, else 0..{MAX_LABEL})")
+    return value
+
+
 class _FileList(_ImageDataset):
     """Samples that are image files: ``paths`` (absolute) with labels and optional modality."""
 
@@ -247,15 +269,7 @@ class ImageList(_FileList):
                 path_tokens = tokens[:1]  # `path label NIR`: a textual column after the label
             relpath = " ".join(path_tokens)
             columns = [relpath, *tokens[len(path_tokens):]]
-            label = -1
-            if len(columns) > 1:
-                try:
-                    value = float(columns[1])
-                except ValueError:
-                    raise DataError(f"{where}: label {columns[1]!r} is not a number") from None
-                if value != int(value):
-                    raise DataError(f"{where}: label {columns[1]!r} is not an integer")
-                label = int(value)
+            label = _parse_label(columns[1], where) if len(columns) > 1 else -1
             rel.append(relpath)
             labels.append(label)
             if rule is not None:
@@ -541,7 +555,13 @@ class LMDBDataset(_ImageDataset):
             except FileNotFoundError:
                 raise DataError(f"mask file not found: {self.mask_path}") from None
             except Exception as exc:
-                raise DataError(f"mask {self.mask_path} is not a valid .npy: {exc}") from None
+                from ..filekind import kind, read_failure
+
+                why = read_failure(self.mask_path, exc, "a .npy array")
+                if why is None and kind(self.mask_path) in ("pickle", "torch-legacy"):
+                    why = (f"{self.mask_path}: holds pickled objects, which the safe loader refuses (save the mask "
+                           f"with numpy.save as a plain integer array)")
+                raise DataError(f"mask {why or f'{self.mask_path} is not a valid .npy: {exc}'}") from None
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise DataError(f"mask {self.mask_path or '<array>'} must be a 1-D integer array of record indices, "
                             f"got {arr.dtype} {arr.shape}")

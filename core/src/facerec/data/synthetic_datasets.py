@@ -32,6 +32,9 @@ class _SyntheticBase(Dataset):
     """Shared indexing: item i -> (identity = id_offset + i // per_id, sample = i % per_id)."""
 
     paper = "facerec built-in synthetic faces (no paper)"
+    #: checked before anything is rendered (facerec.params); subclasses share them
+    param_ranges = {"num_ids": (1, 10**8), "per_id": (1, 10**6), "vis_per_id": (1, 10**6), "nir_per_id": (1, 10**6),
+                    "image_size": (16, 4096), "id_offset": (0, 2**40)}
 
     def __init__(self, num_ids: int, per_id: int, image_size: int, seed: int, id_offset: int):
         owner = type(self).__name__

@@ -37,6 +37,9 @@ from .decode import JPEG_MAGIC, PNG_MAGIC, decode_uint8, encode_jpeg
 
 FORMATS = ("folder", "list", "lmdb")
 LIST_NAME = "list.txt"
+#: written into every folder/list output: ``overwrite`` replaces only outputs that carry it (an LMDB
+#: output is recognised by the ``__labels__`` key this writer adds)
+MARKER = ".facerec-dataset.json"
 _JOURNAL = ".facerec-progress.json"
 _ROWS = np.dtype([("index", "<i8"), ("label", "<i8"), ("modality", "<i8")])
 
@@ -194,11 +197,54 @@ def _clear(path: Path) -> None:
         path.unlink()
 
 
+def written_by_facerec(path: Path) -> bool:
+    """Is ``path`` an output of this writer (a folder with its marker, or an LMDB with its labels key)?"""
+    if path.is_dir() and (path / MARKER).is_file():
+        return True
+    if path.is_file() or (path.is_dir() and (path / "data.mdb").is_file()):
+        from .formats import LABELS_KEY, open_lmdb
+
+        try:
+            env = open_lmdb(path)
+        except Exception:
+            return False
+        try:
+            with env.begin() as txn:
+                return txn.get(LABELS_KEY) is not None
+        except Exception:
+            return False
+        finally:
+            env.close()
+    return False
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not overwrite:
+        raise DataError(f"output {out} already exists (pass overwrite / --overwrite)")
+    if not written_by_facerec(out):
+        raise DataError(f"output {out} exists and was not written by facerec (no {MARKER} marker): --overwrite "
+                        f"replaces only facerec's own outputs; delete it yourself or choose another output")
+
+
+def check_output(out: str | os.PathLike, overwrite: bool = False, option: str = "output") -> Path:
+    """What :func:`write_dataset` checks before any work: ``out`` is new (or, with ``overwrite``, an
+    output of this writer) and its folder exists and is writable (no regular file on the way)."""
+    from ..outputs import check_writable_dir
+
+    out = Path(out)
+    _check_replaceable(out, overwrite)
+    check_writable_dir(out.parent, option)
+    if not out.parent.is_dir():
+        raise DataError(f"{option} folder {out.parent} does not exist")
+    return out
+
+
 def _install(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished temporary output into place (replacing ``out`` when asked)."""
+    """Rename the finished temporary output into place (replacing ``out`` when asked and it is ours)."""
     if out.exists():
-        if not overwrite:
-            raise DataError(f"output {out} already exists (pass overwrite / --overwrite)")
+        _check_replaceable(out, overwrite)
         old = out.with_name(out.name + ".old")
         _clear(old)
         os.replace(out, old)
@@ -222,11 +268,7 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
         raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not 1 <= quality <= 100:
         raise ParameterError(f"JPEG quality must be in 1..100, got {quality}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DataError(f"output {out} already exists (pass overwrite / --overwrite)")
-    if not out.parent.is_dir():
-        raise DataError(f"output folder {out.parent} does not exist")
+    out = check_output(out, overwrite)
     if len(dataset) == 0:
         raise DataError("the dataset is empty: nothing to write")
     src = _Source(dataset, fmt == "lmdb", quality, skip_corrupt, image_size)
@@ -311,6 +353,8 @@ class _FilesWriter:
                     line += f" {int(r['modality'])}"
                 lines.append(line)
             _write_atomic(self.tmp / LIST_NAME, ("\n".join(lines) + "\n").encode())
+        marker = {"format": "facerec-dataset-1", "layout": self.fmt, "samples": int(len(rows))}
+        _write_atomic(self.tmp / MARKER, (json.dumps(marker) + "\n").encode())
         (self.tmp / _JOURNAL).unlink()
         (self.tmp / ".facerec-rows.bin").unlink()
 

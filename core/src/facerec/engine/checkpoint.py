@@ -32,6 +32,13 @@ class CheckpointError(FacerecError):
     pass
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete checkpoint temporaries (``.NAME.tmpPID``) that a killed writer left in ``folder``."""
+    from ..fileio import remove_stale_temporaries as remove
+
+    return remove(folder)
+
+
 def _shard_of(param: Tensor) -> tuple[int, int, int] | None:
     return getattr(param, "facerec_shard", None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -86,6 +86,14 @@ class TrainConfig:
     find_unused_parameters: bool = False
     sync_bn: bool = True
     stop_at: int | None = attrs.field(default=None, validator=_positive)
+
+    #: declared ranges (facerec.params), checked for every --param train.* / --lr / --steps before any work
+    param_ranges: ClassVar[dict[str, tuple[Any, Any]]] = {
+        "steps": (1, 10**9), "epochs": (None, 10**6), "batch_size": (1, 2**20), "lr": (0, 100),
+        "momentum": (0, 1), "weight_decay": (0, 1), "min_lr": (0, 100), "warmup_steps": (0, 10**9),
+        "grad_clip": (0, None), "grad_accum": (1, 2**16), "log_every": (0, 10**9), "eval_every": (0, 10**9),
+        "checkpoint_every": (0, 10**9), "num_workers": (0, 1024), "stop_at": (1, 10**9),
+        "step_size": (1, 10**9), "early_stopping_patience": (0, 10**9)}
 
     def __attrs_post_init__(self) -> None:
         if self.steps is None and self.epochs is None:

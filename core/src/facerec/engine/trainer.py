@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import FacerecError
 from . import distributed as D
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .logs import RunLogger
 from .progress import Progress
@@ -27,6 +29,48 @@ from .schedules import lr_factor
 LossFn = Callable[[Any, Mapping[str, nn.Module], int], "Mapping[str, Tensor] | Tensor"]
 #: evaluators: ``step -> {metric: float}`` callables or Protocol objects (evaluated on ``backbone``).
 Evaluator = Any
+
+
+class TrainingInterrupted(FacerecError):
+    """SIGTERM / Ctrl-C during :meth:`Trainer.fit`: the last checkpoint is written, then this is raised
+    (``exit_code`` 128 + signal number, as a shell reports a process ended by that signal)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT handlers that ask the loop to stop after the current step (a second signal
+    stops at once, as usual). Installed only in the main thread; the old handlers come back on exit."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), signal.SIGINT) if s is not None)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # asked twice: do not wait for the step to finish
+            self.__exit__()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                try:
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):
+                    pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def seed_everything(seed: int) -> None:
@@ -118,6 +162,9 @@ class Trainer:
             raise FacerecError(f"train.batch_size {config.batch_size} must be divisible by processes x grad_accum "
                                f"({self.world} x {config.grad_accum})")
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and self.rank == 0:  # a write killed mid-way leaves its temporary
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                remove_stale_temporaries(folder)
         self.loss_fn = loss_fn
         self.batches = batches
         self.local_batches = local_batches
@@ -375,6 +422,15 @@ class Trainer:
             self.stopped_early = True
         return False
 
+    def _stop_signal(self, request: _StopRequest) -> int | None:
+        """The signal that asked to stop (agreed by every rank under DDP, so all save together)."""
+        if not self.distributed:
+            return request.signum
+        flag = torch.tensor([float(request.signum or 0)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        request.signum = int(flag.item()) or None
+        return request.signum
+
     def fit(self, until: int | None = None) -> dict[str, Any]:
         """Train to the end (or to step ``until`` / ``config.stop_at``, as if interrupted) and return
         the final metrics: ``step``, the last logged training values, evaluation metrics, ``items_per_s``."""
@@ -389,34 +445,47 @@ class Trainer:
         window_items, window_t0 = 0, time.perf_counter()
         evaluated_at = -1
         t_start = time.perf_counter()
-        while self.step < stop and not self.stopped_early:
-            logs, items = self.train_step(self.step)
-            self.step += 1
-            window_items += items
-            for k, v in logs.items():
-                pending[k].append(v)
-            log_now = (cfg.log_every and self.step % cfg.log_every == 0) or self.step == stop
-            if log_now:
-                values = {k: float(torch.stack(v).mean()) for k, v in pending.items()}
-                if not all(math.isfinite(values.get(k, 0.0)) for k in ("loss",)):
-                    raise FacerecError(f"training diverged at step {self.step}: loss is {values['loss']}"
-                                       " (lower train.lr, set train.grad_clip, or turn off amp)")
-                elapsed = time.perf_counter() - window_t0
-                values["items_per_s"] = window_items / elapsed if elapsed > 0 else 0.0
-                self.last_metrics = values
-                logger.log(self.step, values)
-                progress.update(self.step, window_items, {k: v for k, v in values.items()
-                                                          if k in ("loss", "acc", "lr")})
-                pending.clear()
-                window_items, window_t0 = 0, time.perf_counter()
-            if self.evaluators and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total:
-                metrics = self.evaluate()
-                evaluated_at = self.step
-                logger.log(self.step, metrics, kind="eval")
-                if self._early_stopping(metrics):
-                    self.save("best")
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                self.save("last")
+        request = _StopRequest().__enter__()  # SIGTERM / Ctrl-C: finish the step, checkpoint, stop
+        try:
+            while self.step < stop and not self.stopped_early:
+                logs, items = self.train_step(self.step)
+                self.step += 1
+                window_items += items
+                for k, v in logs.items():
+                    pending[k].append(v)
+                log_now = (cfg.log_every and self.step % cfg.log_every == 0) or self.step == stop
+                if log_now:
+                    values = {k: float(torch.stack(v).mean()) for k, v in pending.items()}
+                    if not all(math.isfinite(values.get(k, 0.0)) for k in ("loss",)):
+                        raise FacerecError(f"training diverged at step {self.step}: loss is {values['loss']}"
+                                           " (lower train.lr, set train.grad_clip, or turn off amp)")
+                    elapsed = time.perf_counter() - window_t0
+                    values["items_per_s"] = window_items / elapsed if elapsed > 0 else 0.0
+                    self.last_metrics = values
+                    logger.log(self.step, values)
+                    progress.update(self.step, window_items, {k: v for k, v in values.items()
+                                                              if k in ("loss", "acc", "lr")})
+                    pending.clear()
+                    window_items, window_t0 = 0, time.perf_counter()
+                if self.evaluators and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total:
+                    metrics = self.evaluate()
+                    evaluated_at = self.step
+                    logger.log(self.step, metrics, kind="eval")
+                    if self._early_stopping(metrics):
+                        self.save("best")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save("last")
+                if self._stop_signal(request) is not None:
+                    path = self.save("last")
+                    progress.close()
+                    logger.close()
+                    name = signal.Signals(request.signum).name if request.signum else "a signal"
+                    raise TrainingInterrupted(
+                        f"{self.name}: stopped by {name} at step {self.step} of {self.total}; "
+                        + (f"checkpoint saved to {path} (continue with --resume)" if path else "no run_dir to save to"),
+                        request.signum or signal.SIGTERM)
+        finally:
+            request.__exit__()
         finished = self.step >= self.total or self.stopped_early
         if finished and self.evaluators and evaluated_at != self.step:
             metrics = self.evaluate()

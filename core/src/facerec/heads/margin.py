@@ -30,8 +30,14 @@ def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), labels, ignore_index=-1) if (labels >= 0).any() else logits.sum() * 0.0
 
 
+#: checked before a head is built (facerec.params): the class-centre matrix is num_classes x embedding_size
+HEAD_RANGES = {"embedding_size": (1, 65536), "num_classes": (1, 10**8), "s": (0, 10**4)}
+
+
 class SoftmaxHead(Head):
     """Plain softmax classifier: a linear layer (optionally with bias) and cross-entropy."""
+
+    param_ranges = HEAD_RANGES
 
     def __init__(self, embedding_size: int, num_classes: int, bias: bool = True):
         super().__init__()
@@ -46,6 +52,8 @@ class SoftmaxHead(Head):
 
 class MarginHead(Head):
     """Base of the normalised heads: class centres ``weight [C, D]``, scale ``s``, margin function ``psi``."""
+
+    param_ranges = HEAD_RANGES
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0):
         super().__init__()

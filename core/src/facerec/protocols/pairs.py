@@ -119,12 +119,13 @@ def load_bin(path: Path) -> tuple[list[bytes], np.ndarray]:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"file not found: {path}") from None
+    from ..filekind import read_failure
+
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: refused to load: {exc}") from None
-    except Exception as exc:
-        raise DataError(f"{path}: not an insightface .bin file ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # refused globals, truncation and safetensors are named as such
+        raise DataError(read_failure(path, exc, "an insightface .bin pickle")
+                        or f"{path}: not an insightface .bin file ({type(exc).__name__}: {exc})") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise DataError(f"{path}: expected a pickled (bins, issame_list) pair")
     bins, issame = obj

@@ -40,6 +40,10 @@ class _SyntheticProtocol(Protocol):
     rendering + embedding, feature lookup by key, and ``_score`` implemented per protocol."""
 
     paper = "facerec built-in synthetic protocol"
+    #: checked before anything is rendered (facerec.params); subclasses share them
+    param_ranges = {"num_folds": (2, 10**4), "pairs_per_fold": (4, 10**7), "num_ids": (2, 10**7),
+                    "nir_per_id": (1, 10**4), "probes_per_id": (1, 10**4), "image_size": (16, 4096),
+                    "id_offset": (0, 2**40)}
 
     def __init__(self, image_size: int | None = None, seed: int = 0, id_offset: int = PROTOCOL_ID_OFFSET,
                  flip: bool = False):
