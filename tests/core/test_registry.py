@@ -33,6 +33,11 @@ PLUGINS = {
     # built for a future core: refused from metadata alone
     "facerec-future": ("facerec_future", 'FACEREC_API = 2\n', {"facerec.heads": {"future-head": "facerec_future:Head"}},
                        ["facerec-core>=2.0"], {}),
+    # a command named like core's `train` (plus core's own `train` must stay reachable)
+    "facerec-clash": ("facerec_clash", 'FACEREC_API = 1\n', {"facerec.commands": {"train": "facerec_clash.cmd:train"}},
+                      ["facerec-core>=1.0,<2"],
+                      {"cmd.py": 'import click\n\n\n@click.command()\ndef train():\n'
+                                 '    """The clashing train command."""\n    click.echo("clash train ran")\n'}),
     # declares the wrong API in code only
     "facerec-oldapi": ("facerec_oldapi", 'FACEREC_API = 0\nHead = object\n', {"facerec.heads": {"old-head": "facerec_oldapi:Head"}},
                        ["facerec-core"], {}),
@@ -168,3 +173,28 @@ def test_load_errors_name_the_plugin(monkeypatch):
     monkeypatch.setattr(registry, "_scan", lambda kind: (comp,) if kind == "backbone" else ())
     with pytest.raises(ComponentLoadError, match="facerec-ghost"):
         registry.load("backbone", "ghost")
+
+
+def test_plugin_command_named_like_a_core_command_keeps_core_reachable(plugin_site):
+    """Issue 23 item 12: a plugin's `train` is a duplicate naming both distributions; plain `train` is core's."""
+    proc = _facerun(plugin_site, "train", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Train a backbone" in proc.stdout and "Traceback" not in proc.stderr
+    note = proc.stderr.strip().splitlines()
+    assert len(note) == 1 and "facerec-clash" in note[0] and "facerun facerec-clash:train" in note[0]
+    ran = _facerun(plugin_site, "facerec-clash:train")
+    assert ran.returncode == 0 and "clash train ran" in ran.stdout, ran.stderr
+    rows = [r for r in json.loads(_facerun(plugin_site, "plugins", "--json").stdout)
+            if r["kind"] == "command" and r["name"] == "train"]
+    assert {r["distribution"] for r in rows} == {"facerec-core", "facerec-clash"}
+    assert all("duplicate" in r["error"] and "`facerun train` runs facerec-core's" in r["error"] for r in rows)
+    assert "facerec-clash:train" in next(r["error"] for r in rows if r["distribution"] == "facerec-clash")
+
+
+def test_plugins_check_exits_non_zero_with_a_summary(plugin_site):
+    """Issue 23 item 13: `plugins --check` fails when a component does not load, with one summary line."""
+    proc = _facerun(plugin_site, "plugins", "--check")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "failed to load" in lines[0] and "broken-net (facerec-broken)" in lines[0]
+    assert "broken-net" in proc.stdout  # the listing itself is still printed

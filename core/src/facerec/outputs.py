@@ -26,19 +26,23 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, mode)
 
 
-def check_writable_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+def check_writable_dir(path: str | os.PathLike, option: str = "--out", *,
+                       given: str | os.PathLike | None = None) -> Path:
     """A folder a command will create (with its parents) or write into: it must not be a file, and
-    its first existing ancestor must be a folder this process can write to."""
+    its first existing ancestor must be a folder this process can write to. ``given``: the path the
+    user typed, when ``path`` is derived from it (the folder of an output file)."""
     p = Path(path)
+    shown = Path(given) if given is not None else p
     if p.exists() and not p.is_dir():
-        raise DataError(f"{option} {p}: exists and is a file, not a folder")
+        where = "exists and is a file, not a folder" if given is None else f"{p} is a regular file, not a folder"
+        raise DataError(f"{option} {shown}: {where}")
     ancestor = Path(os.path.abspath(p))
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise DataError(f"{option} {p}: {ancestor} is a regular file, so nothing can be created under it")
+        raise DataError(f"{option} {shown}: {ancestor} is a regular file, so nothing can be created under it")
     if not _writable(ancestor):
-        raise DataError(f"{option} {p}: {ancestor} is not writable (permission denied)")
+        raise DataError(f"{option} {shown}: {ancestor} is not writable (permission denied)")
     return p
 
 
@@ -50,7 +54,7 @@ def check_output_file(path: str | os.PathLike, option: str = "--out", *, overwri
         raise DataError(f"{option} {p}: is a folder, not a file")
     if p.exists() and not overwrite:
         raise DataError(f"{option} {p}: already exists; pass --overwrite to replace it")
-    check_writable_dir(p.parent, option)
+    check_writable_dir(p.parent, option, given=p)
     return p
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -198,7 +199,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if named is not None:
         raise WeightsError(named)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on pickle protocols would break the one-line error
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _torch_reason(str(exc))
         if filekind.kind(path) == "pickle":

@@ -235,7 +235,7 @@ def check_output(out: str | os.PathLike, overwrite: bool = False, option: str = 
 
     out = Path(out)
     _check_replaceable(out, overwrite)
-    check_writable_dir(out.parent, option)
+    check_writable_dir(out.parent, option, given=out)
     if not out.parent.is_dir():
         raise DataError(f"{option} folder {out.parent} does not exist")
     return out
