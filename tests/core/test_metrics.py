@@ -315,3 +315,24 @@ def test_rank_refuses_non_finite_features_with_count():
     g[7, 0] = float("inf")
     with pytest.raises(metrics.MetricInputError, match="3 gallery feature"):
         metrics.identification_ranks(g, torch.arange(10), torch.randn(3, 4), torch.arange(3))
+
+
+def test_every_metric_checks_its_inputs_agree():
+    """Issue 23 item 10: mismatched lengths and dimensions, empty inputs, bad k and rates raise MetricInputError."""
+    from facerec.metrics import MetricInputError
+
+    g, p = torch.randn(20, 8), torch.randn(4, 8)
+    cases = {
+        "scores has 3 values but labels have 2": lambda: metrics.roc([0.1, 0.2, 0.3], [0, 1]),
+        "empty": lambda: metrics.kfold_accuracy([], []),
+        "8-d features but": lambda: metrics.cosine_scores(g, torch.randn(3, 5)),
+        "same shape": lambda: metrics.squared_l2(torch.randn(4, 8), torch.randn(5, 8)),
+        "max_rank must be an integer >= 1": lambda: metrics.cmc(g, torch.arange(20), p, torch.arange(4), max_rank=0),
+        "ks must be an integer >= 1": lambda: metrics.rank_k(g, torch.arange(20), p, torch.arange(4), ks=(1, 0)),
+        "fpirs must lie in": lambda: metrics.dir_at_fpir(g, torch.arange(20), p, torch.arange(4), fpirs=[1.5]),
+        "2-D": lambda: metrics.search(torch.randn(20), p),
+        "probe_labels has": lambda: metrics.identification_ranks(g, torch.arange(20), p, torch.arange(5)),
+    }
+    for message, call in cases.items():
+        with pytest.raises(MetricInputError, match=message):
+            call()

@@ -91,3 +91,53 @@ def test_resume_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="head.weight"):
         Trainer({"backbone": TinyNet(), "head": other}, lambda *a: None, lambda i: None, cfg,
                 resume=tmp_path / "run")
+
+
+def _loss(batch, modules, step):
+    return modules["head"](modules["backbone"](batch["image"]), batch["label"]).loss
+
+
+def _trainer(run_dir, steps, loss=_loss, resume=None):
+    b, h = _models("arcface")
+    ds = _data()
+    cfg = TrainConfig(steps=steps, batch_size=8, progress=False, log_every=1)
+    return Trainer({"backbone": b, "head": h}, loss, lambda i: ds.batch(range(8 * i % 96, 8 * i % 96 + 8)), cfg,
+                   run_dir=run_dir, resume=resume)
+
+
+def test_ctrl_c_writes_a_last_checkpoint_that_resumes_exactly(tmp_path):
+    """Issue 23 item 3: SIGINT (Ctrl-C) mid-step finishes the step, checkpoints and stops; a temporary of a
+    checkpoint write killed mid-way (its writer's pid is gone) is removed when the next run starts."""
+    import signal
+    import subprocess
+    import sys
+
+    from facerec.engine.trainer import TrainingInterrupted
+
+    straight = _trainer(tmp_path / "straight", 6)
+    straight.fit()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / "run" / "checkpoints" / f".train-last.safetensors.tmp{gone.pid}"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 64)
+    fired = []
+
+    def ctrl_c_at_step_2(batch, modules, step):
+        if step == 2 and not fired:
+            fired.append(step)
+            signal.raise_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+        return _loss(batch, modules, step)
+
+    interrupted = _trainer(tmp_path / "run", 6, ctrl_c_at_step_2)
+    assert not stale.exists()
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGINT at step 3 of 6.*--resume") as info:
+        interrupted.fit()
+    assert info.value.exit_code == 128 + signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert read_metadata(tmp_path / "run" / "checkpoints" / "train-last.safetensors")["step"] == "3"
+    resumed = _trainer(tmp_path / "run", 6, resume=True)
+    resumed.fit()
+    for name in ("backbone", "head"):
+        a, b = straight.modules[name].state_dict(), resumed.modules[name].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
