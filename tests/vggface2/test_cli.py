@@ -108,6 +108,12 @@ def test_train_classifier_only_keeps_backbone_and_bn_stats(vgg, run_facerun):
     assert len((run / "log.jsonl").read_text().splitlines()) == 3
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 3 and np.isfinite(metrics["loss"])
+    # the same --out again: refused in one line (issue 23), the run untouched
+    again = run_facerun("vggface2", "train", "--weights", str(root / "resnet50_ft_weight.pkl"), "--root", str(root),
+                        "--list", str(root / "train_list.txt"), "--meta", str(root / "identity_meta.csv"),
+                        "--steps", "1", "--batch-size", "4", "--out", str(run), check=False)
+    assert again.returncode != 0 and "Traceback" not in again.stderr and "--overwrite" in again.stderr
+    assert json.loads((run / "metrics.json").read_text()) == metrics
     # the trained model (3-way classifier) is what `test` then loads
     res = run_facerun("vggface2", "test", "--weights", str(run / "model.safetensors"), "--root", str(root),
                       "--list", str(root / "mixed_list.txt"), "--meta", str(root / "identity_meta.csv"))

@@ -97,17 +97,18 @@ def test(arch, weights, root, meta, batch_size, workers, device, split, list_fil
 @click.option("--backbone-lr", default=0.01, show_default=True, type=float, help="Backbone lr (--mode full).")
 @click.option("--seed", default=1337, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (deletes it first).")
 def train(arch, weights, root, meta, batch_size, workers, device, split, list_file, val_list, mode, steps, lr,
-          backbone_lr, seed, out) -> None:
+          backbone_lr, seed, out, overwrite) -> None:
     """Train the classifier (or the whole network) on a VGGFace2 list; writes model.safetensors + metrics."""
+    from facerec.outputs import claim_run_dir
     from safetensors.torch import save_file
 
     from .data import VGGFace2List
     from .runtime import build_model, evaluate_topk, train_classifier
 
-    run = Path(out)
-    run.mkdir(parents=True, exist_ok=True)
     data = VGGFace2List(root, list_file, meta_file=meta, split=split)
+    run = claim_run_dir(out, overwrite=overwrite, resume_option=None)  # an earlier run is never replaced silently
     val = VGGFace2List(root, val_list, meta_file=meta, split=split) if val_list else None
     model = build_model(arch, weights, device)
     log_path = run / "log.jsonl"
