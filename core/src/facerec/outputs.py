@@ -140,12 +140,15 @@ def unclaim_if_untouched(path: Path, before: set[Path], written: set[Path], crea
         return
     if now - before - written - {path / RUN_MARKER}:
         return
-    for f in written:
-        f.unlink(missing_ok=True)
-    if not any(e.name != RUN_MARKER for e in path.iterdir()):
-        (path / RUN_MARKER).unlink(missing_ok=True)
-        if created:
-            path.rmdir()
+    try:
+        for f in written:
+            f.unlink(missing_ok=True)
+        if not any(e.name != RUN_MARKER for e in path.iterdir()):
+            (path / RUN_MARKER).unlink(missing_ok=True)
+            if created:
+                path.rmdir()
+    except OSError:  # best effort: the error being reported matters more
+        pass
 
 
 __all__ = ["RUN_MARKER", "check_output_file", "check_writable_dir", "claim_run_dir", "is_run_dir",

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..api import Head, HeadOutput
 from ..engine import distributed as D
-from .margin import ArcFaceHead, CombinedMarginHead, CosFaceHead, MarginHead, NormSoftmaxHead
+from .margin import HEAD_RANGES, ArcFaceHead, CombinedMarginHead, CosFaceHead, MarginHead, NormSoftmaxHead
 
 MARGINS = {"arcface": ArcFaceHead, "cosface": CosFaceHead, "combined": CombinedMarginHead,
            "norm-softmax": NormSoftmaxHead}
@@ -34,6 +34,7 @@ class PartialFCHead(Head):
     """
 
     paper = "An et al., Partial FC: Training 10 Million Identities on a Single Machine, ICCVW 2021"
+    param_ranges = {**HEAD_RANGES, "sample_rate": (0, 1)}  # checked before building (facerec.params)
     #: the trainer must not wrap this module in DDP; its row-sharded parameters carry ``facerec_shard``.
     sharded = True
 
