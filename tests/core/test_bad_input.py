@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -200,7 +201,7 @@ BAD_PARAMS = {"backbone.width=-3": "must be in [1, 1024], got -3",
 def test_5_parameter_values_are_checked_before_any_work(tmp_path):
     out = tmp_path / "run"
     for param, why in BAD_PARAMS.items():  # the check every command shares, in-process
-        with pytest.raises(ParameterError, match=rf"{param.split('=')[0]}.* {__import__('re').escape(why)}"):
+        with pytest.raises(ParameterError, match=rf"{param.split('=')[0]}.* {re.escape(why)}"):
             run_pipeline(backbone="small-cnn", out=str(out), params=(param,), echo=None)
     assert not out.exists()
     # and through facerun: --param and the --lr flag
