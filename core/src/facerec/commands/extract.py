@@ -20,6 +20,10 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     unused = [k for k, v in parsed.items() if v and k not in ("backbone", "protocol", "dataset")]
     if unused:
         raise ParameterError(f"--param {unused[0]}.*: this command only takes backbone./protocol./dataset. params")
+    if name.startswith("onnx:"):  # an exported model, run by ONNX Runtime
+        from ..onnx_embedder import load_onnx_backbone
+
+        return load_onnx_backbone(name, weights, parsed["backbone"], device), parsed
     model = facerec.create("backbone", name, **parsed["backbone"])
     if weights is not None:
         if not Path(weights).is_file():
@@ -93,7 +97,7 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
 
 
 @click.command(name="extract")
-@click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`).")
+@click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`), or onnx:FILE.")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file (safetensors or original).")
 @click.option("--data", required=True, type=click.Path(), help="Image folder, image list (path [label]) or LMDB.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors feature file.")

@@ -126,7 +126,8 @@ class RecordIODataset(_ImageDataset):
         ids = np.arange(self.header0[0], self.header0[1], dtype=np.int64)
         rows = self._rows(ids)
         head = rio.gather_headers(self.path, self._index_offsets[rows])
-        if (head["magic"] != rio.MAGIC).any() or (head["cflag"] != 0).any() or (head["flag"] < 2).any():
+        self._check_heads(head, self._index_offsets[rows], lambda j: f"{self.path} record {int(ids[j])}")
+        if (head["cflag"] != 0).any() or (head["flag"] < 2).any():
             return None  # unusual identity records: read every image's label instead
         ranges = np.stack([head["vec0"], head["vec1"]], 1).astype(np.int64)
         return ranges
@@ -149,13 +150,21 @@ class RecordIODataset(_ImageDataset):
             return None
         return np.repeat(a, ranges[:, 1] - ranges[:, 0])
 
-    def _header_labels(self, head: dict[str, np.ndarray], positions: np.ndarray) -> np.ndarray | None:
-        """Integer labels from gathered headers; records split by the writer are read whole."""
+    def _check_heads(self, head: dict[str, np.ndarray], offsets: np.ndarray, name: Any) -> None:
+        """Every gathered record starts with the magic and fits in the file (else: the first bad one, named)."""
         bad = np.flatnonzero(head["magic"] != rio.MAGIC)
         if len(bad):
-            i = int(positions[bad[0]])
-            raise DataError(f"{self.describe_item(i)}: bad record magic 0x{int(head['magic'][bad[0]]):08x}; "
+            raise DataError(f"{name(bad[0])}: bad record magic 0x{int(head['magic'][bad[0]]):08x}; "
                             "corrupt .rec or wrong .idx")
+        end = offsets + 8 + head["length"].astype(np.int64)
+        cut = np.flatnonzero(end > self.file_size)
+        if len(cut):
+            raise DataError(f"{name(cut[0])}: truncated (the record needs {int(end[cut[0]])} bytes, "
+                            f"the file has {self.file_size})")
+
+    def _header_labels(self, head: dict[str, np.ndarray], positions: np.ndarray) -> np.ndarray | None:
+        """Integer labels from gathered headers; records split by the writer are read whole."""
+        self._check_heads(head, self._offsets[positions], lambda j: self.describe_item(int(positions[j])))
         label = np.where(head["flag"] > 0, head["vec0"], head["label"]).astype(np.float64)
         odd = np.flatnonzero((head["cflag"] != 0) | (head["length"] < rio.HEADER.size + 4 * np.minimum(head["flag"], 1)))
         for j in odd:  # split or tiny records: parse them properly
