@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ def _resolve_paths(path: Path, idx: str | os.PathLike | None) -> tuple[Path, Pat
         raise DataError(f"RecordIO file not found: {rec}" + (" (expected train.rec in the folder)"
                                                               if path.is_dir() else ""))
     return rec, Path(idx) if idx is not None else rec.with_suffix(".idx")
+
+
+_PLAIN = struct.Struct("<III")  # magic, lrecord, image header flag
+_LENGTH_MASK = (1 << 29) - 1
 
 
 class RecordIODataset(_ImageDataset):
@@ -192,6 +197,13 @@ class RecordIODataset(_ImageDataset):
         return rio.unpack_image_record(self._record_data(self._offsets[index], self._ends[index], where), where)
 
     def read_raw(self, index: int) -> bytes:
+        offset, end = int(self._offsets[index]), int(self._ends[index])
+        raw = rio.pread_exact(rio.shared_fd(self.path, self._file_id), end - offset, offset)
+        if len(raw) >= _PLAIN.size:  # the usual record: whole (cflag 0), scalar label: one slice
+            magic, lrec, flag = _PLAIN.unpack_from(raw)
+            stop = 8 + (lrec & _LENGTH_MASK)
+            if magic == rio.MAGIC and lrec >> 29 == 0 and flag == 0 and _PLAIN.size + 20 < stop <= len(raw):
+                return raw[8 + rio.HEADER.size:stop]
         image = self._unpack(index)[3]
         if not image:
             raise DataError(f"{self.describe_item(index)}: record holds no image bytes")
