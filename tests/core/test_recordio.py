@@ -208,3 +208,15 @@ def test_forked_dataloader_workers_open_their_own_handle(tmp_path, synthetic):
                                          multiprocessing_context="fork")
     images = torch.cat([b["image"] for b in loader])
     assert torch.equal(images, ds.batch(range(12))["image"].contiguous())
+
+
+def test_extract_embeds_a_rec_set_keyed_by_record(tmp_path, synthetic, run_facerun):
+    write_dataset(synthetic, tmp_path / "train.rec", "rec")
+    out = tmp_path / "f.safetensors"
+    run_facerun("extract", "--backbone", "small-cnn", "--param", "backbone.width=8", "--data",
+                str(tmp_path / "train.rec"), "--out", str(out), "-q")
+    from facerec.protocols.common import load_features
+
+    table = load_features(out)
+    assert table.keys_list == [str(k) for k in range(1, 13)]  # image records 1..12
+    assert table.labels.tolist() == synthetic.labels.tolist() and table.embeddings.shape == (12, 128)
