@@ -80,6 +80,8 @@ class RecordIODataset(_ImageDataset):
         prop = rio.read_property(self.path.parent / rio.PROPERTY_NAME)
         self.property_classes, self.property_size = (prop[0], prop[1]) if prop else (None, None)
         super().__init__(labels, None, image_size, skip_corrupt)
+        # the whole index is only needed while opening (about 24 bytes per record: Glint360K's 17M records)
+        del self._index_keys, self._index_offsets, self._index_ends
         if self.property_classes is not None:
             self.num_classes = max(self.num_classes, int(self.property_classes))
 
