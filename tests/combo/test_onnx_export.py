@@ -28,7 +28,7 @@ SKIPPED = {
     "iresnet200": "same IBasicBlock/PReLU graph as iresnet50 (covered), four times as deep",
     "virface-resnet101": "same Bottleneck graph as virface-resnet50 (covered), twice as deep",
     "virface-resnet152": "same Bottleneck graph as virface-resnet50 (covered), three times as deep",
-    "vggface2-senet50": "full-size 224 px SE-ResNet-50 (no size parameter, ~10 s of CPU per check); "
+    "vggface2-senet50": "full-size 224 px SE-ResNet-50 (no size parameter; ~25 s per check on 2 loaded cores); "
                         "vggface2-resnet50 covers the family's BGR / resize-crop / Caffe-block export",
 }
 #: backbones that cannot be exported, with the reason (none at present)

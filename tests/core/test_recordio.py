@@ -220,3 +220,32 @@ def test_extract_embeds_a_rec_set_keyed_by_record(tmp_path, synthetic, run_facer
     table = load_features(out)
     assert table.keys_list == [str(k) for k in range(1, 13)]  # image records 1..12
     assert table.labels.tolist() == synthetic.labels.tolist() and table.embeddings.shape == (12, 128)
+
+
+def test_interrupted_rec_write_resumes_to_the_same_bytes(tmp_path, synthetic):
+    write_dataset(synthetic, tmp_path / "src.rec", "rec")
+    good = (tmp_path / "src.rec").read_bytes()
+    offsets = {int(k): int(o) for k, o in (l.split("\t") for l in (tmp_path / "src.idx").read_text().splitlines())}
+    bad = bytearray(good)
+    bad[offsets[10] + 8 + 24:offsets[10] + 8 + 40] = b"\0" * 16  # record 10's JPEG is garbage
+    (tmp_path / "src.rec").write_bytes(bytes(bad))
+    out = tmp_path / "out" / "train.rec"
+    out.parent.mkdir()
+    with pytest.raises(DataError, match="record 10"):
+        write_dataset(RecordIODataset(tmp_path / "src.rec"), out, "rec", chunk=4, source="src")
+    partial = tmp_path / "out" / "train.rec.partial"
+    assert not out.exists() and (partial / "train.rec").is_file()
+    for name in ("train.rec", "train.idx"):  # a crash inside a chunk leaves bytes past the journal
+        with open(partial / name, "ab") as f:
+            f.write(b"half-written chunk")
+    (tmp_path / "src.rec").write_bytes(good)
+    result = write_dataset(RecordIODataset(tmp_path / "src.rec"), out, "rec", chunk=4, source="src")
+    assert result.resumed_from == 8 and result.written == 12 and not partial.exists()
+    once = tmp_path / "once" / "train.rec"
+    once.parent.mkdir()
+    write_dataset(RecordIODataset(tmp_path / "src.rec"), once, "rec", chunk=4, source="src")
+    assert out.read_bytes() == once.read_bytes() == good
+    assert out.with_suffix(".idx").read_text() == once.with_suffix(".idx").read_text()
+    assert (out.parent / "property").read_text() == (tmp_path / "property").read_text()
+    with pytest.raises(DataError, match="already exists"):  # another set's property in the same folder
+        write_dataset(synthetic, tmp_path / "other.rec", "rec")
