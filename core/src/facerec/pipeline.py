@@ -327,6 +327,11 @@ def build(config: PipelineConfig, kind: str, name: str, *, image_size: int | Non
     if image_size is not None and "image_size" not in params and "image_size" in registry.parameters(obj):
         params["image_size"] = image_size
     params = {k: v for k, v in params.items() if _accepts(obj, k)}
+    if kind == "protocol":
+        from .engine.validation_sets import ValidationSets, names_several
+
+        if names_several(params.get("data")):  # data=DIR/*.bin: one protocol per set, evaluated together
+            return ValidationSets(lambda data: registry.create(kind, name, **{**params, "data": data}), params["data"])
     return registry.create(kind, name, **params)
 
 

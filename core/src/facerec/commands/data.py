@@ -113,26 +113,53 @@ def data() -> None:
     """Dataset files: convert, info, export, show."""
 
 
+#: output formats and the path suffixes that imply them (``--to train.lmdb``)
+_FORMATS = ("lmdb", "folder", "list", "rec")
+_SUFFIX_FORMATS = {".lmdb": "lmdb", ".mdb": "lmdb", ".rec": "rec"}
+
+
+def _output(to: str, out: str | None, fmt: str | None) -> tuple[str, str]:
+    """``(format, output path)`` from ``--to FORMAT --out PATH`` or ``--to PATH [--format FORMAT]``."""
+    if to in _FORMATS and out is None and fmt is None:
+        raise ParameterError(f"--to {to}: give the output path with --out (or pass the path as --to)")
+    if to in _FORMATS and fmt is None:
+        return to, str(out)
+    if out is not None:
+        raise ParameterError("give the output path once: --to PATH [--format F], or --to FORMAT --out PATH")
+    fmt = fmt or _SUFFIX_FORMATS.get(Path(to).suffix.lower())
+    if fmt is None:
+        raise ParameterError(f"--to {to}: cannot tell the output format from the name; "
+                             f"pass --format {'|'.join(_FORMATS)}")
+    return fmt, to
+
+
 @data.command()
 @click.argument("src")
-@click.option("--to", "fmt", type=click.Choice(["lmdb", "folder", "list"]), required=True, help="Output format.")
-@click.option("--out", required=True, type=click.Path(), help="Output path (a file for lmdb, a folder otherwise).")
+@click.option("--to", "to", required=True,
+              help="Output path (format from its suffix: .lmdb, .rec; else --format), or a format with --out.")
+@click.option("--format", "out_format", type=click.Choice(_FORMATS), help="Output format (when --to is a path).")
+@click.option("--out", type=click.Path(), help="Output path, with --to FORMAT (a file for lmdb/.rec, else a folder).")
 @click.option("--root", help="Image root of a list file (default: the list's folder).")
 @click.option("--modality-rule", help="List modality: column index or regex (see `facerun info dataset image-list`).")
 @click.option("--modality-values", help="What column values 0,1,... mean, e.g. NIR,VIS for DVG lists.")
 @click.option("--label-pattern", help="Flat folder: regex whose first group in the path is the identity.")
 @click.option("--mask", type=click.Path(), help="LMDB index mask .npy (write only the masked records).")
+@click.option("--idx", type=click.Path(), help="RecordIO index of a .rec (default: beside it, same name).")
 @_with(_common_write)
-def convert(src: str, fmt: str, out: str, quality: int, image_size: int | None, skip_corrupt: bool,
-            overwrite: bool, quiet: bool, chunk: int, **fmt_params: Any) -> None:
-    """Convert SRC (image list, image folder or LMDB) to another format; resumes when interrupted."""
+def convert(src: str, to: str, out_format: str | None, out: str | None, quality: int, image_size: int | None,
+            skip_corrupt: bool, overwrite: bool, quiet: bool, chunk: int, **fmt_params: Any) -> None:
+    """Convert SRC (image list, image folder, LMDB or RecordIO .rec) to another format; resumes when
+    interrupted. ``--to train.lmdb`` / ``--to train.rec`` pick the format from the suffix."""
     from ..data.formats import open_dataset
 
+    fmt, out = _output(to, out, out_format)
     if not Path(src).exists():
         raise DataError(f"SRC {src} does not exist")
     # the reader raises on corrupt images; the writer skips (and counts) them with --skip-corrupt
     params = {k: v for k, v in fmt_params.items() if v is not None}
     dataset = open_dataset(src, **params)
+    if fmt == "rec" and (getattr(dataset, "modality", None) is not None or getattr(dataset, "has_features", False)):
+        click.echo("note: RecordIO stores images and labels only; modality and features are not written", err=True)
     source = f"{Path(src).resolve()} {json.dumps(params, sort_keys=True)}"
     _write(dataset, out, fmt, source, quality, skip_corrupt, overwrite, image_size, quiet, chunk)
 
@@ -144,6 +171,7 @@ def convert(src: str, fmt: str, out: str, quality: int, image_size: int | None, 
 @click.option("--modality-values", help="Meaning of modality column values, e.g. NIR,VIS.")
 @click.option("--label-pattern", help="Flat folder identity regex.")
 @click.option("--mask", type=click.Path(), help="LMDB index mask .npy.")
+@click.option("--idx", type=click.Path(), help="RecordIO index of a .rec (default: beside it).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(path: str, as_json: bool, **fmt_params: Any) -> None:
     """Format, sample and identity counts, modality, image size and features of a dataset on disk."""
@@ -166,6 +194,12 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
         report["features"] = bool(ds.has_features)
         if ds.mask_path is not None:
             report["mask"] = str(ds.mask_path)
+    if fmt == "rec":
+        report["records"] = ds.num_records
+        report["index"] = str(ds.idx_path) if ds.indexed else "none (records found by scanning the .rec)"
+        report["identity_records"] = 0 if ds.identity_ranges is None else len(ds.identity_ranges)
+        if ds.property_classes is not None:
+            report["property"] = {"classes": ds.property_classes, "image_size": "x".join(map(str, ds.property_size))}
     if len(labels):
         counts = labels[labels >= 0].bincount()
         counts = counts[counts > 0]
@@ -187,7 +221,7 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
 
 @data.command()
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["folder", "list", "lmdb"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(list(_FORMATS)), required=True)
 @click.option("--out", required=True, type=click.Path(), help="Output folder (or LMDB file).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Dataset parameter (repeatable).")
 @_with(_common_write)

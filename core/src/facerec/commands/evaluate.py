@@ -38,7 +38,7 @@ def build_protocol(name: str, data: str | None, params: dict[str, Any], *, skip_
 
 
 @click.command(name="eval")
-@click.option("--backbone", "-b", help="Backbone name (or use --features).")
+@click.option("--backbone", "-b", help="Backbone name, or onnx:FILE for an exported model (or use --features).")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file for the backbone.")
 @click.option("--features", "-f", type=click.Path(dir_okay=False),
               help="Precomputed features.safetensors from `facerun extract` (instead of --backbone).")

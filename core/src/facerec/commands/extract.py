@@ -20,6 +20,10 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     unused = [k for k, v in parsed.items() if v and k not in ("backbone", "protocol", "dataset")]
     if unused:
         raise ParameterError(f"--param {unused[0]}.*: this command only takes backbone./protocol./dataset. params")
+    if name.startswith("onnx:"):  # an exported model, run by ONNX Runtime
+        from ..onnx_embedder import load_onnx_backbone
+
+        return load_onnx_backbone(name, weights, parsed["backbone"], device), parsed
     model = facerec.create("backbone", name, **parsed["backbone"])
     if weights is not None:
         if not Path(weights).is_file():
@@ -41,12 +45,17 @@ def check_device(device: str) -> str:
 
 
 def open_data(path: str, image_size: int, params: dict[str, Any]) -> tuple[Any, list[str]]:
-    """A dataset reader for PATH (LMDB, image list file or image folder) and each sample's key."""
+    """A dataset reader for PATH (LMDB, RecordIO .rec, image list file or image folder) and each sample's key."""
     from ..data.formats import ImageFolder, ImageList, LMDBDataset
 
     p = Path(path)
     if not p.exists():
         raise DataError(f"--data: not found: {p}")
+    if p.suffix == ".rec" or (p.is_dir() and (p / "train.rec").is_file()):  # insightface RecordIO
+        from ..data.recordio_dataset import RecordIODataset
+
+        rec = RecordIODataset(p, image_size=image_size, **params)
+        return rec, [str(int(k)) for k in rec.keys]
     if (p.is_dir() and (p / "data.mdb").is_file()) or p.suffix == ".lmdb" or p.name == "data.mdb":
         ds = LMDBDataset(p.parent if p.name == "data.mdb" else p, image_size=image_size, **params)
         return ds, [str(ds.record(i)) for i in range(len(ds))]
@@ -93,9 +102,9 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
 
 
 @click.command(name="extract")
-@click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`).")
+@click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`), or onnx:FILE.")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file (safetensors or original).")
-@click.option("--data", required=True, type=click.Path(), help="Image folder, image list (path [label]) or LMDB.")
+@click.option("--data", required=True, type=click.Path(), help="Image folder, image list (path [label]), LMDB or .rec.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors feature file.")
 @click.option("--flip", is_flag=True, help="Add the embedding of the mirrored image (flip TTA).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)

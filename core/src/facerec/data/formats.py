@@ -623,14 +623,18 @@ class LMDBDataset(_ImageDataset):
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """'lmdb', 'folder' or 'list' for an existing path (by content, not by name alone)."""
+    """'lmdb', 'rec', 'folder' or 'list' for an existing path (by content, not by name alone)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"no such file or directory: {p}")
     if p.is_dir():
-        return "lmdb" if (p / "data.mdb").is_file() else "folder"
+        if (p / "data.mdb").is_file():
+            return "lmdb"
+        return "rec" if (p / "train.rec").is_file() else "folder"  # an insightface dataset folder
     with p.open("rb") as f:
         head = f.read(4096)
+    if head[:4] == b"\x0a\x23\xd7\xce":  # MXNet RecordIO record magic 0xCED7230A (little endian)
+        return "rec"
     # LMDB data files start with a meta page holding the magic 0xBEEFC0DE (little endian).
     if b"\xde\xc0\xef\xbe" in head[:64] or p.suffix in {".lmdb", ".mdb"}:
         return "lmdb"
@@ -640,9 +644,14 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def open_dataset(path: str | os.PathLike, **params: Any) -> Dataset:
-    """Open a dataset on disk in whichever format it is (image list, image folder, LMDB)."""
+    """Open a dataset on disk in whichever format it is (image list, image folder, LMDB, RecordIO)."""
     fmt = detect_format(path)
-    cls = {"lmdb": LMDBDataset, "folder": ImageFolder, "list": ImageList}[fmt]
+    if fmt == "rec":
+        from .recordio_dataset import RecordIODataset
+
+        cls: Any = RecordIODataset
+    else:
+        cls = {"lmdb": LMDBDataset, "folder": ImageFolder, "list": ImageList}[fmt]
     import inspect
 
     accepted = set(inspect.signature(cls).parameters)

@@ -9,7 +9,12 @@ Layouts (what the papers' loaders read):
 * ``lmdb``:   a single-file LMDB in the Vec2Face/HSFace layout: keys ``b"0".."N-1"`` holding
   ``msgpack((jpeg, npy_feature, label))`` when the source has features, else ``(jpeg, label)``,
   and ``__keys__``, ``__len__``, ``__classnum__`` (plus ``__labels__``/``__modality__`` so that
-  readers get labels without a scan).
+  readers get labels without a scan);
+* ``rec``:    insightface's MXNet RecordIO layout (what arcface_torch reads): ``OUT.rec`` + ``OUT.idx``
+  + ``property`` beside them, or ``OUT/train.rec``, ``train.idx``, ``property`` for a folder; JPEG
+  image records 1..N (label, id = record number), the header record 0 and, when each identity's
+  samples are contiguous, one identity record per label (see :mod:`facerec.data.recordio`).
+  Labels only: modality and features are not stored.
 
 Atomic and resumable: everything goes to ``OUT.partial`` first, committed in chunks with a
 journal (for LMDB inside the same transaction as the records); an interrupted write resumes from
@@ -35,7 +40,7 @@ from ..api import Dataset
 from ..errors import DataError, ParameterError
 from .decode import JPEG_MAGIC, PNG_MAGIC, decode_uint8, encode_jpeg
 
-FORMATS = ("folder", "list", "lmdb")
+FORMATS = ("folder", "list", "lmdb", "rec")
 LIST_NAME = "list.txt"
 #: written into every folder/list output: ``overwrite`` replaces only outputs that carry it (an LMDB
 #: output is recognised by the ``__labels__`` key this writer adds)
@@ -258,7 +263,7 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
                   skip_corrupt: bool = False, overwrite: bool = False, source: str = "",
                   image_size: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> WriteResult:
-    """Write ``dataset`` to ``out`` as ``fmt`` (folder, list or lmdb); resumes an interrupted write.
+    """Write ``dataset`` to ``out`` as ``fmt`` (folder, list, lmdb or rec); resumes an interrupted write.
 
     ``source`` identifies the input (a path or a registered name with parameters): a leftover
     ``.partial`` output is resumed only when it was started for the same source and settings.
@@ -271,17 +276,24 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
     out = check_output(out, overwrite)
     if len(dataset) == 0:
         raise DataError("the dataset is empty: nothing to write")
-    src = _Source(dataset, fmt == "lmdb", quality, skip_corrupt, image_size)
+    src = _Source(dataset, fmt in ("lmdb", "rec"), quality, skip_corrupt, image_size)
     job = _job(dataset, fmt, source or repr(dataset), quality, image_size)
     tmp = out.with_name(out.name + ".partial")
-    writer = _LMDBWriter(tmp, job) if fmt == "lmdb" else _FilesWriter(tmp, job, fmt)
+    writer: Any
+    if fmt == "rec":
+        from .recordio_writer import RecWriter
+
+        RecWriter.check_targets(out, overwrite)
+        writer = RecWriter(tmp, job)
+    else:
+        writer = _LMDBWriter(tmp, job) if fmt == "lmdb" else _FilesWriter(tmp, job, fmt)
     start = writer.done
     src.skipped = list(writer.skipped)
     total = len(dataset)
     for lo in range(start, total, chunk):
         items = src.fetch(range(lo, min(lo + chunk, total)))
-        if fmt == "folder" and any(c[2] < 0 for c in items):
-            raise DataError("folder format needs labelled samples (one folder per identity); use --to list")
+        if fmt in ("folder", "rec") and any(c[2] < 0 for c in items):
+            raise DataError(f"{fmt} format needs labelled samples (identity labels); use --to list")
         writer.commit(items, lo + len(range(lo, min(lo + chunk, total))), src.skipped)
         if progress is not None:
             progress(writer.done, total)
@@ -289,7 +301,10 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
     if len(rows) == 0:
         raise DataError("every sample was corrupt: nothing written")
     writer.finish(rows, bool((rows["modality"] >= 0).all()))  # every sample carried a modality
-    _install(tmp, out, overwrite)
+    if fmt == "rec":
+        writer.install(out, overwrite)
+    else:
+        _install(tmp, out, overwrite)
     labels = rows["label"]
     return WriteResult(path=out, format=fmt, written=len(rows), skipped=len(src.skipped), resumed_from=start,
                        num_classes=int(labels.max()) + 1 if labels.max() >= 0 else 0)

@@ -57,6 +57,22 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def note(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Evaluation results as lines of their own, one per protocol (or validation set):
+        ``eval step 200 | pairs/lfw: accuracy 0.9950 accuracy_std 0.0030 accuracy_highest 0.9950``."""
+        if not self.enabled or not metrics:
+            return
+        groups: dict[str, list[str]] = {}
+        for key, value in metrics.items():
+            prefix, _, name = key.rpartition("/")
+            if name.startswith("n_") or name.startswith("threshold"):
+                continue  # counts and thresholds: in log.jsonl, not worth a console column
+            groups.setdefault(prefix, []).append(f"{name} {value:.4f}")
+        lines = [f"eval step {step} | {prefix + ': ' if prefix else ''}{' '.join(values)}"
+                 for prefix, values in groups.items()]
+        self.stream.write(("\n" if self.tty else "") + "\n".join(lines) + "\n")
+        self.stream.flush()
+
     def close(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\n")

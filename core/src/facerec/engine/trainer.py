@@ -471,6 +471,7 @@ class Trainer:
                     metrics = self.evaluate()
                     evaluated_at = self.step
                     logger.log(self.step, metrics, kind="eval")
+                    progress.note(self.step, metrics)
                     if self._early_stopping(metrics):
                         self.save("best")
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -490,6 +491,7 @@ class Trainer:
         if finished and self.evaluators and evaluated_at != self.step:
             metrics = self.evaluate()
             logger.log(self.step, metrics, kind="eval")
+            progress.note(self.step, metrics)
             if self._early_stopping(metrics):
                 self.save("best")
         self.save("last")
