@@ -1,58 +1,23 @@
 """Metrics speed: 10-fold accuracy (vs an insightface-style per-threshold loop, identical folds),
-TAR@FAR over IJB-C-sized score sets (vs sklearn roc_curve + nearest point) and 1:N search
-(chunked torch top-k vs a numpy full score matrix), each baseline measured in the same run."""
+TAR@FAR over IJB-C-sized score sets (vs sklearn roc_curve + nearest point) and closed-set ranks (vs a
+full score matrix sorted per probe), each baseline measured in the same run. Search: bench_search."""
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 try:
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import compare, main, peak_extra_mb, record
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import compare, main, peak_extra_mb, record
 
 from facerec import metrics
-from facerec.cpu_memory import release_freed_memory
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_extra_mb(fn) -> float:
-    """Peak resident memory above the level before ``fn`` ran (sampled every millisecond). Memory that malloc
-    kept from earlier work (facerun's setting) is handed back first, or ``fn`` would reuse it unseen."""
-    gc.collect()
-    release_freed_memory()
-    base = _rss_mb()
-    peak = base
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _rss_mb())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        t.join()
-    return max(peak, _rss_mb()) - base
 
 
 # ----------------------------------------------------------------------------------- 10-fold
@@ -135,46 +100,6 @@ def bench_tar_at_far(quick: bool) -> list[dict]:
                    notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64")]
 
 
-# ----------------------------------------------------------------------------------- 1:N search
-
-
-def numpy_full_search(gallery: np.ndarray, probe: np.ndarray, k: int):
-    s = probe @ gallery.T  # the full [P, G] matrix
-    idx = np.argpartition(-s, k, axis=1)[:, :k]
-    top = np.take_along_axis(s, idx, 1)
-    order = np.argsort(-top, axis=1)
-    return np.take_along_axis(top, order, 1), np.take_along_axis(idx, order, 1)
-
-
-def bench_search(quick: bool) -> list[dict]:
-    n_gal = 100_000  # the issue's size in both modes (quick: fewer repeats)
-    n_probe, d, k = 1000, 512, 10
-    g = torch.nn.functional.normalize(torch.randn(n_gal, d, generator=torch.Generator().manual_seed(0)), dim=1)
-    p = torch.nn.functional.normalize(g[:n_probe] + 0.3 * torch.randn(n_probe, d), dim=1)
-    gn, pn = g.numpy(), p.numpy()
-    s_base, i_base = numpy_full_search(gn, pn, k)
-    mem_base = peak_extra_mb(lambda: numpy_full_search(gn, pn, k))
-    records = []
-    for precision in ("float32", "int8"):
-        def ours(precision=precision):
-            return metrics.search(g, p, k, normalise=False, precision=precision)
-
-        s_ours, i_ours = ours()
-        same_lists = float((i_ours.numpy() == i_base).all(1).mean())
-        score_diff = float(np.abs(s_ours.numpy() - s_base).max())
-        t = compare(ours, lambda: numpy_full_search(gn, pn, k), items=n_probe, repeats=3)
-        mem_ours = peak_extra_mb(ours)
-        how = ("exact float32; both are bound by the same sgemm" if precision == "float32" else
-               "int8 candidates, re-scored exactly within margin/2 = 0.01 of the k-th best (approximate mode)")
-        records.append(record(
-            f"search_top{k}_{n_probe}x{n_gal}_512d" + ("_int8" if precision == "int8" else ""),
-            "probes/s (cosine top-10 over the gallery)", t,
-            facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-            notes=f"{how}; top-10 lists identical to numpy's for {same_lists:.2%} of probes, scores within "
-                  f"{score_diff:.1e}; facerec memory is bounded (tiles)"))
-    return records
-
-
 def numpy_sorted_ranks(gallery: np.ndarray, gl: np.ndarray, probe: np.ndarray, pl: np.ndarray) -> np.ndarray:
     """The usual rank/CMC code: full score matrix, argsort every row, position of the first mate."""
     s = probe @ gallery.T
@@ -206,7 +131,7 @@ def bench_ranks(quick: bool) -> list[dict]:
 
 
 def run(quick: bool) -> list[dict]:
-    return bench_kfold(quick) + bench_tar_at_far(quick) + bench_ranks(quick) + bench_search(quick)
+    return bench_kfold(quick) + bench_tar_at_far(quick) + bench_ranks(quick)
 
 
 if __name__ == "__main__":
