@@ -43,18 +43,8 @@ def record(name: str, measured: str, timing: dict[str, float], **extra: Any) -> 
     return {"name": name, "measured": measured, **timing, "peak_mem_mb": round(peak_rss_mb(), 1), **extra}
 
 
-def process_settings() -> dict[str, Any]:
-    """Run as ``facerun`` runs: huge pages and freed memory kept (facerec.cpu_memory). Both sides of every
-    comparison share the process, so neither gains from it over the other; it takes page-fault noise
-    (which depends on what ran before) out of the ratios. Call before the first tensor is made."""
-    from facerec.cpu_memory import use_fast_cpu_allocation
-
-    return use_fast_cpu_allocation()
-
-
 def main(run: Callable[[bool], list[dict]]) -> None:
     """Standalone entry: `python benchmarks/bench_x.py [--full]` prints the records as JSON."""
-    process_settings()
     print(json.dumps(run("--full" not in sys.argv), indent=2))
 
 
