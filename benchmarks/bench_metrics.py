@@ -48,24 +48,37 @@ def insightface_loop(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarra
     return acc, best
 
 
-def bench_kfold(quick: bool) -> list[dict]:
+def _kfold_scores(n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    n = 6000
-    same = (np.arange(n) // 300) % 2 == 0
+    same = (np.arange(n) // max(n // 20, 1)) % 2 == 0  # LFW-like: blocks of same then different pairs
     dist = np.clip(rng.normal(1.3, 0.25, n) - 0.45 * same, 0, 4)
+    return dist, same
+
+
+def bench_kfold(quick: bool) -> list[dict]:
+    """10-fold accuracy at 6k pairs (LFW) and, with --full, 1M and 10M (vs the same insightface loop)."""
     grid = np.arange(0, 4, 0.01)
-    ours = metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first")
-    base_acc, base_idx = insightface_loop(dist, same, grid)
-    identical = bool(np.array_equal(ours.fold_accuracy, base_acc) and np.array_equal(ours.threshold_index, base_idx))
-    t = compare(lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True,
-                                               tie="first"),
-                lambda: insightface_loop(dist, same, grid), items=n, repeats=3 if quick else 5)
-    t_exact = compare(lambda: metrics.kfold_accuracy(-dist, same),
-                      lambda: insightface_loop(dist, same, grid), items=n, repeats=3 if quick else 5)
-    return [record("kfold_accuracy_6000_pairs_grid400", "pairs/s, 10 folds, insightface grid", t,
-                   notes=f"identical fold accuracies and threshold indices: {identical}"),
-            record("kfold_accuracy_6000_pairs_exact", "pairs/s, 10 folds, exact threshold (all distinct scores)",
-                   t_exact, notes="facerec exact threshold search vs the 400-threshold insightface loop")]
+    out = []
+    for n in (6000,) if quick else (6000, 1_000_000, 10_000_000):
+        dist, same = _kfold_scores(n)
+        ours = metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first")
+        base_acc, base_idx = insightface_loop(dist, same, grid)
+        identical = bool(np.array_equal(ours.fold_accuracy, base_acc)
+                         and np.array_equal(ours.threshold_index, base_idx))
+        repeats = 3 if n <= 6000 else 1
+        t = compare(lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True,
+                                                   tie="first"),
+                    lambda: insightface_loop(dist, same, grid), items=n, repeats=repeats, warmup=int(n <= 6000))
+        t_exact = compare(lambda: metrics.kfold_accuracy(-dist, same),
+                          lambda: insightface_loop(dist, same, grid), items=n, repeats=repeats, warmup=int(n <= 6000))
+        mem = peak_extra_mb(lambda: metrics.kfold_accuracy(-dist, same))
+        mem_base = peak_extra_mb(lambda: insightface_loop(dist, same, grid))
+        out += [record(f"kfold_accuracy_{n}_pairs_grid400", "pairs/s, 10 folds, insightface grid", t,
+                       notes=f"identical fold accuracies and threshold indices: {identical}"),
+                record(f"kfold_accuracy_{n}_pairs_exact", "pairs/s, 10 folds, exact threshold (all distinct scores)",
+                       t_exact, facerec_extra_mem_mb=round(mem, 1), baseline_extra_mem_mb=round(mem_base, 1),
+                       notes="facerec exact threshold search vs the 400-threshold insightface loop")]
+    return out
 
 
 # ----------------------------------------------------------------------------------- TAR@FAR
@@ -80,24 +93,29 @@ def sklearn_nearest(scores: np.ndarray, labels: np.ndarray, fars) -> np.ndarray:
 
 
 def bench_tar_at_far(quick: bool) -> list[dict]:
+    """TAR@FAR on IJB-C-like score sets (0.125% genuine) of 2M (quick) or 1M / 10M / 100M (--full)."""
     if importlib.util.find_spec("sklearn") is None:
         return [{"name": "tar_at_far", "measured": "skipped", "notes": "scikit-learn not installed"}]
-    n = 2_000_000 if quick else 15_658_489
-    n_pos = max(1, n * 19_557 // 15_658_489)
-    rng = np.random.default_rng(0)
-    labels = np.zeros(n, dtype=np.int64)
-    labels[rng.choice(n, n_pos, replace=False)] = 1
-    scores = (rng.normal(0.0, 0.1, n) + 0.5 * labels).astype(np.float32).astype(np.float64)
-    fars = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-    ours = metrics.tar_at_far(scores, labels, fars, rule="nearest")
-    same = bool(np.array_equal(ours, sklearn_nearest(scores, labels, fars)))
-    t = compare(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
-                lambda: sklearn_nearest(scores, labels, fars), items=n, repeats=3 if quick else 3)
-    mem_ours = peak_extra_mb(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"))
-    mem_base = peak_extra_mb(lambda: sklearn_nearest(scores, labels, fars))
-    return [record(f"tar_at_far_nearest_{n}_scores", "scores/s, 6 FAR points", t,
-                   facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-                   notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64")]
+    out = []
+    for n in (2_000_000,) if quick else (1_000_000, 10_000_000, 100_000_000):
+        n_pos = max(1, n * 19_557 // 15_658_489)
+        rng = np.random.default_rng(0)
+        labels = np.zeros(n, dtype=np.int64)
+        labels[rng.choice(n, n_pos, replace=False)] = 1
+        scores = (rng.normal(0.0, 0.1, n) + 0.5 * labels).astype(np.float32).astype(np.float64)
+        fars = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+        ours = metrics.tar_at_far(scores, labels, fars, rule="nearest")
+        same = bool(np.array_equal(ours, sklearn_nearest(scores, labels, fars)))
+        t = compare(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
+                    lambda: sklearn_nearest(scores, labels, fars), items=n, repeats=3 if n <= 10_000_000 else 1,
+                    warmup=int(n <= 10_000_000))
+        mem_ours = peak_extra_mb(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"))
+        mem_base = peak_extra_mb(lambda: sklearn_nearest(scores, labels, fars))
+        out.append(record(f"tar_at_far_nearest_{n}_scores", "scores/s, 6 FAR points (baseline sklearn)", t,
+                          facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
+                          notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64"))
+        scores = labels = None  # free before the next size
+    return out
 
 
 def numpy_sorted_ranks(gallery: np.ndarray, gl: np.ndarray, probe: np.ndarray, pl: np.ndarray) -> np.ndarray:

@@ -166,7 +166,7 @@ def test_extract_with_low_precision_records_it_and_refuses_it_with_no_optimize(t
     data = tmp_path / "faces"
     write_dataset(facerec.create("dataset", "synthetic", num_ids=2, per_id=3, image_size=32), data, "folder")
     out = tmp_path / "f.safetensors"
-    proc = run_facerun("extract", "--backbone", "small-cnn", "--param", "backbone.image_size=32", "--data",
+    run_facerun("extract", "--backbone", "small-cnn", "--param", "backbone.image_size=32", "--data",
                        str(data), "--out", str(out), "--precision", "bf16", "--quiet")
     table = load_features(out)
     assert table.meta["precision"] == "bf16" and table.embeddings.shape == (6, 128)
