@@ -30,11 +30,21 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def cpu_flags() -> str:
+    """The vector / matrix extensions that decide which kernels run (AVX2, AVX-512 variants, AMX)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                keep = [f for f in flags if f.startswith(("avx", "amx", "fma")) or f in ("f16c", "vnni")]
+                return " ".join(sorted(keep)) or "none of avx/amx"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main(argv: list[str]) -> int:
     quick = "--full" not in argv
-    from benchmarks.common import process_settings
-
-    settings = process_settings()  # before any module makes a tensor
     import torch
 
     threads = torch.get_num_threads()  # torch's default (or OMP_NUM_THREADS): restored for every module
@@ -57,18 +67,20 @@ def main(argv: list[str]) -> int:
             r.setdefault("module", name)
             records.append(r)
         print(f"{name}: {len(recs)} record(s) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    out = {"machine": machine(), "threads": threads, "process_settings": settings,
+    out = {"machine": machine(), "cpu_flags": cpu_flags(), "threads": threads,
            "command": "python -m benchmarks" + (" --full" if not quick else ""),
            "when": time.strftime("%Y-%m-%d %H:%M:%S"), "records": records, "failures": failures}
     (HERE / "results.json").write_text(json.dumps(out, indent=2, default=float))
-    lines = [f"Machine: {out['machine']}  ",
-             f"Threads: {threads} unless a benchmark says otherwise; huge pages {settings['huge_pages']}, "
-             f"freed memory kept {settings['keep_freed_memory']} (as `facerun` runs)  ",
+    lines = [f"Machine: {out['machine']}  ", f"CPU flags: {out['cpu_flags']}  ",
+             f"Threads: {threads} unless a benchmark says otherwise  ",
              f"Command: `{out['command']}` ({out['when']})", "",
              "| benchmark | measured | facerec items/s | baseline items/s | ratio | peak MiB |",
              "|---|---|---:|---:|---:|---:|"]
     for r in records:
         num = {k: float(r.get(k) or 0) for k in ("facerec_items_per_s", "baseline_items_per_s", "ratio", "peak_mem_mb")}
+        if "images_per_s" in r:  # extraction: facerec's default path against torch.compile
+            num.update(facerec_items_per_s=r["images_per_s"]["facerec"],
+                       baseline_items_per_s=r["images_per_s"]["torch_compile"], ratio=r["ratio_vs_torch_compile"])
         lines.append(f"| {r['name']} | {r.get('measured') or ''} | {num['facerec_items_per_s']:.4g} | "
                      f"{num['baseline_items_per_s']:.4g} | {num['ratio']:.2f}x | {num['peak_mem_mb']:.0f} |")
     for f in failures:

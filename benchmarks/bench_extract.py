@@ -1,28 +1,39 @@
-"""Feature extraction speed for every registered backbone (core and plugins): facerec's fast inference
-path (``optimize_for_inference``: BatchNorm folded, channels-last, Winograd 3x3 convs where they are
-faster on this CPU, inference mode) vs the plain eager fp32 forward under ``no_grad`` of the same model
-on the same batch; outputs must agree within 1e-4 (relative to the largest output). Achieved GFLOP/s
-(torch.utils.flop_counter, i.e. direct-convolution FLOPs, so Winograd layers can exceed the machine) is
-reported as a share of the measured fp32 matmul GFLOP/s of this machine (best of 10)."""
+"""Feature extraction against what users pick, in the same run, batch 32 on the CPU (64 on a GPU):
+
+* eager: the model's plain fp32 forward under ``no_grad``;
+* torch.compile: inductor with frozen weights (``options={"freezing": True}``), its warm-up timed apart;
+* ONNX Runtime (when installed): the model exported by ``torch.onnx.export``, default session options;
+* facerec: ``optimize_for_inference`` (BatchNorm and per-channel affines folded, channels-last), also with
+  ``compile=True`` and, where the CPU or GPU has native bf16, ``precision="bf16"``.
+
+Every path is checked against the model's float64 forward on the first two images. The quick run covers
+a few representative backbones; ``--full`` every registered one (``FACEREC_BENCH_BACKBONES`` picks)."""
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import os
+import statistics
 import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 try:
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import main
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import main
 
 import facerec
-from facerec.inference import float64_output, optimize_for_inference, relative_error
-from facerec.winograd import WinogradConv2d
+from facerec.inference import float64_output, low_precision_support, optimize_for_inference, relative_error
+
+QUICK = ("iresnet50", "lightcnn29", "dlib-resnet29", "vggface2-resnet50", "small-cnn")
 
 
 def _device() -> str:
@@ -34,145 +45,123 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_gflops(device: str, n: int = 1024, repeats: int = 10) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(3):  # thread pool and caches
-        a @ b
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
-def _flops(model, x) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.embed(x)
-    return int(counter.get_total_flops())
-
-
 def _calibrate_bn(model: torch.nn.Module, size: int) -> None:
-    """A random BatchNorm affine (so folding is really exercised, and zero-initialised residual gammas, as
-    in IResNet, do not silence whole branches: with them the outputs did not depend on any block's
-    convolutions), then statistics measured on a batch, as after training.
-    Untrained nets with arbitrary statistics can be so ill-conditioned that their own fp32 and fp64 outputs
-    differ by 17% (SE-ResNet-50 on 0..255 input), which no 1e-4 check survives."""
-    # BatchNorm1d on the embedding keeps unit statistics: calibrated on 8 nearly identical random-net
-    # embeddings it would divide by their tiny spread and amplify fp32 rounding ~100x
-    bns = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d))
-           and m.running_mean is not None]
-    if not bns:
-        return
+    """Random BatchNorm affines and statistics measured on a batch, as after training (untrained nets with
+    zero residual gammas or arbitrary statistics are so ill-conditioned that fp32 itself is far from fp64)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in bns:
-            if m.weight is not None:  # residual gammas that start at zero get small values, as after training
+            if m.weight is not None:
                 scale = torch.rand(m.num_features, generator=g) * 0.5 + 0.75
                 m.weight.copy_(m.weight * scale if bool(m.weight.any()) else 0.2 * scale)
                 m.bias.add_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
             m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batch
-    model.train()
-    with torch.no_grad():
-        model.embed(torch.rand(8, 3, size, size, generator=g))
+            m.momentum = None
+    if bns:
+        model.train()
+        with torch.no_grad():
+            model.embed(torch.rand(8, 3, size, size, generator=g))
+        for m in bns:
+            m.momentum = 0.1
     model.eval()
-    for m in bns:
-        m.momentum = 0.1
 
 
-def bench_backbone(name: str, quick: bool, device: str, peak: float) -> dict:
+def _timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call, the callables interleaved round by round after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _onnx_session(model: torch.nn.Module, x: torch.Tensor):
+    import onnxruntime as ort
+
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def bench_backbone(name: str, device: str, repeats: int) -> dict:
     try:
         model = facerec.create("backbone", name)
-    except Exception as exc:  # plugin backbones that cannot be built with defaults are reported, not fatal
-        return {"name": f"extract_{name}", "measured": "skipped", "notes": f"cannot build with defaults: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
-    spec = getattr(model, "input_spec", None)
-    if spec is None:
-        return {"name": f"extract_{name}", "measured": "skipped", "notes": "no input_spec"}
-    _calibrate_bn(model, spec.canonical_size)
-    model = model.eval().to(device)
-    batch = (8 if quick else 16) if device == "cpu" else 64
-    size = spec.canonical_size
-    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        model.embed(x)
-    _sync(device)
-    once = time.perf_counter() - t0
-    if quick and once > QUICK_LIMIT_S:
+    except Exception as exc:  # a plugin backbone that cannot be built with defaults is reported
         return {"name": f"extract_{name}", "measured": "skipped",
-                "notes": f"one eager batch took {once:.1f}s (> {QUICK_LIMIT_S}s): run with --full"}
-    fast = optimize_for_inference(model, device=device)
-    with torch.no_grad():
-        ref = model.embed(x)
-    with torch.inference_mode():
-        got = fast.embed(x)
-    rel = relative_error(got, ref)
-    # both paths against the float64 forward: random deep nets can be so badly conditioned that the eager
-    # fp32 output itself is more than 1e-4 away from exact (the library's check allows twice that error)
+                "notes": f"cannot build with defaults: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+    spec = model.input_spec
+    _calibrate_bn(model, spec.canonical_size)
+    model = model.to(device)
+    batch = 32 if device == "cpu" else 64
+    x = torch.rand(batch, 3, spec.canonical_size, spec.canonical_size,
+                   generator=torch.Generator().manual_seed(0)).to(device)
+    xin = spec.prepare(x)
     exact = float64_output(model, x[:2])
-    err_eager = None if exact is None else relative_error(ref[:2], exact)
-    err_ours = None if exact is None else relative_error(got[:2], exact)
+    fns: dict[str, Callable[[], object]] = {}
+    errors: dict[str, float] = {}
 
-    def eager():
-        with torch.no_grad():
-            model.embed(x)
-        _sync(device)
+    def add(label: str, fn: Callable[[torch.Tensor], torch.Tensor], arg: torch.Tensor) -> None:
+        def call() -> torch.Tensor:
+            with torch.inference_mode():
+                out = fn(arg)
+            _sync(device)
+            return out
 
-    def ours():
-        with torch.inference_mode():
-            fast.embed(x)
-        _sync(device)
+        fns[label] = call
+        if exact is not None:
+            errors[label] = relative_error(call()[:2].float().cpu(), exact.cpu())
 
-    t = compare(ours, eager, items=batch, repeats=5 if quick else 9, warmup=1)
-    flops = _flops(model, x)
-    gflops = flops / t["facerec_s"] / 1e9
-    return record(f"extract_{name}", f"images/s, batch {batch} at {size}px on {device}"
-                  + (f", {torch.get_num_threads()} thread(s)" if device == "cpu" else ""), t,
-                  gflops_per_s=round(gflops, 2), share_of_matmul=round(gflops / peak, 3),
-                  max_rel_diff=rel, error_vs_float64={"facerec": err_ours, "eager": err_eager},
-                  algorithms=_algorithms(fast),
-                  notes=f"outputs within 1e-4: {rel <= 1e-4}"
-                  + (f" (vs float64: ours {err_ours:.1e}, eager {err_eager:.1e})" if exact is not None else "")
-                  + "; "
-                  f"{flops / batch / 1e9:.2f} GFLOP/image; matmul peak {peak:.1f} GFLOP/s")
-
-
-def _algorithms(model: torch.nn.Module) -> dict[str, int]:
-    """How many 3x3 layers ended up direct / Winograd F(2x2) / F(4x4) after tuning."""
-    names = {0: "direct", 2: "F2", 4: "F4"}
-    counts: dict[str, int] = {}
-    for mod in model.modules():
-        if isinstance(mod, WinogradConv2d):
-            for m in mod.chosen.values():
-                counts[names[m]] = counts.get(names[m], 0) + 1
-    return counts
-
-
-#: In quick mode a backbone whose single eager batch takes longer than this is skipped (with the reason).
-QUICK_LIMIT_S = 10.0
+    add("eager", model, xin)
+    t0 = time.perf_counter()
+    compiled = torch.compile(copy.deepcopy(model), options={"freezing": True})
+    with torch.inference_mode():
+        compiled(xin)
+    warmup = {"torch_compile": time.perf_counter() - t0}
+    add("torch_compile", compiled, xin)
+    if device == "cpu" and importlib.util.find_spec("onnxruntime") is not None:
+        session = _onnx_session(copy.deepcopy(model).cpu(), xin[:2].cpu())
+        add("onnxruntime", lambda a: torch.from_numpy(session.run(None, {"x": a.numpy()})[0]), xin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = optimize_for_inference(model, device=device, batch_size=batch)
+        add("facerec", fast.embed, x)
+        t0 = time.perf_counter()
+        fast_c = optimize_for_inference(model, device=device, compile=True, batch_size=batch)
+        warmup["facerec_compile"] = time.perf_counter() - t0
+        add("facerec_compile", fast_c.embed, x)
+        if low_precision_support(device, "bf16") is None:
+            fast_b = optimize_for_inference(model, device=device, precision="bf16", batch_size=batch)
+            add("facerec_bf16", fast_b.embed, x)
+    med = _timed(fns, repeats)
+    per_s = {k: round(batch / v, 2) for k, v in med.items()}
+    return {"name": f"extract_{name}", "measured": f"images/s, batch {batch} at {spec.canonical_size}px on {device}",
+            "images_per_s": per_s, "ratio_vs_torch_compile": round(med["torch_compile"] / med["facerec"], 3),
+            "ratio_vs_eager": round(med["eager"] / med["facerec"], 3),
+            "warmup_s": {k: round(v, 1) for k, v in warmup.items()},
+            "error_vs_float64": {k: float(f"{v:.2e}") for k, v in errors.items()},
+            "notes": "facerec = folded + channels-last, no warm-up beyond one checked batch"}
 
 
 def run(quick: bool) -> list[dict]:
     device = _device()
     torch.manual_seed(0)
-    peak = matmul_gflops(device)
-    names = sorted({c.qualified for c in facerec.components("backbone")})
+    installed = sorted({c.name for c in facerec.components("backbone")})
     only = [w for w in os.environ.get("FACEREC_BENCH_BACKBONES", "").split(",") if w]
-    if only:  # e.g. FACEREC_BENCH_BACKBONES=small-cnn,lightcnn9
-        names = [n for n in names if n.split(":")[-1] in only or n in only]
+    names = [n for n in installed if n in only] if only else [n for n in installed if n in QUICK or not quick]
     out = []
     for n in names:
         t0 = time.perf_counter()
-        out.append(bench_backbone(n, quick, device, peak))
-        print(f"bench_extract: {n}: {out[-1].get('ratio', out[-1].get('notes'))} ({time.perf_counter() - t0:.0f}s)",
-              file=sys.stderr)
+        out.append(bench_backbone(n, device, repeats=3 if quick else 7))
+        print(f"bench_extract: {n}: {out[-1].get('images_per_s', out[-1].get('notes'))} "
+              f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     return out
 
 

@@ -1,58 +1,23 @@
 """Metrics speed: 10-fold accuracy (vs an insightface-style per-threshold loop, identical folds),
-TAR@FAR over IJB-C-sized score sets (vs sklearn roc_curve + nearest point) and 1:N search
-(chunked torch top-k vs a numpy full score matrix), each baseline measured in the same run."""
+TAR@FAR over IJB-C-sized score sets (vs sklearn roc_curve + nearest point) and closed-set ranks (vs a
+full score matrix sorted per probe), each baseline measured in the same run. Search: bench_search."""
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 try:
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import compare, main, peak_extra_mb, record
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import compare, main, peak_extra_mb, record
 
 from facerec import metrics
-from facerec.cpu_memory import release_freed_memory
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_extra_mb(fn) -> float:
-    """Peak resident memory above the level before ``fn`` ran (sampled every millisecond). Memory that malloc
-    kept from earlier work (facerun's setting) is handed back first, or ``fn`` would reuse it unseen."""
-    gc.collect()
-    release_freed_memory()
-    base = _rss_mb()
-    peak = base
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _rss_mb())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        t.join()
-    return max(peak, _rss_mb()) - base
 
 
 # ----------------------------------------------------------------------------------- 10-fold
@@ -83,24 +48,37 @@ def insightface_loop(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarra
     return acc, best
 
 
-def bench_kfold(quick: bool) -> list[dict]:
+def _kfold_scores(n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    n = 6000
-    same = (np.arange(n) // 300) % 2 == 0
+    same = (np.arange(n) // max(n // 20, 1)) % 2 == 0  # LFW-like: blocks of same then different pairs
     dist = np.clip(rng.normal(1.3, 0.25, n) - 0.45 * same, 0, 4)
+    return dist, same
+
+
+def bench_kfold(quick: bool) -> list[dict]:
+    """10-fold accuracy at 6k pairs (LFW) and, with --full, 1M and 10M (vs the same insightface loop)."""
     grid = np.arange(0, 4, 0.01)
-    ours = metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first")
-    base_acc, base_idx = insightface_loop(dist, same, grid)
-    identical = bool(np.array_equal(ours.fold_accuracy, base_acc) and np.array_equal(ours.threshold_index, base_idx))
-    t = compare(lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True,
-                                               tie="first"),
-                lambda: insightface_loop(dist, same, grid), items=n, repeats=3 if quick else 5)
-    t_exact = compare(lambda: metrics.kfold_accuracy(-dist, same),
-                      lambda: insightface_loop(dist, same, grid), items=n, repeats=3 if quick else 5)
-    return [record("kfold_accuracy_6000_pairs_grid400", "pairs/s, 10 folds, insightface grid", t,
-                   notes=f"identical fold accuracies and threshold indices: {identical}"),
-            record("kfold_accuracy_6000_pairs_exact", "pairs/s, 10 folds, exact threshold (all distinct scores)",
-                   t_exact, notes="facerec exact threshold search vs the 400-threshold insightface loop")]
+    out = []
+    for n in (6000,) if quick else (6000, 1_000_000, 10_000_000):
+        dist, same = _kfold_scores(n)
+        ours = metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first")
+        base_acc, base_idx = insightface_loop(dist, same, grid)
+        identical = bool(np.array_equal(ours.fold_accuracy, base_acc)
+                         and np.array_equal(ours.threshold_index, base_idx))
+        repeats = 3 if n <= 6000 else 1
+        t = compare(lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True,
+                                                   tie="first"),
+                    lambda: insightface_loop(dist, same, grid), items=n, repeats=repeats, warmup=int(n <= 6000))
+        t_exact = compare(lambda: metrics.kfold_accuracy(-dist, same),
+                          lambda: insightface_loop(dist, same, grid), items=n, repeats=repeats, warmup=int(n <= 6000))
+        mem = peak_extra_mb(lambda: metrics.kfold_accuracy(-dist, same))
+        mem_base = peak_extra_mb(lambda: insightface_loop(dist, same, grid))
+        out += [record(f"kfold_accuracy_{n}_pairs_grid400", "pairs/s, 10 folds, insightface grid", t,
+                       notes=f"identical fold accuracies and threshold indices: {identical}"),
+                record(f"kfold_accuracy_{n}_pairs_exact", "pairs/s, 10 folds, exact threshold (all distinct scores)",
+                       t_exact, facerec_extra_mem_mb=round(mem, 1), baseline_extra_mem_mb=round(mem_base, 1),
+                       notes="facerec exact threshold search vs the 400-threshold insightface loop")]
+    return out
 
 
 # ----------------------------------------------------------------------------------- TAR@FAR
@@ -115,64 +93,29 @@ def sklearn_nearest(scores: np.ndarray, labels: np.ndarray, fars) -> np.ndarray:
 
 
 def bench_tar_at_far(quick: bool) -> list[dict]:
+    """TAR@FAR on IJB-C-like score sets (0.125% genuine) of 2M (quick) or 1M / 10M / 100M (--full)."""
     if importlib.util.find_spec("sklearn") is None:
         return [{"name": "tar_at_far", "measured": "skipped", "notes": "scikit-learn not installed"}]
-    n = 2_000_000 if quick else 15_658_489
-    n_pos = max(1, n * 19_557 // 15_658_489)
-    rng = np.random.default_rng(0)
-    labels = np.zeros(n, dtype=np.int64)
-    labels[rng.choice(n, n_pos, replace=False)] = 1
-    scores = (rng.normal(0.0, 0.1, n) + 0.5 * labels).astype(np.float32).astype(np.float64)
-    fars = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-    ours = metrics.tar_at_far(scores, labels, fars, rule="nearest")
-    same = bool(np.array_equal(ours, sklearn_nearest(scores, labels, fars)))
-    t = compare(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
-                lambda: sklearn_nearest(scores, labels, fars), items=n, repeats=3 if quick else 3)
-    mem_ours = peak_extra_mb(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"))
-    mem_base = peak_extra_mb(lambda: sklearn_nearest(scores, labels, fars))
-    return [record(f"tar_at_far_nearest_{n}_scores", "scores/s, 6 FAR points", t,
-                   facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-                   notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64")]
-
-
-# ----------------------------------------------------------------------------------- 1:N search
-
-
-def numpy_full_search(gallery: np.ndarray, probe: np.ndarray, k: int):
-    s = probe @ gallery.T  # the full [P, G] matrix
-    idx = np.argpartition(-s, k, axis=1)[:, :k]
-    top = np.take_along_axis(s, idx, 1)
-    order = np.argsort(-top, axis=1)
-    return np.take_along_axis(top, order, 1), np.take_along_axis(idx, order, 1)
-
-
-def bench_search(quick: bool) -> list[dict]:
-    n_gal = 100_000  # the issue's size in both modes (quick: fewer repeats)
-    n_probe, d, k = 1000, 512, 10
-    g = torch.nn.functional.normalize(torch.randn(n_gal, d, generator=torch.Generator().manual_seed(0)), dim=1)
-    p = torch.nn.functional.normalize(g[:n_probe] + 0.3 * torch.randn(n_probe, d), dim=1)
-    gn, pn = g.numpy(), p.numpy()
-    s_base, i_base = numpy_full_search(gn, pn, k)
-    mem_base = peak_extra_mb(lambda: numpy_full_search(gn, pn, k))
-    records = []
-    for precision in ("float32", "int8"):
-        def ours(precision=precision):
-            return metrics.search(g, p, k, normalise=False, precision=precision)
-
-        s_ours, i_ours = ours()
-        same_lists = float((i_ours.numpy() == i_base).all(1).mean())
-        score_diff = float(np.abs(s_ours.numpy() - s_base).max())
-        t = compare(ours, lambda: numpy_full_search(gn, pn, k), items=n_probe, repeats=3)
-        mem_ours = peak_extra_mb(ours)
-        how = ("exact float32; both are bound by the same sgemm" if precision == "float32" else
-               "int8 candidates, re-scored exactly within margin/2 = 0.01 of the k-th best (approximate mode)")
-        records.append(record(
-            f"search_top{k}_{n_probe}x{n_gal}_512d" + ("_int8" if precision == "int8" else ""),
-            "probes/s (cosine top-10 over the gallery)", t,
-            facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-            notes=f"{how}; top-10 lists identical to numpy's for {same_lists:.2%} of probes, scores within "
-                  f"{score_diff:.1e}; facerec memory is bounded (tiles)"))
-    return records
+    out = []
+    for n in (2_000_000,) if quick else (1_000_000, 10_000_000, 100_000_000):
+        n_pos = max(1, n * 19_557 // 15_658_489)
+        rng = np.random.default_rng(0)
+        labels = np.zeros(n, dtype=np.int64)
+        labels[rng.choice(n, n_pos, replace=False)] = 1
+        scores = (rng.normal(0.0, 0.1, n) + 0.5 * labels).astype(np.float32).astype(np.float64)
+        fars = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+        ours = metrics.tar_at_far(scores, labels, fars, rule="nearest")
+        same = bool(np.array_equal(ours, sklearn_nearest(scores, labels, fars)))
+        t = compare(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
+                    lambda: sklearn_nearest(scores, labels, fars), items=n, repeats=3 if n <= 10_000_000 else 1,
+                    warmup=int(n <= 10_000_000))
+        mem_ours = peak_extra_mb(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"))
+        mem_base = peak_extra_mb(lambda: sklearn_nearest(scores, labels, fars))
+        out.append(record(f"tar_at_far_nearest_{n}_scores", "scores/s, 6 FAR points (baseline sklearn)", t,
+                          facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
+                          notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64"))
+        scores = labels = None  # free before the next size
+    return out
 
 
 def numpy_sorted_ranks(gallery: np.ndarray, gl: np.ndarray, probe: np.ndarray, pl: np.ndarray) -> np.ndarray:
@@ -206,7 +149,7 @@ def bench_ranks(quick: bool) -> list[dict]:
 
 
 def run(quick: bool) -> list[dict]:
-    return bench_kfold(quick) + bench_tar_at_far(quick) + bench_ranks(quick) + bench_search(quick)
+    return bench_kfold(quick) + bench_tar_at_far(quick) + bench_ranks(quick)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
+import threading
 import statistics
 import sys
 import time
@@ -41,16 +43,46 @@ def record(name: str, measured: str, timing: dict[str, float], **extra: Any) -> 
     return {"name": name, "measured": measured, **timing, "peak_mem_mb": round(peak_rss_mb(), 1), **extra}
 
 
-def process_settings() -> dict[str, Any]:
-    """Run as ``facerun`` runs: huge pages and freed memory kept (facerec.cpu_memory). Both sides of every
-    comparison share the process, so neither gains from it over the other; it takes page-fault noise
-    (which depends on what ran before) out of the ratios. Call before the first tensor is made."""
-    from facerec.cpu_memory import use_fast_cpu_allocation
-
-    return use_fast_cpu_allocation()
-
-
 def main(run: Callable[[bool], list[dict]]) -> None:
     """Standalone entry: `python benchmarks/bench_x.py [--full]` prints the records as JSON."""
-    process_settings()
     print(json.dumps(run("--full" not in sys.argv), indent=2))
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): return freed heap memory to the kernel (no-op on other C libraries)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_extra_mb(fn) -> float:
+    """Peak resident memory above the level before ``fn`` ran (sampled every millisecond). Memory that malloc
+    kept from earlier work is handed back first, or ``fn`` would reuse it unseen."""
+    gc.collect()
+    _malloc_trim()
+    base = _rss_mb()
+    peak = base
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_mb())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(peak, _rss_mb()) - base

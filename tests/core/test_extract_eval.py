@@ -158,3 +158,18 @@ def test_extract_lmdb(mini, run_facerun, tmp_path):
     with torch.inference_mode():
         ref = model.embed(imgs)
     assert float((table.embeddings - ref).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
+
+
+def test_extract_with_low_precision_records_it_and_refuses_it_with_no_optimize(tmp_path, run_facerun):
+    from facerec.data.writers import write_dataset
+
+    data = tmp_path / "faces"
+    write_dataset(facerec.create("dataset", "synthetic", num_ids=2, per_id=3, image_size=32), data, "folder")
+    out = tmp_path / "f.safetensors"
+    run_facerun("extract", "--backbone", "small-cnn", "--param", "backbone.image_size=32", "--data",
+                       str(data), "--out", str(out), "--precision", "bf16", "--quiet")
+    table = load_features(out)
+    assert table.meta["precision"] == "bf16" and table.embeddings.shape == (6, 128)
+    bad = run_facerun("extract", "--backbone", "small-cnn", "--data", str(data), "--out", str(tmp_path / "g.safetensors"),
+                      "--no-optimize", "--compile", check=False)
+    assert bad.returncode != 0 and "--no-optimize" in bad.stderr and "Traceback" not in bad.stderr

@@ -198,3 +198,60 @@ def test_the_check_measures_against_float64_not_against_an_inaccurate_eager_forw
     # compared with the eager fp32 output it would have been rejected; it is the more exact of the two
     assert float((got - eager).abs().max()) / scale > 1e-4
     assert float((got - exact).abs().max()) < float((eager - exact).abs().max()) / 10
+
+
+class _Tiny(Backbone):
+    """Two convolutions with BatchNorm: small enough that torch.compile's C++ build stays short."""
+
+    input_spec = InputSpec(size=16)
+    embedding_size = 8
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8))
+
+    def forward(self, x):
+        return self.body(x).mean((2, 3))
+
+
+def test_compiled_forward_pads_short_batches_and_equals_eager():
+    torch.manual_seed(0)
+    model = _randomise_bn(_Tiny())
+    fast = optimize_for_inference(model, compile=True, batch_size=4)
+    assert fast.facerec_batch == 4 and fast.facerec_optimized
+    x = torch.rand(10, 3, 16, 16)  # batches of 3 (padded to 4) and, with flip, 6 (split into 4 + 2)
+    torch.testing.assert_close(embed_tensor(fast, x, batch_size=3, flip=True),
+                               embed_tensor(model, x, batch_size=3, flip=True), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_is_checked_by_cosine_and_says_where_it_is_emulated(precision):
+    import facerec.inference as inf
+
+    torch.manual_seed(0)
+    model = _randomise_bn(facerec.create("backbone", "small-cnn", width=8, image_size=32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = optimize_for_inference(model, precision=precision)
+    why = inf.low_precision_support("cpu", precision)
+    assert (why is None) == (not any(precision in str(w.message) for w in caught))
+    x = torch.rand(6, 3, 32, 32)
+    got, ref = embed_tensor(fast, x), embed_tensor(model, x)
+    cos = torch.nn.functional.cosine_similarity(got, ref, dim=1)
+    assert float(cos.min()) >= inf.LOW_PRECISION_MIN_COSINE
+    if fast is not model:  # autocast really ran: low precision rounding shows, unlike the fp32 fold
+        assert float((got - ref).abs().max()) > 1e-5
+
+
+def test_a_low_precision_forward_too_inexact_falls_back_to_fp32(monkeypatch):
+    import facerec.inference as inf
+
+    monkeypatch.setattr(inf, "LOW_PRECISION_MIN_COSINE", 1.0 + 1e-9)  # nothing in bf16 can pass
+    model = _randomise_bn(facerec.create("backbone", "small-cnn", width=8, image_size=32))
+    with pytest.warns(UserWarning, match="bf16 forward differs"):
+        fast = optimize_for_inference(model, precision="bf16")
+    x = torch.rand(4, 3, 32, 32)
+    torch.testing.assert_close(embed_tensor(fast, x), embed_tensor(model, x), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="precision must be"):
+        optimize_for_inference(model, precision="int4")

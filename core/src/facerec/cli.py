@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from . import registry
-from .cpu_memory import use_fast_cpu_allocation
 from .errors import DuplicateComponentError, FacerecError
 
 
@@ -218,11 +217,6 @@ def info(kind: str, name: str, as_json: bool) -> None:
 
 def run() -> None:
     """Console-script entry point: user errors become one line and a non-zero exit."""
-    # CPU tensors of large batches (25-100 MB activations at batch 64) otherwise come from fresh 4 KB
-    # pages on every allocation: 0.5-1M page faults per IResNet forward. Huge pages (torch reads the
-    # switch at its first large allocation, so here, before any command imports torch) and freed memory
-    # kept for reuse; the user's own settings win.
-    use_fast_cpu_allocation()
     try:
         main(standalone_mode=True)
     except FacerecError as exc:  # raised outside click's invoke (e.g. while resolving a command)

@@ -1,8 +1,8 @@
 """Batched embedding of canonical images with any backbone or embedder (inference mode), and the fast
 inference path: :func:`optimize_for_inference` folds eval-mode BatchNorm into the preceding conv /
-linear layer, switches conv nets to channels-last, lets 3x3 convs use Winograd on CPU, and verifies the
-result against the model's float64 forward (max |diff| <= 1e-4 relative to the output scale, or twice
-the eager fp32 error) before using it; otherwise a more exact setting, and finally the eager model, is kept.
+linear layer and switches conv nets to channels-last (most of the gain over eager), optionally compiles
+the forward with ``torch.compile`` and runs it in bf16/fp16, and verifies the result against the model's
+float64 forward before using it; otherwise a more exact setting, and finally the eager model, is kept.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from .api import Backbone, Embedder
-from .packed_conv import pack_convs
-from .winograd import WinogradConv2d, eligible, force_algorithm, replace_convs
 
 #: Largest allowed deviation of the optimised model from the eager forward (relative to max |out|).
 TOLERANCE = 1e-4
@@ -38,15 +37,23 @@ def embed_batches(model: Backbone | Embedder, batches: Iterable[Tensor], *, devi
     if isinstance(model, torch.nn.Module):
         model.eval()
     fn = as_embedder(model)
+    fixed = getattr(model, "facerec_batch", None)  # a compiled model runs batches of one size only
+
+    def forward(x: Tensor) -> Tensor:
+        if fixed is None:
+            return fn(x).float()
+        parts = [x[i : i + fixed] for i in range(0, len(x), fixed)]
+        return torch.cat([fn(_padded(part, fixed))[: len(part)] for part in parts]).float()
+
     out = []
     try:
         for images in batches:
             images = images.to(device, non_blocking=True)
             if flip:  # one forward over both halves: better batching than two calls
-                both = fn(torch.cat([images, images.flip(-1)])).float()
+                both = forward(torch.cat([images, images.flip(-1)]))
                 emb = both[: len(images)] + both[len(images):]
             else:
-                emb = fn(images).float()
+                emb = forward(images)
             out.append(emb.cpu())
     finally:
         if was_training and isinstance(model, torch.nn.Module):
@@ -163,19 +170,49 @@ def _sample_input(model: nn.Module, batch: int = 2) -> Tensor | None:
     return torch.rand(batch, 3, h, w, generator=gen)
 
 
+Precision = Literal["fp32", "bf16", "fp16"]
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: Low precision is judged by what recognition uses: every embedding's cosine to the float64 one.
+LOW_PRECISION_MIN_COSINE = 0.999
+
+
+def low_precision_support(device: str, precision: Precision) -> str | None:
+    """None when ``precision`` runs natively on ``device``, else why it would be slow or impossible."""
+    if precision == "fp32":
+        return None
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            return f"{torch.cuda.get_device_name(dev)} has no bf16 arithmetic"
+        return None
+    if precision == "fp16":
+        return "fp16 on the CPU is emulated (use bf16 on CPUs with AMX / AVX-512-BF16)"
+    if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "this CPU has no native bf16 (AVX-512-BF16 or AMX): bf16 runs emulated, slower than fp32"
+    return None
+
+
 def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_last: bool | None = None,
-                           check: bool = True, example: Tensor | None = None,
-                           winograd: bool | None = None, packed: bool | None = None) -> nn.Module:
-    """A faster eval-mode copy of ``model`` (Backbone class and ``embed`` kept): BatchNorm folded,
-    channels-last for conv nets on CPU/CUDA, frozen parameters, and on CPU (``winograd`` None or True)
-    3x3 stride-1 convolutions that pick direct or Winograd F(2x2)/F(4x4) per layer by timing
-    (:mod:`facerec.winograd`). It is checked against the eager forward on ``example`` (default: two
-    random canonical images at the input spec's size): Winograd layers are checked in their least
-    accurate setting; if that deviates by more than 1e-4 (relative to the largest output) the next
-    more accurate setting is tried (F(2) only, then no Winograd), and finally the eager model is returned.
-    For a Backbone the reference is its float64 forward, and the bound is 1e-4 or twice the eager fp32
-    forward's own error, whichever is larger (random deep nets can be that badly conditioned).
+                           check: bool = True, example: Tensor | None = None, compile: bool = False,
+                           precision: Precision = "fp32", batch_size: int = 32) -> nn.Module:
+    """A faster eval-mode copy of ``model`` (Backbone class and ``embed`` kept): BatchNorm folded into the
+    convolution or linear layer before it, channels-last for conv nets, frozen parameters; with
+    ``compile`` its forward compiled by ``torch.compile`` (inductor, weights frozen as constants, static
+    batches of ``batch_size``: :func:`embed_batches` pads the last one); with ``precision`` bf16/fp16 its
+    forward under autocast.
+
+    The result is checked on ``example`` (default: random canonical images at the input spec's size)
+    against the model's float64 forward: fp32 within 1e-4 relative to the largest output, or twice the
+    eager fp32 forward's own error for badly conditioned nets; bf16/fp16 by every embedding's cosine to
+    the float64 one (>= 0.999). A candidate that fails falls back, with a warning saying why, to the next:
+    low precision -> fp32, compiled -> plain folded, and finally the eager model.
     """
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    why = low_precision_support(device, precision)
+    if why is not None:
+        warnings.warn(f"--precision {precision}: {why}", stacklevel=2)
     eager = model
     try:
         fast, _ = fold_batchnorm(model)
@@ -190,20 +227,16 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
     fast = fast.to(device)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
-    if winograd is None:
-        winograd = torch.device(device).type == "cpu"
-    winograd = winograd and any(eligible(m) for m in fast.modules())
-    if packed is None:
-        packed = torch.device(device).type == "cpu"
-    settings: list[tuple[int, ...] | None] = [(0, 2, 4), (0, 2), None] if winograd else [None]
-    candidates = (_candidate(fast, choices, packed, last=i == len(settings) - 1) for i, choices in enumerate(settings))
+    plans = [(c, pr) for c in ((True, False) if compile else (False,))
+             for pr in ((precision, "fp32") if precision != "fp32" else ("fp32",))]
     if not check:
-        return next(candidates)
-    images = example if example is not None else _sample_input(model)
+        return _build(fast, *plans[0], device, batch_size, None)
+    images = example if example is not None else _sample_input(model, batch_size if compile else 2)
     if images is None:
-        return next(candidates)
+        return _build(fast, *plans[0], device, batch_size, None)
     was = eager.training
     eager.eval()
+    diff = "not checked"
     try:
         ref = copy.deepcopy(eager).to(device)
         images = images.to(device)
@@ -214,22 +247,66 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
             target, bound = expected, TOLERANCE
         else:  # a badly conditioned net's own fp32 forward can be off by more than 1e-4 already
             target, bound = exact, max(TOLERANCE, 2 * relative_error(expected, exact))
-        diff = float("inf")
-        for candidate in candidates:
-            force_algorithm(candidate, max(_winograd_choices(candidate), default=None))
-            diff = _rel_diff(target, candidate, images)
-            force_algorithm(candidate, None)
-            if diff <= bound:
+        for i, (compiled, prec) in enumerate(plans):
+            candidate = _build(fast if i == len(plans) - 1 else copy.deepcopy(fast), compiled, prec, device,
+                               batch_size, images)
+            with torch.inference_mode():
+                got = as_embedder(candidate)(images).float()
+            ok, diff = _accurate(got, target, bound, prec)
+            if ok:
                 return candidate
+            warnings.warn(f"optimize_for_inference: {'compiled ' if compiled else ''}{prec} forward differs "
+                          f"({diff}); trying a more exact setting", stacklevel=2)
     except Exception as exc:
-        warnings.warn(f"optimize_for_inference: check failed ({type(exc).__name__}: {exc}); "
-                      "using the eager model", stacklevel=2)
+        warnings.warn(f"optimize_for_inference: check failed ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}); using the eager model", stacklevel=2)
         return eager.eval().to(device)
     finally:
         eager.train(was)
-    warnings.warn(f"optimize_for_inference: optimised model differs by {diff:.2e} (> {bound:.1e}); "
-                  "using the eager model", stacklevel=2)
+    warnings.warn(f"optimize_for_inference: optimised model differs ({diff}); using the eager model", stacklevel=2)
     return eager.eval().to(device)
+
+
+def _accurate(got: Tensor, target: Tensor, bound: float, precision: str) -> tuple[bool, str]:
+    if precision == "fp32":
+        err = relative_error(got, target)
+        return err <= bound, f"{err:.2e} > {bound:.1e}"
+    if got.shape != target.shape:
+        return False, f"shape {tuple(got.shape)} vs {tuple(target.shape)}"
+    cos = float(torch.nn.functional.cosine_similarity(got.double(), target.double(), dim=1).min())
+    return cos >= LOW_PRECISION_MIN_COSINE, f"least cosine {cos:.5f} < {LOW_PRECISION_MIN_COSINE}"
+
+
+def _build(fast: nn.Module, compiled: bool, precision: str, device: str, batch_size: int,
+           example: Tensor | None) -> nn.Module:
+    """``fast`` with its forward run under autocast (bf16/fp16) and/or compiled; compiled ones are traced
+    on ``example`` (or a random batch) now, so the warm-up cost is paid here, once."""
+    forward = fast.forward
+    if precision != "fp32":
+        dtype, device_type, inner = _DTYPES[precision], torch.device(device).type, forward
+
+        def low_precision(*args: Any, **kwargs: Any) -> Any:
+            with torch.autocast(device_type, dtype=dtype):
+                return inner(*args, **kwargs).float()
+
+        forward = low_precision
+    if compiled:
+        forward = torch.compile(forward, dynamic=False, options={"freezing": True})
+        fast.facerec_batch = batch_size  # static shapes: embed_batches pads short batches to this size
+    fast.forward = forward
+    fast.facerec_optimized = True  # embedding helpers use it as it is
+    if compiled:
+        images = example if example is not None else _sample_input(fast, batch_size)
+        if images is not None:
+            with torch.inference_mode():
+                as_embedder(fast)(_padded(images.to(device), batch_size))
+    return fast
+
+
+def _padded(images: Tensor, batch: int) -> Tensor:
+    if len(images) >= batch:
+        return images
+    return torch.cat([images, images.new_zeros(batch - len(images), *images.shape[1:])])
 
 
 def float64_output(model: nn.Module, images: Tensor, *, in_place: bool = False) -> Tensor | None:
@@ -254,26 +331,3 @@ def relative_error(got: Tensor, expected: Tensor) -> float:
     return float((expected.double() - got.double()).abs().max()) / max(float(expected.abs().max()), 1.0)
 
 
-def _candidate(fast: nn.Module, choices: tuple[int, ...] | None, packed: bool, last: bool) -> nn.Module:
-    """A copy of ``fast`` (``fast`` itself for the ``last`` one) whose eligible 3x3 convs are
-    :class:`WinogradConv2d` (unless ``choices`` is None), and with ``packed``, the other convs
-    :class:`PackedConv2d` with their ReLU / residual add fused."""
-    out = fast if last else copy.deepcopy(fast)
-    if choices is not None:
-        replace_convs(out, choices)
-    if packed:
-        try:
-            pack_convs(out)
-        except Exception as exc:  # an untraceable oddity must not cost the other optimisations
-            warnings.warn(f"optimize_for_inference: packed convolutions skipped ({type(exc).__name__}: {exc})",
-                          stacklevel=3)
-    return out
-
-
-def _winograd_choices(model: nn.Module) -> set[int]:
-    return {m for mod in model.modules() if isinstance(mod, WinogradConv2d) for m in mod.choices}
-
-
-@torch.inference_mode()
-def _rel_diff(expected: Tensor, model: nn.Module, images: Tensor) -> float:
-    return relative_error(as_embedder(model)(images), expected)

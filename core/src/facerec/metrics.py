@@ -23,7 +23,6 @@ import attrs
 import numpy as np
 import torch
 
-from . import int8_search
 from .errors import DataError
 
 
@@ -469,77 +468,23 @@ def _chunk(chunk: int | None, n_gallery: int) -> int:
     return int(chunk) if chunk else max(1, min(4096, CHUNK_ELEMENTS // max(n_gallery, 1)))
 
 
-def search(gallery, probe, k: int = 1, *, chunk: int | None = None, gallery_chunk: int | None = None,
-           normalise: bool = True, device: str | None = None, precision: Literal["float32", "int8"] = "float32",
+def search(gallery, probe, k: int = 1, *, normalise: bool = True, device: str | None = None,
+           backend: Literal["faiss", "torch"] | None = None, precision: Literal["float32", "int8"] = "float32",
            margin: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k gallery matches of every probe by cosine score, in tiles of ``chunk`` probes (default up to
-    1,024) x ``gallery_chunk`` gallery items (default: about a quarter of ``CHUNK_ELEMENTS`` scores per
-    tile), so memory stays bounded; each tile's top k are merged into the running top k.
-    Tiling the gallery as well keeps the matrix products tall: ~170-probe slices against a 100k
-    gallery ran at 60% of the speed of 1,000-probe ones.
+    """Top-k gallery matches of every probe by cosine score: (scores [P, k], indices [P, k]), best first.
 
-    ``precision="int8"`` (CPU, approximate): int8 products pick the candidates; each probe's k best int8
-    candidates are re-scored exactly, then every other one whose int8 score is within ``margin / 2`` of
-    the least of those exact scores, and the top k are returned with exact float32 scores. Equal to the
-    exact search whenever no int8 score is off by more than ``margin / 2`` (measured on unit 512-d rows:
-    0.006 at most); 1.7x the float32 speed at k=10 on 2 AVX2 cores (details in ``int8_search``). Gallery
-    tiles are fixed at ``int8_search.TILE_ROWS``, so ``gallery_chunk`` does not apply. For k above
-    ``int8_search.MAX_K`` (256) the float32 path runs: int8 no longer pays off there.
-
-    Returns (scores [P, k], indices [P, k]), best first.
+    ``gallery`` is features [G, D] or a prepared :class:`facerec.gallery.Gallery` (normalised once, also
+    approximate indexes). Exact search runs on faiss when installed (the brute-force kernel of
+    ``IndexFlatIP``), else on chunked torch products merged into a running top-k (memory bounded by the
+    tile); ``device`` other than the CPU uses torch there. With ``normalise=False`` and float32 C-contiguous
+    features nothing is copied. Non-finite rows are rejected with their count and indices.
+    ``precision="int8"``: approximate int8 candidates re-scored exactly (see ``Gallery.search``).
     """
-    if precision not in ("float32", "int8"):
-        raise MetricInputError(f"precision must be 'float32' or 'int8', got {precision!r}")
-    (k,) = _ranks([k], "k")
-    g = _features(gallery, "gallery").float()
-    p = _features(probe, "probe").float()
-    _pair(g, p, "gallery", "probe")
-    if device is not None:
-        g, p = g.to(device), p.to(device)
-    int8 = precision == "int8" and k <= int8_search.MAX_K
-    # a NaN/inf row would score NaN, which topk ranks first: refuse it (the norms serve the check)
-    if normalise:
-        g, p = _normalise_finite(g, "gallery"), _normalise_finite(p, "probe")
-    else:
-        _finite_row_norms(g, "gallery")
-        _finite_row_norms(p, "probe")
-    k = min(k, g.shape[0])
-    if p.shape[0] == 0 or k == 0:
-        return torch.empty(p.shape[0], k), torch.empty(p.shape[0], k, dtype=torch.long)
-    pc = int(chunk) if chunk else min(p.shape[0], 1024)
-    if int8:
-        return _search_int8(g, p, k, pc, margin)
-    # a whole number of 256 rows: a 4,194-row gallery tile ran 1.5x slower than a 4,096-row one (sgemm edges)
-    gc = max(k, int(gallery_chunk) if gallery_chunk else max(256, CHUNK_ELEMENTS // 4 // pc // 256 * 256))
-    out_s, out_i = [], []
-    with torch.inference_mode():
-        for i in range(0, p.shape[0], pc):
-            best_s = best_i = None
-            for j in range(0, g.shape[0], gc):
-                sc = p[i : i + pc] @ g[j : j + gc].T
-                s_, i_ = torch.topk(sc, min(k, sc.shape[1]), dim=1)
-                i_ += j
-                if best_s is not None:  # the first tile has >= k columns, later ones may have fewer
-                    s_, i_ = torch.cat([best_s, s_], 1), torch.cat([best_i, i_], 1)
-                    s_, order = torch.topk(s_, k, dim=1)
-                    i_ = i_.gather(1, order)
-                best_s, best_i = s_, i_
-            out_s.append(best_s.cpu())
-            out_i.append(best_i.cpu())
-    return torch.cat(out_s), torch.cat(out_i)
+    from .gallery import Gallery
 
-
-def _search_int8(g: torch.Tensor, p: torch.Tensor, k: int, pc: int, margin: float):
-    if not int8_search.available():
-        raise MetricInputError(f"search(precision='int8') needs torch's int8 kernels on an x86 engine "
-                               f"{int8_search.ENGINES}; this torch has engine "
-                               f"{torch.backends.quantized.engine!r}; use precision='float32'")
-    if g.device.type != "cpu":
-        raise MetricInputError(f"search(precision='int8') runs on CPU only, got {g.device.type} tensors")
-    g, p = g.contiguous(), p.contiguous()  # rows checked finite by search()
-    with torch.inference_mode():
-        parts = [int8_search.search(g, p[i : i + pc], k, margin) for i in range(0, p.shape[0], pc)]
-    return torch.cat([s for s, _ in parts]), torch.cat([i for _, i in parts])
+    if not isinstance(gallery, Gallery):
+        gallery = Gallery(gallery, normalise=normalise, device=device or "cpu", backend=backend)
+    return gallery.search(probe, k, normalise=normalise, precision=precision, margin=margin)
 
 
 @attrs.frozen
@@ -590,7 +535,10 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
     strict = ties == "optimistic"
     if max_rank is not None:
         _ranks([max_rank], "max_rank")
-    g, p = _features(gallery, "gallery"), _features(probe, "probe")
+    from .gallery import Gallery
+
+    prepared = isinstance(gallery, Gallery)  # normalised and checked once, when it was built
+    g, p = (gallery.features if prepared else _features(gallery, "gallery")), _features(probe, "probe")
     if g.shape[0] == 0 or p.shape[0] == 0:
         raise MetricInputError("identification needs a non-empty gallery and probe set")
     _pair(g, p, "gallery", "probe")
@@ -599,7 +547,7 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
     if device is not None:
         g, p, gl, pl = g.to(device), p.to(device), gl.to(device), pl.to(device)
     # checked on the features while normalising: O(N x D) instead of every score
-    g, p = _normalise_finite(g, "gallery"), _normalise_finite(p, "probe")
+    g, p = (g if prepared else _normalise_finite(g, "gallery")), _normalise_finite(p, "probe")
     ranks, mates, nonmates = [], [], []
     chunk = _chunk(chunk, g.shape[0])
     gt = g.T.contiguous()
@@ -656,15 +604,17 @@ def cmc(gallery, gallery_labels, probe, probe_labels, max_rank: int = 20, **kw) 
 
 
 def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
-                fpirs: Sequence[float] = (1e-3, 1e-2, 1e-1), **kw) -> dict[float, float]:
+                fpirs: Sequence[float] = (1e-3, 1e-2, 1e-1), *, result: RankResult | None = None,
+                **kw) -> dict[float, float]:
     """Open-set 1:N: detection and identification rate at false positive identification rates.
 
     Non-mated probes (no mate in the gallery) set the threshold: FPIR(t) = share of them whose best
     score is >= t. DIR(t) = share of mated probes whose mate is at rank 1 AND scores >= t
     (insightface's corrected IJB 1:N definition, rank-1 = mate beats every non-mate).
+    ``result``: the :func:`identification_ranks` of the same inputs, when already computed.
     """
     fpirs = _rates(fpirs, "fpirs")
-    res = identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
+    res = result if result is not None else identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
     non = np.sort(res.best_nonmate[res.ranks == 0])[::-1]
     mated = res.ranks > 0
     if non.size == 0 or not mated.any():

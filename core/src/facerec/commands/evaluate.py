@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..errors import DataError, ParameterError
+from .extract import speed_options
 
 
 def build_protocol(name: str, data: str | None, params: dict[str, Any], *, skip_missing: bool,
@@ -52,14 +53,15 @@ def build_protocol(name: str, data: str | None, params: dict[str, Any], *, skip_
 @click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
 @click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
               help="protocol.* or backbone.* parameter, e.g. protocol.accuracy=insightface (repeatable).")
+@speed_options
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def evaluate(backbone: str | None, weights: str | None, features: str | None, protocol: str, data: str | None,
              out: str | None, flip: bool, skip_missing: bool, batch_size: int, device: str, image_size: int | None,
-             params: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+             params: tuple[str, ...], compile_: bool, precision: str, as_json: bool, quiet: bool) -> None:
     """Evaluate a backbone (or precomputed features) on a protocol; writes a report with --out."""
     from ..pipeline import parse_params
-    from .extract import build_backbone, check_device
+    from .extract import build_backbone, check_device, fast_model
 
     if (backbone is None) == (features is None):
         raise ParameterError("give exactly one of --backbone or --features")
@@ -82,7 +84,8 @@ def evaluate(backbone: str | None, weights: str | None, features: str | None, pr
         result = proto.evaluate_features(table)
     else:
         model, _ = build_backbone(backbone, weights, [p for p in params if p.startswith("backbone.")], device)
-        info.update(backbone=backbone, weights=str(weights or "(random init)"))
+        model = fast_model(model, device, compile_=compile_, precision=precision, batch_size=batch_size)
+        info.update(backbone=backbone, weights=str(weights or "(random init)"), precision=precision)
         result = proto.evaluate(model, device=device, batch_size=batch_size, progress=not quiet)
     if as_json:
         click.echo(json.dumps({k: float(v) for k, v in result.metrics.items()}, indent=2))

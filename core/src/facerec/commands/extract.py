@@ -44,6 +44,31 @@ def check_device(device: str) -> str:
     return device
 
 
+def speed_options(f):
+    """--compile / --precision, shared by extract and eval."""
+    f = click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                     help="bf16/fp16 autocast (native on GPUs and CPUs with AMX / AVX-512-BF16), checked "
+                          "against the float64 forward (every embedding's cosine >= 0.999).")(f)
+    return click.option("--compile", "compile_", is_flag=True,
+                        help="torch.compile the forward (inductor, frozen weights): a warm-up of seconds to "
+                             "minutes, then faster batches on some models (see docs/benchmarks.md).")(f)
+
+
+def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch_size: int) -> Any:
+    """The checked fast inference path with the user's options; its fallbacks are told in one line each."""
+    import warnings
+
+    from ..inference import optimize_for_inference
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = optimize_for_inference(model, device=device, compile=compile_, precision=precision,
+                                      batch_size=batch_size)
+    for w in caught:
+        click.echo(f"note: {str(w.message).splitlines()[0]}", err=True)
+    return fast
+
+
 def open_data(path: str, image_size: int, params: dict[str, Any]) -> tuple[Any, list[str]]:
     """A dataset reader for PATH (LMDB, RecordIO .rec, image list file or image folder) and each sample's key."""
     from ..data.formats import ImageFolder, ImageList, LMDBDataset
@@ -111,13 +136,15 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
 @click.option("--no-optimize", is_flag=True,
-              help="Use the plain eager forward (no BatchNorm folding / channels-last / Winograd).")
+              help="Use the plain eager forward (no BatchNorm folding / channels-last).")
+@speed_options
 @click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
               help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool, batch_size: int, device: str,
-            image_size: int | None, no_optimize: bool, params: tuple[str, ...], quiet: bool, overwrite: bool) -> None:
+            image_size: int | None, no_optimize: bool, compile_: bool, precision: str, params: tuple[str, ...],
+            quiet: bool, overwrite: bool) -> None:
     """Embed images (folder, list or LMDB) into a features.safetensors file (batched, inference mode)."""
     import time
 
@@ -126,6 +153,8 @@ def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool,
     if not out.endswith(".safetensors"):
         raise ParameterError(f"--out {out}: the feature file must end in .safetensors")
     check_output_file(out, "--out", overwrite=overwrite)  # before embedding a single image
+    if no_optimize and (compile_ or precision != "fp32"):
+        raise ParameterError("--no-optimize runs the plain eager forward: drop --compile / --precision with it")
     device = check_device(device)
     model, parsed = build_backbone(backbone, weights, params, device)
     from ..protocols.common import embed_images, image_size_for, save_features
@@ -134,13 +163,16 @@ def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool,
     ds, keys = open_data(data, size, parsed["dataset"])
     if len(ds) == 0:
         raise DataError(f"--data {data}: no images found")
+    if not no_optimize:
+        model = fast_model(model, device, compile_=compile_, precision=precision, batch_size=batch_size)
     start = time.perf_counter()
     emb = embed_images(model, dataset_batches(ds, batch_size), len(ds), device=device, flip=flip,
                        progress=not quiet, desc="extract", optimize=not no_optimize)
     elapsed = time.perf_counter() - start
     labels = ds.labels
     meta = {"backbone": backbone, "weights": str(weights or ""), "data": str(Path(data).resolve()),
-            "flip": str(bool(flip)), "image_size": str(size), "format": "facerec-features-1"}
+            "flip": str(bool(flip)), "image_size": str(size), "precision": precision,
+            "format": "facerec-features-1"}
     try:
         save_features(out, keys, emb, labels if labels.numel() == len(keys) else None, meta)
     except OSError as exc:
@@ -149,4 +181,4 @@ def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool,
                f"({emb.shape[0] / max(elapsed, 1e-9):.1f} images/s)")
 
 
-__all__ = ["extract", "build_backbone", "check_device", "FacerecError"]
+__all__ = ["extract", "build_backbone", "check_device", "fast_model", "speed_options", "FacerecError"]

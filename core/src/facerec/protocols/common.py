@@ -163,7 +163,8 @@ def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: s
             yield b
             bar.update(len(b))
 
-    fast = optimize_for_inference(model, device=device) if optimize and isinstance(model, torch.nn.Module) else model
+    ready = not optimize or not isinstance(model, torch.nn.Module) or getattr(model, "facerec_optimized", False)
+    fast = model if ready else optimize_for_inference(model, device=device)
     try:
         return embed_batches(fast, counted(), device=device, flip=flip)
     finally:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
+from ..gallery import Gallery
 from ..api import EvalResult, Protocol
 from ..errors import DataError
 from .common import check_missing, embed_paths, gather_features, read_text_lines
@@ -168,7 +169,7 @@ class IdentificationProtocol(Protocol):
             g, p = emb[torch.from_numpy(gi[gok])], emb[torch.from_numpy(pi[pok])]
             if len(g) == 0 or len(p) == 0:
                 raise DataError(f"identification: fold {gal.source} has no gallery or probe images left")
-            res = metrics.identification_ranks(g, gl, p, pl)
+            res = metrics.identification_ranks(Gallery(g, gl, backend="torch"), gl, p, pl)
             fold: dict[str, float] = {f"rank{k}": res.at(k) for k in self.ranks}
             fold["n_gallery"], fold["n_probe"], fold["n_mated_probes"] = float(len(g)), float(len(p)), float(res.n_mated)
             scores = metrics.cosine_scores(g, p).double().numpy().ravel()
@@ -180,7 +181,7 @@ class IdentificationProtocol(Protocol):
                     fold[f"vr@far={far:g}"] = float(tar)
                 fold["eer"] = metrics.eer(scores, same)
             if (res.ranks == 0).any() and res.n_mated:
-                for fp, rate in metrics.dir_at_fpir(g, gl, p, pl, self.fpirs).items():
+                for fp, rate in metrics.dir_at_fpir(g, gl, p, pl, self.fpirs, result=res).items():
                     fold[f"dir@fpir={fp:g}"] = rate
             per_fold.append(fold)
             cmc_curves.append(res.cmc[:20].tolist())

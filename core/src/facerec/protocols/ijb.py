@@ -148,7 +148,8 @@ class IJBProtocol(Protocol):
         paths = [self.image_root / n for n in self.images]
         present = check_missing(paths, skip_missing=self.skip_missing)
         idx = np.flatnonzero(present)
-        fast = optimize_for_inference(model, device=device) if isinstance(model, torch.nn.Module) else model
+        ready = not isinstance(model, torch.nn.Module) or getattr(model, "facerec_optimized", False)
+        fast = model if ready else optimize_for_inference(model, device=device)
         bar = Progress(len(idx), "ijb", enabled=progress)
 
         def batches():

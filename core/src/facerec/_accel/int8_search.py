@@ -1,4 +1,4 @@
-"""Int8 pre-selection for ``metrics.search(precision="int8")``: candidates from int8 scores, exact re-scoring.
+"""Int8 pre-selection for ``Gallery.search(precision="int8")``: candidates from int8 scores, exact re-scoring.
 
 The probe x gallery products run as fbgemm int8 matrix products: the probes are packed once as the int8
 "weight" (one scale per probe), and each gallery tile is quantised on the fly to 7-bit uint8 as the
