@@ -77,14 +77,14 @@ def test_bad_input_is_refused_naming_the_rows(data):
     bad = g.clone()
     bad[[5, 70]] = float("nan")
     bad[9, 0] = float("inf")
-    with pytest.raises(metrics.MetricInputError, match=r"3 gallery row\(s\) contain NaN or inf \(rows 5, 9, 70\)"):
+    with pytest.raises(metrics.MetricInputError, match=r"3 gallery feature\(s\) contain NaN or inf.*rows 5, 9, 70"):
         Gallery(bad)
-    with pytest.raises(metrics.MetricInputError, match="1 probe row"):
+    with pytest.raises(metrics.MetricInputError, match=r"1 probe feature\(s\)"):
         metrics.search(g, torch.cat([p[:3], torch.full((1, 64), float("nan"))]), k=2)
     for k in (0, -1, 2.5):
-        with pytest.raises(metrics.MetricInputError, match="k must be a positive integer"):
+        with pytest.raises(metrics.MetricInputError, match="k must be an integer >= 1"):
             metrics.search(g, p, k=k)
-    with pytest.raises(metrics.MetricInputError, match="dimension 32, the gallery 64"):
+    with pytest.raises(metrics.MetricInputError, match="gallery has 64-d features but probe has 32-d"):
         metrics.search(g, p[:, :32], k=2)
     with pytest.raises(metrics.MetricInputError, match="2-D"):
         Gallery(g[0])
@@ -136,7 +136,7 @@ def test_int8_search_refuses_bad_input():
     g = _unit(torch.randn(100, 32))
     bad = g.clone()
     bad[5, 3] = float("nan")
-    with pytest.raises(metrics.MetricInputError, match=r"1 gallery row\(s\) contain NaN or inf \(rows 5\)"):
+    with pytest.raises(metrics.MetricInputError, match=r"1 gallery feature\(s\) contain NaN or inf.*rows 5"):
         metrics.search(bad, g[:4], k=2, precision="int8", normalise=False)
     with pytest.raises(metrics.MetricInputError, match="precision must be float32 or int8"):
         metrics.search(g, g[:4], k=2, precision="int4")

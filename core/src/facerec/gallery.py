@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .metrics import MetricInputError
+from .metrics import MetricInputError, _features, _finite_row_norms, _pair, _ranks
 
 Index = Literal["flat", "ivf", "ivfpq", "hnsw"]
 Backend = Literal["faiss", "torch"]
@@ -41,37 +41,14 @@ def _faiss() -> Any:
     return faiss
 
 
-def _as_float_rows(x: Any, name: str) -> Tensor:
-    t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
-    if t.dim() != 2:
-        raise MetricInputError(f"{name} must be a 2-D [N, D] array, got shape {tuple(t.shape)}")
-    return t.detach().float()
-
-
-def check_finite_rows(x: Tensor, name: str) -> Tensor:
-    """Row norms [N]; non-finite rows (NaN, inf, or squares overflowing float32) raise with their count and
-    first indices: a NaN row would otherwise score as the best match of every probe."""
-    norms = torch.linalg.vector_norm(x, dim=1)
-    bad = torch.nonzero(~torch.isfinite(norms)).flatten()
-    if len(bad):
-        first = ", ".join(str(int(i)) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        raise MetricInputError(f"{len(bad)} {name} row(s) contain NaN or inf (rows {first})")
-    return norms
-
-
 def normalised(x: Any, name: str, *, normalise: bool = True) -> Tensor:
-    """Checked float32 rows, L2-normalised unless ``normalise`` is False; C-contiguous."""
-    t = _as_float_rows(x, name)
-    norms = check_finite_rows(t, name)
+    """Checked float32 rows [N, D] (2-D, finite: a NaN row would score as every probe's best match),
+    L2-normalised unless ``normalise`` is False; C-contiguous (no copy when already so)."""
+    t = _features(x, name).detach().float()
+    norms = _finite_row_norms(t, name)
     if normalise:
-        t = t / norms.clamp_min(1e-12)[:, None]
+        t = t / norms.clamp_min(1e-12)
     return t.contiguous()
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise MetricInputError(f"k must be a positive integer, got {k!r}")
-    return int(k)
 
 
 def torch_topk(gallery: Tensor, probes: Tensor, k: int, *, probe_chunk: int | None = None,
@@ -179,8 +156,7 @@ class Gallery:
     def add(self, features: Any, *, normalise: bool = True) -> None:
         """Append rows (approximate indexes: encoded and added in place; flat: one concatenation)."""
         x = normalised(features, "gallery", normalise=normalise)
-        if x.shape[1] != self.dim:
-            raise MetricInputError(f"added rows have dimension {x.shape[1]}, the gallery {self.dim}")
+        _pair(torch.empty(0, self.dim), x, "gallery", "added rows")
         if self._flat is not None:
             self._flat = torch.cat([self._flat, x.to(self.device)])
         else:
@@ -199,10 +175,9 @@ class Gallery:
         """
         if precision not in ("float32", "int8"):
             raise MetricInputError(f"precision must be float32 or int8, got {precision!r}")
-        k = min(_check_k(k), self.size)
+        k = min(_ranks([k], "k")[0], self.size)
         p = normalised(probes, "probe", normalise=normalise)
-        if p.shape[1] != self.dim:
-            raise MetricInputError(f"probes have dimension {p.shape[1]}, the gallery {self.dim}")
+        _pair(torch.empty(0, self.dim), p, "gallery", "probe")
         if len(p) == 0 or k == 0:
             return torch.empty(len(p), k), torch.empty(len(p), k, dtype=torch.long)
         if precision == "int8":
