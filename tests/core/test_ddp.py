@@ -111,3 +111,18 @@ if __name__ == "__main__":  # torchrun worker
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip interpreter finalisation, where gloo's worker threads can still abort
+
+
+def test_facerun_train_under_torchrun_claims_its_run_folder_once(tmp_path):
+    """Every rank runs the same command line: only rank 0 claims --out, the others must not find its claim
+    and refuse ("already holds a run")."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "facerec.cli", "train", "--backbone", "small-cnn", "--param", "backbone.image_size=32", "--param",
+           "backbone.width=8", "--dataset", "synthetic", "--param", "dataset.num_ids=8", "--param",
+           "dataset.image_size=32", "--out", str(out), "--steps", "2", "--batch-size", "8"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already holds a run" not in proc.stdout + proc.stderr
+    assert (out / "checkpoints").is_dir() and (out / "metrics.json").is_file()

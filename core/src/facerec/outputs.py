@@ -103,6 +103,8 @@ def claim_run_dir(path: str | os.PathLike, *, stage: str | None = None, resume: 
     p = check_writable_dir(path, "--out")
     if resume and overwrite:
         raise ParameterError("--resume and --overwrite exclude each other: continue the run or replace it")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 claims; the others would find its claim
+        return p
     how = (f"continue it with {resume_option} or replace it with --overwrite" if resume_option
            else "replace it with --overwrite or choose another --out")
     if p.is_dir() and any(e.name != RUN_MARKER for e in p.iterdir()):  # a bare marker: an empty run
