@@ -285,8 +285,9 @@ class Detections:
 
     ``boxes`` ``[K, 4]`` (x1, y1, x2, y2) and ``landmarks`` ``[K, 5, 2]`` (x, y) are pixels of the
     image in ``facerec.data.align``'s convention: pixel centres at integers, landmarks in its order
-    (left eye, right eye, nose tip, left mouth corner, right mouth corner, as seen in the image). A
-    box spans ``x1 <= x <= x2`` in that frame. ``scores`` ``[K]`` are the detector's confidences.
+    (left eye, right eye, nose tip, left mouth corner, right mouth corner, as seen in the image);
+    boxes are in the same frame, as the detector draws them (box conventions of detectors differ
+    by about a pixel; alignment uses the landmarks). ``scores`` ``[K]`` are the detector's confidences.
     """
 
     boxes: Tensor = attrs.field(converter=_float_tensor)

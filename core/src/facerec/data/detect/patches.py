@@ -33,18 +33,34 @@ def integral(image: Tensor) -> Tensor:
     return table
 
 
-def resized_patches(images: Tensor, image_index: Tensor, regions: Tensor, size: int,
+class Integrals:
+    """Summed-area tables of a batch of images, each made on first use and kept for the next stage."""
+
+    def __init__(self, images: Tensor):
+        self.images = images
+        self.shape = tuple(images.shape)
+        self._tables: dict[int, Tensor] = {}
+
+    def __getitem__(self, k: int) -> Tensor:
+        if k not in self._tables:
+            self._tables[k] = integral(self.images[k])
+        return self._tables[k]
+
+
+def resized_patches(images: Tensor | Integrals, image_index: Tensor, regions: Tensor, size: int,
                     border: str = "stretch") -> Tensor:
-    """Area-resized patches ``[N, C, size, size]`` (float32) of ``images`` ``[B, C, H, W]``.
+    """Area-resized patches ``[N, C, size, size]`` (float32) of ``images`` ``[B, C, H, W]`` (or of
+    their :class:`Integrals`, to reuse the tables across calls).
 
     ``regions`` is ``[N, 4]`` integer ``(x0, y0, x1, y1)`` (end exclusive) in image ``image_index[N]``.
     Regions that are empty after clipping give zero patches.
     """
     if border not in ("stretch", "zero"):
         raise ValueError(f"border must be 'stretch' or 'zero', got {border!r}")
-    b, c, h, w = images.shape
+    tables = images if isinstance(images, Integrals) else Integrals(images)
+    b, c, h, w = tables.shape
     n = regions.shape[0]
-    out = torch.zeros(n, c, size, size, dtype=torch.float32, device=images.device)
+    out = torch.zeros(n, c, size, size, dtype=torch.float32, device=tables.images.device)
     if n == 0:
         return out
     x0, y0, x1, y1 = regions.long().cpu().unbind(1)
@@ -60,7 +76,7 @@ def resized_patches(images: Tensor, image_index: Tensor, regions: Tensor, size: 
     image_index = image_index.long().cpu()
     for k in torch.unique(image_index).tolist():  # one summed-area table per image, not per box
         sel = torch.nonzero(image_index == k, as_tuple=True)[0]
-        table = integral(images[k])
+        table = tables[k]
         dev = table.device
         r0, r1 = rlo[sel][:, :, None].to(dev), rhi[sel][:, :, None].to(dev)
         c0, c1 = clo[sel][:, None, :].to(dev), chi[sel][:, None, :].to(dev)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .nets import ONet, PNet, RNet
 from .nms import nms
-from .patches import resized_patches
+from .patches import Integrals, resized_patches
 
 STRIDE, CELL = 2, 12
 #: P-Net input pixels per call: large photos in large batches go through in pieces (same result).
@@ -96,6 +96,7 @@ def _pnet_maps(pnet: PNet, images: Tensor, size: tuple[int, int]) -> tuple[Tenso
     return torch.cat(probs), torch.cat(offsets)
 
 
+@torch.no_grad()
 def propose(pnet: PNet, images: Tensor, scales: list[float], threshold: float) -> Candidates:
     """Stage 1: P-Net over the pyramid, NMS per scale (IoU 0.5) and across scales (0.7), calibrate, square."""
     _, _, h, w = images.shape
@@ -111,6 +112,8 @@ def propose(pnet: PNet, images: Tensor, scales: list[float], threshold: float) -
         scores.append(s[keep])
         image.append(idx[keep])
         offsets.append(off[idx[keep], :, row[keep], col[keep]])
+    if not scales:  # the image is smaller than the smallest face searched
+        return Candidates(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
     cand = Candidates(torch.cat(boxes).cpu(), torch.cat(scores).cpu(), torch.cat(image).cpu())
     offsets_all = torch.cat(offsets).cpu()
     keep = nms(cand.boxes, cand.scores, 0.7, cand.image)
@@ -119,12 +122,12 @@ def propose(pnet: PNet, images: Tensor, scales: list[float], threshold: float) -
     return cand
 
 
-def _patches(images: Tensor, cand: Candidates, size: int, border: str) -> Tensor:
+def _patches(images: Integrals, cand: Candidates, size: int, border: str) -> Tensor:
     return normalise(resized_patches(images, cand.image, regions(cand.boxes), size, border))
 
 
 @torch.no_grad()
-def refine(rnet: RNet, images: Tensor, cand: Candidates, threshold: float, border: str) -> Candidates:
+def refine(rnet: RNet, images: Integrals, cand: Candidates, threshold: float, border: str) -> Candidates:
     """Stage 2: R-Net on 24 px patches, score threshold, NMS (IoU 0.7), calibrate, square."""
     if len(cand) == 0:
         return cand
@@ -140,7 +143,7 @@ def refine(rnet: RNet, images: Tensor, cand: Candidates, threshold: float, borde
 
 
 @torch.no_grad()
-def output(onet: ONet, images: Tensor, cand: Candidates, threshold: float, border: str) -> tuple[Candidates, Tensor]:
+def output(onet: ONet, images: Integrals, cand: Candidates, threshold: float, border: str) -> tuple[Candidates, Tensor]:
     """Stage 3: O-Net on 48 px patches: final scores, calibrated boxes, landmarks ``[N, 5, 2]``;
     NMS by intersection over the smaller box (0.7), as the reference."""
     if len(cand) == 0:
