@@ -261,15 +261,15 @@ def align(raw: str, out: str, template: str, detector: str, detector_weights: st
     Photos where no face is found, or that cannot be read, are listed in OUT.failures.csv (path,
     reason) and counted in the summary; an interrupted run resumes when run again.
     """
+    if not Path(raw).is_dir():  # the cheap checks first, before torch is imported
+        raise DataError(f"RAW {raw} is not a folder of photos")
+    if Path(out).exists() and not overwrite:
+        raise DataError(f"output {out} already exists (pass --overwrite)")
     from .. import registry
     from ..data.align import get_template
     from ..data.raw_faces import align_photos, scan_photos
 
-    if not Path(raw).is_dir():
-        raise DataError(f"RAW {raw} is not a folder of photos")
     tpl = get_template(template)  # before the detector loads: a typo fails at once
-    if Path(out).exists() and not overwrite:
-        raise DataError(f"output {out} already exists (pass --overwrite)")
     scan_photos(raw)  # an empty or badly laid out folder fails before the detector loads
     params = parse_params(detector_params, "--detector-param")
     if min_size is not None:

@@ -241,17 +241,13 @@ def read_template(path: str | os.PathLike) -> str | None:
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"{p / SIDECAR}: unreadable alignment record ({exc})") from None
     if p.is_file() or (p.is_dir() and (p / "data.mdb").is_file()):
-        from .formats import open_lmdb
-
         import lmdb
 
-        try:
-            env = open_lmdb(p)
-            try:
-                with env.begin() as txn:
-                    raw = txn.get(TEMPLATE_KEY)
-            finally:
-                env.close()
+        from .formats import shared_reader
+
+        try:  # the process's one reader of the file (a dataset may have it open already)
+            with shared_reader(p).begin() as txn:
+                raw = txn.get(TEMPLATE_KEY)
         except lmdb.Error as exc:
             raise DataError(f"{p}: not a readable LMDB ({exc})") from None
         return raw.decode() if raw is not None else None
