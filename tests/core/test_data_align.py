@@ -116,8 +116,8 @@ def test_align_to_lmdb(tmp_path, raw, run_facerun):
     upright_dir.mkdir(parents=True)
     img = Image.open(raw / "alice/a3_rotated.jpg")
     Image.fromarray(np.asarray(img.transpose(Image.Transpose.ROTATE_270))).save(upright_dir / "a3.png")
-    run_facerun("data", "align", str(upright_dir.parent), "--out", str(tmp_path / "up.lmdb"), "--template", "arcface112",
-            "-q")
+    run_facerun("data", "align", str(upright_dir.parent), "--out", str(tmp_path / "up.lmdb"),
+                "--template", "arcface112", "-q")
     up = LMDBDataset(tmp_path / "up.lmdb")[0]["image"]
     assert float((up - chips[2]).abs().mean()) < 0.02
     assert float((up - chips[0]).abs().mean()) > 0.04  # another photo of the same person differs more

@@ -170,7 +170,7 @@ def _random_original_state() -> dict[str, dict[str, torch.Tensor]]:
     for net, cls in zip(NETS, (PNet, RNet, ONet)):
         ours = cls().state_dict()
         inverse = {v: k for k, v in _KEYS[net].items()}
-        out[net] = {f"{inverse[k.rsplit('.', 1)[0]]}.{k.rsplit('.', 1)[1]}": torch.randn(v.shape, generator=g) * 0.3
+        out[net] = {f"{inverse[k.rsplit('.', 1)[0]]}.{k.rsplit('.', 1)[1]}": torch.randn(v.shape, generator=g) * 0.1
                     for k, v in ours.items()}
     return out
 
@@ -193,10 +193,12 @@ def test_converter_reproduces_the_original_layout():
                 o["prelu5.weight"])
     pts = F.linear(h, o["dense6_3.weight"], o["dense6_3.bias"])
     prob = F.linear(h, o["dense6_1.weight"], o["dense6_1.bias"]).softmax(1)[:, 1]
+    box = F.linear(h, o["dense6_2.weight"], o["dense6_2.bias"])
     with torch.no_grad():
-        p, _, ours = model.onet(x.contiguous(memory_format=torch.channels_last))
-    assert torch.allclose(p, prob, atol=1e-5)
-    assert torch.allclose(ours[..., 0], pts[:, :5], atol=1e-4) and torch.allclose(ours[..., 1], pts[:, 5:], atol=1e-4)
+        p, b, ours = model.onet(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(p, prob, rtol=1e-4, atol=1e-5) and torch.allclose(b, box, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(ours[..., 0], pts[:, :5], rtol=1e-4, atol=1e-4)
+    assert torch.allclose(ours[..., 1], pts[:, 5:], rtol=1e-4, atol=1e-4)
 
 
 def test_weights_from_folder_wheel_and_safetensors(tmp_path, weights_folder):
@@ -224,8 +226,8 @@ def test_bad_weights_are_one_line_errors(tmp_path, weights_folder):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    cases = {tmp_path / "empty": "no pnet.pt", tmp_path / "notes.txt": "must be", tmp_path / "gone.whl": "neither a file",
-             tmp_path / "other.safetensors": "not MTCNN weights"}
+    cases = {tmp_path / "empty": "no pnet.pt", tmp_path / "notes.txt": "must be",
+             tmp_path / "gone.whl": "neither a file", tmp_path / "other.safetensors": "not MTCNN weights"}
     for source, words in cases.items():
         with pytest.raises(WeightsError) as err:
             MTCNN(weights=source)
@@ -328,3 +330,28 @@ def test_parity_with_facenet_pytorch(reference, shared_data):
         worst_point = max(worst_point, float(np.abs(points - found.landmarks.numpy()).max()))
         assert np.allclose(np.asarray(probs, dtype=np.float32), found.scores.numpy(), atol=1e-4), name
     assert worst_box < 0.05 and worst_point < 0.05, (worst_box, worst_point)  # the brief asks 1 px
+
+
+def test_detector_kind_is_listed_and_described(run_facerun):
+    import json
+
+    rows = json.loads(run_facerun("plugins", "--json").stdout)
+    mine = [r for r in rows if r["kind"] == "detector" and r["name"] == "mtcnn"]
+    assert len(mine) == 1 and mine[0]["distribution"] == "facerec-core" and mine[0]["error"] is None
+    card = [r for r in rows if r["kind"] == "weights" and r["name"] == "mtcnn-facenet-pytorch"]
+    assert len(card) == 1
+    info = run_facerun("info", "detector", "mtcnn").stdout
+    assert "Multitask Cascaded Convolutional Networks" in info and "min_size: default 20" in info
+    assert "weights: mtcnn-facenet-pytorch" in info
+
+
+def test_weights_card_offline_is_one_line(tmp_path, run_facerun, shared_data):
+    raw = tmp_path / "raw" / "someone"
+    raw.mkdir(parents=True)
+    (raw / "a.gif").write_bytes((shared_data / "yalefaces" / "subject01.happy").read_bytes())
+    proc = run_facerun("data", "align", str(raw.parent), "--out", str(tmp_path / "o.lmdb"), "--template", "arcface112",
+                       "--detector-weights", "mtcnn-facenet-pytorch", check=False,
+                       env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mtcnn-facenet-pytorch" in lines[0] and "HF_HUB_OFFLINE" in lines[0], proc.stderr

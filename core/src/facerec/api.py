@@ -279,7 +279,7 @@ def _float_tensor(value: Any) -> Tensor:
     return torch.as_tensor(value, dtype=torch.float32)
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)  # tensors have no single truth value: compare fields explicitly
 class Detections:
     """The faces a :class:`Detector` found in one image, ``K`` of them, by descending score.
 

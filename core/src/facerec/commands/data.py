@@ -250,7 +250,8 @@ def show(name: str, out: str, params: tuple[str, ...], count: int, columns: int)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Photos per detection batch and per committed chunk (a killed run resumes from the last).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality of the chips.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality of the chips.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 def align(raw: str, out: str, template: str, detector: str, detector_weights: str | None,

@@ -32,8 +32,8 @@ from ...errors import WeightsError
 
 NETS = ("pnet", "rnet", "onet")
 WHEEL = "facenet_pytorch-2.6.0-py3-none-any.whl"
-WHEEL_URL = ("https://files.pythonhosted.org/packages/ed/2e/2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/"
-             + WHEEL)
+WHEEL_URL = ("https://files.pythonhosted.org/packages/ed/2e/"
+             "2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/" + WHEEL)
 WHEEL_SHA256 = "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca"
 #: sha256 of the three files inside the 2.6.0 wheel (the same files ship in 2.5.x).
 FILE_SHA256 = {
@@ -79,7 +79,8 @@ def _from_zip(path: Path) -> dict[str, dict[str, Tensor]]:
             for net in NETS:
                 member = next((n for n in names if n.endswith(f"data/{net}.pt") or n == f"{net}.pt"), None)
                 if member is None:
-                    raise WeightsError(f"{path}: no {net}.pt inside (expected facenet_pytorch/data/{net}.pt of {WHEEL})")
+                    raise WeightsError(f"{path}: no {net}.pt inside (expected facenet_pytorch/data/{net}.pt "
+                                       f"of {WHEEL})")
                 out[net] = _load_pt(z.read(member), f"{path}!{member}")
             return out
     except zipfile.BadZipFile:
