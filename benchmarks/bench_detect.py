@@ -5,6 +5,7 @@ Detection: the same weights, the same images (a Yale face pasted on canvases of 
 1280x960), batches of same-sized images, 2 threads. facerec: ``MTCNN().detect(uint8 batch)``;
 baseline: facenet-pytorch 2.6.0's ``MTCNN(keep_all=True).detect(list of PIL images)`` (its detection
 code loaded without its package ``__init__``); skipped when facenet-pytorch is not installed.
+``FACEREC_BENCH_THREADS`` (default 2) sets the threads.
 Pipeline: ``align_photos`` (decode, detect, align to arcface112, JPEG-encode, write LMDB) over a
 folder of 640x480 photos, chunks of 32 vs chunks of 1.
 
@@ -32,7 +33,7 @@ except ImportError:  # run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
-THREADS = 2
+THREADS = int(os.environ.get("FACEREC_BENCH_THREADS", "2"))
 
 
 def _reference():
