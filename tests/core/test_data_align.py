@@ -214,3 +214,25 @@ def test_flat_folder_to_lmdb_is_unlabelled(tmp_path, raw, run_facerun):
     ds = LMDBDataset(tmp_path / "flat.lmdb")
     assert ds.labels.tolist() == [-1, -1] and tuple(ds[0]["image"].shape) == (3, 256, 256)
     assert _failures(tmp_path / "flat.lmdb.failures.csv", flat) == {"z_blank.png": "no face found"}
+    # nothing but faceless photos: an error, the failure list, and no half-written output left behind
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.png").write_bytes(buf.getvalue())
+    proc = run_facerun("data", "align", str(empty), "--out", str(tmp_path / "none.lmdb"), "--template", "arcface112",
+                       check=False)
+    assert proc.returncode != 0 and "no face found in any of the 1 images" in proc.stderr
+    assert _failures(tmp_path / "none.lmdb.failures.csv", empty) == {"blank.png": "no face found"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("none")) == ["none.lmdb.failures.csv"]
+
+
+def test_large_photos_close_a_chunk_early(tmp_path, raw, monkeypatch):
+    from facerec.data import raw_faces
+    from facerec.data.detect import MTCNN
+    from facerec.data.formats import LMDBDataset
+
+    monkeypatch.setattr(raw_faces, "CHUNK_PIXELS", 100_000)  # every photo here is larger: one per chunk
+    calls = []
+    result = raw_faces.align_photos(raw, tmp_path / "c.lmdb", "arcface112", MTCNN(), chunk=32,
+                                    progress=lambda done, total: calls.append((done, total)))
+    assert result.faces == 8 and result.failed == 2 and len(LMDBDataset(tmp_path / "c.lmdb")) == 8
+    assert len(calls) >= 8 and calls[-1] == (10, 10) and [d for d, _ in calls] == sorted({d for d, _ in calls})

@@ -38,7 +38,9 @@ TEMPLATE_KEY = b"__template__"
 ALIGN_KEY = b"__align__"
 SELECT = ("largest", "all")
 #: Pixels per detection call: a chunk of large photos is detected in pieces of at most this many.
-DETECT_PIXELS = 1 << 25
+DETECT_PIXELS = 1 << 24
+#: Decoded pixels per chunk: a chunk of large photos closes early (about 200 MB of 8-bit RGB).
+CHUNK_PIXELS = 1 << 26
 
 
 @attrs.frozen
@@ -118,17 +120,24 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _decode(folder: PhotoFolder, indices: range, display: Callable[[str], str]
-            ) -> tuple[list[int], list[torch.Tensor], list[list[str]]]:
+def _decode(folder: PhotoFolder, start: int, count: int, display: Callable[[str], str]
+            ) -> tuple[range, list[int], list[torch.Tensor], list[list[str]]]:
+    """Decode up to ``count`` photos from ``start``, fewer when they exceed CHUNK_PIXELS."""
     ok, images, failed = [], [], []
-    for i in indices:
+    pixels = 0
+    stop = min(start + count, len(folder.files))
+    for i in range(start, stop):
         rel = folder.files[i]
         try:
             images.append(decode_uint8(read_bytes(folder.root / rel), display(rel)))
             ok.append(i)
+            pixels += images[-1].shape[1] * images[-1].shape[2]
         except DataError as exc:  # the row names the file; the reason need not repeat it
             failed.append([display(rel), str(exc).replace(f" {display(rel)}", "", 1)])
-    return ok, images, failed
+        if pixels >= CHUNK_PIXELS:
+            stop = i + 1
+            break
+    return range(start, stop), ok, images, failed
 
 
 def _detect(detector: Detector, images: list[torch.Tensor]) -> list[Detections]:
@@ -195,9 +204,8 @@ def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str,
     output = ChunkedOutput(out, fmt, job, overwrite)
     total = len(folder.files)
     failures = output.skipped
-    for lo in range(output.done, total, chunk):
-        indices = range(lo, min(lo + chunk, total))
-        ok, images, failed = _decode(folder, indices, display)
+    while output.done < total:
+        indices, ok, images, failed = _decode(folder, output.done, chunk, display)
         found = _detect(detector, images) if images else []
         faces: list[tuple[int, torch.Tensor]] = []
         owners: list[int] = []
@@ -221,6 +229,7 @@ def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str,
     csv_path = out.with_name(out.name + ".failures.csv")
     _write_atomic(csv_path, _failure_csv(failures))
     if output.written == 0:
+        output.discard()
         raise DataError(f"no face found in any of the {total} images of {folder.root}; reasons in {csv_path}")
     meta = {"template": tpl.name, "size": size or tpl.size, "detector": detector_name,
             "detector_params": detector_params or {}, "select": select, "source": str(folder.root.resolve()),

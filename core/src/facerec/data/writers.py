@@ -308,6 +308,14 @@ class ChunkedOutput:
         _install(self.tmp, self.out, self.overwrite)
         return rows
 
+    def discard(self) -> None:
+        """Remove the temporary output (when there is nothing worth keeping)."""
+        if isinstance(self.writer, _LMDBWriter):
+            self.writer.env.close()
+            for p in (self.writer.lock, self.writer.rows_path):
+                _clear(p)
+        _clear(self.tmp)
+
 
 class _FilesWriter:
     """folder / list layouts inside a temporary directory with a JSON journal."""
