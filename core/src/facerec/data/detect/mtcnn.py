@@ -22,8 +22,8 @@ class MTCNN(nn.Module, Detector):
     """MTCNN face detector (P-, R-, O-Net cascade) with 5 landmarks; weights of facenet-pytorch 2.6.0.
 
     ``min_size``: smallest face side searched, in pixels. ``thresholds``: P-, R- and O-Net score
-    thresholds. ``factor``: pyramid scale step. Defaults are the original MTCNN's (and
-    facenet-pytorch's): 20, (0.6, 0.7, 0.7), 0.709.
+    thresholds. ``factor``: pyramid scale step. Defaults are those of the MTCNN authors' demo and of
+    facenet-pytorch: 20, (0.6, 0.7, 0.7), 0.709 (insightface aligned its data with 0.8 for O-Net).
     ``border``: how R-/O-Net see boxes that leave the image: ``zero`` pads with black as the
     original MTCNN does; ``stretch`` resizes only the part inside the image, as facenet-pytorch does
     (identical results for faces away from the border). Stretching distorts faces that fill the

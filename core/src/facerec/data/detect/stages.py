@@ -4,8 +4,8 @@
 Coordinates inside the cascade follow the released implementation (Matlab heritage): a box
 ``(x1, y1, x2, y2)`` covers the 0-based pixels ``trunc(x1) - 1 .. trunc(x2) - 1``; the sides of a box
 are ``x2 - x1`` for P-Net calibration and squaring but ``x2 - x1 + 1`` for the R-/O-Net
-calibration and the landmarks, as in the reference. :mod:`facerec.data.detect.mtcnn` converts the
-result to facerec's pixel convention once, at the end.
+calibration and the landmarks, as in the reference. The detector reports these coordinates
+unshifted (see :meth:`facerec.data.detect.mtcnn.MTCNN.detect_batch` for why that is facerec's frame).
 
 Everything is vectorised over boxes; the only loops run over pyramid scales, and over images where
 a summed-area table or an NMS pass is per image.
