@@ -190,13 +190,15 @@ def test_bad_input_is_one_line(tmp_path, raw, run_facerun):
           str(tmp_path / "gone.whl")], "neither a file nor a registered card"),
         ([str(raw), "--out", str(tmp_path / "o6"), "--template", "arcface112", "--detector-param",
           "thresholds=[0.6]"], "thresholds must be three numbers"),
+        ([str(raw), "--out", str(tmp_path / "o7"), "--template", "arcface112", "--device", "bogus"],
+         "not a torch device"),
     ]
     for args, words in cases:
         proc = run_facerun("data", "align", *args, check=False)
         assert proc.returncode != 0, args
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, (args, proc.stderr)
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 7))
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 8))
 
 
 def test_flat_folder_to_lmdb_is_unlabelled(tmp_path, raw, run_facerun):
