@@ -18,6 +18,7 @@ ROOT = Path(__file__).parent
 BASE_SITE = sysconfig.get_paths()["purelib"]
 PLUGINS = ("dvg", "dcr", "virface", "vec2face", "vggface2")
 TEMPLATE = "plugins/facerec-template"
+MTCNN_WEIGHTS = "facenet-pytorch==2.6.0"  # MIT; installed --no-deps (see README)
 
 nox.options.sessions = ["core", *PLUGINS, "template", "all"]
 nox.options.reuse_existing_virtualenvs = False
@@ -50,6 +51,8 @@ def _dists(*names: str) -> str:
 def core(session: nox.Session) -> None:
     """Core alone: only built-ins are listed, core tests pass."""
     _env(session, "./core")
+    # MTCNN's released weights and the reference code for the parity test; --no-deps: it pins torch < 2.3
+    session.install("--no-deps", MTCNN_WEIGHTS)
     session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core")
     session.run("python", "-m", "pytest", "tests/core", "tests/install", *session.posargs)
 
@@ -92,4 +95,5 @@ def all_(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark against its baseline; writes benchmarks/results.json and results.md."""
     _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS))
+    session.install("--no-deps", MTCNN_WEIGHTS)  # the detection benchmark's weights and baseline
     session.run("python", "-m", "benchmarks", *session.posargs)

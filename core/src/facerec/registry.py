@@ -34,6 +34,7 @@ GROUPS = {
     "generator": "facerec.generators",
     "dataset": "facerec.datasets",
     "protocol": "facerec.protocols",
+    "detector": "facerec.detectors",
     "weights": "facerec.weights",
     "recipe": "facerec.recipes",
     "command": "facerec.commands",
@@ -293,6 +294,7 @@ def describe(kind: str, name: str) -> dict[str, Any]:
         info["input_spec"] = attrs.asdict(spec)
     if kind == "backbone":
         info["embedding_size"] = getattr(obj, "embedding_size", None)
+    if kind in ("backbone", "detector"):
         info["weights"] = [c.name for c in components("weights") if _card_arch(c) == name]
     return info
 
@@ -300,6 +302,8 @@ def describe(kind: str, name: str) -> dict[str, Any]:
 def _card_arch(comp: Component) -> str | None:
     try:
         card = load("weights", comp.qualified)
+        if callable(card) and not hasattr(card, "arch"):  # a factory returning the card
+            card = card()
     except Exception:
         return None
     return getattr(card, "arch", None)

@@ -3,7 +3,15 @@
 JPEG and PNG go through torchvision's libjpeg-turbo/libpng decoders (about 3x faster than PIL +
 ToTensor for 112x112 faces and bit-identical); every other format, and files without an
 extension (Yale faces are GIFs named ``subject01.happy``), is recognised by its content and
-decoded with PIL. Grayscale sources are expanded to 3 channels so every item is ``[3, H, W]``.
+decoded with PIL. Whatever the source, the result is 8-bit RGB ``[3, H, W]`` the right way up:
+
+* grayscale, grayscale + alpha, palette, CMYK (also Adobe's inverted CMYK JPEGs) -> RGB; alpha is
+  dropped;
+* 16-bit PNG and TIFF (and 32-bit integer TIFF) are scaled to 8 bits (``round(v / 257)``), never
+  clipped;
+* the EXIF orientation tag is applied (a photo taken sideways decodes upright);
+* floating-point images (``F`` mode TIFF) have no agreed range and are refused with a one-line
+  error naming the file, as are unreadable files.
 """
 
 from __future__ import annotations
@@ -85,23 +93,53 @@ def looks_like_image(head: bytes) -> bool:
     return any(head.startswith(m) for m in _MAGICS)
 
 
+#: PIL modes holding more than 8 bits per sample, and the largest value of each.
+_WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": None}
+
+
+def _to_8bit(values: np.ndarray, top: int) -> np.ndarray:
+    """Integer samples in 0..top -> uint8, rounded (65535 -> 255, 257 -> 1)."""
+    v = values.astype(np.int64).clip(0, top)
+    return ((v * 255 + top // 2) // top).astype(np.uint8)
+
+
+def _pil_rgb(data: bytes, source: str) -> np.ndarray:
+    """Any PIL-readable image -> uint8 RGB ``[H, W, 3]``, EXIF orientation applied."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)  # first frame of an animated GIF / multi-page TIFF
+        im = ImageOps.exif_transpose(im) or im
+        mode = im.mode
+        if mode in _WIDE_MODES:
+            arr = np.asarray(im)
+            top = _WIDE_MODES[mode] or (65535 if arr.size and int(arr.max()) > 255 else 255)
+            gray = _to_8bit(arr, top)
+            return np.repeat(gray[..., None], 3, axis=2)
+        if mode == "F" or mode.startswith("RGB;16") or mode.startswith("RGBA;16"):
+            raise ValueError(f"{mode} images (floating point or 16-bit colour PIL cannot scale) are not supported; "
+                             f"convert the file to 8- or 16-bit PNG")
+        return np.array(im.convert("RGB"), dtype=np.uint8)
+
+
 def decode_uint8(data: bytes | bytearray | memoryview, source: str = "<bytes>") -> Tensor:
-    """Image bytes -> uint8 tensor ``[3, H, W]`` RGB. Raises DataError naming ``source`` on failure."""
+    """Image bytes -> uint8 tensor ``[3, H, W]`` RGB, upright. Raises DataError naming ``source``."""
     head = bytes(data[:8])
     try:
         ops = _image_ops() if head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC) else False
         if ops:
             buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            return ops.decode_image(buf, _RGB, False)
-        from PIL import Image
-
-        with Image.open(io.BytesIO(bytes(data))) as im:
-            im.seek(0)  # first frame of an animated GIF
-            arr = np.array(im.convert("RGB"), dtype=np.uint8)
+            image = ops.decode_image(buf, _RGB, True)  # True: apply the EXIF orientation
+            if image.dtype != torch.uint8:  # 16-bit PNG
+                image = torch.from_numpy(_to_8bit(image.numpy(), 65535))
+            return image
+        arr = _pil_rgb(bytes(data), source)
         return torch.from_numpy(arr).permute(2, 0, 1)  # an HWC view, like torchvision's decoders
     except Exception as exc:  # any decoder failure is a corrupt input, named by its source
         kind = "JPEG" if head.startswith(JPEG_MAGIC) else "PNG" if head.startswith(PNG_MAGIC) else "image"
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if type(exc).__name__ == "UnidentifiedImageError":  # PIL's message names a BytesIO object
+            detail = "not a recognised image format"
         raise DataError(f"cannot decode {kind} {source}: {detail}") from None
 
 

@@ -28,7 +28,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +310,70 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
                        num_classes=int(labels.max()) + 1 if labels.max() >= 0 else 0)
 
 
+class ChunkedOutput:
+    """A folder, list or LMDB output committed in chunks and resumable, for producers that are not a
+    :class:`Dataset` of known items (``facerun data align``: one photo gives zero or more faces).
+
+    ``job`` identifies the work: a leftover ``OUT.partial`` is resumed only when it was started for
+    an equal job. ``done`` counts the source items consumed so far, ``skipped`` is the producer's own
+    JSON-able list (e.g. failures), both committed atomically with the records. Items are
+    ``(index, image bytes, label, modality, feature npy bytes | None)``; ``index`` names the file in
+    folder/list layouts, so give every record its own (``written`` + position is one way).
+    """
+
+    def __init__(self, out: str | os.PathLike, fmt: str, job: dict[str, Any], overwrite: bool = False):
+        if fmt not in FORMATS:
+            raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self.out, self.fmt, self.overwrite = Path(out), fmt, overwrite
+        if self.out.exists() and not overwrite:
+            raise DataError(f"output {self.out} already exists (pass overwrite / --overwrite)")
+        if not self.out.parent.is_dir():
+            raise DataError(f"output folder {self.out.parent} does not exist")
+        self.tmp = self.out.with_name(self.out.name + ".partial")
+        self.writer = _LMDBWriter(self.tmp, job) if fmt == "lmdb" else _FilesWriter(self.tmp, job, fmt)
+        self.resumed_from = self.writer.done
+
+    @property
+    def done(self) -> int:
+        return self.writer.done
+
+    @property
+    def written(self) -> int:
+        return int(self.writer.journal["written"])
+
+    @property
+    def skipped(self) -> list[Any]:
+        return list(self.writer.skipped)
+
+    def commit(self, items: list[tuple], done: int, skipped: list[Any]) -> None:
+        if self.fmt == "folder" and any(c[2] < 0 for c in items):
+            raise DataError("folder format needs labelled samples (one folder per identity); use list or lmdb")
+        self.writer.commit(items, done, skipped)
+
+    def finish(self, *, records: Mapping[bytes, bytes] | None = None,
+               files: Mapping[str, bytes] | None = None) -> np.ndarray:
+        """Write the index (plus extra LMDB ``records`` or sidecar ``files``), rename into place,
+        and return the (index, label, modality) rows written."""
+        rows = self.writer.rows.all()
+        if len(rows) == 0:
+            raise DataError("nothing to write: no records were committed")
+        with_modality = bool((rows["modality"] >= 0).all())
+        if isinstance(self.writer, _LMDBWriter):
+            self.writer.finish(rows, with_modality, records=records)
+        else:
+            self.writer.finish(rows, with_modality, files=files)
+        _install(self.tmp, self.out, self.overwrite)
+        return rows
+
+    def discard(self) -> None:
+        """Remove the temporary output (when there is nothing worth keeping)."""
+        if isinstance(self.writer, _LMDBWriter):
+            self.writer.env.close()
+            for p in (self.writer.lock, self.writer.rows_path):
+                _clear(p)
+        _clear(self.tmp)
+
+
 class _FilesWriter:
     """folder / list layouts inside a temporary directory with a JSON journal."""
 
@@ -353,7 +417,9 @@ class _FilesWriter:
         self.journal.update(done=done, written=int(self.journal["written"]) + len(items), skipped=self.skipped)
         self._write_journal(self.journal)
 
-    def finish(self, rows: np.ndarray, with_modality: bool) -> None:
+    def finish(self, rows: np.ndarray, with_modality: bool, files: Mapping[str, bytes] | None = None) -> None:
+        for name, data in (files or {}).items():  # sidecar files (e.g. facerun data align's metadata)
+            _write_atomic(self.tmp / name, data)
         if self.fmt == "list":
             # file names come from the rows; extensions from what is on disk (copied bytes keep theirs)
             names = {}
@@ -435,7 +501,7 @@ class _LMDBWriter:
         self._put(pairs)
         self.done, self.skipped = done, list(skipped)
 
-    def finish(self, rows: np.ndarray, with_modality: bool) -> None:
+    def finish(self, rows: np.ndarray, with_modality: bool, records: Mapping[bytes, bytes] | None = None) -> None:
         import msgpack
 
         n = len(rows)
@@ -446,6 +512,7 @@ class _LMDBWriter:
                 (b"__labels__", labels.tobytes())]
         if with_modality:
             meta.append((b"__modality__", rows["modality"].astype("<i8").tobytes()))
+        meta.extend((records or {}).items())
         self._put(meta)
         with self.env.begin(write=True) as txn:
             txn.delete(b"__progress__")
