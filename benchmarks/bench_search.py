@@ -22,7 +22,7 @@ except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.common import compare, main, peak_extra_mb, record
 
-from facerec.gallery import Gallery, faiss_available, torch_topk
+from facerec.gallery import Gallery, faiss_available, merge_topk, torch_topk
 
 P, D, K = 1000, 512, 10
 
@@ -77,12 +77,7 @@ def bench_approx(n: int, chunk: int = 500_000) -> list[dict]:
             probes = torch.nn.functional.normalize(rows[:P] + 0.3 * torch.randn(P, D), dim=1)
         gallery.add(rows, normalise=False)
         s, i = torch_topk(rows, probes, K)  # the exact top-10, merged chunk by chunk
-        i += start
-        if best_s is not None:
-            s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
-            s, order = torch.topk(s, K, dim=1)
-            i = i.gather(1, order)
-        best_s, best_i = s, i
+        best_s, best_i = merge_topk(best_s, best_i, s, i + start, K)
     build_s = time.perf_counter() - t0
     out = []
     for nprobe in (8, 32, 128):

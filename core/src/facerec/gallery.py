@@ -51,6 +51,16 @@ def normalised(x: Any, name: str, *, normalise: bool = True) -> Tensor:
     return t.contiguous()
 
 
+def merge_topk(best_s: Tensor | None, best_i: Tensor | None, s: Tensor, i: Tensor,
+               k: int) -> tuple[Tensor, Tensor]:
+    """The running top-k merged with a new part's top-k (scores and indices [P, <=k]); best first."""
+    if best_s is None or best_i is None:
+        return s, i
+    s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
+    s, order = torch.topk(s, k, dim=1)
+    return s, i.gather(1, order)
+
+
 def torch_topk(gallery: Tensor, probes: Tensor, k: int, *, probe_chunk: int | None = None,
                gallery_chunk: int | None = None) -> tuple[Tensor, Tensor]:
     """Exact top-k inner products in tiles of probes x gallery rows, each tile's top k merged into the
@@ -65,12 +75,7 @@ def torch_topk(gallery: Tensor, probes: Tensor, k: int, *, probe_chunk: int | No
             for j in range(0, len(gallery), gc):
                 sc = probes[i : i + pc] @ gallery[j : j + gc].T
                 s_, i_ = torch.topk(sc, min(k, sc.shape[1]), dim=1)
-                i_ += j
-                if best_s is not None:
-                    s_, i_ = torch.cat([best_s, s_], 1), torch.cat([best_i, i_], 1)
-                    s_, order = torch.topk(s_, k, dim=1)
-                    i_ = i_.gather(1, order)
-                best_s, best_i = s_, i_
+                best_s, best_i = merge_topk(best_s, best_i, s_, i_ + j, k)
             out_s.append(best_s.cpu())
             out_i.append(best_i.cpu())
     return torch.cat(out_s), torch.cat(out_i)

@@ -58,8 +58,14 @@ def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch
     """The checked fast inference path with the user's options; its fallbacks are told in one line each."""
     import warnings
 
+    import torch
+
     from ..inference import optimize_for_inference
 
+    if not isinstance(model, torch.nn.Module):  # an exported model (onnx:FILE) runs as it is
+        if compile_ or precision != "fp32":
+            raise ParameterError("--compile / --precision apply to PyTorch backbones, not to onnx:FILE models")
+        return model
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fast = optimize_for_inference(model, device=device, compile=compile_, precision=precision,

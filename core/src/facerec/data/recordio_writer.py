@@ -8,7 +8,6 @@ first as a placeholder of fixed size and filled in at the end, when the image co
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 from ..errors import DataError
 from . import recordio as rio
 from .decode import decode_uint8
-from .writers import _JOURNAL, _RowLog, _clear, _install, _write_atomic
+from .writers import _JOURNAL, JournalledWriter, _clear, _install, _write_atomic
 
 _HEADER_RECORD_SIZE = len(rio.encode_record(rio.pack_image_record([0.0, 0.0], b"")))
 
@@ -40,7 +39,7 @@ def _identity_runs(labels: np.ndarray) -> np.ndarray | None:
     return np.stack([starts, np.r_[starts[1:], len(labels)]], 1)
 
 
-class RecWriter:
+class RecWriter(JournalledWriter):
     """The ``rec`` output of :func:`facerec.data.writers.write_dataset` (same protocol as its writers)."""
 
     @staticmethod
@@ -53,34 +52,19 @@ class RecWriter:
                 raise DataError(f"{path} already exists{hint}; pass overwrite / --overwrite or write into a new folder")
 
     def __init__(self, tmp: Path, job: dict[str, Any]):
-        self.tmp = tmp
         self.rec, self.idx = tmp / rio.REC_NAME, tmp / rio.IDX_NAME
-        journal = self._read_journal()
-        if journal is None or journal.get("job") != job or not self.rec.is_file() or not self.idx.is_file():
-            _clear(tmp)
-            tmp.mkdir()
-            header = rio.encode_record(rio.pack_image_record([0.0, 0.0], b"", key=0))
-            self.rec.write_bytes(header)
-            self.idx.write_bytes(b"0\t0\n")
-            journal = {"job": job, "done": 0, "written": 0, "skipped": [], "rec_bytes": len(header),
-                       "idx_bytes": 4, "image_size": None}
-            self._write_journal(journal)
+        header = rio.encode_record(rio.pack_image_record([0.0, 0.0], b"", key=0))
+        self._header = header
+        super().__init__(tmp, job, valid=self.rec.is_file() and self.idx.is_file(), rec_bytes=len(header),
+                         idx_bytes=4, image_size=None)
         for path, key in ((self.rec, "rec_bytes"), (self.idx, "idx_bytes")):
-            if path.stat().st_size < journal[key]:
+            if path.stat().st_size < self.journal[key]:
                 raise DataError(f"{path} is shorter than its journal; delete {tmp} and write again")
-            os.truncate(path, journal[key])  # drop whatever an interrupted chunk left behind
-        self.journal = journal
-        self.done, self.skipped = int(journal["done"]), list(journal["skipped"])
-        self.rows = _RowLog(tmp / ".facerec-rows.bin", int(journal["written"]))
+            os.truncate(path, self.journal[key])  # drop whatever an interrupted chunk left behind
 
-    def _read_journal(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.tmp / _JOURNAL).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _write_journal(self, journal: dict[str, Any]) -> None:
-        _write_atomic(self.tmp / _JOURNAL, json.dumps(journal).encode())
+    def _start(self, tmp: Path) -> None:
+        self.rec.write_bytes(self._header)
+        self.idx.write_bytes(b"0\t0\n")
 
     @staticmethod
     def _append(path: Path, data: bytes) -> None:

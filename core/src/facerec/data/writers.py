@@ -374,22 +374,25 @@ class ChunkedOutput:
         _clear(self.tmp)
 
 
-class _FilesWriter:
-    """folder / list layouts inside a temporary directory with a JSON journal."""
+class JournalledWriter:
+    """A writer that works inside a temporary directory and records its progress in a JSON journal, so a
+    killed run resumes where the last committed chunk ended (a journal of another job starts afresh)."""
 
-    def __init__(self, tmp: Path, job: dict[str, Any], fmt: str):
-        self.tmp, self.fmt = tmp, fmt
-        self.images = tmp / "images" if fmt == "list" else tmp
+    def __init__(self, tmp: Path, job: dict[str, Any], *, valid: bool = True, **extra: Any):
+        self.tmp = tmp
         journal = self._read_journal()
-        if journal is None or journal.get("job") != job:
+        if journal is None or journal.get("job") != job or not valid:
             _clear(tmp)
             tmp.mkdir()
-            journal = {"job": job, "done": 0, "written": 0, "skipped": []}
+            journal = {"job": job, "done": 0, "written": 0, "skipped": [], **extra}
+            self._start(tmp)
             self._write_journal(journal)
         self.journal = journal
         self.done, self.skipped = int(journal["done"]), list(journal["skipped"])
         self.rows = _RowLog(tmp / ".facerec-rows.bin", int(journal["written"]))
-        self._dirs: set[Path] = set()
+
+    def _start(self, tmp: Path) -> None:
+        """Files a fresh output begins with (none by default)."""
 
     def _read_journal(self) -> dict[str, Any] | None:
         try:
@@ -399,6 +402,16 @@ class _FilesWriter:
 
     def _write_journal(self, journal: dict[str, Any]) -> None:
         _write_atomic(self.tmp / _JOURNAL, json.dumps(journal).encode())
+
+
+class _FilesWriter(JournalledWriter):
+    """folder / list layouts inside a temporary directory with a JSON journal."""
+
+    def __init__(self, tmp: Path, job: dict[str, Any], fmt: str):
+        super().__init__(tmp, job)
+        self.fmt = fmt
+        self.images = tmp / "images" if fmt == "list" else tmp
+        self._dirs: set[Path] = set()
 
     def relpath(self, index: int, label: int, data: bytes) -> str:
         folder = f"{label:06d}" if label >= 0 else "unlabeled"
