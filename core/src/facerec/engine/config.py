@@ -124,8 +124,15 @@ class TrainConfig:
                 hint = f" (did you mean {', '.join(prefix + c for c in close)}?)" if close else ""
                 raise ParameterError(f"unknown training option {prefix}{key}{hint}; known: {', '.join(names)}")
         changes = dict(overrides)
-        if "epochs" in changes and "steps" not in changes:
-            changes["steps"] = None  # epochs given explicitly win over a preset's steps
+        # The run length given here replaces the one set before (a recipe's preset): explicit steps win
+        # over preset epochs and explicit epochs over preset steps. Both at once would be ambiguous.
+        if changes.get("steps") is not None and changes.get("epochs") is not None:
+            raise ParameterError(f"give {prefix}steps or {prefix}epochs, not both "
+                                 f"(got steps={changes['steps']!r}, epochs={changes['epochs']!r})")
+        if changes.get("epochs") is not None:
+            changes["steps"] = None
+        elif changes.get("steps") is not None:
+            changes["epochs"] = None
         try:
             return attrs.evolve(self, **changes)
         except (TypeError, ValueError) as exc:
