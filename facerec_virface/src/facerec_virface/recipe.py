@@ -19,6 +19,7 @@ import torch
 
 from facerec import pipeline as P
 from facerec import registry
+from facerec.engine.distributed import is_main_process
 from facerec.errors import FacerecError, ParameterError
 
 from .checkpoints import load_parts, save_parts
@@ -60,6 +61,12 @@ DEMO_PROTOCOL = {"quick": {"pairs_per_fold": 60}, "paper": {}}
 HEADS = {"pretrain": "virface-arcface", "generator": "virface-arcface", "virclass": "virclass",
          "virface": "virinstance"}
 PREVIOUS = {"generator": "pretrain", "virclass": "pretrain", "virface": "generator"}
+
+
+def _say(text: str) -> None:
+    """Progress and the demo's table on the terminal, once under torchrun (rank 0)."""
+    if is_main_process():
+        print(text, flush=True)
 
 
 def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
@@ -167,8 +174,9 @@ def run_one_stage(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     if stage != "generator" and result.get("finished"):
         if not any(k.startswith(tuple(protocols)) for k in result):
             result.update(P.evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
-    save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
-               generator=generator if stage in ("generator", "virface") else None, stage=stage)
+    if is_main_process():  # under torchrun rank 0 alone writes files
+        save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
+                   generator=generator if stage in ("generator", "virface") else None, stage=stage)
     P.save_backbone(run, backbone)
     return result
 
@@ -202,11 +210,11 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             protocols = _protocols(config, backbone, knobs, demo=True)
         backbone, head, generator = _modules(config, labelled, knobs, backbone)
         sub = run.path / f"seed{seed}"
-        print(f"seed {seed}: pretrain ({steps} steps)", flush=True)
+        _say(f"seed {seed}: pretrain ({steps} steps)")
         run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
                   config=stage_config(config, scfg, "pretrain"), settings=settings, run_dir=sub)
         got = {"pretrain": P.evaluate_protocols(protocols, backbone, device=config.device)}
-        print(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}", flush=True)
+        _say(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}")
         start = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()))
         variants = (("pretrain-continued", ("pretrain",)), ("virclass", ("virclass",)),
                     ("virface", ("generator", "virface")))
@@ -215,16 +223,16 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             head.load_state_dict(start[1])
             seed_everything(seed + 1)
             for stage in chain:
-                print(f"seed {seed}: {name}: stage {stage}", flush=True)
+                _say(f"seed {seed}: {name}: stage {stage}")
                 cfg = (scfg.evolve(steps=gen_steps, warmup_steps=0) if stage == "generator"
                        else stage_config(config, scfg, stage))
                 run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
                           unlabelled=unlabelled, config=cfg, settings=settings, run_dir=sub / name)
-            if name == "virface":
+            if name == "virface" and is_main_process():
                 save_parts(run.file(f"seed{seed}/virface.safetensors"), backbone=backbone, head=head,
                            generator=generator, stage="virface")
             got[name] = P.evaluate_protocols(protocols, backbone, device=config.device)
-            print(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}", flush=True)
+            _say(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}")
         for name, m in got.items():
             rows[name].append(_accuracy(m))
         per_seed.append({"seed": seed, **{name: _accuracy(m) for name, m in got.items()}})
@@ -249,7 +257,7 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     run.write_json("demo.json", {"table": table, "per_seed": per_seed, "note": text})
     P.write_summary(run, config, {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                     tables={"VirFace demo: pair accuracy (mean over seeds)": table}, text=text)
-    print("\n" + P.markdown_table(table) + "\n" + text)
+    _say("\n" + P.markdown_table(table) + "\n" + text)
     return metrics
 
 
