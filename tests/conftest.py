@@ -77,15 +77,19 @@ def readme_table_commands(readme: Path, heading: str = "How to do what the origi
 def run_readme_commands(commands: list[str], substitute: dict[str, str], *, cwd: Path,
                         extra: dict[str, list[str]] | None = None, small: dict[str, str] | None = None,
                         env: dict | None = None) -> dict[str, subprocess.CompletedProcess]:
-    """Run README commands with their placeholders (whole tokens) replaced by small test data; ``small``
+    """Run README commands with their placeholders (whole words) replaced by small test data; ``small``
     maps an option to a smaller value (``--steps``: ``2``); ``extra`` appends options to commands starting
     with a prefix. Every command must succeed; returns the processes by README command."""
     import shlex
 
+    import re
+
     done = {}
     for cmd in commands:
         tokens = shlex.split(cmd)[1:]
-        tokens = [substitute.get(t, t) for t in tokens]
+        for key, value in substitute.items():  # whole placeholders, also inside KEY=VALUE and paths
+            pattern = re.compile(rf"(?<![\w.-]){re.escape(key)}(?![\w.-])")
+            tokens = [pattern.sub(lambda _m: value, t) for t in tokens]
         for option, value in (small or {}).items():
             tokens = [value if i and tokens[i - 1] == option else t for i, t in enumerate(tokens)]
         for prefix, more in (extra or {}).items():
