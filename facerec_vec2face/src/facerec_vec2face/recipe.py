@@ -144,7 +144,8 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     write_summary(run, config, {k: v for k, v in metrics.items() if not isinstance(v, dict)},
                   tables={"FR trained on real vs Vec2Face-generated data (same size)": rows},
                   text="Generated faces: pictures/vec2face-generated.png; reconstructions (top: real, "
-                       "bottom: decoded from its feature): pictures/vec2face-reconstructions.png")
+                       "bottom: decoded from its feature): pictures/vec2face-reconstructions.png\n\n"
+                       f"Generator loss terms left out: {fit.get('losses_off', 'none')}")
     return metrics
 
 
