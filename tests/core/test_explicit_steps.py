@@ -44,3 +44,8 @@ def test_standard_recipe_paper_preset_runs_the_given_steps(tmp_path, run_facerun
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
              if json.loads(line).get("kind") == "train"]
     assert max(steps) == 2
+
+
+def test_amp_off_from_the_command_line():
+    # --param train.amp=off parses as the boolean False; it means "off"
+    assert TrainConfig().with_overrides({"amp": False}).amp == "off"

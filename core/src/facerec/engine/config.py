@@ -70,7 +70,8 @@ class TrainConfig:
     power: float = attrs.field(default=1.0, validator=_positive)
     min_lr: float = attrs.field(default=0.0, validator=_non_negative)
     warmup_steps: int = attrs.field(default=0, validator=_non_negative)
-    amp: str = attrs.field(default="off", validator=_choice(AMP_MODES))
+    amp: str = attrs.field(default="off", converter=lambda v: "off" if v is False or v is None else v,
+                           validator=_choice(AMP_MODES))  # --param train.amp=off parses as False
     grad_clip: float = attrs.field(default=0.0, validator=_non_negative)
     grad_accum: int = attrs.field(default=1, validator=_positive)
     seed: int = 0
