@@ -55,3 +55,16 @@ def test_paper_stages_run_the_given_steps(tmp_path, run_facerun):
         assert metrics[stage]["total_steps"] == 1 and metrics[stage]["step"] == 1, metrics[stage]
     assert metrics["virclass"]["unlabelled_batch"] == 128 and metrics["virclass"]["labelled_batch"] == 4
     assert metrics["pretrain"]["lr"] == 0.01
+
+
+def test_paper_stage_counts_epochs_as_the_original(tmp_path, run_facerun):
+    """With epochs (the paper preset's unit) a stage runs epochs x batches per epoch: the labelled list alone for
+    pretrain, the longer of labelled / unlabelled for VirClass (it used to stop with 'train.epochs needs a dataset
+    with a length')."""
+    out = tmp_path / "run"
+    common = ["train", "--backbone", "virface-resnet18", "--recipe", "virface", "--preset", "paper", "--out", str(out),
+              "--param", "train.epochs=1", *TINY, "--param", "recipe.unlabel_batch_size=40"]
+    run_facerun(*common, "--stage", "pretrain")  # 8 labelled images, B_l 4: 2 batches
+    run_facerun(*common, "--stage", "virclass")  # 130 unlabelled, B_u 40: 3 batches
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pretrain"]["total_steps"] == 2 and metrics["virclass"]["total_steps"] == 3
