@@ -44,7 +44,10 @@ def _features(ds: Any, keys: list[str], features: str | None, identity_weights: 
     from facerec.commands.extract import dataset_batches
     from facerec.protocols.common import embed_images, image_size_for
 
-    model = facerec.create("backbone", backbone)
+    from .generator import _named_architecture
+
+    # a facerec file that names its architecture (arch/params metadata) builds that; else --backbone
+    model = _named_architecture(identity_weights) or facerec.create("backbone", backbone)
     facerec.load_weights(model, identity_weights)
     model.eval().to(device)
     ds.image_size = image_size_for(model, None)
@@ -113,7 +116,8 @@ def subset_mask(relpaths: list[str], num_ids: int, seed: int = 0) -> Any:
               help="Identity features from `facerun extract` (keys = the images' relative paths).")
 @click.option("--identity-weights", type=click.Path(dir_okay=False),
               help="Compute the features with this identity model (e.g. arcface-r100-glint360k.pth).")
-@click.option("--backbone", default="iresnet100", show_default=True, help="Architecture of --identity-weights.")
+@click.option("--backbone", default="iresnet100", show_default=True,
+              help="Architecture of --identity-weights (unless the file names its own, as facerec files can).")
 @click.option("--mask-ids", type=click.IntRange(1), help="Also write a subset mask of this many identities.")
 @click.option("--mask-out", type=click.Path(dir_okay=False), help="Where the mask goes (default: OUT.mask.npy).")
 @click.option("--mask-seed", default=0, show_default=True, type=int, help="The mask's numpy seed (the original: 0).")

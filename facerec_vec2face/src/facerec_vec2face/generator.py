@@ -88,7 +88,12 @@ def _named_architecture(path: str | Path) -> torch.nn.Module | None:
     arch = meta.get("arch")
     if not arch or arch == "vec2face":
         return None
-    return facerec.create("backbone", arch, **json.loads(meta.get("params") or "{}"))
+    params = json.loads(meta.get("params") or "{}")
+    if arch == "sixdrepnet":  # the pose estimator is no registered backbone
+        from .sixdrepnet import SixDRepNet
+
+        return SixDRepNet(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    return facerec.create("backbone", arch, **params)
 
 
 def _seeded(seed: int, *stream: int) -> torch.Generator:
