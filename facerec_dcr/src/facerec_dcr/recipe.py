@@ -124,8 +124,9 @@ def _batches(data: Any, tcfg: Any, p: dict[str, Any]):
 def _paper_evaluation(config: PipelineConfig, tcfg: Any, data: Any, protocols: dict[str, Any], stage: str) -> Any:
     """Paper preset: validate every epoch and stop early on the original's criterion (the mean over the
     resolutions of the first protocol) after 20 epochs without improvement, unless train.* says otherwise."""
-    if config.quick or not protocols:
-        return tcfg
+    first = next(iter(protocols.values()), None)
+    if config.quick or first is None or not type(first).__module__.startswith("facerec_dcr"):
+        return tcfg  # the criterion is a DCR protocol's metric; other protocols keep train.* as given
     given = config.kind_params("train")
     changes: dict[str, Any] = {}
     if "eval_every" not in given:

@@ -10,6 +10,12 @@ its last committed chunk when the same command is run again.
 Generator-specific conditions go through ``--condition KEY=VALUE`` (passed to ``sample`` when it
 accepts them), e.g. for vec2face ``--condition centers=centers.npy --condition yaw=45
 --condition quality=25``; constructor parameters through ``--param KEY=VALUE``.
+
+A generator may report on its sampling: ``generation_report()`` returning ``{identity: {name: count}}``
+for its last ``sample`` call (vec2face: how many samples met the AttrOP targets). The counts are kept per
+identity in ``OUT.report.json`` (updated with every committed chunk, so a resumed run keeps them) and
+summed per run on the terminal. A run that fails after writing leaves ``OUT.partial`` and says how to
+resume it (the same command again) or clean it (delete it); one that wrote nothing leaves nothing.
 """
 
 from __future__ import annotations
