@@ -55,3 +55,53 @@ def device() -> str:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     return dev
+
+
+def readme_table_commands(readme: Path, heading: str = "How to do what the original does") -> list[str]:
+    """The ``facerun ...`` commands written as inline code in the table of section ``heading`` of a README,
+    in order, each once: the README's commands are run as tests (tests/<plugin>/test_readme_commands.py)."""
+    import re
+
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(f"## {heading}")
+    end = text.find("\n## ", start + 3)
+    section = text[start : end if end > 0 else len(text)]
+    seen: list[str] = []
+    rows = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    for cmd in re.findall(r"`(facerun [^`]+)`", rows):
+        if cmd not in seen:
+            seen.append(cmd)
+    return seen
+
+
+def run_readme_commands(commands: list[str], substitute: dict[str, str], *, cwd: Path,
+                        extra: dict[str, list[str]] | None = None, small: dict[str, str] | None = None,
+                        env: dict | None = None) -> dict[str, subprocess.CompletedProcess]:
+    """Run README commands with their placeholders (whole words) replaced by small test data; ``small``
+    maps an option to a smaller value (``--steps``: ``2``); ``extra`` appends options to commands starting
+    with a prefix. Every command must succeed; returns the processes by README command."""
+    import shlex
+
+    import re
+
+    done = {}
+    for cmd in commands:
+        tokens = shlex.split(cmd)[1:]
+        for key, value in substitute.items():  # whole placeholders, also inside KEY=VALUE and paths
+            pattern = re.compile(rf"(?<![\w.-]){re.escape(key)}(?![\w.-])")
+            tokens = [pattern.sub(lambda _m: value, t) for t in tokens]
+        for option, value in (small or {}).items():
+            tokens = [value if i and tokens[i - 1] == option else t for i, t in enumerate(tokens)]
+        for prefix, more in (extra or {}).items():
+            if cmd.startswith(prefix):
+                tokens += more
+        done[cmd] = facerun(*tokens, cwd=cwd, env=env)
+    return done
+
+
+@pytest.fixture(scope="session")
+def readme():
+    """``readme.commands(README)`` lists a README table's facerun commands; ``readme.run(...)`` runs them."""
+    import types
+
+    return types.SimpleNamespace(commands=readme_table_commands, run=run_readme_commands)

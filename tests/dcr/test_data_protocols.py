@@ -105,7 +105,8 @@ def test_scface_split_and_rank1_per_distance(dcr_root):
 def test_casia_retrieval_protocol(dcr_root):
     proto = facerec.create("protocol", "dcr-casia-retrieval", root=str(dcr_root), subset=0)
     m = proto.evaluate(pixels).metrics
-    assert set(m) == {f"precision_at_1_{s}" for s in (8, 12, 16, 20)}
+    assert set(m) == {f"precision_at_1_{s}" for s in (8, 12, 16, 20)} | {"criterion"}
+    assert m["criterion"] == pytest.approx(sum(m[f"precision_at_1_{s}"] for s in (8, 12, 16, 20)) / 4)
     assert m["precision_at_1_20"] >= m["precision_at_1_8"] - 1e-9
     with pytest.raises(ParameterError, match="self_exclusion"):
         facerec.create("protocol", "dcr-casia-retrieval", root=str(dcr_root), self_exclusion="first")

@@ -27,6 +27,8 @@ def test_two_process_gloo_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # rank 0 alone prints the summary (issue 24 item 19: every rank used to)
+    assert proc.stdout.count("run directory:") == 1, proc.stdout
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = {(r["stage"], r["step"]) for r in log if r.get("kind") == "train"}
     assert steps == {("trunk", 1), ("trunk", 2), ("trunk", 3), ("branch", 1), ("branch", 2)}

@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import numpy as np
-import pytest
 import torch
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import facerec
 from facerec_vggface2.data import VGGFace2List
-
-META = '''Class_ID, Name, Sample_Num, Flag, Gender
-n000001, "Test_Person", 2, 0, m
-n000002, "A._A._Guerrero", 2, 1, f
-n000003, "Bob,_Jr.", 2, 1, m
-n000004, "C_D", 2, 1, f
-'''
-
-
-@pytest.fixture(scope="module")
-def vgg(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vggface2")
-    rng = np.random.default_rng(0)
-    lines = {"train": [], "test": []}
-    for split, ids in (("train", ("n000002", "n000003", "n000004")), ("test", ("n000001",))):
-        for cid in ids:
-            for k in range(2):
-                p = root / split / cid / f"{k:04d}_01.jpg"
-                p.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(rng.integers(0, 255, (250 + 10 * k, 200, 3), dtype=np.uint8)).save(p)
-                lines[split].append(f"{cid}/{k:04d}_01.jpg")
-    (root / "train_list.txt").write_text("\n".join(lines["train"]) + "\n")  # official style: no prefix
-    mixed = [f"train/{x}" for x in lines["train"][:2]] + [f"test/{x}" for x in lines["test"]]
-    (root / "mixed_list.txt").write_text("\n".join(mixed) + "\n")  # demo.py style: with prefix
-    (root / "identity_meta.csv").write_text(META)
-    torch.manual_seed(0)
-    model = facerec.create("backbone", "vggface2-resnet50").eval()
-    arrays = {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    with open(root / "resnet50_ft_weight.pkl", "wb") as f:
-        pickle.dump(arrays, f, protocol=2)
-    return root, model
 
 
 def test_convert_pkl_to_safetensors(vgg, run_facerun):

@@ -124,6 +124,8 @@ class RunDir:
 
     def _atomic(self, name: str, data: bytes) -> Path:
         target = self.file(name)
+        if not _main_process():  # under torchrun rank 0 alone writes the run's reports
+            return target
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, target)
@@ -180,6 +182,8 @@ class RunDir:
         from .engine.checkpoint import atomic_save
 
         target = self.file(name)
+        if not _main_process():
+            return target
         atomic_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, target,
                     dict(metadata) if metadata else None)
         return target
@@ -187,6 +191,12 @@ class RunDir:
     def checkpoint(self, stage: str = "train", which: str = "last") -> Path:
         """Where the Trainer named ``stage`` keeps its checkpoint in this run."""
         return self.path / "checkpoints" / f"{stage}-{which}.safetensors"
+
+
+def _main_process() -> bool:
+    from .engine.distributed import is_main_process
+
+    return is_main_process()
 
 
 def _json_default(value: Any) -> Any:
@@ -486,7 +496,7 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
     summary = run.path / "summary.md"
     if not summary.is_file() or summary.stat().st_mtime < started:
         write_summary(run, config, metrics)
-    if echo is not None:
+    if echo is not None and _main_process():  # one summary on the terminal under torchrun, not one per rank
         echo(format_metrics(metrics))
         echo(f"run directory: {run.path}")
     return metrics

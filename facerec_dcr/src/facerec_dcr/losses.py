@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from facerec.api import Head, HeadOutput
+from facerec.errors import ParameterError
 from torch import Tensor, nn
 
 from .model import PAPER
@@ -51,19 +52,70 @@ class CenterBuffer(nn.Module):
         return F.mse_loss(embeddings, self.centers[labels])
 
 
+MINERS = ("none", "batch-hard")
+MINING_WITHIN = ("center", "embedding", "none")
+TRIPLET_MARGIN = 0.05  # the original's margin of the mined centre loss
+
+
+def batch_hard(embeddings: Tensor, labels: Tensor, reference: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The original's BatchHardMiner (pytorch-metric-learning, L2 distance of unit-normalised vectors):
+    for each anchor i the farthest reference j != i of its label and the nearest reference of another
+    label; anchors with no positive or no negative are left out. Returns (anchor, positive, negative)."""
+    with torch.no_grad():
+        d = torch.cdist(F.normalize(embeddings.float(), dim=1), F.normalize(reference.float(), dim=1))
+        same = labels[:, None] == labels[None, :]
+        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        pos, neg = same & ~eye, ~same
+        hardest_pos = d.masked_fill(~pos, float("-inf")).argmax(1)
+        hardest_neg = d.masked_fill(~neg, float("inf")).argmin(1)
+        keep = torch.nonzero(pos.any(1) & neg.any(1)).squeeze(1)
+    return keep, hardest_pos[keep], hardest_neg[keep]
+
+
+def _check_choice(value: str, options: tuple[str, ...], name: str) -> str:
+    if value not in options:
+        raise ParameterError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
 class TrunkLoss(nn.Module):
-    """Trunk stage: cross-entropy on the trunk logits plus ``center_factor`` x centre loss."""
+    """Trunk stage: cross-entropy on the trunk logits plus ``center_factor`` x centre loss.
+
+    ``miner="batch-hard"`` (the original's ``--trunkloss-miner BatchHardMiner``) replaces the centre
+    loss by ``mean(relu(MSE(e_a, r_p) - MSE(e_a, r_n) + 0.05))`` over batch-hard triplets, with
+    references ``r`` the anchors' updated class centres (``mining="center"``), the embeddings
+    themselves (``"embedding"``), or no such term (``"none"``): the original's
+    ``--trunkloss-miningin``, whose code crashed on an attribute it never set."""
 
     def __init__(self, num_classes: int, embedding_size: int = 512, center_factor: float = 0.008,
-                 update_factor: float = 0.6):
+                 update_factor: float = 0.6, miner: str = "none", mining: str = "center"):
         super().__init__()
         self.center_factor = center_factor
         self.center = CenterBuffer(num_classes, embedding_size, update_factor)
+        self.miner = _check_choice(miner, MINERS, "recipe.trunk_miner")
+        self.mining = _check_choice(mining, MINING_WITHIN, "recipe.trunk_mining")
 
     def forward(self, embeddings: Tensor, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
         ce = F.cross_entropy(logits, labels)
-        center = self.center(embeddings, labels)
-        return {"loss": ce + self.center_factor * center, "ce": ce.detach(), "center": center.detach()}
+        if self.miner == "none":
+            center = self.center(embeddings, labels)
+        else:
+            if self.training:
+                self.center.update(embeddings, labels)
+            center = self._mined(embeddings, labels)
+        out = {"loss": ce + self.center_factor * center, "ce": ce.detach(), "center": center.detach()}
+        return out
+
+    def _mined(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        if self.mining == "none":
+            return embeddings.new_zeros(())
+        ref = self.center.centers[labels] if self.mining == "center" else embeddings
+        a, p, n = batch_hard(embeddings, labels, ref)
+        if len(a) == 0:  # no identity twice in the batch (the m-per-class sampler guarantees some)
+            return embeddings.new_zeros(())
+        pos = (embeddings[a] - ref[p]) ** 2
+        neg = (embeddings[a] - ref[n]) ** 2
+        return F.relu(pos - neg + TRIPLET_MARGIN).mean()
 
 
 class CMLoss(nn.Module):
@@ -74,20 +126,34 @@ class CMLoss(nn.Module):
 
     def __init__(self, num_classes: int, num_branches: int, pairs: Sequence[tuple[int, int]],
                  embedding_size: int = 512, center_factor: float = 0.008, dist_factor: float = 0.008,
-                 update_factor: float = 0.6):
+                 update_factor: float = 0.6, miner: str = "none"):
         super().__init__()
         self.pairs = [tuple(p) for p in pairs]
         self.center_factor = center_factor
         self.dist_factor = dist_factor
         self.centers = nn.ModuleList(CenterBuffer(num_classes, embedding_size, update_factor)
                                      for _ in range(num_branches))
+        self.miner = _check_choice(miner, MINERS, "recipe.branch_miner")
+
+    def _center_term(self, b: int, emb: Tensor, labels: Tensor) -> Tensor:
+        if self.miner == "none":
+            return self.centers[b](emb, labels)
+        # the original's --branchloss-miner: MSE(e_a, c_p) - MSE(e_a, c_n) on batch-hard triplets of the
+        # updated centres (no margin, no hinge, as in its code)
+        if self.training:
+            self.centers[b].update(emb, labels)
+        ref = self.centers[b].centers[labels]
+        a, p, n = batch_hard(emb, labels, ref)
+        if len(a) == 0:
+            return emb.new_zeros(())
+        return F.mse_loss(emb[a], ref[p]) - F.mse_loss(emb[a], ref[n])
 
     def forward(self, embeddings: Mapping[int, Tensor], logits: Mapping[int, Tensor],
                 labels: Tensor) -> dict[str, Tensor]:
         """``embeddings``/``logits``: branch index -> batch outputs (every branch trained this step)."""
         keys = sorted(embeddings)
         ce = torch.stack([F.cross_entropy(logits[b], labels) for b in keys]).mean()
-        center = torch.stack([self.centers[b](embeddings[b], labels) for b in keys]).mean()
+        center = torch.stack([self._center_term(b, embeddings[b], labels) for b in keys]).mean()
         coupling = sum((F.mse_loss(embeddings[h], embeddings[l]) for h, l in self.pairs
                         if h in embeddings and l in embeddings), ce.new_zeros(()))
         loss = ce + self.center_factor * center + self.dist_factor * coupling

@@ -18,8 +18,10 @@ from facerec.engine.classifier import dataset_batches
 from facerec.errors import FacerecError, ParameterError
 from facerec.pipeline import PipelineConfig, RunDir, build, build_backbone, save_backbone, train_config, write_summary
 
+from .augment import check_lowres
 from .losses import CMLoss, TrunkLoss
 from .model import DEFAULT_SCALES
+from .sampling import MPerClassIndices
 from .training import branch_loss_fn, coupling_pairs, load_init, trunk_loss_fn
 
 STAGES = ("trunk", "branch", "scface")
@@ -33,8 +35,21 @@ PARAMS: dict[str, Any] = {
     "center_factor": 0.008,  # trunk loss beta / CM loss lambda_c
     "dist_factor": 0.008,  # CM loss lambda_d
     "update_factor": 0.6,  # centre momentum alpha
-    "augment": True,  # random horizontal flip
+    "augment": True,  # random horizontal flip (without aug_plus)
+    "aug_plus": False,  # the README recipes' --aug-plus (MoCo v2 crop, colour jitter, grey, blur, flip)
+    "lowres": "tensor",  # training LR views: "tensor" (batched) or "pil" (the original's exact per-sample path)
+    "sampler": "random",  # or "m-per-class" (the original's --Msampler)
+    "m_per_class": 4,
+    "trunk_miner": "none",  # or "batch-hard" (--trunkloss-miner BatchHardMiner)
+    "trunk_mining": "center",  # --trunkloss-miningin: center, embedding or none
+    "branch_miner": "none",  # or "batch-hard" (--branchloss-miner BatchHardMiner)
 }
+SAMPLERS = ("random", "m-per-class")
+#: What the paper preset changes (each overridable with --param recipe.X): the README recipes' --aug-plus
+#: and the original's exact PIL low-resolution synthesis.
+PAPER_PARAMS = {"aug_plus": True, "lowres": "pil"}
+#: The README recipes validate every epoch and stop after 20 epochs without improvement (--patience 20).
+PAPER_PATIENCE = 20
 QUICK_SIZE = 32  # the quick preset renders faces at 32 px (the paper: 120): 2.7x cheaper steps than 64 px
 # What the quick preset changes, each only where the user gave no value (why: facerec_dcr/README.md):
 # un-normalised trunk embeddings (with unit-norm embeddings and a plain linear fc2 the logits are bounded
@@ -86,38 +101,84 @@ def _evaluator(protocols: dict[str, Any], model: Any, device: str, keep_branches
     return evaluate
 
 
+def _batches(data: Any, tcfg: Any, p: dict[str, Any]):
+    """``i -> batch`` for the Trainer: a random permutation per epoch, or m images per identity."""
+    if p["sampler"] == "random":
+        return dataset_batches(data, tcfg)
+    from facerec.engine import distributed as D
+    from facerec.engine.classifier import LoaderBatches, has_fast_batch
+
+    D.init_from_env(tcfg.device)
+    micro = tcfg.batch_size // tcfg.grad_accum
+    order = MPerClassIndices(data.labels, int(p["m_per_class"]), micro, tcfg.seed)
+    part = D.local_slice(micro)
+
+    def local(i: int):
+        return order(i)[part]
+
+    if has_fast_batch(data):
+        return lambda i: data.batch(local(i).tolist())
+    return LoaderBatches(data, local, num_workers=tcfg.num_workers)
+
+
+def _paper_evaluation(config: PipelineConfig, tcfg: Any, data: Any, protocols: dict[str, Any], stage: str) -> Any:
+    """Paper preset: validate every epoch and stop early on the original's criterion (the mean over the
+    resolutions of the first protocol) after 20 epochs without improvement, unless train.* says otherwise."""
+    first = next(iter(protocols.values()), None)
+    if config.quick or first is None or not type(first).__module__.startswith("facerec_dcr"):
+        return tcfg  # the criterion is a DCR protocol's metric; other protocols keep train.* as given
+    given = config.kind_params("train")
+    changes: dict[str, Any] = {}
+    if "eval_every" not in given:
+        changes["eval_every"] = max(1, -(-len(data) // tcfg.batch_size))
+    if "early_stopping_metric" not in given:
+        changes["early_stopping_metric"] = f"{next(iter(protocols))}/{'branch_' if stage == 'branch' else ''}criterion"
+    if "early_stopping_patience" not in given:
+        changes["early_stopping_patience"] = PAPER_PATIENCE
+    return tcfg.evolve(**changes)
+
+
 def _resume(config: PipelineConfig, run: RunDir, stage: str):
     path = run.checkpoint(stage)
     return path if config.resume and path.is_file() else None
 
 
 def _fit(config: PipelineConfig, run: RunDir, stage: str, model, criterion, loss_fn, data, tcfg, frozen,
-         evaluator) -> dict[str, Any]:
-    for p in model.parameters():  # a previous stage's freezing must not leak into this one
-        p.requires_grad_(True)
-    trainer = Trainer({"backbone": model, "criterion": criterion}, loss_fn, dataset_batches(data, tcfg), tcfg,
+         evaluator, p: dict[str, Any]) -> dict[str, Any]:
+    for param in model.parameters():  # a previous stage's freezing must not leak into this one
+        param.requires_grad_(True)
+    trainer = Trainer({"backbone": model, "criterion": criterion}, loss_fn, _batches(data, tcfg, p), tcfg,
                       run_dir=run.path, frozen=frozen, evaluators={"": evaluator}, resume=_resume(config, run, stage),
                       local_batches=True, num_samples=len(data), name=stage)
     return trainer.fit()
 
 
+def _views(p: dict[str, Any]) -> dict[str, Any]:
+    return {"lowres": p["lowres"], "aug_plus": bool(p["aug_plus"])}
+
+
+def _trunk_criterion(model, p: dict[str, Any]) -> TrunkLoss:
+    return TrunkLoss(model.num_classes, model.embedding_size, p["center_factor"], p["update_factor"],
+                     miner=p["trunk_miner"], mining=p["trunk_mining"])
+
+
 def _stage_trunk(config, run, p, model, data, tcfg, protocols) -> dict[str, Any]:
-    criterion = TrunkLoss(model.num_classes, model.embedding_size, p["center_factor"], p["update_factor"])
-    loss_fn = trunk_loss_fn(model.scales, model.num_classes, p["augment"])
+    loss_fn = trunk_loss_fn(model.scales, model.num_classes, p["augment"], **_views(p))
     ev = _evaluator(protocols, model, tcfg.device, keep_branches=False)
-    return _fit(config, run, "trunk", model, criterion, loss_fn, data, tcfg, ["backbone.branches"], ev)
+    return _fit(config, run, "trunk", model, _trunk_criterion(model, p), loss_fn, data, tcfg, ["backbone.branches"],
+                ev, p)
 
 
 def _stage_branch(config, run, p, model, data, tcfg, protocols) -> dict[str, Any]:
     if p["specialised_init"] and _resume(config, run, "branch") is None:
         model.specialise_branches()
     criterion = CMLoss(model.num_classes, len(model.branches), coupling_pairs(model), model.embedding_size,
-                       p["center_factor"], p["dist_factor"], p["update_factor"])
+                       p["center_factor"], p["dist_factor"], p["update_factor"], miner=p["branch_miner"])
     loss_fn = branch_loss_fn(model.scales, model.num_classes, train_trunk=bool(p["train_trunk"]),
-                             trunk_bn=p["trunk_bn"], augment=p["augment"])
+                             trunk_bn=p["trunk_bn"], augment=p["augment"], **_views(p))
     frozen = [] if p["train_trunk"] else ["backbone.trunk"]
     ev = _evaluator(protocols, model, tcfg.device, keep_branches=True)
-    return _fit(config, run, "branch", model, criterion, loss_fn, data, tcfg, frozen, ev)
+    return _fit(config, run, "branch", model, criterion, loss_fn, data, tcfg, frozen, ev, p)
 
 
 def _side_by_side(metrics: dict[str, Any], scales) -> list[dict[str, Any]]:
@@ -131,21 +192,27 @@ def _side_by_side(metrics: dict[str, Any], scales) -> list[dict[str, Any]]:
     return rows
 
 
-def _verdict(rows: list[dict[str, Any]]) -> str:
+def _verdict(rows: list[dict[str, Any]], pairs: int | None) -> str:
     """One honest line: do the coupled branches beat the trunk on the mean LR accuracy of this run?"""
     mean = next((r for r in rows if r["resolution"] == "mean"), None)
     if not mean or mean["trunk"] == "" or mean["branches"] == "":
         return ""
     gain = float(mean["branches"]) - float(mean["trunk"])
+    counted = f"{pairs} pairs" if pairs else "pairs not counted by the protocol"
     return (f"coupled branches {'above' if gain > 0 else 'NOT above'} the trunk on mean LR accuracy "
-            f"({mean['branches']:.4f} vs {mean['trunk']:.4f}, {gain:+.4f}; one run, 600 pairs by default)")
+            f"({mean['branches']:.4f} vs {mean['trunk']:.4f}, {gain:+.4f}; one run, {counted})")
 
 
 def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     """Train DCR: trunk then coupled branches (or one ``--stage``), evaluate per resolution."""
-    p = config.recipe_params({**PARAMS, **(QUICK_PARAMS if config.quick else {})})
+    p = config.recipe_params({**PARAMS, **(QUICK_PARAMS if config.quick else PAPER_PARAMS)})
     if p["trunk_bn"] not in ("frozen", "train"):
         raise ParameterError(f"recipe.trunk_bn must be 'frozen' or 'train', got {p['trunk_bn']!r}")
+    if p["sampler"] not in SAMPLERS:
+        raise ParameterError(f"recipe.sampler must be one of {', '.join(SAMPLERS)}, got {p['sampler']!r}")
+    check_lowres(p["lowres"])
+    TrunkLoss(1, 1, miner=p["trunk_miner"], mining=p["trunk_mining"])  # knob errors before any heavy work
+    CMLoss(1, 1, (), 1, miner=p["branch_miner"])
     stages = [config.stage] if config.stage else ["trunk", "branch"]
     seed_everything(config.seed)  # model and centre initialisation are part of the run's seed
     size = _image_size(config)
@@ -161,18 +228,26 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
         raise FacerecError(f"recipe dcr needs a DCR backbone (dcr-trunk, dcr-trunk-paper), not {config.backbone!r}")
     if scface:
         root = config.kind_params("dataset").get("root")
-        protocols = _protocols(config, size, "dcr-scface", **({"root": root} if root else {}))
+        given = config.kind_params("protocol")
+        protocols = _protocols(config, size, "dcr-scface",
+                               **({"data": root} if root and not {"data", "root"} & set(given) else {}))
     else:
         # scored at the scales the model has branches for (recipe.scales), unless protocol.scales is given
         protocols = _protocols(config, size, "dcr-synthetic-lowres", scales=tuple(model.scales))
     preset = DEFAULTS["quick" if config.quick else "paper"]
     results: dict[str, Any] = {}
     notes = [f"images at {size} px; scales {list(model.scales)}; branch design {model.design!r}; "
-             f"normalised embeddings {model.trunk.normalized_embeddings}; {int(data.num_classes)} classes"]
+             f"normalised embeddings {model.trunk.normalized_embeddings}; {int(data.num_classes)} classes",
+             f"training views: {p['lowres']} low-resolution path, "
+             + ("aug-plus (crop, colour jitter, grey, blur, flip)" if p["aug_plus"] else
+                "flip" if p["augment"] else "no augmentation")
+             + f"; sampler {p['sampler']}" + (f" (m={p['m_per_class']})" if p["sampler"] != "random" else "")
+             + f"; trunk miner {p['trunk_miner']}, branch miner {p['branch_miner']}"]
     for stage in stages:
         tcfg = train_config(config, preset)
         if stage == "branch" and len(stages) > 1 and p["branch_steps"]:
             tcfg = tcfg.evolve(steps=int(p["branch_steps"]), epochs=None)
+        tcfg = _paper_evaluation(config, tcfg, data, protocols, stage)
         if stage in ("branch", "scface") and (p["init"] or stage == "branch" and "trunk" not in stages):
             source = p["init"] or run.checkpoint("trunk")
             if not p["init"] and not source.is_file():
@@ -186,10 +261,10 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
         elif stage == "branch":
             out = _stage_branch(config, run, p, model, data, tcfg, protocols)
         else:  # SCface: the surveillance images are already low resolution: no synthesis
-            criterion = TrunkLoss(model.num_classes, model.embedding_size, p["center_factor"], p["update_factor"])
-            loss_fn = trunk_loss_fn((), model.num_classes, p["augment"])
+            loss_fn = trunk_loss_fn((), model.num_classes, p["augment"], **_views(p))
             ev = _evaluator(protocols, model, tcfg.device, keep_branches=True)
-            out = _fit(config, run, "scface", model, criterion, loss_fn, data, tcfg, ["backbone.branches"], ev)
+            out = _fit(config, run, "scface", model, _trunk_criterion(model, p), loss_fn, data, tcfg,
+                       ["backbone.branches"], ev, p)
         # per-fold spread and thresholds stay in log.jsonl; the summary keeps accuracies
         results.update({f"{stage}/{k}": v for k, v in out.items() if isinstance(v, (int, float, bool))
                         and "/acc_std_" not in k and "/threshold_" not in k and "/branch_acc_std_" not in k
@@ -200,7 +275,8 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
         rows = _side_by_side(final, model.scales)
         tables = {"Verification accuracy per resolution (HR image 1 vs image 2 at that resolution)": rows}
         results["per_resolution"] = rows
-        verdict = _verdict(rows)
+        pairs = [int(v) for k, v in final.items() if k.endswith("/pairs")]
+        verdict = _verdict(rows, pairs[0] if pairs else None)
         if verdict:
             notes.append(verdict)
             results["verdict"] = verdict

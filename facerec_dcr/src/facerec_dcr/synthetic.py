@@ -7,10 +7,12 @@ come in contiguous blocks of genuine and impostor pairs so every fold holds both
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from facerec.api import Backbone, EvalResult, Protocol
 from facerec.data.synthetic import render
+from facerec.errors import ParameterError
 
 from .evaluation import HR, collect_pairs, verification_metrics
 from .lowres import degrade
@@ -32,13 +34,16 @@ class SyntheticLowResPairs(Protocol):
     """Synthetic LR verification (DCR convention): HR image 1 vs image 2 at 8/12/16/20 px, 10-fold."""
 
     paper = PAPER
-    convention = ("synthetic identities disjoint from training; image 1 HR, image 2 (another sample) at s px "
-                  "resized back; cosine; DCR 10-fold (contiguous folds, grid arange(-1,1,0.005), score > t, "
+    convention = ("synthetic identities disjoint from training; image 1 HR (task IV: at s px too), image 2 "
+                  "(another sample) at s px resized back; cosine; DCR 10-fold (contiguous folds, grid arange(-1,1,0.005), score > t, "
                   "largest threshold wins ties); acc_hr = HR vs HR")
 
     def __init__(self, image_size: int = 120, num_pairs: int = 600, num_ids: int = 200,
                  scales: Sequence[int] = DEFAULT_SCALES, seed: int = 0, first_identity: int = 1_000_000,
-                 include_hr: bool = True):
+                 include_hr: bool = True, task: Literal["V", "IV"] = "V"):
+        if task not in ("V", "IV"):
+            raise ParameterError(f"protocol dcr-synthetic-lowres: task must be V or IV, got {task!r}")
+        self.task = task
         self.image_size = int(image_size)
         self.scales = tuple(int(s) for s in scales)
         self.include_hr = include_hr
@@ -56,10 +61,13 @@ class SyntheticLowResPairs(Protocol):
             probes: dict = {s: degrade(img2, s) for s in self.scales}
             if self.include_hr:
                 probes[HR] = img2
+            if self.task == "IV":  # image 1 at the probe's resolution too
+                img1 = {s: degrade(img1, s) for s in self.scales} | ({HR: img1} if self.include_hr else {})
             yield img1, probes
 
     def evaluate(self, model: Backbone, *, device: str = "cpu", batch_size: int = 100,
                  progress: bool = False) -> EvalResult:
         emb1, emb2 = collect_pairs(model, self._batches(batch_size), batch_size=batch_size, device=device)
         metrics, artefacts = verification_metrics(model, emb1, emb2, self.same, device=device)
+        metrics["pairs"] = float(len(self.same))
         return EvalResult(metrics=metrics, artefacts=artefacts, convention=self.convention)

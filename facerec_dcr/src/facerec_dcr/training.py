@@ -1,7 +1,8 @@
 """The per-step losses of the DCR stages, for core's Trainer (``loss_fn(batch, modules, step)``).
 
-* trunk stage: the HR batch and its LR versions (synthesised on the device, one batched op per
-  scale) are concatenated into one batch, labels repeated, trunk loss on trunk outputs; branches frozen.
+* trunk stage: the HR batch and its LR versions (see :mod:`.augment`: batched on the device, or the
+  original's per-sample PIL path; ``aug_plus`` = the README's ``--aug-plus``) are concatenated into one
+  batch, labels repeated, trunk loss on trunk outputs; branches frozen.
 * branch stage: the trunk (frozen by default) embeds every resolution; each branch gets its
   resolution's embeddings; CM loss. ``trunk_bn="frozen"`` keeps trunk BN in eval mode (a frozen
   trunk really is frozen); ``"train"`` reproduces the original (per-scale forwards, BN statistics
@@ -19,7 +20,7 @@ import torch
 from facerec.errors import FacerecError, ParameterError
 from torch import Tensor, nn
 
-from .lowres import degrade
+from .augment import check_lowres, make_views
 from .model import _DCR
 
 
@@ -27,13 +28,6 @@ def _core(net: nn.Module) -> _DCR:
     return getattr(net, "module", net)  # DDP wraps the model
 
 
-def _flip(images: Tensor) -> Tensor:
-    flip = torch.rand(images.shape[0], device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-def _views(images: Tensor, scales: Sequence[int]) -> list[Tensor]:
-    return [images] + [degrade(images, s) for s in scales]
 
 
 def _labels(batch: Mapping[str, Any], num_classes: int, device: torch.device) -> Tensor:
@@ -43,16 +37,16 @@ def _labels(batch: Mapping[str, Any], num_classes: int, device: torch.device) ->
     return labels
 
 
-def trunk_loss_fn(scales: Sequence[int], num_classes: int, augment: bool = True):
+def trunk_loss_fn(scales: Sequence[int], num_classes: int, augment: bool = True, *, lowres: str = "tensor",
+                  aug_plus: bool = False):
     """Trunk stage (also SCface fine-tuning with ``scales=()``: the images are already low-res)."""
+    check_lowres(lowres)
 
     def loss_fn(batch: Mapping[str, Any], modules: Mapping[str, nn.Module], step: int) -> dict[str, Tensor]:
         net = modules["backbone"]
         images = batch["image"].float()
         labels = _labels(batch, num_classes, images.device)
-        if augment:
-            images = _flip(images)
-        views = _views(images, scales)
+        views = make_views(images, scales, lowres=lowres, augment=augment, plus=aug_plus)
         x = _core(net).input_spec.prepare(torch.cat(views))
         emb, logits = net(x, head="trunk")
         y = labels.repeat(len(views))
@@ -64,9 +58,10 @@ def trunk_loss_fn(scales: Sequence[int], num_classes: int, augment: bool = True)
 
 
 def branch_loss_fn(scales: Sequence[int], num_classes: int, *, train_trunk: bool = False,
-                   trunk_bn: str = "frozen", augment: bool = True):
+                   trunk_bn: str = "frozen", augment: bool = True, lowres: str = "tensor", aug_plus: bool = False):
     if trunk_bn not in ("frozen", "train"):
         raise ParameterError(f"recipe.trunk_bn must be 'frozen' or 'train' (the original), got {trunk_bn!r}")
+    check_lowres(lowres)
 
     def loss_fn(batch: Mapping[str, Any], modules: Mapping[str, nn.Module], step: int) -> dict[str, Tensor]:
         net = modules["backbone"]
@@ -75,9 +70,7 @@ def branch_loss_fn(scales: Sequence[int], num_classes: int, *, train_trunk: bool
             model.trunk.eval()
         images = batch["image"].float()
         labels = _labels(batch, num_classes, images.device)
-        if augment:
-            images = _flip(images)
-        views = _views(images, scales)
+        views = make_views(images, scales, lowres=lowres, augment=augment, plus=aug_plus)
         grad = contextlib.nullcontext() if train_trunk else torch.no_grad()
         with grad:
             if trunk_bn == "train":  # the original: one forward per scale, BN on that scale's batch

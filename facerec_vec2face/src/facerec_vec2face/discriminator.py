@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from facerec.api import unwrap_state_dict
 from facerec.errors import WeightsError
 
+from . import safe_load  # noqa: F401  (admits the checkpoints' argparse.Namespace)
+
 
 class CrossEmbedLayer(nn.Module):
     """Parallel convs with kernels (3, 7, 15) whose outputs (dim/2, dim/4, rest) are concatenated."""

@@ -9,8 +9,6 @@ identities reproduces the same images as a full run.
 
 from __future__ import annotations
 
-import argparse
-
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,23 +20,51 @@ from torch import Tensor
 from facerec.api import Dataset, GeneratedBatch, Generator, unwrap_state_dict
 from facerec.errors import DataError, ParameterError, WeightsError
 
-from .attrop import AttrTargets, optimise_attributes
+from . import safe_load  # noqa: F401  (admits the checkpoints' argparse.Namespace)
+from .attrop import AttrResult, AttrTargets, optimise_attributes
 from .estimators import Embedder, PoseEstimator, QualityEstimator
-from .sampling import IdentitySampler, perturb
+from .sampling import IdentitySampler, SeparatedIdentities, perturb
 from .vit import CONFIGS, MaskConfig, NetConfig, Vec2FaceNet, net_config
 
 PAPER = ("Wu, Singh, Tian, Zheng, Bowyer: Vec2Face: Scaling Face Dataset Generation with Loosely "
          "Constrained Vectors, ICLR 2025 (arXiv 2409.02979)")
 
 
-# Vec2Face training checkpoints pickle ``'args': argparse.Namespace``. A Namespace only carries plain
-# attributes, so it is safe to admit to torch's weights_only unpickler (process-wide allow-list).
-torch.serialization.add_safe_globals([argparse.Namespace])
 
 
 def load_centers(path: str | Path) -> Tensor:
-    """A ``.npy`` matrix of identity centre features [N, D] (e.g. center_feature_examples.npy)."""
+    """Identity vectors [N, D] from a ``.npy`` matrix (e.g. center_feature_examples.npy) or a ``facerun
+    extract`` feature file (``.safetensors``): with labels (an identity-folder tree) each identity is the
+    plain mean of its images' features (the original's ``scripts/center_features.py``), in label order;
+    without (a flat folder of reference images) every image is one identity, in file order (the original's
+    ``image_generation_with_reference.py``). Read once per file version."""
     path = Path(path)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        raise DataError(f"cannot read centre features {path}: no such file") from None
+    key = (str(path.resolve()), stamp)
+    if key not in _CENTRES:
+        _CENTRES.clear()
+        _CENTRES[key] = _read_centers(path)
+    return _CENTRES[key]
+
+
+_CENTRES: dict[tuple[str, int], Tensor] = {}
+
+
+def _read_centers(path: Path) -> Tensor:
+    if path.suffix == ".safetensors":
+        from facerec.protocols.common import load_features
+
+        table = load_features(path)
+        emb = table.embeddings.float()
+        if table.labels is None:
+            return emb.contiguous()
+        labels = table.labels.long()
+        uniq, inverse = torch.unique(labels, return_inverse=True)
+        sums = torch.zeros(len(uniq), emb.shape[1]).index_add_(0, inverse, emb)
+        return sums / torch.bincount(inverse, minlength=len(uniq)).clamp(min=1).unsqueeze(1).float()
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -46,6 +72,28 @@ def load_centers(path: str | Path) -> Tensor:
     if arr.ndim != 2:
         raise DataError(f"centre features {path} must be a [N, D] matrix, got shape {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def _named_architecture(path: str | Path) -> torch.nn.Module | None:
+    """An estimator saved by facerec with its architecture in the metadata (``arch`` = a registered backbone,
+    ``params`` = its JSON arguments), e.g. a smaller identity model; None for the originals' files (R100)."""
+    if not str(path).endswith(".safetensors"):
+        return None
+    import json
+
+    import facerec
+    from facerec.weights import read_metadata
+
+    meta = read_metadata(path)
+    arch = meta.get("arch")
+    if not arch or arch == "vec2face":
+        return None
+    params = json.loads(meta.get("params") or "{}")
+    if arch == "sixdrepnet":  # the pose estimator is no registered backbone
+        from .sixdrepnet import SixDRepNet
+
+        return SixDRepNet(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    return facerec.create("backbone", arch, **params)
 
 
 def _seeded(seed: int, *stream: int) -> torch.Generator:
@@ -113,7 +161,7 @@ class Vec2Face(Generator, Vec2FaceNet):
 
         for role, path in self._estimator_files.items():
             if path and role not in self._estimators:
-                model = SixDRepNet() if role == "pose" else IResNet100()
+                model = _named_architecture(path) or (SixDRepNet() if role == "pose" else IResNet100())
                 load_weights(model, path)
                 self.set_estimators(**{role: model})
 
@@ -137,10 +185,10 @@ class Vec2Face(Generator, Vec2FaceNet):
             out = centers[first_id : first_id + num_ids].float()
         elif self.identity_sampler is not None:
             sampler: IdentitySampler = self.identity_sampler
-            # min_separation needs the whole set at once; otherwise each id has its own stream.
+            # min_separation: identities are kept greedily from one candidate stream per seed, extended (and
+            # cached) as later ids are asked for; otherwise each id has its own stream.
             if self.min_separation is not None:
-                out = sampler.sample(first_id + num_ids, generator=_seeded(seed, 1),
-                                     min_separation=self.min_separation)[first_id:]
+                out = self._separated(sampler, seed).take(first_id + num_ids)[first_id:]
             else:
                 out = torch.cat([sampler.sample(1, generator=_seeded(seed, 1, first_id + i)) for i in range(num_ids)])
         else:
@@ -149,6 +197,14 @@ class Vec2Face(Generator, Vec2FaceNet):
         if out.shape[1] != self.config.rep_dim:
             raise DataError(f"identity vectors have {out.shape[1]} dims, the generator expects {self.config.rep_dim}")
         return out
+
+    def _separated(self, sampler: IdentitySampler, seed: int) -> SeparatedIdentities:
+        cache = getattr(self, "_separated_cache", None)
+        if cache is None or cache[0] is not sampler or cache[1] != (seed, self.min_separation):
+            stream = SeparatedIdentities(sampler, float(self.min_separation), lambda b: _seeded(seed, 1, b))
+            cache = (sampler, (seed, self.min_separation), stream)
+            object.__setattr__(self, "_separated_cache", cache)
+        return cache[2]
 
     # -- generation ----------------------------------------------------------------------------
     def decode(self, rep: Tensor, generator: torch.Generator | None = None, rate: float | None = None) -> Tensor:
@@ -168,7 +224,12 @@ class Vec2Face(Generator, Vec2FaceNet):
             raise ParameterError(f"num_ids and per_id must be >= 1, got {num_ids} and {per_id}")
         if fit_centers is not None:
             c = load_centers(fit_centers) if isinstance(fit_centers, (str, Path)) else torch.as_tensor(fit_centers)
-            self.fit_identity_sampler(c)
+            # facerun generate asks chunk by chunk: refit only for other centres (keeps min_separation's cache)
+            if getattr(self, "_fitted_on", None) is not c:
+                self.fit_identity_sampler(c)
+                object.__setattr__(self, "_fitted_on", c)
+        report: dict[int, dict[str, int]] = {}
+        object.__setattr__(self, "_last_report", report)
         was_training = self.training
         self.eval().to(device)
         try:
@@ -176,7 +237,10 @@ class Vec2Face(Generator, Vec2FaceNet):
             ident = self.estimator("identity")
             steer = ident is not None and (quality is not None or yaw is not None or self.estimator("quality"))
             if steer:  # the original refines every centre once (quality only) before perturbing
-                ids = self._attrop(ids, quality=quality, yaw=None, seed=seed, stream=(2, first_id))
+                refined = self._attrop(ids, quality=quality, yaw=None, seed=seed, stream=(2, first_id))
+                ids = refined.vectors
+                for j, ok in enumerate(refined.accepted.tolist()):
+                    report[first_id + j] = {"centre_accepted": int(ok), "centre_steps": int(refined.iterations[j])}
             ids_per_batch = max(1, batch_size // per_id)
             for start in range(0, num_ids, ids_per_batch):
                 chunk = ids[start : start + ids_per_batch]
@@ -191,8 +255,12 @@ class Vec2Face(Generator, Vec2FaceNet):
                     noise.append(torch.rand(per_id, self.num_tokens, generator=g))
                 v, r, z = torch.cat(vecs).to(device), torch.cat(rates), torch.cat(noise)
                 if steer and yaw is not None:
-                    images = self._attrop(v, quality=quality, yaw=yaw, seed=seed, stream=(4, first_id + start),
-                                          class_rep=chunk.repeat_interleave(per_id, 0), return_images=True)
+                    res = self._attrop(v, quality=quality, yaw=yaw, seed=seed, stream=(4, first_id + start),
+                                       class_rep=chunk.repeat_interleave(per_id, 0))
+                    images = res.images
+                    met = res.accepted.view(len(chunk), per_id).sum(1).tolist()
+                    for j, k in enumerate(met):
+                        report.setdefault(first_id + start + j, {}).update(samples=per_id, samples_accepted=int(k))
                 else:
                     with torch.no_grad():
                         images = torch.cat([self(v[i : i + batch_size], rate=r[i : i + batch_size],
@@ -203,8 +271,15 @@ class Vec2Face(Generator, Vec2FaceNet):
         finally:
             self.train(was_training)
 
+    def generation_report(self) -> dict[int, dict[str, int]]:
+        """AttrOP acceptance of the last :meth:`sample` call, per identity: ``centre_accepted`` (the centre's
+        refinement met the identity and quality targets) and ``centre_steps``; with a yaw target also
+        ``samples_accepted`` of ``samples``. Empty when AttrOP did not run. ``facerun generate`` sums it per run
+        and keeps it per identity in ``OUT.report.json``."""
+        return dict(getattr(self, "_last_report", {}) or {})
+
     def _attrop(self, vecs: Tensor, *, quality: float | None, yaw: float | None, seed: int, stream: tuple[int, int],
-                class_rep: Tensor | None = None, return_images: bool = False) -> Tensor:
+                class_rep: Tensor | None = None) -> AttrResult:
         ident = self.estimator("identity")
         q_model = self.estimator("quality")
         p_model = self.estimator("pose")
@@ -223,13 +298,15 @@ class Vec2Face(Generator, Vec2FaceNet):
         finally:
             for p in self.parameters():
                 p.requires_grad_(True)
-        return res.images if return_images else res.vectors
+        return res
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 32, device: str = "cpu", seed: int = 0,
-            progress: bool = False, **options: Any) -> dict[str, float]:
+            progress: bool = False, **options: Any) -> dict[str, Any]:
         """Train on a dataset of images with identity features (``feature`` per sample, or an identity
-        model via ``set_estimators(identity=...)`` that computes them). See :mod:`.training`."""
+        model via ``set_estimators(identity=...)`` that computes them). See :mod:`.training`. The result's
+        ``losses_off`` names the loss terms left out (identity loss without an identity model, LPIPS without
+        its weight files); the run says so on the terminal and in ``log.jsonl`` too."""
         from .training import TrainOptions, train_generator
 
         return train_generator(self, dataset, TrainOptions(steps=steps, batch_size=batch_size, device=device,

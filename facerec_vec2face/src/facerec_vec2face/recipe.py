@@ -14,6 +14,7 @@ from facerec.api import Dataset
 from facerec.data.grid import save_grid
 from facerec.data.transforms import Compose, RandomErasing, RandomHorizontalFlip
 from facerec.engine import seed_everything, train_classifier
+from facerec.engine.distributed import is_main_process
 from facerec.inference import embed_tensor
 from facerec.pipeline import (PipelineConfig, RunDir, build_backbone, build_dataset, build_head,
                               build_protocols, evaluate_protocols, save_backbone, train_config, write_summary)
@@ -123,11 +124,12 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     num_ids = int(labels.max()) + 1
     per_id = max(1, round(len(labels) / num_ids))
     generated = gen.as_dataset(num_ids, per_id, seed=config.seed, device=config.device)
-    save_grid(generated.data[: 8 * min(num_ids, 4)].float(), run.file("pictures/vec2face-generated.png"),
-              labels=generated.labels[: 8 * min(num_ids, 4)], ncol=8)
     recon = gen.decode(feats[:8].to(config.device)).cpu()
-    save_grid(torch.cat([images[:8], (recon.float() + 1) / 2]).clamp(0, 1),
-              run.file("pictures/vec2face-reconstructions.png"), ncol=8)
+    if is_main_process():  # under torchrun rank 0 alone writes pictures
+        save_grid(generated.data[: 8 * min(num_ids, 4)].float(), run.file("pictures/vec2face-generated.png"),
+                  labels=generated.labels[: 8 * min(num_ids, 4)], ncol=8)
+        save_grid(torch.cat([images[:8], (recon.float() + 1) / 2]).clamp(0, 1),
+                  run.file("pictures/vec2face-reconstructions.png"), ncol=8)
     # 4. FR on the generated set.
     synth, _ = _train_fr(config, run, generated, protocols, "generated", over, augment)
     metrics["generated"] = synth
@@ -142,7 +144,8 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     write_summary(run, config, {k: v for k, v in metrics.items() if not isinstance(v, dict)},
                   tables={"FR trained on real vs Vec2Face-generated data (same size)": rows},
                   text="Generated faces: pictures/vec2face-generated.png; reconstructions (top: real, "
-                       "bottom: decoded from its feature): pictures/vec2face-reconstructions.png")
+                       "bottom: decoded from its feature): pictures/vec2face-reconstructions.png\n\n"
+                       f"Generator loss terms left out: {fit.get('losses_off', 'none')}")
     return metrics
 
 

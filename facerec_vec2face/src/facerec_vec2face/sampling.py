@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import attrs
 import torch
 import torch.nn.functional as F
+from facerec.errors import ParameterError
 from torch import Tensor
 
 
@@ -35,17 +36,12 @@ class IdentitySampler:
 
     def sample(self, n: int, *, generator: torch.Generator | None = None,
                min_separation: float | None = None, max_draws: int = 50) -> Tensor:
-        """``n`` vectors; with ``min_separation`` every pair has cosine < that value (greedy rejection)."""
+        """``n`` vectors; with ``min_separation`` every pair has cosine < that value (greedy rejection over a
+        candidate stream drawn from ``generator``; an error after ``max_draws`` blocks that add nothing)."""
         if min_separation is None:
             return self._draw(n, generator)
-        kept = torch.empty(0, self.mean.numel())
-        for _ in range(max_draws):
-            cand = self._draw(max(2 * (n - len(kept)), 16), generator)
-            kept = _greedy_separated(kept, cand, min_separation)
-            if len(kept) >= n:
-                return kept[:n]
-        raise ValueError(f"could not draw {n} identities with pairwise cosine < {min_separation} "
-                         f"(got {len(kept)} after {max_draws} rounds); lower min_separation")
+        stream = SeparatedIdentities(self, min_separation, lambda b: generator, patience=max_draws)
+        return stream.take(n)
 
     def _draw(self, n: int, generator: torch.Generator | None) -> Tensor:
         z = torch.randn(n, len(self.std), generator=generator)
@@ -55,17 +51,63 @@ class IdentitySampler:
         return {"mean": self.mean, "components": self.components, "std": self.std}
 
 
-def _greedy_separated(kept: Tensor, cand: Tensor, thr: float) -> Tensor:
-    """Keep candidates (in order) whose cosine to every kept vector is below ``thr``."""
-    c = F.normalize(cand, dim=1)
-    if len(kept):
-        ok = (c @ F.normalize(kept, dim=1).T).max(1).values < thr  # one matrix product for the old set
-        cand, c = cand[ok], c[ok]
-    sim = c @ c.T
-    accepted = torch.zeros(len(cand), dtype=torch.bool)
-    for i in range(len(cand)):  # greedy order within a block is inherently sequential (one row at a time)
-        accepted[i] = not bool((sim[i, :i][accepted[:i]] >= thr).any())
-    return torch.cat([kept, cand[accepted]])
+class SeparatedIdentities:
+    """Identity vectors with pairwise cosine below ``threshold``, kept greedily from a candidate stream.
+
+    Candidates come in blocks of ``block`` from ``generator_of(b)`` (a fixed stream per block), so the
+    first n identities are the same however many are asked for, and :meth:`take` only extends what was
+    kept before: asking chunk by chunk (as ``facerun generate`` does) costs one pass in all. Each block
+    is checked against everything kept with one matrix product, then greedily in order within the block
+    (a Python loop over the block's candidates only): the Python work is linear in the candidates, the
+    products n^2 * D flops in BLAS."""
+
+    def __init__(self, sampler: IdentitySampler, threshold: float, generator_of, *, block: int = 256,
+                 patience: int = 50):
+        self.sampler, self.threshold, self.generator_of = sampler, float(threshold), generator_of
+        self.block, self.patience = int(block), int(patience)
+        d = sampler.mean.numel()
+        self._kept = torch.empty(1024, d)
+        self._unit = torch.empty(1024, d)
+        self.count = 0
+        self._next_block = 0
+
+    def _grow(self, need: int) -> None:
+        if need > len(self._kept):
+            size = max(need, 2 * len(self._kept))
+            self._kept = torch.cat([self._kept, torch.empty(size - len(self._kept), self._kept.shape[1])])
+            self._unit = torch.cat([self._unit, torch.empty(size - len(self._unit), self._unit.shape[1])])
+
+    def _add_block(self) -> int:
+        cand = self.sampler._draw(self.block, self.generator_of(self._next_block))
+        self._next_block += 1
+        c = F.normalize(cand, dim=1)
+        if self.count:
+            ok = (c @ self._unit[: self.count].T).max(1).values < self.threshold
+            cand, c = cand[ok], c[ok]
+        sim = (c @ c.T) >= self.threshold
+        accepted = torch.zeros(len(cand), dtype=torch.bool)
+        for i in range(len(cand)):  # greedy order within the block is sequential
+            accepted[i] = not bool((sim[i, :i] & accepted[:i]).any())
+        new = int(accepted.sum())
+        self._grow(self.count + new)
+        self._kept[self.count : self.count + new] = cand[accepted]
+        self._unit[self.count : self.count + new] = c[accepted]
+        self.count += new
+        return new
+
+    def take(self, n: int) -> Tensor:
+        """The first ``n`` separated identities (drawing more blocks only when needed)."""
+        idle = 0
+        while self.count < n:
+            if self._add_block():
+                idle = 0
+            else:
+                idle += 1
+                if idle >= self.patience:
+                    raise ParameterError(f"could not draw {n} identities with pairwise cosine < {self.threshold} "
+                                     f"(got {self.count}; {self.patience} blocks of {self.block} candidates added "
+                                     "none); lower min_separation")
+        return self._kept[:n].clone()
 
 
 def _counts(rows: int, pct: Sequence[float]) -> list[int]:

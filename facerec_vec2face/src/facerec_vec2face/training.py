@@ -24,7 +24,7 @@ from facerec.errors import FacerecError
 
 from .discriminator import Discriminator
 from .losses import LPIPS, LossWeights, discriminator_loss, generator_losses
-from .vit import TRAINING_MASK
+from .vit import TRAINING_MASK, MaskConfig
 
 if TYPE_CHECKING:
     from .generator import Vec2Face
@@ -53,6 +53,10 @@ class TrainOptions:
     resume: bool = False
     log_every: int = 10
     checkpoint_every: int = 0
+    min_lr: float = 0.0
+    grad_accum: int = 1
+    num_workers: int = 0
+    mask: MaskConfig = TRAINING_MASK  # the training masking schedule (min 0.5, max 1, mu 0.75, std 0.25)
 
 
 def _images(batch: Mapping[str, Any], size: int) -> Tensor:
@@ -62,7 +66,7 @@ def _images(batch: Mapping[str, Any], size: int) -> Tensor:
     return x * 2 - 1
 
 
-def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict[str, float]:
+def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict[str, Any]:
     size = gen.config.img_size
     identity = gen.estimator("identity")
     if identity is not None:
@@ -76,6 +80,8 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
         if not (opts.lpips_vgg_weights and opts.lpips_lin_weights):
             raise FacerecError("LPIPS needs both lpips_vgg_weights (torchvision VGG16) and lpips_lin_weights (vgg.pth)")
         lpips = LPIPS(opts.lpips_vgg_weights, opts.lpips_lin_weights).to(opts.device)
+    notes = losses_off(identity is not None, lpips is not None, opts.weights)
+    say(opts.run_dir, notes)
     use_gan = opts.disc_start is not None
     modules: dict[str, torch.nn.Module] = {"generator": gen}
     if use_gan:
@@ -85,7 +91,8 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
                       betas=(0.9, 0.99), weight_decay=opts.weight_decay, schedule="cosine",
                       warmup_steps=opts.warmup_steps, amp=opts.amp, grad_clip=opts.grad_clip, seed=opts.seed,
                       device=opts.device, progress=opts.progress, log_every=opts.log_every,
-                      checkpoint_every=opts.checkpoint_every, find_unused_parameters=True)
+                      checkpoint_every=opts.checkpoint_every, find_unused_parameters=True, min_lr=opts.min_lr,
+                      grad_accum=opts.grad_accum, num_workers=opts.num_workers)
     from .generator import _seeded
 
     def loss_fn(batch: Mapping[str, Any], mods: Mapping[str, torch.nn.Module], step: int) -> dict[str, Tensor]:
@@ -108,7 +115,7 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
     saved_mask = gen.mask
-    gen.mask = TRAINING_MASK  # the training masking schedule (min 0.5, mu 0.75)
+    gen.mask = opts.mask
     try:
         trainer = Trainer(modules, loss_fn, dataset_batches(dataset, cfg), cfg, run_dir=opts.run_dir,
                           resume=(Path(opts.run_dir) if opts.resume and opts.run_dir else None),
@@ -117,4 +124,35 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
     finally:
         gen.mask = saved_mask
         gen.eval()
-    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out: dict[str, Any] = {k: float(v) for k, v in result.items() if isinstance(v, (int, float))
+                           and not isinstance(v, bool)}
+    out["losses_off"] = "; ".join(notes) if notes else "none"
+    return out
+
+
+def losses_off(identity: bool, lpips: bool, weights: LossWeights) -> list[str]:
+    """The terms of the original's generator loss that this run leaves out, and why."""
+    notes = []
+    if not identity:
+        notes.append("identity loss off: no identity model (give identity_weights=arcface-r100-glint360k.pth, "
+                     "--identity-weights, or generator.set_estimators(identity=...))")
+    elif not weights.identity:
+        notes.append("identity loss off: its weight is 0")
+    if not lpips:
+        notes.append("LPIPS off: it needs the VGG16 weights and LPIPS's vgg.pth (lpips_vgg_weights, "
+                     "lpips_lin_weights / --lpips-vgg, --lpips-lin)")
+    return notes
+
+
+def say(run_dir: str | None, notes: list[str]) -> None:
+    """Tell the terminal (rank 0) and the run's log.jsonl which loss terms are off."""
+    from facerec.engine.distributed import is_main_process
+    from facerec.engine.logs import RunLogger
+
+    if not notes or not is_main_process():
+        return
+    import sys
+
+    for note in notes:
+        print(f"vec2face: {note}", file=sys.stderr, flush=True)
+    RunLogger(run_dir, tensorboard=False, stage="vec2face").log(0, {"losses_off": "; ".join(notes)}, kind="note")

@@ -44,17 +44,25 @@ def vggface2() -> None:
               help="Image list ([split/]class_id/file per line).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output features .safetensors.")
 @click.option("--flip", is_flag=True, help="Average the features of the image and its mirror.")
+@click.option("--flipped", "--horizontal-flip", "flipped", is_flag=True,
+              help="Features of the mirrored images only (the original's --horizontal_flip).")
 @click.option("--l2", is_flag=True, help="L2-normalise each feature.")
-def extract(arch, weights, root, meta, batch_size, workers, device, split, list_file, out, flip, l2) -> None:
+def extract(arch, weights, root, meta, batch_size, workers, device, split, list_file, out, flip, flipped,
+            l2) -> None:
     """Features of every image of a list in one .safetensors file (no meta CSV needed)."""
+    from facerec.errors import ParameterError
+
     from .data import VGGFace2List
     from .runtime import build_model, extract_features, save_features
 
+    if flip and flipped:
+        raise ParameterError("give --flip (average with the mirror) or --flipped (the mirror alone), not both")
+    mode = "average" if flip else "flipped" if flipped else "none"
     data = VGGFace2List(root, list_file, meta_file=meta, split=split)
     model = build_model(arch, weights, device)
-    feats = extract_features(model, data, batch_size=batch_size, workers=workers, flip=flip, l2=l2,
+    feats = extract_features(model, data, batch_size=batch_size, workers=workers, flip=mode, l2=l2,
                              device=device, progress=True)
-    path = save_features(out, feats, data, arch=arch, flip=flip, l2=l2)
+    path = save_features(out, feats, data, arch=arch, flip=mode, l2=l2)
     click.echo(f"wrote {feats.shape[0]} x {feats.shape[1]} features to {path}")
 
 
@@ -75,8 +83,11 @@ def test(arch, weights, root, meta, batch_size, workers, device, split, list_fil
     data = VGGFace2List(root, list_file, meta_file=meta, split=split)
     model = build_model(arch, weights, device)
     result = evaluate_topk(model, data, batch_size=batch_size, workers=workers, device=device, progress=True)
-    click.echo(f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
-               f"({result['images']} images)")
+    if result["images"]:
+        click.echo(f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
+                   f"({result['images']} images)")
+    else:
+        click.echo("no image of a training identity in the list: top-1 / top-5 / loss undefined (null in --out)")
     if result["skipped_test_split_images"]:
         click.echo(f"skipped {result['skipped_test_split_images']} images of "
                    f"{result['skipped_test_split_identities']} test-split identities (not among the "
@@ -96,31 +107,56 @@ def test(arch, weights, root, meta, batch_size, workers, device, split, list_fil
 @click.option("--lr", default=0.1, show_default=True, type=float, help="Classifier learning rate (bias: 2x).")
 @click.option("--backbone-lr", default=0.01, show_default=True, type=float, help="Backbone lr (--mode full).")
 @click.option("--seed", default=1337, show_default=True, type=int)
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(0),
+              help="Write OUT/checkpoint.safetensors every N steps (and always at the end); 0 = end only.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint (exactly; --steps may be raised).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (deletes it first).")
 def train(arch, weights, root, meta, batch_size, workers, device, split, list_file, val_list, mode, steps, lr,
-          backbone_lr, seed, out, overwrite) -> None:
+          backbone_lr, seed, checkpoint_every, resume, out, overwrite) -> None:
     """Train the classifier (or the whole network) on a VGGFace2 list; writes model.safetensors + metrics."""
     from facerec.outputs import claim_run_dir
     from safetensors.torch import save_file
 
     from .data import VGGFace2List
-    from .runtime import build_model, evaluate_topk, train_classifier
+    from .runtime import build_model, check_resumable, evaluate_topk, run_settings, train_classifier
 
+    run = claim_run_dir(out, resume=resume, overwrite=overwrite)  # an earlier run is never replaced silently
+    checkpoint = run / "checkpoint.safetensors"
+    if resume and not checkpoint.is_file():
+        from facerec.errors import ParameterError
+
+        raise ParameterError(f"--resume: no checkpoint in {run} (run `facerun vggface2 train --out {run}` first)")
     data = VGGFace2List(root, list_file, meta_file=meta, split=split)
-    run = claim_run_dir(out, overwrite=overwrite, resume_option=None)  # an earlier run is never replaced silently
+    if resume:  # before loading any weights: a mismatch is a quick one-line error
+        check_resumable(checkpoint, run_settings(data, mode=mode, batch_size=batch_size, seed=seed, lr=lr,
+                                                 backbone_lr=backbone_lr))
     val = VGGFace2List(root, val_list, meta_file=meta, split=split) if val_list else None
     model = build_model(arch, weights, device)
     log_path = run / "log.jsonl"
+    earlier: list[str] = []
+    if resume and log_path.is_file():  # keep the log of the steps the checkpoint holds
+        from facerec.engine.checkpoint import read_metadata
+
+        held = int(read_metadata(checkpoint)["step"])
+        earlier = [line for line in log_path.read_text().splitlines() if line.strip()
+                   and json.loads(line).get("step", 0) <= held]
     with log_path.open("w") as log:
+        log.writelines(line + "\n" for line in earlier)
+
         def write(rec: dict) -> None:
             log.write(json.dumps(rec) + "\n")
+            log.flush()
             if rec["step"] % 10 == 0 or rec["step"] == steps:
                 click.echo(f"step {rec['step']}/{steps}  loss {rec['loss']:.4f}  top1 {rec['top1']:.3f}  "
                            f"{rec['items_per_s']:.1f} img/s")
 
         metrics = train_classifier(model, data, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
-                                   backbone_lr=backbone_lr, workers=workers, device=device, seed=seed, log=write)
+                                   backbone_lr=backbone_lr, workers=workers, device=device, seed=seed, log=write,
+                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+    if resume:
+        click.echo(f"resumed at step {metrics['resumed_from']}")
     if val is not None:
         metrics["val"] = evaluate_topk(model, val, batch_size=batch_size, workers=workers, device=device)
     tmp = run / "model.safetensors.tmp"

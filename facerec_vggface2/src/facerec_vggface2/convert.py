@@ -18,6 +18,15 @@ from torch import Tensor
 from facerec.errors import WeightsError
 
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+class OriginalAverageMeter:
+    """Stand-in for the original trainer's ``utils.AverageMeter``, pickled into its resume checkpoints
+    (``checkpoint.pth.tar``): admitted to torch's weights_only unpickler under that name, it only gets its
+    attribute dict back (numbers), so those files load safely and their ``model_state_dict`` can be used."""
+
+
+torch.serialization.add_safe_globals([(OriginalAverageMeter, "utils.AverageMeter")])
 _CONTAINERS = ("model_state_dict", "state_dict", "model")
 
 

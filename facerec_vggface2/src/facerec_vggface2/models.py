@@ -24,8 +24,10 @@ MEAN_BGR = (91.4953, 103.8827, 131.0912)
 N_TRAIN_IDENTITIES = 8631
 PAPER = ("Cao, Shen, Xie, Parkhi, Zisserman: VGGFace2: A dataset for recognising faces across pose and age, "
          "FG 2018 (PyTorch port: cydonia999/VGGFace2-pytorch)")
+#: Core's ``vggface2`` alignment template is this geometry: a 256 loose crop (the ArcFace layout scaled to
+#: 224/1.3, centred, as the dataset's 1.3x detector box), resized 256 and centre-cropped 224.
 VGGFACE2_SPEC = InputSpec(size=224, color="BGR", scale=255.0, mean=MEAN_BGR, std=1.0, resize=256,
-                          template="vggface2-loose")
+                          template="vggface2")
 
 
 class Bottleneck(nn.Module):

@@ -19,6 +19,7 @@ import torch
 
 from facerec import pipeline as P
 from facerec import registry
+from facerec.engine.distributed import is_main_process
 from facerec.errors import FacerecError, ParameterError
 
 from .checkpoints import load_parts, save_parts
@@ -26,23 +27,46 @@ from .evaluation import CompatPairs, render_once
 from .stages import STAGES, StageSettings, run_stage
 
 #: Training settings per preset. quick: CPU minutes at a reduced width/size; paper: the repository's
-#: SGD (lr 0.1, 0.01 for pretrain; momentum 0.9, wd 1e-3, x0.1 at epochs 8/12/15/18 of 20; B_l = B_u = 128).
+#: SGD (momentum 0.9, weight decay 1e-3, x0.1 at the decay epochs), per stage below.
 #: quick: 800 steps at lr 0.1 (measured, 1 thread: 60 steps at lr 0.01 left the loss at 18.8 and pairs at
 #: chance; 800 steps on 300 ids reach loss 4.3 < ln 300 and 0.73 pair accuracy).
 VIRFACE_TRAIN = {
     "quick": {"steps": 800, "batch_size": 32, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
               "schedule": "cosine", "warmup_steps": 20, "log_every": 50},
-    "paper": {"epochs": 20, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
-              "schedule": "multistep", "milestones": (0.4, 0.6, 0.75, 0.9), "log_every": 100},
+    "paper": {"epochs": 11, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
+              "schedule": "multistep", "milestones": (8 / 11,), "log_every": 100},
 }
-#: The repository's comment: "0.01 for pretrain" (paper preset only). An explicit --param train.lr wins.
-PRETRAIN_LR = 0.01
+
+
+def _epochs(max_epoch: int, decay: tuple[int, ...]) -> dict[str, Any]:
+    """The original's schedule: ``range(0, max_epoch + 1)``, i.e. max_epoch + 1 epochs, lr x0.1 from the start
+    of each decay epoch that is reached (as fractions of the run, which TrainConfig's milestones take)."""
+    epochs = max_epoch + 1
+    return {"epochs": epochs, "milestones": tuple(d / epochs for d in decay if d < epochs)}
+
+
+#: Paper preset per stage (train.py's defaults and its comments; any --param train.* wins):
+#: pretrain: --max_epoch 20 ("20 for pretrain") = 21 epochs, lr 0.01 ("0.01 for pretrain"), B_l 256 ("256 for
+#: pretrain"), decay at epochs 8/12/15/18; generator and virface: --max_epoch 10 = 11 epochs, lr 0.1, decay
+#: [8, 12, 15, 18] of which only 8 is reached; virclass: 11 epochs, decay [4, 6, 8] ("[4,6,8] for virclass").
+PAPER_STAGES: dict[str, dict[str, Any]] = {
+    "pretrain": {**_epochs(20, (8, 12, 15, 18)), "lr": 0.01, "batch_size": 256},
+    "generator": _epochs(10, (8, 12, 15, 18)),
+    "virclass": _epochs(10, (4, 6, 8)),
+    "virface": _epochs(10, (8, 12, 15, 18)),
+}
+#: B_u: train.py's --unlabel_batch_size 128 (paper preset); the quick preset's CPU budget uses 32.
+UNLABEL_BATCH = {"quick": 32, "paper": 128}
 
 
 def stage_config(config: P.PipelineConfig, tcfg: Any, stage: str) -> Any:
-    if stage == "pretrain" and not config.quick and "lr" not in config.kind_params("train"):
-        return tcfg.evolve(lr=min(tcfg.lr, PRETRAIN_LR))
-    return tcfg
+    """The stage's training settings: the paper preset's per-stage schedule under the user's --param train.*."""
+    if config.quick:
+        return tcfg
+    given = config.kind_params("train")
+    paper = {k: v for k, v in PAPER_STAGES[stage].items() if k not in given
+             and not (k == "epochs" and "steps" in given)}
+    return tcfg.evolve(**paper)
 
 
 #: Backbone parameters of the quick preset (unless given with --param backbone.*): a narrow ResNet on
@@ -60,6 +84,12 @@ DEMO_PROTOCOL = {"quick": {"pairs_per_fold": 60}, "paper": {}}
 HEADS = {"pretrain": "virface-arcface", "generator": "virface-arcface", "virclass": "virclass",
          "virface": "virinstance"}
 PREVIOUS = {"generator": "pretrain", "virclass": "pretrain", "virface": "generator"}
+
+
+def _say(text: str) -> None:
+    """Progress and the demo's table on the terminal, once under torchrun (rank 0)."""
+    if is_main_process():
+        print(text, flush=True)
 
 
 def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
@@ -97,8 +127,9 @@ def _datasets(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any],
     return labelled, unlabelled
 
 
-def _settings(knobs: dict[str, Any]) -> StageSettings:
-    return StageSettings(unlabel_batch_size=int(knobs["unlabel_batch_size"]), gen_num=int(knobs["gen_num"]),
+def _settings(knobs: dict[str, Any], preset: str) -> StageSettings:
+    b_u = knobs["unlabel_batch_size"] if knobs["unlabel_batch_size"] is not None else UNLABEL_BATCH[preset]
+    return StageSettings(unlabel_batch_size=int(b_u), gen_num=int(knobs["gen_num"]),
                          mse_weight=float(knobs["mse_weight"]), kl_weight=float(knobs["kl_weight"]),
                          flip=bool(knobs["flip"]))
 
@@ -159,16 +190,20 @@ def run_one_stage(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
                             optional_generator=stage != "virface")
         if stage == "virface" and "generator" not in loaded:
             raise FacerecError(f"{init}: stage 'virface' needs a checkpoint with a generator (run 'generator')")
-    tcfg = P.train_config(config, VIRFACE_TRAIN[config.preset])
+    tcfg = stage_config(config, P.train_config(config, VIRFACE_TRAIN[config.preset]), stage)
+    settings = _settings(knobs, config.preset)
     protocols = _protocols(config, backbone, knobs)
     result = run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
-                       unlabelled=unlabelled, config=stage_config(config, tcfg, stage), settings=_settings(knobs), run_dir=run.path,
+                       unlabelled=unlabelled, config=tcfg, settings=settings, run_dir=run.path,
                        evaluators=protocols if stage != "generator" else (), resume=config.resume)
+    result.update({"labelled_batch": tcfg.batch_size, "unlabelled_batch": settings.unlabel_batch_size,
+                   "epochs": tcfg.epochs or 0, "lr": tcfg.lr})
     if stage != "generator" and result.get("finished"):
         if not any(k.startswith(tuple(protocols)) for k in result):
             result.update(P.evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
-    save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
-               generator=generator if stage in ("generator", "virface") else None, stage=stage)
+    if is_main_process():  # under torchrun rank 0 alone writes files
+        save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
+                   generator=generator if stage in ("generator", "virface") else None, stage=stage)
     P.save_backbone(run, backbone)
     return result
 
@@ -187,9 +222,12 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
 
     knobs = _knobs(config)
     tcfg = P.train_config(config, VIRFACE_TRAIN[config.preset])
+    if tcfg.epochs is not None:
+        raise ParameterError("the VirFace demo compares the methods at one step budget: give --param train.steps=N "
+                             "with --preset paper, or run the paper's stages with --stage")
     steps = tcfg.total_steps()
     gen_steps = int(knobs["generator_steps"] or max(1, steps // 2))
-    settings = _settings(knobs)
+    settings = _settings(knobs, config.preset)
     rows: dict[str, list[float]] = {k: [] for k in ("pretrain", "pretrain-continued", "virclass", "virface")}
     per_seed = []
     for i in range(int(knobs["seeds"])):
@@ -202,11 +240,11 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             protocols = _protocols(config, backbone, knobs, demo=True)
         backbone, head, generator = _modules(config, labelled, knobs, backbone)
         sub = run.path / f"seed{seed}"
-        print(f"seed {seed}: pretrain ({steps} steps)", flush=True)
+        _say(f"seed {seed}: pretrain ({steps} steps)")
         run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
                   config=stage_config(config, scfg, "pretrain"), settings=settings, run_dir=sub)
         got = {"pretrain": P.evaluate_protocols(protocols, backbone, device=config.device)}
-        print(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}", flush=True)
+        _say(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}")
         start = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()))
         variants = (("pretrain-continued", ("pretrain",)), ("virclass", ("virclass",)),
                     ("virface", ("generator", "virface")))
@@ -215,16 +253,16 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             head.load_state_dict(start[1])
             seed_everything(seed + 1)
             for stage in chain:
-                print(f"seed {seed}: {name}: stage {stage}", flush=True)
+                _say(f"seed {seed}: {name}: stage {stage}")
                 cfg = (scfg.evolve(steps=gen_steps, warmup_steps=0) if stage == "generator"
                        else stage_config(config, scfg, stage))
                 run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
                           unlabelled=unlabelled, config=cfg, settings=settings, run_dir=sub / name)
-            if name == "virface":
+            if name == "virface" and is_main_process():
                 save_parts(run.file(f"seed{seed}/virface.safetensors"), backbone=backbone, head=head,
                            generator=generator, stage="virface")
             got[name] = P.evaluate_protocols(protocols, backbone, device=config.device)
-            print(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}", flush=True)
+            _say(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}")
         for name, m in got.items():
             rows[name].append(_accuracy(m))
         per_seed.append({"seed": seed, **{name: _accuracy(m) for name, m in got.items()}})
@@ -249,7 +287,7 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     run.write_json("demo.json", {"table": table, "per_seed": per_seed, "note": text})
     P.write_summary(run, config, {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                     tables={"VirFace demo: pair accuracy (mean over seeds)": table}, text=text)
-    print("\n" + P.markdown_table(table) + "\n" + text)
+    _say("\n" + P.markdown_table(table) + "\n" + text)
     return metrics
 
 
@@ -263,7 +301,7 @@ def virface_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
 virface_recipe.params = {  # type: ignore[attr-defined]
     "unlabeled": "synthetic-unlabeled",  # the unlabelled (shallow) dataset
     "unlabeled_params": None,  # its parameters, e.g. {'path': 'unlabeled_meta.txt', 'unlabeled': True}
-    "unlabel_batch_size": 32,  # B_u
+    "unlabel_batch_size": None,  # B_u (None: 128 in the paper preset, as train.py; 32 in the quick one)
     "gen_num": 5,
     "mse_weight": 5e3,
     "kl_weight": 2.0,

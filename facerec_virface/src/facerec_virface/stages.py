@@ -51,6 +51,15 @@ def _acc(logits: Tensor | None, labels: Tensor) -> Tensor | None:
     return (logits.detach().argmax(1) == labels).float().mean()
 
 
+def epoch_batches(labelled: Any, unlabelled: Any | None, b_l: int, b_u: int) -> int:
+    """Batches in one epoch, as the original's loaders (drop_last): the labelled list alone, or with
+    unlabelled data BatchMergeDatasetSampler's longer of the two (the shorter one restarts)."""
+    n = len(labelled) // b_l
+    if unlabelled is not None:
+        n = max(n, len(unlabelled) // b_u)
+    return max(1, n)
+
+
 def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generator: VirFaceGenerator | None,
               labelled: Any, unlabelled: Any | None, config: TrainConfig, settings: StageSettings,
               run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
@@ -125,7 +134,9 @@ def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generato
         modules = {"backbone": backbone, "head": head}
     try:
         trainer = Trainer(modules, loss_fn, batches, config, run_dir=run_dir, evaluators=evaluators,
-                          resume=True if resume else None, local_batches=False, name=stage)
+                          resume=True if resume else None, local_batches=False, name=stage,
+                          num_samples=epoch_batches(labelled, unlabelled if needs_unlabelled else None,
+                                                    config.batch_size, s.unlabel_batch_size) * config.batch_size)
         return trainer.fit()
     finally:
         backbone.requires_grad_(True)

@@ -92,6 +92,10 @@ def open_data(path: str, image_size: int, params: dict[str, Any]) -> tuple[Any, 
         return ds, [str(ds.record(i)) for i in range(len(ds))]
     if p.is_file():
         ds = ImageList(p, image_size=image_size, **params)
+    elif "label_pattern" not in params and not any(d.is_dir() for d in p.iterdir() if not d.name.startswith(".")):
+        # a flat folder of images (e.g. reference faces): one item per file, no identity labels
+        ds = ImageFolder(p, image_size=image_size, label_pattern=r"[^/]+$", **params)
+        ds.unlabelled = True
     else:
         ds = ImageFolder(p, image_size=image_size, **params)
     return ds, [r.replace("\\", "/") for r in ds.relpaths]
@@ -175,12 +179,12 @@ def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool,
     emb = embed_images(model, dataset_batches(ds, batch_size), len(ds), device=device, flip=flip,
                        progress=not quiet, desc="extract", optimize=not no_optimize)
     elapsed = time.perf_counter() - start
-    labels = ds.labels
+    labels = None if getattr(ds, "unlabelled", False) else ds.labels
     meta = {"backbone": backbone, "weights": str(weights or ""), "data": str(Path(data).resolve()),
             "flip": str(bool(flip)), "image_size": str(size), "precision": precision,
             "format": "facerec-features-1"}
     try:
-        save_features(out, keys, emb, labels if labels.numel() == len(keys) else None, meta)
+        save_features(out, keys, emb, labels if labels is not None and labels.numel() == len(keys) else None, meta)
     except OSError as exc:
         raise DataError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
     click.echo(f"wrote {out}: {emb.shape[0]} x {emb.shape[1]} features in {elapsed:.1f}s "

@@ -10,6 +10,12 @@ its last committed chunk when the same command is run again.
 Generator-specific conditions go through ``--condition KEY=VALUE`` (passed to ``sample`` when it
 accepts them), e.g. for vec2face ``--condition centers=centers.npy --condition yaw=45
 --condition quality=25``; constructor parameters through ``--param KEY=VALUE``.
+
+A generator may report on its sampling: ``generation_report()`` returning ``{identity: {name: count}}``
+for its last ``sample`` call (vec2face: how many samples met the AttrOP targets). The counts are kept per
+identity in ``OUT.report.json`` (updated with every committed chunk, so a resumed run keeps them) and
+summed per run on the terminal. A run that fails after writing leaves ``OUT.partial`` and says how to
+resume it (the same command again) or clean it (delete it); one that wrote nothing leaves nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class GeneratedIdentities:
         self.num_classes = last
         self.generated_images = 0
         self.seconds = 0.0
+        self.report: dict[int, dict[str, int]] = {}  # per identity, when the generator reports on sampling
 
     def __len__(self) -> int:
         return self.num_ids * self.per_id
@@ -92,6 +99,9 @@ class GeneratedIdentities:
         parts = list(self.gen.sample(hi - lo, self.per_id, seed=seed, device=self.device,
                                      batch_size=self.batch_size, **kwargs))
         self.seconds += time.perf_counter() - t0
+        report = getattr(self.gen, "generation_report", None)
+        if callable(report):
+            self.report.update({int(k) + (0 if self.by_id else first_id): dict(v) for k, v in report().items()})
         images = torch.cat([p.images for p in parts])
         labels = torch.cat([p.labels for p in parts]).long()
         if not self.by_id:
@@ -158,10 +168,75 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
                    "params": ctor, "conditions": cond, "ids": ids, "per_id": per_id, "shard": [first, last],
                    "seed": seed})
     t0 = time.perf_counter()
-    result = write_dataset(dataset, out, fmt, quality=jpeg_quality, chunk=ids_per_chunk * per_id,
-                           overwrite=overwrite, source=source, progress=Progress("generating", quiet))
+    progress = Progress("generating", quiet)
+    report_path = Path(str(out) + ".report.json")
+
+    commits = []
+
+    def committed(done: int, total: int) -> None:
+        progress(done, total)
+        commits.append(done)
+        if dataset.report:  # kept per committed chunk, so a resumed run keeps earlier chunks' numbers
+            _write_report(report_path, dataset.report, first)
+
+    partial = Path(str(out) + ".partial")
+    resuming = partial.exists()
+    try:
+        result = write_dataset(dataset, out, fmt, quality=jpeg_quality, chunk=ids_per_chunk * per_id,
+                               overwrite=overwrite, source=source, progress=committed)
+    except (Exception, KeyboardInterrupt) as exc:
+        if not partial.exists():
+            raise
+        if not resuming and not commits:  # nothing was written: leave nothing behind
+            _remove(partial)
+            raise
+        hint = (f"{partial} keeps the images written so far: run the same command again to resume from there, "
+                f"or delete {partial} to start over")
+        if isinstance(exc, DataError | ParameterError):
+            raise type(exc)(f"{str(exc).splitlines()[0]}; {hint}") from None
+        click.echo(f"generation stopped ({type(exc).__name__}); {hint}", err=True)
+        raise
     elapsed = time.perf_counter() - t0
     rate = dataset.generated_images / elapsed if elapsed > 0 else 0.0
     resumed = f", resumed at image {result.resumed_from}" if result.resumed_from else ""
+    if dataset.report:
+        totals = _write_report(report_path, dataset.report, first)
+        click.echo(f"attribute control: {totals['summary']} (per identity: {report_path})")
     click.echo(f"wrote {result.written} images of identities {first}..{last - 1} to {result.path} "
                f"({fmt}{resumed}; {rate:.1f} images/s overall, generator {dataset.generated_images / max(dataset.seconds, 1e-9):.1f} images/s)")
+
+
+def _write_report(path: Path, per_identity: dict[int, dict[str, int]], first: int) -> dict[str, Any]:
+    """Merge this run's per-identity numbers into ``OUT.report.json`` (atomically) and sum them per run."""
+    import json
+    import os
+
+    try:
+        old = json.loads(path.read_text()).get("per_identity", {}) if path.is_file() else {}
+    except (OSError, ValueError):
+        old = {}
+    merged = {**old, **{str(k): v for k, v in sorted(per_identity.items())}}
+    run: dict[str, int] = {}
+    for stats in merged.values():
+        for key, value in stats.items():
+            run[key] = run.get(key, 0) + int(value)
+    parts = []
+    if "centre_accepted" in run:
+        parts.append(f"{run['centre_accepted']} of {len(merged)} identity vectors met the targets")
+    if "samples" in run:
+        parts.append(f"{run.get('samples_accepted', 0)} of {run['samples']} samples met the targets")
+    data = {"run": {"identities": len(merged), **run}, "summary": "; ".join(parts), "per_identity": merged}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return data
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    for p in (path, Path(str(path) + "-lock")):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()

@@ -70,7 +70,8 @@ class TrainConfig:
     power: float = attrs.field(default=1.0, validator=_positive)
     min_lr: float = attrs.field(default=0.0, validator=_non_negative)
     warmup_steps: int = attrs.field(default=0, validator=_non_negative)
-    amp: str = attrs.field(default="off", validator=_choice(AMP_MODES))
+    amp: str = attrs.field(default="off", converter=lambda v: "off" if v is False or v is None else v,
+                           validator=_choice(AMP_MODES))  # --param train.amp=off parses as False
     grad_clip: float = attrs.field(default=0.0, validator=_non_negative)
     grad_accum: int = attrs.field(default=1, validator=_positive)
     seed: int = 0
@@ -132,8 +133,15 @@ class TrainConfig:
                 hint = f" (did you mean {', '.join(prefix + c for c in close)}?)" if close else ""
                 raise ParameterError(f"unknown training option {prefix}{key}{hint}; known: {', '.join(names)}")
         changes = dict(overrides)
-        if "epochs" in changes and "steps" not in changes:
-            changes["steps"] = None  # epochs given explicitly win over a preset's steps
+        # The run length given here replaces the one set before (a recipe's preset): explicit steps win
+        # over preset epochs and explicit epochs over preset steps. Both at once would be ambiguous.
+        if changes.get("steps") is not None and changes.get("epochs") is not None:
+            raise ParameterError(f"give {prefix}steps or {prefix}epochs, not both "
+                                 f"(got steps={changes['steps']!r}, epochs={changes['epochs']!r})")
+        if changes.get("epochs") is not None:
+            changes["steps"] = None
+        elif changes.get("steps") is not None:
+            changes["epochs"] = None
         try:
             return attrs.evolve(self, **changes)
         except (TypeError, ValueError) as exc:

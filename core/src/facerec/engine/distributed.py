@@ -29,6 +29,14 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a process group, else the process torchrun started as RANK 0 (or no torchrun at all):
+    the one process that prints summaries and writes reports. Works before the group exists."""
+    if is_distributed():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def init_from_env(device: str = "cpu", timeout_s: float = 600.0) -> bool:
     """Create the default process group when launched by torchrun with WORLD_SIZE > 1.
 
