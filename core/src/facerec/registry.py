@@ -35,6 +35,7 @@ GROUPS = {
     "dataset": "facerec.datasets",
     "protocol": "facerec.protocols",
     "weights": "facerec.weights",
+    "template": "facerec.templates",
     "recipe": "facerec.recipes",
     "command": "facerec.commands",
 }

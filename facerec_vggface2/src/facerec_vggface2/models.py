@@ -25,7 +25,7 @@ N_TRAIN_IDENTITIES = 8631
 PAPER = ("Cao, Shen, Xie, Parkhi, Zisserman: VGGFace2: A dataset for recognising faces across pose and age, "
          "FG 2018 (PyTorch port: cydonia999/VGGFace2-pytorch)")
 VGGFACE2_SPEC = InputSpec(size=224, color="BGR", scale=255.0, mean=MEAN_BGR, std=1.0, resize=256,
-                          template="vggface2-loose")
+                          template="vggface2")
 
 
 class Bottleneck(nn.Module):
