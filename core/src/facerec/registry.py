@@ -36,6 +36,7 @@ GROUPS = {
     "protocol": "facerec.protocols",
     "weights": "facerec.weights",
     "template": "facerec.templates",
+    "weight-format": "facerec.weight_formats",
     "recipe": "facerec.recipes",
     "command": "facerec.commands",
 }
