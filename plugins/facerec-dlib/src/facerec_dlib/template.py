@@ -2,9 +2,13 @@
 
 dlib crops a face with ``get_face_chip_details(shape, size=150, padding=0.25)`` (what
 ``face_recognition_model_v1.compute_face_descriptor`` does): a similarity transform that puts dlib's
-reference face, given in a unit square, at ``(padding + p) / (1 + 2 * padding) * size`` in the chip,
-pixel centres at integers. facerec's templates name 5 other landmarks (eye centres, nose tip, mouth
-corners), so they are taken from the same function's references:
+reference face, given in a unit square, at ``(padding + p) / (1 + 2 * padding)`` of the chip. The chip
+is then rendered with the unit square's corners on the centres of the chip's corner pixels
+(``get_mapping_to_chip``: top-left -> pixel 0, top-right -> pixel ``size - 1``), so in pixel coordinates
+(centres at integers) a reference point lands at ``(padding + p) / (1 + 2 * padding) * (size - 1)``
+(exactly for faces larger than the chip; within 0.5 px down to a face of the chip's own size).
+facerec's templates name 5 other landmarks (eye centres, nose tip, mouth corners), so they are taken
+from the same function's references:
 
 * eye centres: midpoints of the eye corners of dlib's 5-point reference (the 5-point shape predictor's
   points 0-1 and 2-3);
@@ -29,6 +33,11 @@ _NOSE_TIP_68 = (0.490127, 0.515625)  # mean face point 30
 _MOUTH_CORNERS_68 = ((0.254149, 0.780233), (0.726104, 0.780233))  # mean face points 48, 54
 
 
+def chip_position(unit: np.ndarray, padding: float = PADDING, size: int = SIZE) -> np.ndarray:
+    """Pixel position in dlib's chip of points of its reference face (unit square)."""
+    return (padding + np.asarray(unit, dtype=np.float64)) / (1 + 2 * padding) * (size - 1)
+
+
 def reference_points(padding: float = PADDING, size: int = SIZE) -> np.ndarray:
     """The 5 landmarks (facerec's order) of dlib's chip of ``size`` px with ``padding``."""
     unit = np.array([
@@ -37,7 +46,7 @@ def reference_points(padding: float = PADDING, size: int = SIZE) -> np.ndarray:
         _NOSE_TIP_68,
         *_MOUTH_CORNERS_68,
     ])
-    return (padding + unit) / (1 + 2 * padding) * size
+    return chip_position(unit, padding, size)
 
 
 DLIB150 = Template("dlib150", SIZE, reference_points(),
