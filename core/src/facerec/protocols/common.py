@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -24,6 +24,9 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from ..data.align import TemplateWarp
 
 MAX_LISTED = 5
 
@@ -124,7 +127,7 @@ class InputPlan:
     alignment template to the model's (None where they agree or nothing is known)."""
 
     load_size: int
-    warp: Any = None  # facerec.data.align.TemplateWarp
+    warp: TemplateWarp | None = None
     data_template: str | None = None
     model_template: str | None = None
 
