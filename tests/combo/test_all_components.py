@@ -40,6 +40,7 @@ def test_every_backbone_embeds_canonical_images_of_its_own_size(name):
     assert not torch.allclose(emb[0], emb[1])  # depends on the input
     info = facerec.describe("backbone", name)
     assert info["input_spec"]["size"] == tuple(spec.size) or info["input_spec"]["size"] == list(spec.size)
+    assert spec.alignment().name == spec.template  # the template it names is registered by someone
 
 
 @pytest.mark.parametrize("head_name", HEADS)

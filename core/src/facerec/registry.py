@@ -36,6 +36,8 @@ GROUPS = {
     "protocol": "facerec.protocols",
     "detector": "facerec.detectors",
     "weights": "facerec.weights",
+    "template": "facerec.templates",
+    "weight-format": "facerec.weight_formats",
     "recipe": "facerec.recipes",
     "command": "facerec.commands",
 }
@@ -283,7 +285,8 @@ def describe(kind: str, name: str) -> dict[str, Any]:
             "annotation": None if p.annotation is p.empty else str(p.annotation),
             **declared.get(pname, {}),
         }
-    doc = inspect.getdoc(obj) or ""
+    # a registered instance (a card, a template, a weight format) is summarised by its own words, not its class's
+    doc = (inspect.getdoc(obj) or "") if inspect.isclass(obj) or inspect.isroutine(obj) else ""
     info: dict[str, Any] = {
         "name": comp.name, "kind": kind, "distribution": comp.distribution, "version": comp.version,
         "target": comp.target, "summary": doc.splitlines()[0] if doc else comp.summary,

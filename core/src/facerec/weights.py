@@ -3,10 +3,14 @@
 * A :class:`WeightCard` describes one set of weights (architecture, files with sha256, licence,
   input spec, published metrics, origin). Plugins register cards through the ``facerec.weights``
   entry-point group (the target is a card, or a function returning one).
-* :func:`load_weights` loads safetensors strictly, or reads a paper's original file safely
-  (``torch.load(weights_only=True)`` for .pth/.pt/.tar, a restricted unpickler for VGGFace2-style
-  latin-1 ``.pkl`` files that admits numpy arrays and plain containers only) and converts it with
-  ``type(model).convert_checkpoint`` before the strict load. No file can execute code.
+* A :class:`WeightFormat` reads one kind of weight file. Formats are components of kind
+  ``weight-format`` (group ``facerec.weight_formats``): core registers safetensors, torch
+  (``torch.load(weights_only=True)``), pickle (a restricted unpickler for VGGFace2-style latin-1
+  ``.pkl`` files that admits numpy arrays and plain containers only) and npz; a plugin registers a
+  reader for its own (dlib's ``.dat``), and :func:`load_weights`, ``--weights`` and ``facerun weights
+  convert`` use it. No file can execute code.
+* :func:`load_weights` loads safetensors strictly, or reads a paper's original file through its
+  format and converts it with ``type(model).convert_checkpoint`` before the strict load.
 * :func:`pull` fetches a card's files through ``huggingface_hub`` (standard cache, honours
   ``HF_HUB_OFFLINE``) and verifies their sha256.
 """
@@ -19,7 +23,7 @@ import os
 import pickle
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,12 @@ FORMATS = ("safetensors", "original")
 
 @attrs.frozen
 class WeightFile:
-    """One file of a card: where to get it and its sha256 (hex)."""
+    """One file of a card: where to get it and its sha256 (hex).
+
+    A file comes from the Hugging Face Hub (``hf_repo``), a ``url``, or an installed Python package:
+    ``package="import_name:path/inside/the/package"``, found without importing the package;
+    ``pip`` is the requirement that installs it (default: the import name), named when it is missing.
+    """
 
     filename: str
     sha256: str = ""
@@ -43,6 +52,25 @@ class WeightFile:
     hf_repo: str | None = None
     hf_filename: str | None = None  # path inside the repo; defaults to ``filename``
     revision: str | None = None
+    package: str | None = attrs.field(default=None)
+    pip: str | None = None
+
+    @package.validator
+    def _check_package(self, attribute: Any, value: str | None) -> None:
+        if value is not None:
+            top, sep, rel = value.partition(":")
+            if not (sep and top and rel) or "." in top:
+                raise WeightsError(f"WeightFile package must be 'import_name:path/in/package' (a top-level "
+                                   f"package), got {value!r}")
+
+    @property
+    def where(self) -> str:
+        """Where the file comes from, as ``facerun weights list`` shows it."""
+        if self.package:
+            return f"python package {self.pip or self.package.partition(':')[0]} ({self.package})"
+        if self.hf_repo:
+            return f"hf://{self.hf_repo}/{self.hf_filename or self.filename}"
+        return self.url or "?"
 
 
 def _files(value: Any) -> tuple[WeightFile, ...]:
@@ -167,33 +195,74 @@ def _torch_reason(message: str) -> str:
     return "unsupported content"
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """Read any supported weight file safely: safetensors, torch (.pth/.pt/.tar/.ckpt/.bin), .pkl, .npz."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+# ------------------------------------------------------------------------------------------------
+# weight-file formats (a component kind: core's readers and plugins' register the same way)
+
+
+@attrs.frozen
+class WeightFormat:
+    """A reader for one kind of weight file, registered in the ``facerec.weight_formats`` group.
+
+    ``read(path)`` returns the file's checkpoint: what the architecture's ``convert_checkpoint``
+    takes (for most formats a mapping of names to tensors); a bad file raises :class:`WeightsError`
+    with one line. A file is this format's when its name ends in one of ``suffixes`` or ``sniff``
+    says yes to its first 512 bytes; a content match wins over a name match. ``native`` formats hold
+    facerec's own state dicts (loaded without conversion). ``origin`` says whose format it is.
+    """
+
+    name: str
+    read: Callable[[Path], Any] = attrs.field(eq=False)
+    suffixes: tuple[str, ...] = attrs.field(default=(), converter=lambda v: tuple(s.lower() for s in v))
+    sniff: Callable[[bytes], bool] | None = attrs.field(default=None, eq=False)
+    native: bool = False
+    origin: str = ""
+
+    def by_name(self, path: Path) -> bool:
+        return path.name.lower().endswith(self.suffixes) if self.suffixes else False
+
+    def by_content(self, head: bytes) -> bool:
+        try:
+            return bool(self.sniff(head)) if self.sniff is not None else False
+        except Exception:  # a sniffer must never break reading other formats
+            return False
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
     from . import filekind
 
-    name = path.name.lower()
-    if name.endswith(".safetensors"):
-        from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise WeightsError(filekind.read_failure(path, exc, "safetensors")
+                           or f"{path}: not a valid safetensors file ({exc})") from None
 
-        try:
-            return load_file(str(path))
-        except Exception as exc:
-            raise WeightsError(filekind.read_failure(path, exc, "safetensors")
-                               or f"{path}: not a valid safetensors file ({exc})") from None
-    if name.endswith(".pkl") or name.endswith(".pickle"):
-        return _to_tensors(read_pickle(path))
-    if name.endswith(".npz"):
-        import numpy as np
 
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: torch.from_numpy(z[k].copy()) for k in z.files}
-        except Exception as exc:
-            raise WeightsError(filekind.read_failure(path, exc, "an .npz archive")
-                               or f"{path}: not a valid .npz ({exc})") from None
+def _sniff_safetensors(head: bytes) -> bool:
+    return len(head) > 9 and int.from_bytes(head[:8], "little") < (1 << 30) and head[8:9] == b"{"
+
+
+def _read_pickle_file(path: Path) -> Any:
+    return _to_tensors(read_pickle(path))
+
+
+def _read_npz(path: Path) -> dict[str, Tensor]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: torch.from_numpy(z[k].copy()) for k in z.files}
+    except Exception as exc:
+        from . import filekind
+
+        raise WeightsError(filekind.read_failure(path, exc, "an .npz archive")
+                           or f"{path}: not a valid .npz ({exc})") from None
+
+
+def _read_torch(path: Path) -> Any:
+    from . import filekind
+
     named = filekind.read_failure(path, None, "a pickled checkpoint",  # safetensors renamed, empty, cut short
                                   safetensors_hint="give it a .safetensors name to load it as one")
     if named is not None:
@@ -221,6 +290,88 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise WeightsError(filekind.read_failure(path, exc, "a pickled checkpoint")
                            or f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})") from None
+
+
+def _zip_first_name(head: bytes) -> bytes:
+    """The first member's name of a zip file, from its local header (b"" when not a zip)."""
+    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
+        return b""
+    n = int.from_bytes(head[26:28], "little")
+    return head[30 : 30 + n]
+
+
+#: What legacy (non-zip) torch.save files start with: a pickled magic number.
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _sniff_torch(head: bytes) -> bool:
+    return _zip_first_name(head).endswith(b"/data.pkl") or head.startswith(_TORCH_LEGACY_MAGIC)
+
+
+def _sniff_npz(head: bytes) -> bool:
+    return _zip_first_name(head).endswith(b".npy")
+
+
+# core's built-in formats, registered in core/pyproject.toml like any plugin's
+SAFETENSORS = WeightFormat("safetensors", _read_safetensors, (".safetensors",), _sniff_safetensors, native=True,
+                           origin="Hugging Face safetensors (facerec's own checkpoints and converted weights)")
+PICKLE = WeightFormat("pickle", _read_pickle_file, (".pkl", ".pickle"),
+                      origin="legacy pickles of numpy arrays (VGGFace2 *_weight.pkl), restricted unpickler")
+NPZ = WeightFormat("npz", _read_npz, (".npz",), _sniff_npz, origin="numpy .npz archives of arrays (no pickles)")
+TORCH = WeightFormat("torch", _read_torch, (".pth", ".pt", ".tar", ".ckpt", ".bin"), _sniff_torch,
+                     origin="torch.save files (zip or legacy pickle), read with weights_only=True")
+
+
+def weight_formats() -> tuple[list[WeightFormat], list[tuple[str, str]]]:
+    """Every registered weight format, and (name, error) for those that fail to load."""
+    from .registry import components, load
+
+    good, bad = [], []
+    for comp in components("weight-format"):
+        try:
+            obj = load("weight-format", comp.qualified)
+        except FacerecError as exc:
+            bad.append((comp.name, str(exc)))
+            continue
+        if not isinstance(obj, WeightFormat):
+            bad.append((comp.name, f"registered as {type(obj).__name__}, not a WeightFormat"))
+            continue
+        good.append(obj)
+    return good, bad
+
+
+def format_of(path: str | os.PathLike) -> WeightFormat:
+    """The registered format that reads ``path``: content match with a name match first, then a
+    content match, then a name match, else torch's reader (it reads any torch.save file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(512)
+    formats, broken = weight_formats()
+    ranked = sorted(((0 if f.by_content(head) and f.by_name(path) else 1 if f.by_content(head) else 2, f.name, f)
+                     for f in formats if f.by_content(head) or f.by_name(path)), key=lambda t: t[:2])
+    if ranked:
+        return ranked[0][2]
+    fallback = next((f for f in formats if f.name == "torch"), TORCH)
+    if broken:  # a plugin's reader that could not load may be the one this file needed: say so
+        names = ", ".join(f"{n} ({e})" for n, e in broken)
+        return attrs.evolve(fallback, read=lambda p: _read_with_note(fallback, p, names))
+    return fallback
+
+
+def _read_with_note(fmt: WeightFormat, path: Path, broken: str) -> Any:
+    try:
+        return fmt.read(path)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc}; weight formats that failed to load: {broken}") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Read any weight file safely through its registered format (see :func:`format_of`): core reads
+    safetensors, torch (.pth/.pt/.tar/.ckpt/.bin), .pkl and .npz; plugins add theirs."""
+    path = Path(path)
+    return format_of(path).read(path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,8 +415,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     ``type(model).convert_checkpoint`` (plugins override it for the papers' layouts).
     """
     path = Path(path)
-    state = read_checkpoint(path)
-    if not path.name.lower().endswith(".safetensors"):
+    fmt = format_of(path)
+    state = fmt.read(path)
+    if not fmt.native:
         convert = getattr(type(model), "convert_checkpoint", None)
         if convert is None:
             from .api import unwrap_state_dict as convert
@@ -355,9 +507,10 @@ def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
     if not out.name.endswith(".safetensors"):
         raise WeightsError(f"output {out} must end in .safetensors")
     model, kind = build_model(arch, params)
+    fmt = format_of(original)
     load_weights(model, original)
     meta = {"arch": arch, "kind": kind, "params": dict(params or {}), "source": original.name,
-            "source_sha256": sha256(original), "format": "facerec-safetensors-1"}
+            "source_sha256": sha256(original), "source_format": fmt.name, "format": "facerec-safetensors-1"}
     save_weights(model, out, meta)
     check, _ = build_model(arch, params)
     load_weights(check, out)  # verify: the written file loads strictly into a fresh model
@@ -366,7 +519,7 @@ def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
     if diff:
         out.unlink()
         raise WeightsError(f"verification failed: {out} differs from the converted model at {_names(diff)}")
-    return {"out": str(out), "arch": arch, "kind": kind, "tensors": len(ref),
+    return {"out": str(out), "arch": arch, "kind": kind, "source_format": fmt.name, "tensors": len(ref),
             "parameters": sum(v.numel() for v in ref.values()), "sha256": sha256(out)}
 
 
@@ -375,35 +528,88 @@ def _offline() -> bool:
 
 
 def pull(name: str, cache_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Fetch every file of card ``name`` into the Hugging Face cache and verify its sha256."""
+    """Fetch every file of card ``name`` into the Hugging Face cache (or find it in its installed
+    Python package) and verify its sha256."""
     c = card(name)
     paths = []
     for f in c.files:
-        if f.hf_repo:
+        if f.package:
+            paths.append(package_file(c, f))
+        elif f.hf_repo:
             paths.append(_pull_hf(c, f, cache_dir))
         elif f.url:
             paths.append(_pull_url(c, f, cache_dir))
         else:
-            raise WeightsError(f"weights {c.name!r}: file {f.filename} has neither an hf repo nor a url")
-        if f.sha256 and sha256(paths[-1]) != f.sha256.lower():
-            raise WeightsError(f"weights {c.name!r}: {paths[-1]} has sha256 {sha256(paths[-1])[:16]}..., "
-                               f"expected {f.sha256[:16]}... (corrupt or tampered download; delete it and pull again)")
+            raise WeightsError(f"weights {c.name!r}: file {f.filename} has neither a package, an hf repo nor a url")
+        if f.sha256 and (got := sha256(paths[-1])) != f.sha256.lower():
+            fix = (f"reinstall it: pip install --force-reinstall {f.pip or f.package.partition(':')[0]}" if f.package
+                   else "corrupt or tampered download; delete it and pull again")
+            raise WeightsError(f"weights {c.name!r}: {paths[-1]} has sha256 {got[:16]}..., "
+                               f"expected {f.sha256[:16]}... ({fix})")
     return paths
 
 
 def resolve(weights: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """A ``--weights`` value as users give it: an existing file, or a registered card name whose
-    (first) file is pulled into the Hub cache and verified. Unknown names fail with the card list."""
+    (first) file is found (installed package) or pulled into the Hub cache, and verified. Unknown
+    names fail with one line pointing at the card list."""
+    return resolve_weights(weights, cache_dir).path
+
+
+@attrs.frozen
+class ResolvedWeights:
+    """What a ``--weights`` value turned out to be: the file, its sha256, and the card if it named one."""
+
+    path: Path
+    sha256: str
+    card: WeightCard | None = None
+
+    def record(self) -> dict[str, str]:
+        """The provenance a report or feature file keeps."""
+        out = {"weights_file": str(self.path.resolve()), "weights_sha256": self.sha256}
+        if self.card is not None:
+            out["weights_card"] = self.card.name
+        return out
+
+
+def resolve_weights(weights: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> ResolvedWeights:
+    """:func:`resolve`, keeping the card and the file's sha256 (verified against the card's)."""
     path = Path(weights)
     if path.is_file():
-        return path
+        return ResolvedWeights(path, sha256(path))
     from .registry import components
 
     names = {c.name for c in components("weights")} | {c.qualified for c in components("weights")}
     if str(weights) not in names:
-        raise WeightsError(f"weights {str(weights)!r} is neither a file nor a registered card "
-                           f"(see `facerun weights list`)")
-    return pull(str(weights), cache_dir)[0]
+        hint = "no such file" if any(ch in str(weights) for ch in "/\\.") else "not a registered card either"
+        raise WeightsError(f"--weights {str(weights)!r}: neither a file nor a registered card ({hint}; "
+                           f"`facerun weights list` shows the cards)")
+    c = card(str(weights))
+    path = pull(str(weights), cache_dir)[0]
+    return ResolvedWeights(path, c.files[0].sha256.lower() if c.files[0].sha256 else sha256(path), c)
+
+
+def package_file(c: WeightCard, f: WeightFile) -> Path:
+    """The card's file inside an installed Python package (found without importing the package)."""
+    import importlib.util
+
+    assert f.package is not None
+    top, _, rel = f.package.partition(":")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    install = f"pip install {f.pip or top}"
+    if spec is None:
+        raise WeightsError(f"weights {c.name!r}: {f.filename} comes with the Python package {top!r}, which is not "
+                           f"installed: {install}")
+    bases = list(spec.submodule_search_locations or ()) or ([str(Path(spec.origin).parent)] if spec.origin else [])
+    for base in bases:
+        path = Path(base, *rel.split("/"))
+        if path.is_file():
+            return path
+    raise WeightsError(f"weights {c.name!r}: the installed package {top!r} has no {rel} (an incomplete "
+                       f"install?): pip install --force-reinstall {f.pip or top}")
 
 
 def _pull_hf(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) -> Path:
@@ -442,5 +648,7 @@ def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None)
     return target
 
 
-__all__ = ["WeightCard", "WeightFile", "card", "cards", "read_checkpoint", "read_pickle", "load_weights",
-           "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve", "sha256", "build_model", "model_from_weights"]
+__all__ = ["WeightCard", "WeightFile", "WeightFormat", "ResolvedWeights", "card", "cards", "read_checkpoint",
+           "read_pickle", "load_weights", "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve",
+           "resolve_weights", "package_file", "weight_formats", "format_of", "sha256", "build_model",
+           "model_from_weights"]

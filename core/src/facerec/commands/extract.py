@@ -11,10 +11,15 @@ import click
 from ..errors import DataError, FacerecError, ParameterError
 
 
-def build_backbone(name: str, weights: str | None, params: Sequence[str], device: str) -> Any:
-    """Create the backbone (``--param backbone.k=v``), load ``--weights`` strictly, eval mode."""
+def build_backbone(name: str, weights: str | None, params: Sequence[str], device: str) -> tuple[Any, dict, dict]:
+    """Create the backbone (the card's parameters, then ``--param backbone.k=v``), load ``--weights``
+    (a file or a registered card) strictly, eval mode. Also returns the provenance reports keep:
+    the resolved weight file, its sha256, the card, and the model's input spec."""
+    import attrs
+
     import facerec
     from ..pipeline import parse_params
+    from ..weights import resolve_weights
 
     parsed = parse_params(params)
     unused = [k for k, v in parsed.items() if v and k not in ("backbone", "protocol", "dataset")]
@@ -23,13 +28,20 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     if name.startswith("onnx:"):  # an exported model, run by ONNX Runtime
         from ..onnx_embedder import load_onnx_backbone
 
-        return load_onnx_backbone(name, weights, parsed["backbone"], device), parsed
-    model = facerec.create("backbone", name, **parsed["backbone"])
-    if weights is not None:
-        if not Path(weights).is_file():
-            raise DataError(f"--weights: file not found: {weights}")
-        facerec.load_weights(model, weights)
-    return model.eval().to(device), parsed
+        return load_onnx_backbone(name, weights, parsed["backbone"], device), parsed, {"weights": name[5:]}
+    resolved = resolve_weights(weights) if weights is not None else None
+    card = resolved.card if resolved is not None else None
+    if card is not None and card.arch != name.rpartition(":")[2]:
+        raise ParameterError(f"--weights {weights}: the card is for {card.arch!r}, not --backbone {name!r}")
+    model = facerec.create("backbone", name, **{**(dict(card.params) if card else {}), **parsed["backbone"]})
+    info: dict[str, Any] = {"weights": str(weights or "(random init)")}
+    if resolved is not None:
+        facerec.load_weights(model, resolved.path)
+        info.update(resolved.record())
+    spec = getattr(model, "input_spec", None)
+    if spec is not None:
+        info["input_spec"] = attrs.asdict(spec)
+    return model.eval().to(device), parsed, info
 
 
 def check_device(device: str) -> str:
@@ -75,7 +87,7 @@ def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch
     return fast
 
 
-def open_data(path: str, image_size: int, params: dict[str, Any]) -> tuple[Any, list[str]]:
+def open_data(path: str, image_size: int | None, params: dict[str, Any]) -> tuple[Any, list[str]]:
     """A dataset reader for PATH (LMDB, RecordIO .rec, image list file or image folder) and each sample's key."""
     from ..data.formats import ImageFolder, ImageList, LMDBDataset
 
@@ -138,8 +150,11 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
 
 @click.command(name="extract")
 @click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`), or onnx:FILE.")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file (safetensors or original).")
+@click.option("--weights", "-w", help="Weights: a file (safetensors or any registered original format) or a card name "
+              "(`facerun weights list`).")
 @click.option("--data", required=True, type=click.Path(), help="Image folder, image list (path [label]), LMDB or .rec.")
+@click.option("--data-template", help="The alignment template the images are aligned to (default: what the data "
+              "declares, e.g. an LMDB's __template__); warped to the backbone's where they differ.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors feature file.")
 @click.option("--flip", is_flag=True, help="Add the embedding of the mirrored image (flip TTA).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -152,9 +167,9 @@ def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
               help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool, batch_size: int, device: str,
-            image_size: int | None, no_optimize: bool, compile_: bool, precision: str, params: tuple[str, ...],
-            quiet: bool, overwrite: bool) -> None:
+def extract(backbone: str, weights: str | None, data: str, data_template: str | None, out: str, flip: bool,
+            batch_size: int, device: str, image_size: int | None, no_optimize: bool, compile_: bool, precision: str,
+            params: tuple[str, ...], quiet: bool, overwrite: bool) -> None:
     """Embed images (folder, list or LMDB) into a features.safetensors file (batched, inference mode)."""
     import time
 
@@ -166,22 +181,25 @@ def extract(backbone: str, weights: str | None, data: str, out: str, flip: bool,
     if no_optimize and (compile_ or precision != "fp32"):
         raise ParameterError("--no-optimize runs the plain eager forward: drop --compile / --precision with it")
     device = check_device(device)
-    model, parsed = build_backbone(backbone, weights, params, device)
-    from ..protocols.common import embed_images, image_size_for, save_features
+    model, parsed, provenance = build_backbone(backbone, weights, params, device)
+    from ..protocols.common import embed_images, plan_input, save_features
 
-    size = image_size_for(model, image_size)
-    ds, keys = open_data(data, size, parsed["dataset"])
+    if data_template is not None:
+        parsed["dataset"]["template"] = data_template
+    ds, keys = open_data(data, None, parsed["dataset"])
     if len(ds) == 0:
         raise DataError(f"--data {data}: no images found")
+    plan = plan_input(model, image_size, getattr(ds, "template", None))
+    ds.image_size = plan.load_size  # every image decoded at the side the model (or the warp) needs
     if not no_optimize:
         model = fast_model(model, device, compile_=compile_, precision=precision, batch_size=batch_size)
     start = time.perf_counter()
     emb = embed_images(model, dataset_batches(ds, batch_size), len(ds), device=device, flip=flip,
-                       progress=not quiet, desc="extract", optimize=not no_optimize)
+                       progress=not quiet, desc="extract", optimize=not no_optimize, plan=plan)
     elapsed = time.perf_counter() - start
     labels = None if getattr(ds, "unlabelled", False) else ds.labels
-    meta = {"backbone": backbone, "weights": str(weights or ""), "data": str(Path(data).resolve()),
-            "flip": str(bool(flip)), "image_size": str(size), "precision": precision,
+    meta = {"backbone": backbone, **provenance, "data": str(Path(data).resolve()),
+            "flip": str(bool(flip)), "image_size": str(plan.load_size), "precision": precision, **plan.record(),
             "format": "facerec-features-1"}
     try:
         save_features(out, keys, emb, labels if labels is not None and labels.numel() == len(keys) else None, meta)

@@ -115,7 +115,7 @@ class GeneratedIdentities:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--generator", "-g", "name", required=True, help="Registered generator (see `facerun plugins`).")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file (original or safetensors).")
+@click.option("--weights", "-w", help="Weights: a file (original or safetensors) or a card name (`facerun weights list`).")
 @click.option("--ids", type=click.IntRange(1), required=True, help="Number of identities (all shards together).")
 @click.option("--per-id", type=click.IntRange(1), required=True, help="Images per identity.")
 @click.option("--out", required=True, type=click.Path(), help="Output: data.lmdb (or a folder with --format).")
@@ -155,8 +155,9 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
             raise ParameterError(f"--condition {key}: generator {name!r} sample() has no such option; "
                                  f"it accepts {', '.join(k for k in accepted if k not in ('self',))}")
     if weights:
-        from ..weights import load_weights
+        from ..weights import load_weights, resolve
 
+        weights = str(resolve(weights))
         load_weights(gen, weights)
     if not Path(out).parent.exists():
         raise DataError(f"output folder {Path(out).parent} does not exist")

@@ -45,8 +45,7 @@ def list_(arch: str | None, as_json: bool) -> None:
         metrics = ", ".join(f"{k} {v}" for k, v in c.metrics.items())
         click.echo(f"{c.name:<28} {c.arch:<16} {c.format:<11} licence: {c.licence}")
         for f in c.files:
-            where = f"hf://{f.hf_repo}/{f.hf_filename or f.filename}" if f.hf_repo else (f.url or "?")
-            click.echo(f"    {f.filename}  {where}  sha256 {f.sha256[:12] or '?'}")
+            click.echo(f"    {f.filename}  {f.where}  sha256 {f.sha256[:12] or '?'}")
         if metrics:
             click.echo(f"    published: {metrics}")
         if c.origin:
@@ -56,18 +55,20 @@ def list_(arch: str | None, as_json: bool) -> None:
 
 
 @weights.command()
-@click.argument("original", type=click.Path())
+@click.argument("original")
 @click.option("--arch", required=True, help="Registered backbone or generator the checkpoint belongs to.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Architecture parameter (repeatable).")
 @click.option("--to", "out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
 def convert(original: str, arch: str, params: tuple[str, ...], out: str) -> None:
-    """Convert a paper's original checkpoint (.pth/.pth.tar/.pkl) to safetensors, verified by strict load."""
+    """Convert an original checkpoint (a file in any registered weight format, or a card) to safetensors,
+    verified by strict load."""
     from ..outputs import check_output_file
     from ..weights import convert as do_convert
+    from ..weights import resolve
 
     check_output_file(out, "--to", overwrite=True)  # writable, not under a file: known before converting
-    info = do_convert(original, arch, out, parse_params(params))
-    click.echo(f"wrote {info['out']}: {info['kind']} {arch}, {info['tensors']} tensors, "
+    info = do_convert(resolve(original), arch, out, parse_params(params))
+    click.echo(f"wrote {info['out']}: {info['kind']} {arch} from a {info['source_format']} file, {info['tensors']} tensors, "
                f"{info['parameters']:,} values, sha256 {info['sha256'][:16]}... (verified by strict reload)")
 
 

@@ -3,6 +3,8 @@
 Every dataset yields canonical samples (``image`` float ``[3,H,W]`` RGB in [0,1], ``label``, and
 ``modality``/``feature`` where the source has them), gives ``labels`` without decoding any image,
 and exposes ``read_raw(i)`` (the stored image bytes) so converters copy JPEGs without re-encoding.
+``template`` names the alignment template the images are aligned to (None: not declared); an LMDB
+written by ``facerun data align`` declares it in its ``__template__`` record.
 Corrupt or missing images raise :class:`DataError` naming the path or LMDB key; with
 ``skip_corrupt=True`` the next good sample is returned instead and ``skipped`` counts the bad ones.
 """
@@ -34,11 +36,15 @@ class _ImageDataset(Dataset):
 
     image_size: int | None = None
     skip_corrupt: bool = False
+    template: str | None = None
 
     def __init__(self, labels: np.ndarray, modality: np.ndarray | None, image_size: int | None,
-                 skip_corrupt: bool):
+                 skip_corrupt: bool, template: str | None = None):
         if image_size is not None and int(image_size) <= 0:
             raise ParameterError(f"image_size must be positive, got {image_size}")
+        if template is not None and (not isinstance(template, str) or not template.strip()):
+            raise ParameterError(f"template must name an alignment template, got {template!r}")
+        self.template = template
         self._labels = np.asarray(labels, dtype=np.int64)
         self._modality = None if modality is None else np.asarray(modality, dtype=np.int64)
         self.image_size = None if image_size is None else int(image_size)
@@ -218,8 +224,8 @@ class _FileList(_ImageDataset):
     """Samples that are image files: ``paths`` (absolute) with labels and optional modality."""
 
     def __init__(self, paths: list[str], labels: np.ndarray, modality: np.ndarray | None,
-                 image_size: int | None, skip_corrupt: bool, rel: list[str]):
-        super().__init__(labels, modality, image_size, skip_corrupt)
+                 image_size: int | None, skip_corrupt: bool, rel: list[str], template: str | None = None):
+        super().__init__(labels, modality, image_size, skip_corrupt, template)
         self.paths = paths
         self.relpaths = rel
 
@@ -242,7 +248,7 @@ class ImageList(_FileList):
 
     def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None,
                  modality_rule: int | str | None = None, modality_values: str = "VIS,NIR",
-                 image_size: int | None = None, skip_corrupt: bool = False):
+                 image_size: int | None = None, skip_corrupt: bool = False, template: str | None = None):
         self.list_path = Path(path)
         if not self.list_path.is_file():
             raise DataError(f"image list not found: {self.list_path}")
@@ -278,7 +284,7 @@ class ImageList(_FileList):
             raise DataError(f"image list {self.list_path} has no entries")
         paths = [os.path.normpath(os.path.join(self.root, r)) for r in rel]
         super().__init__(paths, np.asarray(labels), np.asarray(modality) if rule is not None else None,
-                         image_size, skip_corrupt, rel)
+                         image_size, skip_corrupt, rel, template)
 
     def __repr__(self) -> str:
         return f"ImageList({str(self.list_path)!r}, {len(self)} images)"
@@ -306,7 +312,7 @@ class ImageFolder(_FileList):
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False,
-                 label_pattern: str | None = None):
+                 label_pattern: str | None = None, template: str | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"image folder not found: {self.root}")
@@ -336,7 +342,7 @@ class ImageFolder(_FileList):
                             " (expected one sub-folder of images per identity)"))
         index = {c: i for i, c in enumerate(self.classes)}
         labels = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
-        super().__init__([str(self.root / r) for r in rel], labels, None, image_size, skip_corrupt, rel)
+        super().__init__([str(self.root / r) for r in rel], labels, None, image_size, skip_corrupt, rel, template)
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.classes)} identities)"
@@ -350,6 +356,8 @@ class ImageFolder(_FileList):
 LABELS_KEY = b"__labels__"
 #: Extension key: every record's modality as int64 bytes (only when the source had modality).
 MODALITY_KEY = b"__modality__"
+#: Extension key: the name of the alignment template the images are aligned to (UTF-8).
+TEMPLATE_KEY = b"__template__"
 
 
 def open_lmdb(path: str | os.PathLike, *, write: bool = False, map_size: int = 1 << 30):
@@ -474,7 +482,8 @@ def decode_feature(npy: bytes, where: str) -> Tensor:
 class LMDBDataset(_ImageDataset):
     """LMDB in the Vec2Face/HSFace layout: msgpack ``(JPEG, [.npy feature,] label)`` records.
 
-    Meta keys ``__keys__`` (msgpack list of record keys), ``__len__``, ``__classnum__``. ``mask``
+    Meta keys ``__keys__`` (msgpack list of record keys), ``__len__``, ``__classnum__``, and where
+    facerec wrote it ``__template__`` (the images' alignment template, UTF-8; ``template`` overrides). ``mask``
     is an optional ``.npy`` of record indices (Vec2Face's subset masks): the dataset then has
     ``len(mask)`` samples and sample i is record ``mask[i]``. Opened read-only and lock-free, once
     per process (DataLoader workers reopen after fork/spawn; the object pickles without the handle).
@@ -483,7 +492,8 @@ class LMDBDataset(_ImageDataset):
     paper = "Vec2Face / HSFace LMDB layout (Wu et al., ICLR 2025)"
 
     def __init__(self, path: str | os.PathLike, mask: str | os.PathLike | np.ndarray | None = None,
-                 image_size: int | None = None, skip_corrupt: bool = False, features: bool = True):
+                 image_size: int | None = None, skip_corrupt: bool = False, features: bool = True,
+                 template: str | None = None):
         import msgpack
 
         self.path = Path(path)
@@ -516,6 +526,14 @@ class LMDBDataset(_ImageDataset):
             self.num_records = length
             labels = self._read_int64(txn, LABELS_KEY, length)
             modality = self._read_int64(txn, MODALITY_KEY, length)
+            stored_template = txn.get(TEMPLATE_KEY)
+            if template is None and stored_template is not None:
+                try:
+                    template = bytes(stored_template).decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise DataError(f"{where}: the __template__ record is not UTF-8 text") from None
+                if not template:
+                    raise DataError(f"{where}: the __template__ record is empty")
             first = txn.get(self._key(0)) if length else None
             self.has_features = first is not None and features and \
                 unpack_record(first, self._where(0))[1] is not None
@@ -533,7 +551,7 @@ class LMDBDataset(_ImageDataset):
             self.indices = self._load_mask(mask, length)
             labels = labels[self.indices]
             modality = None if modality is None else modality[self.indices]
-        super().__init__(labels, modality, image_size, skip_corrupt)
+        super().__init__(labels, modality, image_size, skip_corrupt, template)
         if self.classnum is not None:
             self.num_classes = max(self.num_classes, self.classnum) if mask is None else self.num_classes
 

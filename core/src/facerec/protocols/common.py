@@ -16,13 +16,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from ..data.align import TemplateWarp
 
 MAX_LISTED = 5
 
@@ -104,6 +108,63 @@ def image_size_for(model: Any, image_size: int | None) -> int:
     return int(spec.canonical_size) if spec is not None else 112
 
 
+# ------------------------------------------------------------------------------- templates, warping
+
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """A note on stderr, once per process (the pipeline's word on what it does to the images)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        sys.stderr.write(f"facerec: {message}\n")
+        sys.stderr.flush()
+
+
+@attrs.frozen
+class InputPlan:
+    """How stored images reach a model: the side they are decoded at, and the warp from the data's
+    alignment template to the model's (None where they agree or nothing is known)."""
+
+    load_size: int
+    warp: TemplateWarp | None = None
+    data_template: str | None = None
+    model_template: str | None = None
+
+    def apply(self, batches: Iterable[Tensor]) -> Iterable[Tensor]:
+        return batches if self.warp is None else (self.warp(b) for b in batches)
+
+    def record(self) -> dict[str, str]:
+        """What a report or feature file says about the images' geometry."""
+        return {"data_template": self.data_template or "(not declared)", "model_template": self.model_template or "",
+                "load_size": str(self.load_size), "warp": self.warp.describe() if self.warp is not None else "none"}
+
+
+def plan_input(model: Any, image_size: int | None = None, data_template: str | None = None) -> InputPlan:
+    """Decide how images aligned to ``data_template`` are fed to ``model``: decoded at ``image_size``
+    (default: what the warp or the model needs) and, where the model's input spec names another
+    template, warped to it with one similarity transform (said once on stderr). An unknown template
+    on either side is a one-line error; undeclared data is resized as it is, and that is said too."""
+    from ..data.align import get_template, template_warp
+
+    spec = getattr(model, "input_spec", None)
+    if spec is None:  # a plain embedder: nothing to derive from
+        return InputPlan(image_size_for(model, image_size), None, data_template)
+    target = spec.alignment()
+    size = image_size_for(model, image_size)
+    if data_template is None:
+        say_once(f"the data declares no alignment template: images are resized to {size} px as they are, which "
+                 f"is right only if they are aligned to {target.name} (the model's); declare the data's template "
+                 "(--data-template) to have them warped")
+        return InputPlan(size, None, None, target.name)
+    source = get_template(data_template)
+    warp = template_warp(source, target, spec.canonical_size, load_size=image_size)
+    if warp is None:
+        return InputPlan(size, None, source.name, target.name)
+    say_once(f"{type(model).__name__} takes {target.name} chips: {warp.describe()}")
+    return InputPlan(warp.load_size, warp, source.name, target.name)
+
+
 # ------------------------------------------------------------------------------------------ decoding
 
 
@@ -152,14 +213,15 @@ def iter_image_batches(paths: Sequence[Path], *, image_size: int | None, batch_s
 
 def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: str = "cpu",
                  flip: bool = False, progress: bool = False, desc: str = "embedding",
-                 optimize: bool = True) -> Tensor:
-    """Embed canonical image batches with the fast inference path; float32 [N, D] on CPU."""
+                 optimize: bool = True, plan: InputPlan | None = None) -> Tensor:
+    """Embed canonical image batches with the fast inference path; float32 [N, D] on CPU.
+    With ``plan``, each batch is first warped to the model's template (see :func:`plan_input`)."""
     from ..inference import embed_batches, optimize_for_inference
 
     bar = Progress(total, desc, enabled=progress)
 
     def counted() -> Iterator[Tensor]:
-        for b in batches:
+        for b in (plan.apply(batches) if plan is not None else batches):
             yield b
             bar.update(len(b))
 
@@ -173,11 +235,13 @@ def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: s
 
 def embed_paths(model: Any, paths: Sequence[Path], *, image_size: int | None = None, batch_size: int = 64,
                 device: str = "cpu", flip: bool = False, progress: bool = False,
-                desc: str = "embedding") -> Tensor:
-    """Read, decode and embed image files in order; returns [len(paths), D]."""
-    size = image_size_for(model, image_size)
-    batches = iter_image_batches(paths, image_size=size, batch_size=batch_size)
-    return embed_images(model, batches, len(paths), device=device, flip=flip, progress=progress, desc=desc)
+                desc: str = "embedding", data_template: str | None = None) -> Tensor:
+    """Read, decode and embed image files in order (warped from ``data_template`` to the model's
+    template where they differ); returns [len(paths), D]."""
+    plan = plan_input(model, image_size, data_template)
+    batches = iter_image_batches(paths, image_size=plan.load_size, batch_size=batch_size)
+    return embed_images(model, batches, len(paths), device=device, flip=flip, progress=progress, desc=desc,
+                        plan=plan)
 
 
 # -------------------------------------------------------------------------------------- feature file

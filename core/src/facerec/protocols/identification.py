@@ -106,6 +106,8 @@ class IdentificationProtocol(Protocol):
 
     ``data``: root folder of images (and of the lists unless ``gallery``/``probe`` are given; names
     may contain ``{k}`` for folds 1..N). ``images``: image root when it differs from ``data``.
+    ``template``: the alignment template the images are aligned to (not declared by default: they
+    are resized as they are, and that is said); a model trained on another one gets them warped.
     """
 
     convention = ("cosine; closed-set rank-k over probes with a gallery mate (ties count in the probe's "
@@ -117,7 +119,10 @@ class IdentificationProtocol(Protocol):
                  images: str | Path | None = None, image_size: int | None = None, flip: bool = False,
                  skip_missing: bool = False, ranks: Sequence[int] = (1, 5, 10),
                  fars: Sequence[float] = (1e-2, 1e-3, 1e-4), far_rule: str = "at_most",
-                 fpirs: Sequence[float] = (1e-2, 1e-1)):
+                 fpirs: Sequence[float] = (1e-2, 1e-1), template: str | None = None):
+        if template is not None and (not isinstance(template, str) or not template):
+            raise DataError(f"identification: template must name an alignment template, got {template!r}")
+        self.template = template
         root = Path(data)
         if not root.exists():
             raise DataError(f"identification: data not found: {root}")
@@ -144,7 +149,7 @@ class IdentificationProtocol(Protocol):
         present = check_missing(paths, skip_missing=self.skip_missing)
         emb = embed_paths(model, [p for p, ok in zip(paths, present) if ok], image_size=self.image_size,
                           batch_size=batch_size, device=device, flip=self.flip, progress=progress,
-                          desc="identification")
+                          desc="identification", data_template=self.template)
         full = torch.zeros(len(keys), emb.shape[1] if emb.dim() == 2 else 0)
         full[torch.from_numpy(present)] = emb
         return self._score(full, keys, present)

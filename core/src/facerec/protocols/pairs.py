@@ -23,8 +23,8 @@ from torch import Tensor
 from .. import metrics
 from ..api import EvalResult, Protocol
 from ..errors import DataError
-from .common import (check_missing, embed_images, gather_features, image_size_for,
-                     iter_image_batches, load_image, read_text_lines)
+from .common import (check_missing, embed_images, gather_features, iter_image_batches, load_image,
+                     plan_input, read_text_lines)
 
 IMAGE_EXTS = (".jpg", ".png", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp")
 _INT = re.compile(r"^\d+$")
@@ -169,6 +169,9 @@ class PairsProtocol(Protocol):
     one subfolder holding the named images). ``accuracy``: ``exact`` (our convention),
     ``insightface`` (squared L2 grid 0..4 step 0.01) or ``dcr`` (cosine grid -1..1 step 0.005).
     ``max_pairs`` keeps an evenly strided subset (both classes, every fold) for quick checks.
+    ``template``: the alignment template the images are aligned to; insightface's convention (the
+    ArcFace 112 template, as in its LFW ``.bin`` and every "aligned LFW") unless told otherwise. A
+    model trained on another template gets the images warped to its own (said once on stderr).
     """
 
     convention = ("cosine score; contiguous folds in file order (LFW header folds); exact best training "
@@ -179,7 +182,11 @@ class PairsProtocol(Protocol):
     def __init__(self, data: str | Path, images: str | Path | None = None, image_size: int | None = None,
                  flip: bool = False, skip_missing: bool = False, n_folds: int = 10,
                  accuracy: Literal["exact", "insightface", "dcr"] = "exact",
-                 fars: Sequence[float] = (1e-3, 1e-2, 1e-1), max_pairs: int | None = None):
+                 fars: Sequence[float] = (1e-3, 1e-2, 1e-1), max_pairs: int | None = None,
+                 template: str = "arcface112"):
+        if not isinstance(template, str) or not template:
+            raise DataError(f"pairs: template must name an alignment template, got {template!r}")
+        self.template = template
         if accuracy not in ("exact", "insightface", "dcr"):
             raise DataError(f"pairs: accuracy must be exact, insightface or dcr, got {accuracy!r}")
         data = Path(data)
@@ -222,7 +229,8 @@ class PairsProtocol(Protocol):
 
     def evaluate(self, model, *, device: str = "cpu", batch_size: int = 64, progress: bool = False) -> EvalResult:
         keys = self.items()
-        size = image_size_for(model, self.image_size)
+        plan = plan_input(model, self.image_size, self.template)
+        size = plan.load_size
         if self.bins is not None:
             from ..data.decode import decode_image
 
@@ -236,7 +244,7 @@ class PairsProtocol(Protocol):
             loader = load_image
         batches = iter_image_batches(items, image_size=size, batch_size=batch_size, loader=loader)
         emb = embed_images(model, batches, len(items), device=device, flip=self.flip, progress=progress,
-                           desc=f"pairs {self.data.name}")
+                           desc=f"pairs {self.data.name}", plan=plan)
         full = torch.zeros(len(keys), emb.shape[1] if emb.dim() == 2 else 0)
         full[torch.from_numpy(present)] = emb
         table = dict(zip(keys, range(len(keys))))
