@@ -120,7 +120,7 @@ def test_bad_input_gets_one_line(tmp_path, weights, pairs_bin, run_facerun):
         (("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.txt")), "must end in .onnx"),
         (("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.onnx"), "--batch", "0"), "--batch"),
         (("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "no")),
-         "not found"),
+         "neither a file nor a registered card"),
         (("eval", "--backbone", f"onnx:{tmp_path / 'none.onnx'}", "--protocol", "pairs", "--data", str(pairs_bin)),
          "ONNX model not found"),
         (("eval", "--backbone", f"onnx:{weights}", "--protocol", "pairs", "--data", str(pairs_bin)),

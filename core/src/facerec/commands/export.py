@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ..errors import DataError, ParameterError
+from ..errors import ParameterError
 
 
 def _batch(value: str) -> int | None:
@@ -19,7 +17,7 @@ def _batch(value: str) -> int | None:
 
 @click.command(name="export")
 @click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`).")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Weights file (default: random init).")
+@click.option("--weights", "-w", help="Weights: a file (any registered format) or a card name (default: random init).")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output model file (.onnx).")
 @click.option("--opset", type=click.IntRange(11, 30), help="ONNX opset (default: 17, or 18 with --exporter dynamo).")
@@ -40,8 +38,6 @@ def export(backbone: str, weights: str | None, fmt: str, out: str, opset: int | 
     size = _batch(batch)
     if not out.endswith(".onnx"):
         raise ParameterError(f"--out {out}: an ONNX model file must end in .onnx")
-    if weights is not None and not Path(weights).is_file():
-        raise DataError(f"--weights: file not found: {weights}")
     from ..onnx_export import export_onnx, require
     from .extract import build_backbone
 
@@ -50,8 +46,9 @@ def export(backbone: str, weights: str | None, fmt: str, out: str, opset: int | 
         require("onnxruntime")
     if backbone.startswith("onnx:"):
         raise ParameterError("--backbone onnx:FILE is already an ONNX model")
-    model, parsed = build_backbone(backbone, weights, params, "cpu")
-    result = export_onnx(model, out, name=backbone, params=parsed["backbone"], weights=weights, opset=opset,
+    model, parsed, provenance = build_backbone(backbone, weights, params, "cpu")  # a card or a file
+    result = export_onnx(model, out, name=backbone, params=parsed["backbone"], weights=provenance.get("weights_file"),
+                         opset=opset,
                          batch=size, with_preprocessing=with_preprocessing, exporter=exporter, check=not no_check,
                          overwrite=overwrite)
     c, h, w = result.input_shape
