@@ -11,32 +11,35 @@ import facerec
 
 TINY = ["--param", "train.steps=2", "--param", "recipe.batch_size=8", "--param", "recipe.sampler_steps=3",
         "--param", "recipe.generator_steps=2", "--param", "recipe.generator_batch=4", "--param", "recipe.num_pairs=12",
-        "--param", "dataset.num_ids=8", "--param", "protocol.num_ids=8", "--param", "protocol.nir_per_id=2"]
+        "--param", "dataset.num_ids=8", "--param", "protocol.num_ids=8", "--param", "protocol.nir_per_id=2",
+        "--param", "recipe.pretrain_ids=8", "--param", "recipe.pretrain_per_id=2"]
 
 
 def test_main_job_lightcnn29_dvg(run_facerun, tmp_path):
     out = tmp_path / "run"
     proc = run_facerun("--backbone", "lightcnn29", "--generator", "dvg", "--out", str(out), *TINY)
-    assert "with/synthetic-nir-vis/rank1" in proc.stdout
+    assert "with generated pairs  rank-1" in proc.stdout and "with/synthetic-nir-vis/rank1" not in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     for arm in ("with", "without"):
         for key in ("rank1", "vr@far=1e-2", "vr@far=1e-3"):
             assert 0.0 <= metrics[f"{arm}/synthetic-nir-vis/{key}"] <= 1.0
     assert metrics["generated/pairs"] == 12 and "generator/pix" in metrics and "generator/sampler_rec" in metrics
     assert json.loads((out / "config.json").read_text())["recipe"] == "dvg"
-    table = (out / "comparison.md").read_text()
-    assert "| with | synthetic-nir-vis |" in table and "| without | synthetic-nir-vis |" in table
-    for picture in ("generated_pairs.png", "roc_comparison.png"):
+    table = (out / "summary.md").read_text().split("## Comparison")[1]
+    assert "| with generated pairs |" in table and "| without generated pairs |" in table and "| chance |" in table
+    for picture in ("generated_pairs.png", "roc.png", "cmc.png"):
         assert (out / "pictures" / picture).stat().st_size > 1000
     # generated pairs in LMDB: NIR and VIS image of each new identity, readable by core's reader
     data = facerec.create("dataset", "lmdb", path=str(out / "generated.lmdb"))
     assert len(data) == 24 and sorted(data.labels.tolist()) == sorted(list(range(12)) * 2)
-    # the trained generator and both backbones load strictly
-    gen = facerec.create("generator", "dvg", image_size=32, width=0.25)
+    assert data.batch([0])["image"].shape[-1] == 64  # the quick preset's generator draws 64 px pairs
+    # the trained generator and every backbone load strictly
+    gen = facerec.create("generator", "dvg", image_size=64, width=0.25)
     facerec.load_weights(gen, out / "generator.safetensors")
     assert int(gen.attributes_count) > 0
     backbone = facerec.create("backbone", "lightcnn29", image_size=32, width=0.25, batchnorm=True)
-    facerec.load_weights(backbone, out / "backbone-with.safetensors")
+    for arm in ("face-model", "without", "with"):
+        facerec.load_weights(backbone, out / f"backbone-{arm}.safetensors")
     log = [json.loads(line) for line in (out / "generator_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
 
@@ -48,6 +51,7 @@ def test_other_backbone_and_dvg_neurips(run_facerun, tmp_path):
                 "--param", "recipe.write_generated=list")
     metrics = json.loads((out / "metrics.json").read_text())
     assert "with/synthetic-nir-vis/rank1" in metrics and "generator/mmd" in metrics
+    assert "identity-check/generated/same-cos" in metrics
     assert len((out / "generated" / "list.txt").read_text().splitlines()) == 24
 
 

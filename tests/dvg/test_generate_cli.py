@@ -48,3 +48,10 @@ def test_generate_dvg_without_attribute_codes_fails_cleanly(run_facerun, tmp_pat
                        "--param", "width=0.25", "--param", "num_attributes=8", "--ids", "2", "--per-id", "2",
                        "--out", str(tmp_path / "x.lmdb"), "-q", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_generate_without_weights_warns(run_facerun, tmp_path):
+    proc = run_facerun("generate", "--generator", "dvg-neurips", "--param", "image_size=16", "--param", "width=0.25",
+                       "--param", "hdim=8", "--ids", "2", "--per-id", "2", "--out", str(tmp_path / "g.lmdb"), "-q")
+    assert "facerun generate without --weights" in proc.stderr and "RANDOM weights" in proc.stderr
+    assert len(facerec.create("dataset", "lmdb", path=str(tmp_path / "g.lmdb"))) == 4

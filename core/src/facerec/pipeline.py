@@ -110,9 +110,13 @@ class PipelineConfig:
 # --------------------------------------------------------------------------- run directory
 @attrs.define
 class RunDir:
-    """A run's output folder. Every write goes to a temporary name first and is renamed into place."""
+    """A run's output folder. Every write goes to a temporary name first and is renamed into place.
+
+    ``headline``: a few lines a recipe sets to end the run's console output with (its verdict); without
+    one, ``facerun`` prints every final metric."""
 
     path: Path = attrs.field(converter=Path)
+    headline: str = ""
 
     def __attrs_post_init__(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -146,14 +150,15 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise FacerecError(f"{target}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
-    def write_markdown(self, name: str, title: str, tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                       text: str = "") -> Path:
-        """A markdown page: ``# title``, free text, then one table per ``{caption: rows}``."""
+    def write_markdown(self, name: str, title: str,
+                       tables: Mapping[str, Sequence[Mapping[str, Any]] | str] | None = None, text: str = "") -> Path:
+        """A markdown page: ``# title``, free text, then one section per ``{caption: rows}`` (a table, or
+        markdown text when the value is a string)."""
         parts = [f"# {title}", ""]
         if text:
             parts += [text.rstrip(), ""]
         for caption, rows in (tables or {}).items():
-            parts += [f"## {caption}", "", markdown_table(rows), ""]
+            parts += [f"## {caption}", "", rows.rstrip() if isinstance(rows, str) else markdown_table(rows), ""]
         return self.write_text(name, "\n".join(parts))
 
     def save_png(self, name: str, image: Any) -> Path:
@@ -497,8 +502,9 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
     if not summary.is_file() or summary.stat().st_mtime < started:
         write_summary(run, config, metrics)
     if echo is not None and _main_process():  # one summary on the terminal under torchrun, not one per rank
-        echo(format_metrics(metrics))
-        echo(f"run directory: {run.path}")
+        echo(run.headline.rstrip() if run.headline else format_metrics(metrics))
+        echo(f"run directory: {run.path}" + (" (all metrics in metrics.json, the report in summary.md)"
+                                            if run.headline else ""))
     return metrics
 
 
@@ -519,16 +525,22 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
 
 
 def write_summary(run: RunDir, config: PipelineConfig, metrics: Mapping[str, Any],
-                  tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None, text: str = "") -> Path:
-    """``summary.md``: what was run and the metrics (plus optional tables)."""
-    setup = [{"backbone": config.backbone, "head": config.head or "-", "generator": config.generator or "-",
-              "dataset": config.dataset or "-", "protocols": ", ".join(config.protocols) or "-",
-              "recipe": config.recipe + (f" / {config.stage}" if config.stage else ""), "preset": config.preset,
-              "seed": config.seed, "device": config.device}]
+                  tables: Mapping[str, Sequence[Mapping[str, Any]] | str] | None = None, text: str = "",
+                  setup: Sequence[Mapping[str, Any]] | None = None, title: str = "") -> Path:
+    """``summary.md``: what was run and the metrics (plus optional tables).
+
+    ``setup`` rows (e.g. one per stage: data, identities, images, steps, image size, wall time) follow
+    the run's own setup row; names a recipe resolved (its default dataset and protocols) belong in
+    ``config`` before this is called, so that the table never shows "-" for what was used."""
+    run_row = [{"backbone": config.backbone, "head": config.head or "-", "generator": config.generator or "-",
+                "dataset": config.dataset or "-", "protocols": ", ".join(config.protocols) or "-",
+                "recipe": config.recipe + (f" / {config.stage}" if config.stage else ""), "preset": config.preset,
+                "seed": config.seed, "device": config.device}]
     flat = [{"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float)) and
             not isinstance(v, bool)]
-    all_tables = {"Setup": setup, **(tables or {}), "Metrics": flat}
-    return run.write_markdown("summary.md", f"facerec run {run.path.name}", all_tables, text)
+    stages = {"Stages": list(setup)} if setup else {}
+    all_tables = {"Setup": run_row, **stages, **(tables or {}), "Metrics": flat}
+    return run.write_markdown("summary.md", title or f"facerec run {run.path.name}", all_tables, text)
 
 
 

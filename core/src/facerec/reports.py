@@ -1,5 +1,6 @@
-"""Evaluation reports: ``metrics.json``, a Markdown summary, per-fold numbers (CSV) and ROC/DET curves
-(PNG with matplotlib — the optional extra ``facerec-core[plots]`` — else CSV plus a message).
+"""Evaluation reports: ``metrics.json``, a Markdown summary, per-fold numbers (CSV), ROC/DET curves, and
+the pictures recipes draw (ROC and CMC of several models, image pairs side by side). matplotlib is a
+dependency of facerec-core; where it is missing anyway, curves are written as CSV plus a message.
 
 Every file is written to a temporary name and renamed, so a report is never half-written.
 """
@@ -55,8 +56,21 @@ def _fmt(v: float, name: str = "") -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+#: What ``info["weights"]`` says when a command ran without ``--weights``.
+RANDOM_INIT = "(random init)"
+
+
+def random_weights_warning(command: str, what: str = "the backbone") -> str:
+    """The line commands print (stderr) when they produce numbers or images from untrained weights."""
+    return (f"warning: {command} without --weights: {what} has RANDOM weights, so its output is "
+            "chance-level and says nothing about the model")
+
+
 def markdown_summary(results: Mapping[str, EvalResult], info: Mapping[str, Any] | None = None) -> str:
     lines = ["# Evaluation report", ""]
+    if str((info or {}).get("weights", "")) == RANDOM_INIT:
+        lines += ["> **random weights**: no `--weights` was given, the backbone is untrained; every number "
+                  "below is chance-level by construction.", ""]
     for k, v in (info or {}).items():
         lines.append(f"- **{k}**: {v}")
     for name, res in results.items():
@@ -109,6 +123,97 @@ def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
     _atomic_write(path, buf.getvalue())
 
 
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return _atomic_write(Path(path), buf.getvalue())
+
+
+def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str = "") -> Path:
+    """ROC of several models in one picture: TAR against FAR (log axis), chance (TAR = FAR) dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    low = 1.0
+    for label, (far, tar) in curves.items():
+        far, tar = np.asarray(far, float), np.asarray(tar, float)
+        keep = far > 0
+        low = min(low, float(far[keep].min()) if keep.any() else 1.0)
+        ax.plot(far[keep], tar[keep], lw=1.6, label=label)
+    grid = np.logspace(np.log10(low), 0, 50)
+    ax.plot(grid, grid, "k--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_xlim(low, 1.0)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("FAR (false accept rate)")
+    ax.set_ylabel("TAR / VR (true accept rate)")
+    ax.set_title(title or "ROC")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save_figure(fig, Path(path))
+
+
+def plot_cmc(curves: Mapping[str, Any], path: str | Path, title: str = "", chance: float | None = None) -> Path:
+    """CMC of several models: identification rate at rank 1..K; ``chance`` (1 / gallery size) per rank dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    k = 1
+    for label, rates in curves.items():
+        rates = np.asarray(rates, float)
+        k = max(k, len(rates))
+        ax.plot(np.arange(1, len(rates) + 1), rates, marker="o", ms=3, lw=1.6, label=label)
+    if chance is not None:
+        ranks = np.arange(1, k + 1)
+        ax.plot(ranks, np.minimum(1.0, ranks * chance), "k--", lw=0.8, label="chance")
+    ax.set_xlim(1, k)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_title(title or "CMC")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save_figure(fig, Path(path))
+
+
+def plot_image_pairs(groups: Mapping[str, tuple[Any, Any]], path: str | Path, names: tuple[str, str] = ("NIR", "VIS"),
+                     per_row: int = 4, inches: float = 1.15, title: str = "") -> Path:
+    """Image pairs drawn large: per identity its two images side by side (``names``), ``per_row``
+    identities per row; each group (e.g. generated, real) starts a new row. Images ``[N, 3|1, H, W]`` in [0, 1]."""
+    plt = _pyplot()
+    rows: list[tuple[str, int, Any, Any]] = []
+    for group, (a, b) in groups.items():
+        n = min(len(a), len(b))
+        for start in range(0, n, per_row):
+            rows.append((group, start, a[start:start + per_row], b[start:start + per_row]))
+    if not rows:
+        raise ValueError("plot_image_pairs: no images")
+    fig, axes = plt.subplots(len(rows), 2 * per_row, figsize=(2 * per_row * inches, len(rows) * (inches + 0.25)),
+                             squeeze=False)
+    for r, (group, start, a, b) in enumerate(rows):
+        for j in range(per_row):
+            for side, (images, name) in enumerate(((a, names[0]), (b, names[1]))):
+                ax = axes[r][2 * j + side]
+                ax.axis("off")
+                if j < len(images):
+                    img = images[j].detach().float().clamp(0, 1).cpu()
+                    img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+                    ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+                    ax.set_title(f"{group} {start + j + 1} {name}" if side == 0 else name, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save_figure(fig, Path(path))
+
+
 def have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -126,7 +231,7 @@ def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mappi
     messages: list[str] = []
     plots = have_matplotlib() if plots is None else plots
     if not plots:
-        messages.append("matplotlib is not installed (pip install 'facerec-core[plots]'): "
+        messages.append("matplotlib is not installed (it is a dependency of facerec-core: pip install matplotlib): "
                         "ROC/DET curves written as CSV only")
     payload = {"info": _jsonable(dict(info or {})),
                "protocols": {n: {"metrics": _jsonable(dict(r.metrics)), "convention": r.convention}

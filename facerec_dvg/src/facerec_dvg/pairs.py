@@ -92,9 +92,11 @@ def fetch_images(dataset: Dataset, indices: Tensor, size: int, device: str | tor
 
 
 class CachedDataset(Dataset):
-    """A dataset decoded/rendered once into memory as uint8 (recipes draw from it many times)."""
+    """A dataset decoded/rendered once into memory as uint8 (recipes draw from it many times).
 
-    def __init__(self, dataset: Dataset, chunk: int = 256):
+    ``modality`` (0 VIS / 1 NIR per sample) defaults to the dataset's own; a VIS-only set passes zeros."""
+
+    def __init__(self, dataset: Dataset, chunk: int = 256, modality: Tensor | None = None):
         images, labels = [], []
         for start in range(0, len(dataset), chunk):
             b = dataset.batch(list(range(start, min(start + chunk, len(dataset)))))
@@ -102,7 +104,7 @@ class CachedDataset(Dataset):
             labels.append(torch.as_tensor(b["label"]).long())
         self.images = torch.cat(images)
         self._labels = torch.cat(labels)
-        self.modality = dataset_modality(dataset)
+        self.modality = dataset_modality(dataset) if modality is None else modality.long()
         self.num_classes = int(getattr(dataset, "num_classes", 0) or int(self._labels.max()) + 1)
 
     def __len__(self) -> int:

@@ -101,6 +101,10 @@ def evaluate(backbone: str | None, weights: str | None, features: str | None, pr
             info.update(plan_input(model, getattr(proto, "image_size", None), proto.template).record())
         model = fast_model(model, device, compile_=compile_, precision=precision, batch_size=batch_size)
         result = proto.evaluate(model, device=device, batch_size=batch_size, progress=not quiet)
+        if weights is None:  # numbers from an untrained model: say so
+            from ..reports import random_weights_warning
+
+            click.echo(random_weights_warning("facerun eval"), err=True)
     if as_json:
         click.echo(json.dumps({k: float(v) for k, v in result.metrics.items()}, indent=2))
     else:

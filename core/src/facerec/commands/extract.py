@@ -205,6 +205,10 @@ def extract(backbone: str, weights: str | None, data: str, data_template: str | 
         save_features(out, keys, emb, labels if labels is not None and labels.numel() == len(keys) else None, meta)
     except OSError as exc:
         raise DataError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+    if weights is None:  # features of an untrained model: say so
+        from ..reports import random_weights_warning
+
+        click.echo(random_weights_warning("facerun extract"), err=True)
     click.echo(f"wrote {out}: {emb.shape[0]} x {emb.shape[1]} features in {elapsed:.1f}s "
                f"({emb.shape[0] / max(elapsed, 1e-9):.1f} images/s)")
 

@@ -161,6 +161,10 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
         load_weights(gen, weights)
     if not Path(out).parent.exists():
         raise DataError(f"output folder {Path(out).parent} does not exist")
+    if weights is None:  # images from an untrained generator: say so before the long part
+        from ..reports import random_weights_warning
+
+        click.echo(random_weights_warning("facerun generate", f"generator {name!r}"), err=True)
     dataset = GeneratedIdentities(gen, first, last, per_id, seed=seed, device=device, batch_size=batch_size,
                                   conditions=cond)
     from ..data.writers import write_dataset

@@ -1,6 +1,8 @@
 """Registered datasets on the synthetic renderer: labelled faces, NIR-VIS pairs, HR/LR, unlabelled.
 
-Every item is rendered on demand, deterministically from (seed, identity, sample). ``batch(indices)``
+Every item is rendered on demand, deterministically from (seed, identity, sample); ``nuisance`` (a preset
+name such as ``"controlled"``, or a dict of :class:`~facerec.data.synthetic.Nuisance` fields) sets how hard
+the per-sample variation is. ``batch(indices)``
 renders a whole batch in one vectorised call and ``labels`` never renders. Training sets use identity
 ids ``id_offset + 0 .. num_ids - 1``; the synthetic protocols use ids from 1_000_000 up, so training and
 evaluation identities are disjoint unless a user asks otherwise.
@@ -16,7 +18,7 @@ from torch import Tensor
 
 from ..api import Dataset
 from ..errors import ParameterError
-from .synthetic import degrade, draw_yaw, render
+from .synthetic import degrade, draw_yaw, render, resolve_nuisance
 
 #: First identity id used by the synthetic protocols (training sets stay below it by default).
 PROTOCOL_ID_OFFSET = 1_000_000
@@ -36,8 +38,9 @@ class _SyntheticBase(Dataset):
     param_ranges = {"num_ids": (1, 10**8), "per_id": (1, 10**6), "vis_per_id": (1, 10**6), "nir_per_id": (1, 10**6),
                     "image_size": (16, 4096), "id_offset": (0, 2**40)}
 
-    def __init__(self, num_ids: int, per_id: int, image_size: int, seed: int, id_offset: int):
+    def __init__(self, num_ids: int, per_id: int, image_size: int, seed: int, id_offset: int, nuisance=None):
         owner = type(self).__name__
+        self.nuisance = resolve_nuisance(nuisance, owner)  # how hard the per-sample variation is (a preset name)
         self.num_ids = _positive("num_ids", num_ids, owner)
         self.per_id = _positive("per_id", per_id, owner)
         self.image_size = _positive("image_size", image_size, owner, 16)
@@ -68,9 +71,9 @@ class _SyntheticBase(Dataset):
     def _render(self, idx: Tensor, modality: Tensor | str = "VIS") -> dict[str, Tensor]:
         local, sample = self._ids(idx)
         ident = local + self.id_offset
-        images = render(ident, sample, seed=self.seed, size=self.image_size, modality=modality)
+        images = render(ident, sample, seed=self.seed, size=self.image_size, modality=modality, nuisance=self.nuisance)
         return {"image": images, "label": local, "identity": ident,
-                "pose": draw_yaw(ident, sample, seed=self.seed)}
+                "pose": draw_yaw(ident, sample, seed=self.seed, nuisance=self.nuisance)}
 
 
 class SyntheticFaces(_SyntheticBase):
@@ -81,8 +84,8 @@ class SyntheticFaces(_SyntheticBase):
     """
 
     def __init__(self, num_ids: int = 300, per_id: int = 15, image_size: int = 112, seed: int = 0,
-                 id_offset: int = 0):
-        super().__init__(num_ids, per_id, image_size, seed, id_offset)
+                 id_offset: int = 0, nuisance: str | dict | None = None):
+        super().__init__(num_ids, per_id, image_size, seed, id_offset, nuisance)
 
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
         return self._render(self._index(indices))
@@ -96,10 +99,10 @@ class SyntheticNirVis(_SyntheticBase):
     """
 
     def __init__(self, num_ids: int = 300, vis_per_id: int = 4, nir_per_id: int = 6, image_size: int = 112,
-                 seed: int = 0, id_offset: int = 0):
+                 seed: int = 0, id_offset: int = 0, nuisance: str | dict | None = None):
         self.vis_per_id = _positive("vis_per_id", vis_per_id, "SyntheticNirVis")
         self.nir_per_id = _positive("nir_per_id", nir_per_id, "SyntheticNirVis")
-        super().__init__(num_ids, self.vis_per_id + self.nir_per_id, image_size, seed, id_offset)
+        super().__init__(num_ids, self.vis_per_id + self.nir_per_id, image_size, seed, id_offset, nuisance)
 
     @property
     def modalities(self) -> Tensor:
@@ -119,8 +122,8 @@ class SyntheticLowRes(_SyntheticBase):
     ``resolution`` pixels (cycling through ``resolutions`` over the samples) and resized back."""
 
     def __init__(self, num_ids: int = 300, per_id: int = 15, image_size: int = 112, seed: int = 0,
-                 id_offset: int = 0, resolutions: Sequence[int] = (8, 12, 16, 20)):
-        super().__init__(num_ids, per_id, image_size, seed, id_offset)
+                 id_offset: int = 0, resolutions: Sequence[int] = (8, 12, 16, 20), nuisance: str | dict | None = None):
+        super().__init__(num_ids, per_id, image_size, seed, id_offset, nuisance)
         res = tuple(int(r) for r in (resolutions if not isinstance(resolutions, int) else (resolutions,)))
         if not res or min(res) < 2 or max(res) > self.image_size:
             raise ParameterError(f"SyntheticLowRes: resolutions must lie in [2, {self.image_size}], got {res}")
@@ -140,10 +143,10 @@ class SyntheticUnlabeled(_SyntheticBase):
     (``label`` = -1); the true ``identity`` is kept in each item for tests and analysis only."""
 
     def __init__(self, num_ids: int = 1000, per_id: int = 1, image_size: int = 112, seed: int = 0,
-                 id_offset: int = 500_000):
+                 id_offset: int = 500_000, nuisance: str | dict | None = None):
         if per_id not in (1, 2):
             raise ParameterError(f"SyntheticUnlabeled: per_id must be 1 or 2 (shallow data), got {per_id!r}")
-        super().__init__(num_ids, per_id, image_size, seed, id_offset)
+        super().__init__(num_ids, per_id, image_size, seed, id_offset, nuisance)
         self.num_classes = 0
 
     @property

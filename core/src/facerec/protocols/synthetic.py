@@ -7,6 +7,9 @@
 * ``synthetic-lowres``: SCface-like, HR frontal gallery against probes degraded to 8/12/16/20 px;
   rank-1 and HR-vs-LR verification accuracy per resolution (plus full-resolution probes as reference).
 
+Every protocol takes ``nuisance`` (a preset name such as ``"controlled"``, or a dict of
+:class:`~facerec.data.synthetic.Nuisance` fields): how hard the per-sample variation of its images is.
+
 Items are named by key strings (``"<identity>/<sample>"`` and variants below); ``evaluate_features``
 scores precomputed features given under those keys (``keys`` lists them, ``images(i)`` renders them).
 """
@@ -22,7 +25,7 @@ from torch import Tensor
 
 from .. import metrics
 from ..api import EvalResult, Protocol
-from ..data.synthetic import degrade, render
+from ..data.synthetic import degrade, render, resolve_nuisance
 from ..data.synthetic import rng as _rng
 from ..data.synthetic_datasets import PROTOCOL_ID_OFFSET
 from ..errors import DataError, ParameterError
@@ -46,8 +49,9 @@ class _SyntheticProtocol(Protocol):
                     "id_offset": (0, 2**40)}
 
     def __init__(self, image_size: int | None = None, seed: int = 0, id_offset: int = PROTOCOL_ID_OFFSET,
-                 flip: bool = False):
+                 flip: bool = False, nuisance: str | dict | None = None):
         owner = type(self).__name__
+        self.nuisance = resolve_nuisance(nuisance, owner)
         self.image_size = None if image_size is None else _check_int(owner, "image_size", image_size, 16)
         self.seed = int(seed)
         self.id_offset = _check_int(owner, "id_offset", id_offset, 0)
@@ -83,7 +87,7 @@ class _SyntheticProtocol(Protocol):
         idx = torch.as_tensor(indices, dtype=torch.long).view(-1)
         size = image_size or self.image_size or 112
         yaw = p["yaw"][idx]
-        out = render(p["identity"][idx], p["sample"][idx], seed=self.seed, size=size,
+        out = render(p["identity"][idx], p["sample"][idx], seed=self.seed, size=size, nuisance=self.nuisance,
                      modality=p["modality"][idx], yaw=None if bool(yaw.isnan().all()) else self._fill_yaw(idx))
         res = p["resolution"][idx]
         low = (res > 0).nonzero().view(-1)
@@ -98,7 +102,7 @@ class _SyntheticProtocol(Protocol):
         yaw = p["yaw"][idx].clone()
         nan = yaw.isnan()
         if bool(nan.any()):
-            yaw[nan] = draw_yaw(p["identity"][idx][nan], p["sample"][idx][nan], seed=self.seed)
+            yaw[nan] = draw_yaw(p["identity"][idx][nan], p["sample"][idx][nan], seed=self.seed, nuisance=self.nuisance)
         return yaw
 
     def _batches(self, size: int, batch_size: int) -> Iterator[Tensor]:
@@ -161,8 +165,8 @@ class SyntheticPairs(_SyntheticProtocol):
     convention = "10-fold verification accuracy, cosine similarity, threshold from the 9 other folds (LFW)"
 
     def __init__(self, num_folds: int = 10, pairs_per_fold: int = 600, image_size: int | None = None, seed: int = 0,
-                 id_offset: int = PROTOCOL_ID_OFFSET, flip: bool = False):
-        super().__init__(image_size, seed, id_offset, flip)
+                 id_offset: int = PROTOCOL_ID_OFFSET, flip: bool = False, nuisance: str | dict | None = None):
+        super().__init__(image_size, seed, id_offset, flip, nuisance)
         self.num_folds = _check_int(type(self).__name__, "num_folds", num_folds, 2)
         self.pairs_per_fold = _check_int(type(self).__name__, "pairs_per_fold", pairs_per_fold, 4)
         if self.pairs_per_fold % 2:
@@ -225,8 +229,8 @@ class SyntheticPosePairs(SyntheticPairs):
     convention = "10-fold verification accuracy, frontal vs profile pairs (CFP-FP), cosine similarity"
 
     def __init__(self, num_folds: int = 10, pairs_per_fold: int = 700, image_size: int | None = None, seed: int = 0,
-                 id_offset: int = PROTOCOL_ID_OFFSET + 200_000, flip: bool = False):
-        super().__init__(num_folds, pairs_per_fold, image_size, seed, id_offset, flip)
+                 id_offset: int = PROTOCOL_ID_OFFSET + 200_000, flip: bool = False, nuisance: str | dict | None = None):
+        super().__init__(num_folds, pairs_per_fold, image_size, seed, id_offset, flip, nuisance)
 
     def _extra(self, ids: Tensor, samples: Tensor, first: bool) -> dict[str, Any]:
         u = _rng.uniform(_rng.item_keys(self.seed, ids, samples, salt=11), 2)
@@ -249,8 +253,9 @@ class SyntheticNirVisProtocol(_SyntheticProtocol):
     convention = "closed-set rank-k (cosine), VR@FAR (largest TAR with FAR <= target) over all gallery x probe pairs"
 
     def __init__(self, num_ids: int = 358, nir_per_id: int = 6, image_size: int | None = None, seed: int = 0,
-                 id_offset: int = PROTOCOL_ID_OFFSET + 400_000, flip: bool = False, probe_modality: str = "NIR"):
-        super().__init__(image_size, seed, id_offset, flip)
+                 id_offset: int = PROTOCOL_ID_OFFSET + 400_000, flip: bool = False, probe_modality: str = "NIR",
+                 nuisance: str | dict | None = None):
+        super().__init__(image_size, seed, id_offset, flip, nuisance)
         self.num_ids = _check_int(type(self).__name__, "num_ids", num_ids, 2)
         self.nir_per_id = _check_int(type(self).__name__, "nir_per_id", nir_per_id, 1)
         if str(probe_modality).upper() not in ("NIR", "VIS"):
@@ -292,8 +297,8 @@ class SyntheticLowResProtocol(_SyntheticProtocol):
 
     def __init__(self, num_ids: int = 80, probes_per_id: int = 3, resolutions: Sequence[int] = (8, 12, 16, 20),
                  image_size: int | None = None, seed: int = 0, id_offset: int = PROTOCOL_ID_OFFSET + 600_000,
-                 flip: bool = False):
-        super().__init__(image_size, seed, id_offset, flip)
+                 flip: bool = False, nuisance: str | dict | None = None):
+        super().__init__(image_size, seed, id_offset, flip, nuisance)
         owner = type(self).__name__
         self.num_ids = _check_int(owner, "num_ids", num_ids, 2)
         self.probes_per_id = _check_int(owner, "probes_per_id", probes_per_id, 1)

@@ -61,6 +61,38 @@ class Nuisance:
     hat_prob: float = 0.12
 
 
+#: Named difficulties datasets and protocols take as ``nuisance="<name>"``. ``controlled``: aligned,
+#: near-frontal faces on plain indoor backgrounds, as in CASIA NIR-VIS 2.0 or Multi-PIE captures (no
+#: profiles, masks or hats, little clutter, blur or shift).
+NUISANCE_PRESETS: dict[str, Nuisance] = {
+    "default": Nuisance(),
+    "controlled": Nuisance(max_yaw=30.0, profile_prob=0.0, frontal_yaw_std=8.0, pitch_std=5.0, roll_std=4.0,
+                           mask_prob=0.0, blur_prob=0.1, noise_max=0.02, clutter=0.3, color_jitter=0.8,
+                           translate=0.05, hat_prob=0.0),
+}
+
+
+def resolve_nuisance(value: "Nuisance | str | dict | None", owner: str = "nuisance") -> Nuisance:
+    """A :class:`Nuisance` from a preset name, a dict of its fields, an instance, or None (the default)."""
+    from ...errors import ParameterError
+
+    if value is None:
+        return Nuisance()
+    if isinstance(value, Nuisance):
+        return value
+    if isinstance(value, str):
+        if value not in NUISANCE_PRESETS:
+            raise ParameterError(f"{owner}: unknown nuisance preset {value!r}; presets: {', '.join(NUISANCE_PRESETS)}")
+        return NUISANCE_PRESETS[value]
+    if isinstance(value, dict):
+        try:
+            return Nuisance(**value)
+        except TypeError:
+            known = ", ".join(f.name for f in attrs.fields(Nuisance))
+            raise ParameterError(f"{owner}: nuisance keys must be among {known}; got {sorted(value)}") from None
+    raise ParameterError(f"{owner}: nuisance must be a preset name or a dict, got {type(value).__name__}")
+
+
 # Colour palettes (linear-ish RGB in [0, 1]).
 _SKIN_DARK = torch.tensor([0.30, 0.19, 0.13])
 _SKIN_LIGHT = torch.tensor([0.93, 0.78, 0.68])
