@@ -46,21 +46,25 @@ QUICK: dict[str, Any] = {
     "pretrain_lr": 2e-3,
     "pretrain_head": "norm-softmax",  # its own classifier, thrown away as the released LightCNN's fc2 is
     "sampler_steps": 200,
-    "generator_steps": 300,
+    "generator_steps": 500,
     "generator_batch": 8,
     "num_pairs": 512,
     "batch_size": 32,            # real images per step (+ as many generated pairs in stage II)
-    "stage1_steps": 20,
-    "stage2_steps": 60,
+    "stage1_steps": 100,
+    "stage2_steps": 100,
     "finetune_lr": 1e-3,         # the paper's
-    "contrastive_weight": 0.1,   # paper: 0.001 (see the plugin README for the quick preset's value)
+    "contrastive_weight": 1.0,   # paper: 0.001 (see the plugin README for the quick preset's value)
     "seeds": 1,                  # fine-tunings per arm (mean ± std over seeds)
     "write_generated": "lmdb",   # lmdb, folder, list or none
+    # how hard the synthetic faces vary per sample (pretraining, paired set, protocol): "controlled" is
+    # CASIA NIR-VIS 2.0's capture (aligned, near-frontal, plain backgrounds); "default" the wild renderer
+    "nuisance": "controlled",
 }
 PAPER: dict[str, Any] = {**QUICK, "pretrain_ids": 10000, "pretrain_per_id": 20, "pretrain_steps": 20000,
                          "pretrain_lr": 1e-3, "pretrain_head": None, "sampler_steps": 20000,
                          "generator_steps": 60000, "num_pairs": 100000, "batch_size": 64, "stage1_steps": 4000,
-                         "stage2_steps": 24000, "finetune_lr": 1e-3, "contrastive_weight": 0.001}
+                         "stage2_steps": 24000, "finetune_lr": 1e-3, "contrastive_weight": 0.001,
+                         "nuisance": "default"}
 DEFAULT_DATASET = "synthetic-nir-vis"
 DEFAULT_PROTOCOL = "synthetic-nir-vis"
 #: quick preset sizes (each overridable with --param dataset.* / protocol.* / generator.*)
@@ -77,6 +81,9 @@ def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
             facerec.registry.find("head", knobs["pretrain_head"])
         except FacerecError as exc:
             raise ParameterError(f"recipe.pretrain_head: {exc}") from None
+    from facerec.data.synthetic import resolve_nuisance
+
+    resolve_nuisance(knobs["nuisance"], "recipe.nuisance")  # an unknown preset fails before any work
     if knobs["write_generated"] is None:  # --param recipe.write_generated=none parses as None
         knobs["write_generated"] = "none"
     if knobs["write_generated"] not in ("lmdb", "folder", "list", "none"):
@@ -335,11 +342,12 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     size = _data_size(face, gen_size)
     synthetic_data = config.dataset == DEFAULT_DATASET
     paired = P.build(config, "dataset", config.dataset, image_size=size,
-                     **(QUICK_PAIRED if config.quick and synthetic_data else {}))
+                     **({**(QUICK_PAIRED if config.quick else {}), "nuisance": knobs["nuisance"]} if synthetic_data else {}))
     dataset_modality(paired)  # fail early when the data has no modality
     dataset = CachedDataset(paired)  # every stage draws from it many times: render/decode once
     protocols = {n: P.build(config, "protocol", n, image_size=size,
-                            **(QUICK_PROTOCOL if config.quick and n == DEFAULT_PROTOCOL else {}))
+                            **({**(QUICK_PROTOCOL if config.quick else {}), "nuisance": knobs["nuisance"]}
+                               if n == DEFAULT_PROTOCOL else {}))
                  for n in config.protocols}
     head = P.build_head(config, face.embedding_size, dataset.num_classes, name=config.head or "lightcnn-fc2")
     config.head = config.head or "lightcnn-fc2"
@@ -357,7 +365,7 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     else:
         pre_data = CachedDataset(
             P.registry.create("dataset", "synthetic", num_ids=knobs["pretrain_ids"], per_id=knobs["pretrain_per_id"],
-                              image_size=canonical, id_offset=PRETRAIN_ID_OFFSET),
+                              image_size=canonical, id_offset=PRETRAIN_ID_OFFSET, nuisance=knobs["nuisance"]),
             modality=torch.full((knobs["pretrain_ids"] * knobs["pretrain_per_id"],), VIS))
         # Its own classifier is thrown away, as the released LightCNN's 80013-class fc2 is: stage I then
         # learns the recognition head on the frozen face model.
