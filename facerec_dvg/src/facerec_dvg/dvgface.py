@@ -129,7 +129,8 @@ class DVGFace(Generator):
 
     def __init__(self, image_size: int = 128, width: float = 1.0, identity_dim: int = 256, noise_dim: int = 256,
                  face_backbone: str = "lightcnn29", face_weights: str | None = None,
-                 identity_sampler_weights: str | None = None, lr: float = 2e-4, num_attributes: int = 256):
+                 identity_sampler_weights: str | None = None, lr: float = 2e-4, num_attributes: int = 256,
+                 identity_weight: float = 1.0):
         super().__init__()
         self.image_size = image_size
         self.lr = lr
@@ -140,7 +141,12 @@ class DVGFace(Generator):
         self.encoder_nir = Encoder(image_size, width, 256, n_style)
         self.encoder_vis = Encoder(image_size, width, 256, n_style)
         self.identity_sampler = IdentitySampler(noise_dim, identity_dim)
-        self.weights = LossWeights()
+        if not identity_weight > 0:
+            raise ParameterError(f"identity_weight must be > 0, got {identity_weight!r}")
+        # 1.0: the released weights. Larger values make short (CPU) trainings put the sampled identity
+        # into the images: it scales the identity-preserving weight and its NIR-VIS pair term alike.
+        base = LossWeights()
+        self.weights = attrs.evolve(base, ip=base.ip * identity_weight, ip_pair=base.ip_pair * identity_weight)
         # Real attribute codes (pairs of the same subject) used for sampling, as gen_samples.py does.
         # Fixed size so that saved generators load strictly; ``attributes_count`` rows are valid.
         self.register_buffer("attributes_nir", torch.zeros(num_attributes, 256))

@@ -16,6 +16,7 @@ The paper's setting in miniature (quick preset) or at the released sizes (paper 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -70,7 +71,7 @@ DEFAULT_PROTOCOL = "synthetic-nir-vis"
 #: quick preset sizes (each overridable with --param dataset.* / protocol.* / generator.*)
 QUICK_PAIRED = {"num_ids": 40}                       # paired NIR-VIS identities (CASIA: 357)
 QUICK_PROTOCOL = {"num_ids": 200, "nir_per_id": 8}   # held-out identities, NIR probes each
-QUICK_GENERATOR = {"image_size": 64, "width": 0.25}
+QUICK_GENERATOR = {"image_size": 64, "width": 0.25, "identity_weight": 10.0}
 PRETRAIN_ID_OFFSET = 100_000  # synthetic pretraining identities: disjoint from the paired set and the protocols
 
 
@@ -118,21 +119,37 @@ def _embed(backbone: Any, images: Tensor) -> Tensor:
     return backbone(net.input_spec.prepare(images))
 
 
+@contextlib.contextmanager
+def _running_stats_frozen(module: torch.nn.Module):
+    """BatchNorm layers normalise with the batch's statistics but leave their running averages alone
+    (momentum 0): what the model will see at test time are real faces, not generated ones."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+
+
 def recognition_loss(weight: float):
     """CE on real data; with generated pairs in the batch, + ``weight`` x the DVG-Face contrastive loss.
 
-    Real and generated images go through the backbone in ONE call (the original makes three).
+    The generated NIR and VIS images go through the backbone in one call (the original makes two),
+    after the real ones and without moving BatchNorm's running statistics (backbones without
+    BatchNorm, like the released LightCNN, are unaffected).
     """
 
     def loss_fn(batch: Mapping[str, Tensor], modules: Mapping[str, Any], step: int) -> dict[str, Tensor]:
         real = batch["image"]
-        if "fake_nir" not in batch:
-            out = modules["head"](_embed(modules["backbone"], real), batch["label"])
-            return {"loss": out.loss, "ce": out.loss.detach()}
-        b = len(real)
-        emb = _embed(modules["backbone"], torch.cat([real, batch["fake_nir"], batch["fake_vis"]]))
-        e_real, fn, fv = emb[:b], emb[b: 2 * b], emb[2 * b:]
+        e_real = _embed(modules["backbone"], real)
         out = modules["head"](e_real, batch["label"])
+        if "fake_nir" not in batch:
+            return {"loss": out.loss, "ce": out.loss.detach()}
+        with _running_stats_frozen(modules["backbone"]):
+            fn, fv = _embed(modules["backbone"], torch.cat([batch["fake_nir"], batch["fake_vis"]])).chunk(2)
         ct = contrastive_pair_loss(F.normalize(fn, dim=1), F.normalize(fv, dim=1), batch["perm"])
         return {"loss": out.loss + weight * ct, "ce": out.loss.detach(), "contrastive": ct.detach()}
 
