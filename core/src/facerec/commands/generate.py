@@ -7,6 +7,9 @@ block gets its own seed derived from ``--seed`` and the block's first id. Labels
 (``first_id + i``), so shards written separately never collide. An interrupted write resumes from
 its last committed chunk when the same command is run again.
 
+A generator that marks its images NIR or VIS (DVG-Face, DVG) has that modality written too: the list's
+third column, the LMDB's ``__modality__`` key, or ``_NIR`` / ``_VIS`` at the end of a folder's file names.
+
 Generator-specific conditions go through ``--condition KEY=VALUE`` (passed to ``sample`` when it
 accepts them), e.g. for vec2face ``--condition centers=centers.npy --condition yaw=45
 --condition quality=25``; constructor parameters through ``--param KEY=VALUE``.
@@ -82,7 +85,7 @@ class GeneratedIdentities:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         b = self.batch([index])
-        return {"image": b["image"][0], "label": int(b["label"][0])}
+        return {k: (v[0] if k == "image" else int(v[0])) for k, v in b.items()}
 
     def batch(self, indices: list[int]) -> dict[str, Any]:
         import torch
@@ -110,7 +113,10 @@ class GeneratedIdentities:
             raise DataError(f"generator returned {images.shape[0]} images for {hi - lo} ids x {self.per_id}")
         self.generated_images += len(images)
         rows = torch.as_tensor(indices) - lo * self.per_id
-        return {"image": images[rows], "label": labels[rows]}
+        out = {"image": images[rows], "label": labels[rows]}
+        if all(p.modality is not None for p in parts):  # NIR/VIS generators: the writers keep it
+            out["modality"] = torch.cat([p.modality for p in parts]).long()[rows]
+        return out
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
