@@ -6,8 +6,10 @@ import json
 
 import pytest
 import torch
-from facerec.api import TensorDataset
 from safetensors.torch import load_file
+
+import facerec
+from facerec.api import TensorDataset
 
 from facerec_dvg.dvg_neurips import DVGNeurIPS
 from facerec_dvg.dvgface import DVGFace
@@ -99,3 +101,7 @@ def test_recipe_stops_and_resumes_every_stage_exactly(run_facerun, tmp_path):
     # the generator's log is whole (steps 1..4), though its steps ran in two processes
     log = [json.loads(line) for line in (split / "generator_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
+    # the recipe's generator file carries its build parameters (64 px, width 0.25): generate repeats none
+    run_facerun("generate", "--generator", "dvg", "--weights", str(split / "generator.safetensors"), "--ids", "2",
+                "--per-id", "2", "--out", str(tmp_path / "g.lmdb"), "-q")
+    assert facerec.create("dataset", "lmdb", path=str(tmp_path / "g.lmdb")).batch([0])["image"].shape[-1] == 64

@@ -276,6 +276,8 @@ class DVGFace(Generator):
         if max(start, end) < steps:  # stopped early (stop_at): no attribute codes yet
             return {**stats, "step": float(max(start, end))}
         self.store_attributes(dataset, sampler=sampler, device=device, seed=seed)
+        if ckpt.path is not None:  # the finished state, attribute codes included (it can generate)
+            ckpt.save(steps, {"generator": self}, opt, g, {"idx": idx}, stats, log)
         del face
         return {**stats, "step": float(steps)}
 

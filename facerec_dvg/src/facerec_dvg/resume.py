@@ -31,9 +31,9 @@ class StageStopped(FacerecError):
     """A stage stopped before its last step (``train.stop_at``): the run continues with ``--resume``."""
 
 
-def _stopped(stage: str, step: int, total: int) -> StageStopped:
-    return StageStopped(f"dvg recipe: stage {stage!r} stopped at step {step} of {total} (train.stop_at); "
-                        "run the same command with --resume (without train.stop_at) to continue")
+def _stopped(stage: str, step: int, total: int, option: str = "train.stop_at", who: str = "dvg recipe") -> StageStopped:
+    return StageStopped(f"{who}: stage {stage!r} stopped at step {step} of {total} ({option}); "
+                        f"run the same command with --resume (without {option}) to continue")
 
 
 # -- recognition stages (core's Trainer) ------------------------------------------------------------------
@@ -69,9 +69,9 @@ def loop_checkpoint(config: P.PipelineConfig, run: P.RunDir, name: str,
     return LoopCheckpoint(path, every=cfg.checkpoint_every or LOOP_CHECKPOINT_EVERY, stop_at=cfg.stop_at, meta=meta)
 
 
-def loop_finished(stage: str, step: float, total: int) -> None:
+def loop_finished(stage: str, step: float, total: int, option: str = "train.stop_at", who: str = "dvg recipe") -> None:
     if int(step) < total:
-        raise _stopped(stage, int(step), total)
+        raise _stopped(stage, int(step), total, option, who)
 
 
 def generator_metadata(arch: str, gen: Any) -> dict[str, Any]:
