@@ -21,21 +21,34 @@ def generator_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["lmdb", "folder"])
+def _read_back(out, fmt):
+    if fmt == "lmdb":
+        return facerec.create("dataset", "lmdb", path=str(out))
+    if fmt == "list":
+        return facerec.create("dataset", "image-list", path=str(out / "list.txt"), modality_rule=2)
+    return facerec.create("dataset", "image-folder", root=str(out), modality_rule=r"_(NIR|VIS)\.")
+
+
+@pytest.mark.parametrize("fmt", ["lmdb", "folder", "list"])
 def test_generate_dvg_pairs_and_read_them_back(run_facerun, tmp_path, generator_file, fmt):
     out = tmp_path / ("gen.lmdb" if fmt == "lmdb" else "gen")
     run_facerun("generate", "--generator", "dvg", "--weights", str(generator_file), "--param", "image_size=16",
                 "--param", "width=0.25", "--param", "num_attributes=8", "--ids", "5", "--per-id", "4",
                 "--out", str(out), "--format", fmt, "-q")
-    data = (facerec.create("dataset", "lmdb", path=str(out)) if fmt == "lmdb"
-            else facerec.create("dataset", "image-folder", root=str(out)))
+    data = _read_back(out, fmt)
     assert len(data) == 5 * 4  # per identity: 2 NIR/VIS pairs
     labels = data.labels
     assert sorted(labels.unique().tolist()) == list(range(5)) and torch.bincount(labels).tolist() == [4] * 5
     batch = data.batch(list(range(len(data))))
     images = torch.as_tensor(batch["image"]).float()
     assert images.shape[-2:] == (16, 16) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
-    # (core's `generate` writes images and labels only; the recipe's own writer also keeps the modality)
+    # every identity has its NIR and its VIS images marked as such (1 = NIR, 0 = VIS), in every format
+    modality = data.modality
+    assert modality is not None and len(modality) == len(data)
+    for label in range(5):
+        assert sorted(modality[labels == label].tolist()) == [0, 0, 1, 1]
+    if fmt == "folder":  # the file name says it, where the DVG originals' loaders look for it
+        assert len(list(out.glob("*/*_NIR.jpg"))) == 10 and len(list(out.glob("*/*_VIS.jpg"))) == 10
     # different identities render different faces (not one constant image)
     assert not torch.allclose(images[labels == 0].mean(0), images[labels == 1].mean(0), atol=1e-3)
 

@@ -10,7 +10,7 @@ for both halves, so each NIR/VIS pair shares one identity.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .dvg_nets import VAEDecoder, VAEEncoder
 from .dvgface import _Progress, face_identity
+from .loop_checkpoint import LoopCheckpoint
 from .losses import batch_mean_l1, kl_divergence, reparameterize
 from .pairs import PairSampler, dataset_modality, fetch_images
 
@@ -47,13 +48,17 @@ class DVGNeurIPS(Generator):
     def __init__(self, hdim: int = 128, image_size: int = 128, width: float = 1.0,
                  face_backbone: str = "lightcnn29", face_weights: str | None = None, lr: float = 2e-4):
         super().__init__()
-        self.hdim, self.image_size, self.lr = hdim, image_size, lr
+        self.hdim, self.image_size, self.width, self.lr = hdim, image_size, width, lr
         self.encoder_nir = VAEEncoder(hdim, image_size, width)
         self.encoder_vis = VAEEncoder(hdim, image_size, width)
         self.decoder = VAEDecoder(2 * hdim, image_size, width)
         self.weights = VAEWeights()
         self._face: list[nn.Module] = []
         self._face_spec = (face_backbone, face_weights)
+
+    def build_params(self) -> dict[str, Any]:
+        """The constructor parameters that shape the networks (stored with saved weights)."""
+        return {"hdim": self.hdim, "image_size": self.image_size, "width": self.width}
 
     def set_face_model(self, face: nn.Module) -> None:
         face.eval().requires_grad_(False)
@@ -92,17 +97,24 @@ class DVGNeurIPS(Generator):
         return {"loss": loss, "rec": l_rec, "kl": l_kl, "mmd": l_mmd, "ip": l_ip, "pair": l_pair}
 
     def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 8, device: str = "cpu", seed: int = 0,
-            progress: bool = False, log: list | None = None) -> dict[str, float]:
-        """Train on paired NIR/VIS images; the first epoch (one pass over the anchors) is the warm-up."""
+            progress: bool = False, log: list | None = None,
+            checkpoint: LoopCheckpoint | None = None) -> dict[str, float]:
+        """Train on paired NIR/VIS images; the first epoch (one pass over the anchors) is the warm-up.
+        ``checkpoint``: exact resume and early stop, as :meth:`facerec_dvg.dvgface.DVGFace.fit`."""
         g = torch.Generator().manual_seed(seed)
         sampler = PairSampler(dataset.labels, dataset_modality(dataset))
         self.to(device).train()
         self.face.to(device)
         opt = torch.optim.Adam([p for n, p in self.named_parameters()], lr=self.lr)
         warm_steps = max(1, len(sampler.anchors) // batch_size)
+        ckpt = checkpoint or LoopCheckpoint(None)
+        start, _, saved = ckpt.restore({"generator": self}, opt, g)
+        stats: dict[str, float] = dict(saved.get("stats", {}))
+        log = [] if log is None else log  # kept in the checkpoint, so a resumed run has the whole log
+        log[:] = list(saved.get("log", []))
         bar = _Progress(progress, steps, "dvg-neurips generator", batch_size)
-        stats: dict[str, float] = {}
-        for step in range(1, steps + 1):
+        end = ckpt.end(steps)
+        for step in range(start + 1, end + 1):
             ni, vi, _ = sampler.sample(batch_size, g)
             nir = fetch_images(dataset, ni, self.image_size, device)
             vis = fetch_images(dataset, vi, self.image_size, device)
@@ -111,10 +123,11 @@ class DVGNeurIPS(Generator):
             terms["loss"].backward()
             opt.step()
             stats = {k: float(v.detach()) for k, v in terms.items()}
-            if log is not None:
-                log.append({"step": step, **stats})
+            log.append({"step": step, **stats})
             bar.update(step, loss=stats["loss"])
-        return stats
+            if ckpt.due(step, end):
+                ckpt.save(step, {"generator": self}, opt, g, stats=stats, log=log)
+        return {**stats, "step": float(max(start, end))}
 
     @torch.no_grad()
     def sample_pairs(self, n: int, *, generator: torch.Generator, device: str = "cpu") -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -24,6 +24,7 @@ from facerec.errors import FacerecError, ParameterError
 from torch import Tensor, nn
 
 from .checkpoints import load_original
+from .loop_checkpoint import LoopCheckpoint
 from .dvgface_nets import Decoder, Encoder, IdentityEncoder, IdentitySampler
 from .losses import ang_loss, derangement, kl_divergence, ort_loss, reparameterize
 from .pairs import PairSampler, dataset_modality, fetch_images
@@ -133,6 +134,7 @@ class DVGFace(Generator):
                  identity_weight: float = 1.0):
         super().__init__()
         self.image_size = image_size
+        self.width = width
         self.lr = lr
         self.identity_dim = identity_dim
         self.noise_dim = noise_dim
@@ -154,8 +156,16 @@ class DVGFace(Generator):
         self.register_buffer("attributes_count", torch.zeros((), dtype=torch.long))
         self._face: list[nn.Module] = []  # a list so the frozen face model is not part of state_dict
         self._face_spec = (face_backbone, face_weights)
+        #: the released sampler file it was loaded from (the recipe then keeps it frozen)
+        self.identity_sampler_source = str(identity_sampler_weights) if identity_sampler_weights else None
         if identity_sampler_weights:
             load_original(self.identity_sampler, identity_sampler_weights)
+
+    def build_params(self) -> dict[str, Any]:
+        """The constructor parameters that shape the networks (stored with saved weights, so that
+        ``facerun generate --weights`` rebuilds the generator without repeating them)."""
+        return {"image_size": self.image_size, "width": self.width, "identity_dim": self.identity_dim,
+                "noise_dim": self.noise_dim, "num_attributes": int(self.attributes_nir.shape[0])}
 
     # -- the face model ---------------------------------------------------------------------------
     def set_face_model(self, face: nn.Module) -> None:
@@ -225,11 +235,15 @@ class DVGFace(Generator):
         return torch.optim.Adam(params, lr=self.lr, betas=(0.5, 0.999))
 
     def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 8, device: str = "cpu", seed: int = 0,
-            progress: bool = False, log: list | None = None) -> dict[str, float]:
+            progress: bool = False, log: list | None = None,
+            checkpoint: LoopCheckpoint | None = None) -> dict[str, float]:
         """Train the dual generator on paired NIR/VIS images of ``dataset`` (face model, sampler frozen).
 
         The derangement of identities is drawn once per epoch (one pass over the anchors), as in
         the original. Incomplete batches do not occur: every step draws ``batch_size`` pairs.
+        ``checkpoint``: continue from its file when there is one and save to it (exact resume); the
+        returned ``step`` is below ``steps`` when it stopped early (``stop_at``), and then the attribute
+        codes are not stored yet.
         """
         if batch_size < 2:
             raise ValueError("batch_size must be >= 2 (the identity derangement needs two samples)")
@@ -240,10 +254,16 @@ class DVGFace(Generator):
         self.identity_sampler.eval().requires_grad_(False)
         opt = self.optimizer()
         steps_per_epoch = max(1, len(sampler.anchors) // batch_size)
-        bar = _Progress(progress, steps, "dvg generator", batch_size)
         stats: dict[str, float] = {}
         idx = derangement(batch_size, g, device)
-        for step in range(1, steps + 1):
+        ckpt = checkpoint or LoopCheckpoint(None)
+        start, extra, saved = ckpt.restore({"generator": self}, opt, g, {"idx": idx})
+        idx, stats = extra["idx"], dict(saved.get("stats", {}))
+        log = [] if log is None else log  # kept in the checkpoint, so a resumed run has the whole log
+        log[:] = list(saved.get("log", []))
+        bar = _Progress(progress, steps, "dvg generator", batch_size)
+        end = ckpt.end(steps)
+        for step in range(start + 1, end + 1):
             if (step - 1) % steps_per_epoch == 0 and step > 1:
                 idx = derangement(batch_size, g, device)
             ni, vi, _ = sampler.sample(batch_size, g)
@@ -255,12 +275,17 @@ class DVGFace(Generator):
             out.loss.backward()
             opt.step()
             stats = {k: float(getattr(out, k).detach()) for k in ("loss", "ort", "pix", "ip")}
-            if log is not None:
-                log.append({"step": step, **stats})
+            log.append({"step": step, **stats})
             bar.update(step, **stats)
+            if ckpt.due(step, end):
+                ckpt.save(step, {"generator": self}, opt, g, {"idx": idx}, stats, log)
+        if max(start, end) < steps:  # stopped early (stop_at): no attribute codes yet
+            return {**stats, "step": float(max(start, end))}
         self.store_attributes(dataset, sampler=sampler, device=device, seed=seed)
+        if ckpt.path is not None:  # the finished state, attribute codes included (it can generate)
+            ckpt.save(steps, {"generator": self}, opt, g, {"idx": idx}, stats, log)
         del face
-        return stats
+        return {**stats, "step": float(steps)}
 
     @torch.no_grad()
     def store_attributes(self, dataset: Dataset, *, sampler: PairSampler | None = None,
@@ -326,11 +351,12 @@ class DVGFace(Generator):
     # -- identity sampler training (not released upstream) -----------------------------------------
     def fit_identity_sampler(self, features: Tensor, *, steps: int, batch_size: int = 256, lr: float = 1e-3,
                              kl_weight: float = 0.01, device: str = "cpu", seed: int = 0,
-                             progress: bool = False) -> dict[str, float]:
+                             progress: bool = False, checkpoint: LoopCheckpoint | None = None) -> dict[str, float]:
         """Train the sampler as the decoder of a VAE over unit-norm identity features of real faces.
 
         Loss per batch: ``(1 - cos(dec(z), f)).mean() + kl_weight * KL``, z reparameterised from the
-        encoder's (mu, logvar); afterwards ``dec(N(0, I))`` draws new identities.
+        encoder's (mu, logvar); afterwards ``dec(N(0, I))`` draws new identities. ``checkpoint`` as in
+        :meth:`fit` (the returned ``step`` is below ``steps`` when it stopped early).
         """
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
@@ -338,9 +364,13 @@ class DVGFace(Generator):
         enc = IdentityEncoder(self.identity_dim, self.noise_dim).to(device)
         dec = self.identity_sampler.to(device).train().requires_grad_(True)
         opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=lr)
+        ckpt = checkpoint or LoopCheckpoint(None)
+        modules = {"encoder": enc, "sampler": dec}
+        start, _, saved = ckpt.restore(modules, opt, g)
+        stats: dict[str, float] = dict(saved.get("stats", {}))
         bar = _Progress(progress, steps, "identity sampler", batch_size)
-        stats: dict[str, float] = {}
-        for step in range(1, steps + 1):
+        end = ckpt.end(steps)
+        for step in range(start + 1, end + 1):
             f = feats[torch.randint(len(feats), (min(batch_size, len(feats)),), generator=g).to(device)]
             mu, logvar = enc(f)
             rec = dec(reparameterize(mu, logvar))
@@ -352,8 +382,10 @@ class DVGFace(Generator):
             opt.step()
             stats = {"sampler_rec": float(l_rec.detach()), "sampler_kl": float(l_kl.detach())}
             bar.update(step, **stats)
+            if ckpt.due(step, end):
+                ckpt.save(step, modules, opt, g, stats=stats)
         dec.eval().requires_grad_(False)
-        return stats
+        return {**stats, "sampler_step": float(max(start, end))}
 
     # -- checkpoints --------------------------------------------------------------------------------
     def load_original(self, *, encoder_nir: str | Path | None = None, encoder_vis: str | Path | None = None,

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from facerec import pipeline as P
 from facerec.api import Backbone, TensorDataset
+from facerec.engine import seed_everything
 from facerec.engine.trainer import Trainer
 from facerec.errors import FacerecError, ParameterError
 from torch import Tensor
@@ -36,6 +37,8 @@ from torch import Tensor
 from . import report as R
 from .losses import contrastive_pair_loss, derangement
 from .pairs import NIR, VIS, CachedDataset, dataset_modality
+from .resume import (check_identity_sampler, generator_metadata, identity_sampler_stage, loop_checkpoint,
+                     loop_finished, trainer_finished, trainer_resume)
 
 STAGE2_DECAY = 0.457305051927326  # the originals' lr factor (every 5 of 15 epochs)
 
@@ -91,8 +94,10 @@ def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
         raise ParameterError(f"recipe.write_generated must be lmdb, folder, list or none, got {knobs['write_generated']!r}")
     for key in ("pretrain_ids", "pretrain_per_id", "pretrain_steps", "sampler_steps", "generator_steps",
                 "generator_batch", "num_pairs", "batch_size", "stage1_steps", "stage2_steps", "seeds"):
-        if isinstance(knobs[key], bool) or not isinstance(knobs[key], int) or knobs[key] < 1:
-            raise ParameterError(f"recipe.{key} must be a positive integer, got {knobs[key]!r}")
+        low = 0 if key == "sampler_steps" else 1  # 0: the (released) identity sampler stays as it is
+        if isinstance(knobs[key], bool) or not isinstance(knobs[key], int) or knobs[key] < low:
+            raise ParameterError(f"recipe.{key} must be a {'non-negative' if low == 0 else 'positive'} integer, "
+                                 f"got {knobs[key]!r}")
     return knobs
 
 
@@ -188,8 +193,8 @@ def _train(config: P.PipelineConfig, run: P.RunDir, name: str, backbone: Any, he
         cfg = cfg.evolve(seed=seed)
     batches.batch_size = cfg.batch_size
     trainer = Trainer({"backbone": backbone, "head": head}, loss_fn, batches, cfg, run_dir=run.path / "stages" / name,
-                      frozen=frozen, name=name)
-    result = trainer.fit()
+                      frozen=frozen, name=name, resume=trainer_resume(config, run, name))
+    result = trainer_finished(run, name, trainer.fit())
     backbone.requires_grad_(True)  # frozen stages switch requires_grad off
     head.requires_grad_(True)
     return result
@@ -346,6 +351,7 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     device = config.device
     config.dataset = config.dataset or DEFAULT_DATASET  # resolved names: config.json and summary.md say what ran
     config.protocols = config.protocols or (DEFAULT_PROTOCOL,)
+    seed_everything(config.seed)  # every init from --seed (torch seeds each process at random): runs repeat, resume is exact
     backbone_cls = facerec.load("backbone", config.backbone)
     quick = dict(getattr(backbone_cls, "quick_params", {}) or {}) if config.quick else {}
     face: Backbone = P.build_backbone(config, **quick)
@@ -356,6 +362,7 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     gen = P.build(config, "generator", config.generator, image_size=gen_params.pop("image_size", gen_size),
                   identity_dim=face.embedding_size, **gen_params)
     gen_size = int(gen.image_size)
+    check_identity_sampler(gen, knobs["sampler_steps"])
     size = _data_size(face, gen_size)
     synthetic_data = config.dataset == DEFAULT_DATASET
     paired = P.build(config, "dataset", config.dataset, image_size=size,
@@ -402,25 +409,19 @@ def dvg_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
     # 2. generator (+ identity sampler for DVG-Face)
     frozen_face = copy.deepcopy(face).to(device)
     gen.set_face_model(frozen_face)
-    if hasattr(gen, "fit_identity_sampler"):
-        from facerec.inference import embed_batches
-
-        chunks = (torch.as_tensor(dataset.batch(list(range(s, min(s + 128, len(dataset)))))["image"])
-                  for s in range(0, len(dataset), 128))
-        feats = embed_batches(frozen_face, chunks, device=device)
-        sampler_stats = gen.fit_identity_sampler(feats, steps=knobs["sampler_steps"], device=device,
-                                                 seed=config.seed, progress=True)
-        metrics.update({f"generator/{k}": v for k, v in sampler_stats.items()})
-        stages.done("identity sampler", "face-model features of the paired set", paired_ids, len(dataset),
-                    knobs["sampler_steps"], "-")
+    if hasattr(gen, "fit_identity_sampler"):  # released: frozen; else trained (resumably)
+        metrics.update(identity_sampler_stage(config, run, gen, frozen_face, dataset, knobs["sampler_steps"],
+                                              stages, paired_ids))
     log: list = []
     gen_stats = gen.fit(dataset, steps=knobs["generator_steps"], batch_size=knobs["generator_batch"], device=device,
-                        seed=config.seed, progress=True, log=log)
+                        seed=config.seed, progress=True, log=log,
+                        checkpoint=loop_checkpoint(config, run, "generator", generator_metadata(config.generator, gen)))
+    loop_finished("generator", gen_stats.pop("step", knobs["generator_steps"]), knobs["generator_steps"])
     metrics.update({f"generator/{k}": v for k, v in gen_stats.items()})
     run.write_text("generator_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
     from facerec.weights import save_weights
 
-    save_weights(gen, run.file("generator.safetensors"), {"arch": config.generator, "image_size": gen_size})
+    save_weights(gen, run.file("generator.safetensors"), generator_metadata(config.generator, gen))
     stages.done(f"dual generator ({config.generator})", f"{config.dataset} (paired NIR-VIS)", paired_ids,
                 len(dataset), f"{knobs['generator_steps']} x {knobs['generator_batch']} pairs", gen_size)
 

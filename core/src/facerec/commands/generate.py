@@ -7,9 +7,14 @@ block gets its own seed derived from ``--seed`` and the block's first id. Labels
 (``first_id + i``), so shards written separately never collide. An interrupted write resumes from
 its last committed chunk when the same command is run again.
 
+A generator that marks its images NIR or VIS (DVG-Face, DVG) has that modality written too: the list's
+third column, the LMDB's ``__modality__`` key, or ``_NIR`` / ``_VIS`` at the end of a folder's file names.
+
 Generator-specific conditions go through ``--condition KEY=VALUE`` (passed to ``sample`` when it
 accepts them), e.g. for vec2face ``--condition centers=centers.npy --condition yaw=45
---condition quality=25``; constructor parameters through ``--param KEY=VALUE``.
+--condition quality=25``; constructor parameters through ``--param KEY=VALUE``; a facerec weights file that stores them (``params``
+metadata, as the recipes and ``weights convert`` write it) needs none, and a training checkpoint (its
+``model/generator/`` part) loads too.
 
 A generator may report on its sampling: ``generation_report()`` returning ``{identity: {name: count}}``
 for its last ``sample`` call (vec2face: how many samples met the AttrOP targets). The counts are kept per
@@ -82,7 +87,7 @@ class GeneratedIdentities:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         b = self.batch([index])
-        return {"image": b["image"][0], "label": int(b["label"][0])}
+        return {k: (v[0] if k == "image" else int(v[0])) for k, v in b.items()}
 
     def batch(self, indices: list[int]) -> dict[str, Any]:
         import torch
@@ -110,7 +115,10 @@ class GeneratedIdentities:
             raise DataError(f"generator returned {images.shape[0]} images for {hi - lo} ids x {self.per_id}")
         self.generated_images += len(images)
         rows = torch.as_tensor(indices) - lo * self.per_id
-        return {"image": images[rows], "label": labels[rows]}
+        out = {"image": images[rows], "label": labels[rows]}
+        if all(p.modality is not None for p in parts):  # NIR/VIS generators: the writers keep it
+            out["modality"] = torch.cat([p.modality for p in parts]).long()[rows]
+        return out
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,6 +153,13 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
     first, last = _shard(shard, ids)
     if first == last:
         raise ParameterError(f"--shard {shard}: no identities in this shard ({ids} ids in all)")
+    state = None
+    if weights:
+        from ..weights import resolve
+
+        weights = str(resolve(weights))
+        stored, state = _stored_generator(Path(weights), name)
+        ctor = {**stored, **ctor}  # the file's build parameters; --param still wins
     gen = registry.create("generator", name, **ctor)
     if getattr(gen, "output", "image") != "image":
         raise ParameterError(f"generator {name!r} yields features, not images; facerun generate writes images")
@@ -154,10 +169,13 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
         if key not in accepted and not takes_any:
             raise ParameterError(f"--condition {key}: generator {name!r} sample() has no such option; "
                                  f"it accepts {', '.join(k for k in accepted if k not in ('self',))}")
-    if weights:
-        from ..weights import load_weights, resolve
+    if state is not None:
+        from ..weights import strict_load
 
-        weights = str(resolve(weights))
+        strict_load(gen, state, weights)
+    elif weights:
+        from ..weights import load_weights
+
         load_weights(gen, weights)
     if not Path(out).parent.exists():
         raise DataError(f"output folder {Path(out).parent} does not exist")
@@ -209,6 +227,40 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
         click.echo(f"attribute control: {totals['summary']} (per identity: {report_path})")
     click.echo(f"wrote {result.written} images of identities {first}..{last - 1} to {result.path} "
                f"({fmt}{resumed}; {rate:.1f} images/s overall, generator {dataset.generated_images / max(dataset.seconds, 1e-9):.1f} images/s)")
+
+
+def _stored_generator(path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What a facerec file says about the generator in it: its build parameters (``params`` metadata, as
+    ``save_weights`` callers and ``weights convert`` write them) and, for a training checkpoint of
+    ``facerun train`` / the recipes, its ``model/generator/`` state (else None: load the file as it is)."""
+    import json
+
+    from ..weights import format_of, read_metadata
+
+    if not format_of(path).native:
+        return {}, None
+    meta = read_metadata(path)
+    state = None
+    if "facerec_checkpoint" in meta:  # a training checkpoint: modules under model/<name>/
+        from ..engine.checkpoint import module_state
+
+        state = module_state(path, "generator")
+        try:
+            meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in json.loads(meta.get("meta", "{}")).items()}
+        except ValueError:
+            meta = {}
+    arch, kind = meta.get("arch"), meta.get("kind", "generator")
+    if arch is None or kind != "generator":
+        return {}, state
+    from .. import registry
+
+    if registry.load("generator", arch) is not registry.load("generator", name):
+        raise ParameterError(f"--weights {path} holds a {arch!r} generator, not {name!r}")
+    try:
+        params = json.loads(meta.get("params", "{}"))
+    except ValueError:
+        raise DataError(f"{path}: metadata 'params' is not JSON: {meta['params'][:60]!r}") from None
+    return (dict(params) if isinstance(params, dict) else {}), state
 
 
 def _write_report(path: Path, per_identity: dict[int, dict[str, int]], first: int) -> dict[str, Any]:

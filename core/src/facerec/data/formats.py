@@ -309,10 +309,13 @@ class ImageFolder(_FileList):
     With ``label_pattern`` (a regex) the folder may be flat instead: every image under ``root``
     is labelled by the pattern's first group (or whole match) in its relative path, e.g.
     ``subject(\\d+)`` for Yale faces; labels follow the sorted distinct values.
+    ``modality_rule`` (a regex, see :class:`ModalityRule`) gives each image a modality from its relative
+    path, e.g. ``_(NIR|VIS)\\.`` for the folders ``facerun generate`` writes with NIR-VIS generators.
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False,
-                 label_pattern: str | None = None, template: str | None = None):
+                 label_pattern: str | None = None, template: str | None = None, modality_rule: str | None = None,
+                 modality_values: str = "VIS,NIR"):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"image folder not found: {self.root}")
@@ -342,7 +345,14 @@ class ImageFolder(_FileList):
                             " (expected one sub-folder of images per identity)"))
         index = {c: i for i, c in enumerate(self.classes)}
         labels = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
-        super().__init__([str(self.root / r) for r in rel], labels, None, image_size, skip_corrupt, rel, template)
+        modality = None
+        if modality_rule not in (None, ""):
+            rule = ModalityRule(str(modality_rule), modality_values)
+            if rule.regex is None:
+                raise ParameterError(f"modality_rule {modality_rule!r}: a folder has no columns; give a regex "
+                                     "searched in each image's path, e.g. '_(NIR|VIS)\\.'")
+            modality = np.asarray([rule(r, [r], str(self.root / r)) for r in rel], dtype=np.int64)
+        super().__init__([str(self.root / r) for r in rel], labels, modality, image_size, skip_corrupt, rel, template)
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.classes)} identities)"

@@ -2,7 +2,9 @@
 
 Layouts (what the papers' loaders read):
 
-* ``folder``: ``OUT/<label:06d>/<index:08d>.<ext>`` (one folder per identity; needs labels);
+* ``folder``: ``OUT/<label:06d>/<index:08d>.<ext>`` (one folder per identity; needs labels); when the
+  source has modality, ``OUT/<label:06d>/<index:08d>_{VIS,NIR}.<ext>`` (the mark the DVG originals'
+  loaders look for in paths; read back with ``image-folder``'s ``modality_rule='_(NIR|VIS)\\.'``);
 * ``list``:   ``OUT/images/<label:06d>/<index:08d>.<ext>`` plus ``OUT/list.txt`` with lines
   ``images/... label`` and, when the source has modality, a third column (0 = VIS, 1 = NIR; read
   it back with ``modality_rule=2``); unlabelled samples get label -1;
@@ -36,7 +38,7 @@ import attrs
 import numpy as np
 import torch
 
-from ..api import Dataset
+from ..api import MODALITIES, Dataset
 from ..errors import DataError, ParameterError
 from .decode import JPEG_MAGIC, PNG_MAGIC, decode_uint8, encode_jpeg
 
@@ -413,14 +415,17 @@ class _FilesWriter(JournalledWriter):
         self.images = tmp / "images" if fmt == "list" else tmp
         self._dirs: set[Path] = set()
 
-    def relpath(self, index: int, label: int, data: bytes) -> str:
+    def relpath(self, index: int, label: int, data: bytes, modality: int = -1) -> str:
         folder = f"{label:06d}" if label >= 0 else "unlabeled"
-        prefix = "images/" if self.fmt == "list" else ""
-        return f"{prefix}{folder}/{index:08d}{_suffix(data)}"
+        if self.fmt == "list":  # the list's third column says the modality
+            return f"images/{folder}/{index:08d}{_suffix(data)}"
+        # a folder has no column: the file name says NIR or VIS (what the DVG originals' loaders look for)
+        mark = f"_{MODALITIES[modality]}" if modality >= 0 else ""
+        return f"{folder}/{index:08d}{mark}{_suffix(data)}"
 
     def commit(self, items: list[tuple], done: int, skipped: list[int]) -> None:
-        for index, data, label, _, _ in items:
-            path = self.tmp / self.relpath(index, label, data)
+        for index, data, label, modality, _ in items:
+            path = self.tmp / self.relpath(index, label, data, modality)
             if path.parent not in self._dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._dirs.add(path.parent)
@@ -448,6 +453,9 @@ class _FilesWriter(JournalledWriter):
                 lines.append(line)
             _write_atomic(self.tmp / LIST_NAME, ("\n".join(lines) + "\n").encode())
         marker = {"format": "facerec-dataset-1", "layout": self.fmt, "samples": int(len(rows))}
+        if with_modality:
+            marker["modality"] = ("column 3 (0 = VIS, 1 = NIR)" if self.fmt == "list" else
+                                  "file names end in _VIS / _NIR (read back with modality_rule='_(NIR|VIS)\\.')")
         _write_atomic(self.tmp / MARKER, (json.dumps(marker) + "\n").encode())
         (self.tmp / _JOURNAL).unlink()
         (self.tmp / ".facerec-rows.bin").unlink()
