@@ -21,6 +21,7 @@ PLUGINS = ("dvg", "dcr", "virface", "vec2face", "vggface2")
 TEMPLATE = "plugins/facerec-template"
 MTCNN_WEIGHTS = "facenet-pytorch==2.6.0"  # MIT; installed --no-deps (see README)
 DLIB = "plugins/facerec-dlib"
+RUFF = "ruff==0.17.6"
 
 nox.options.sessions = ["core", *PLUGINS, "template", "dlib", "all"]
 nox.options.reuse_existing_virtualenvs = False
@@ -29,10 +30,12 @@ nox.options.error_on_missing_interpreters = True
 
 def _check_base() -> None:
     # A facerec distribution in the base would leak its entry points into every session.
-    leaked = sorted({d.metadata["Name"] for d in md.distributions() if (d.metadata["Name"] or "").startswith("facerec")})
+    names = (d.metadata["Name"] or "" for d in md.distributions())
+    leaked = sorted({n for n in names if n.startswith("facerec")})
     if leaked:
         raise SystemExit(f"nox must run from an environment without facerec packages (found {', '.join(leaked)}); "
-                         "see README: python3 -m venv .venv-test && .venv-test/bin/pip install -r requirements/test.txt")
+                         "see README: python3 -m venv .venv-test && "
+                         ".venv-test/bin/pip install -r requirements/test.txt")
 
 
 def _env(session: nox.Session, *paths: str) -> None:
@@ -105,6 +108,14 @@ def all_(session: nox.Session) -> None:
     _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS), f"./{DLIB}")
     session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", *(f"facerec-{p}" for p in PLUGINS), "facerec-dlib")
     session.run("python", "-m", "pytest", "tests/combo", "tests/install", *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """ruff check with ruff.toml (pyflakes and pycodestyle errors and warnings at 120 columns). Not in the
+    default sessions: the code has findings left (`nox -s lint` lists them)."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".", *session.posargs)
 
 
 @nox.session(default=False)
