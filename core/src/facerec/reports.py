@@ -1,5 +1,6 @@
 """Evaluation reports: ``metrics.json``, a Markdown summary, per-fold numbers (CSV) and ROC/DET curves
-(PNG with matplotlib — the optional extra ``facerec-core[plots]`` — else CSV plus a message).
+(PNG with matplotlib — the optional extra ``facerec-core[plots]`` — else CSV plus a message), and the one
+ROC / CMC plotter every picture of curves goes through (``plot_roc``, ``plot_cmc``; recipes use them too).
 
 Every file is written to a temporary name and renamed, so a report is never half-written.
 """
@@ -79,22 +80,90 @@ def _curve_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray | None) -> str:
     return buf.getvalue()
 
 
-def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    pos = fpr > 0
-    ax1.plot(fpr[pos], tpr[pos], lw=1.5)
-    ax1.set_xscale("log")
-    ax1.set_xlabel("FAR (false accept rate)")
-    ax1.set_ylabel("TAR (true accept rate)")
-    ax1.set_title(f"ROC — {name}")
-    ax1.grid(True, which="both", alpha=0.3)
+    return plt
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return _atomic_write(Path(path), buf.getvalue())
+
+
+def roc_points(artefacts: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """A protocol's ROC as ``(fpr, tpr)``: top-level ``fpr``/``tpr`` or ``roc_fpr``/``roc_tpr``, or a ``roc``
+    mapping with ``fpr``/``tpr``; None when the artefacts carry none."""
+    for f, t in (("fpr", "tpr"), ("roc_fpr", "roc_tpr")):
+        if artefacts.get(f) is not None and artefacts.get(t) is not None:
+            return artefacts[f], artefacts[t]
+    roc = artefacts.get("roc")
+    if isinstance(roc, Mapping) and roc.get("fpr") is not None and roc.get("tpr") is not None:
+        return roc["fpr"], roc["tpr"]
+    return None
+
+
+def _draw_roc(ax: Any, curves: Mapping[str, tuple[Any, Any]], title: str) -> None:
+    """TAR against FAR (log axis; FAR = 0 cannot be drawn there) per curve, and chance (TAR = FAR) dashed."""
+    low = 1.0
+    for label, (far, tar) in curves.items():
+        far, tar = np.asarray(far, float), np.asarray(tar, float)
+        keep = far > 0
+        if keep.any():
+            low = min(low, float(far[keep].min()))
+        ax.plot(far[keep], tar[keep], lw=1.5, label=label)
+    grid = np.logspace(np.log10(low), 0, 50) if low < 1.0 else np.array([1.0])
+    ax.plot(grid, grid, "k--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("FAR (false accept rate)")
+    ax.set_ylabel("TAR (true accept rate)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if len(curves) > 1:
+        ax.legend(loc="lower right")
+
+
+def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str = "") -> Path:
+    """ROC of one or several models in one picture: ``{label: (fpr, tpr)}``."""
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.2))
+    _draw_roc(ax, curves, title or "ROC")
+    return _save_figure(fig, Path(path))
+
+
+def plot_cmc(curves: Mapping[str, Any], path: str | Path, title: str = "", chance: float | None = None) -> Path:
+    """CMC of one or several models: ``{label: identification rate at rank 1..K}``; ``chance`` (1 / gallery
+    size) draws rank x chance dashed."""
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.2))
+    k = 1
+    for label, rates in curves.items():
+        rates = np.asarray(rates, float)
+        k = max(k, len(rates))
+        ax.plot(np.arange(1, len(rates) + 1), rates, marker="o", ms=3, lw=1.5, label=label)
+    if chance is not None:
+        ranks = np.arange(1, k + 1)
+        ax.plot(ranks, np.minimum(1.0, ranks * chance), "k--", lw=0.8, label="chance")
+    ax.set_xlim(1, max(k, 2))
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_title(title or "CMC")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save_figure(fig, Path(path))
+
+
+def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
+    """The evaluation report's picture: ROC (as :func:`plot_roc`) and DET side by side."""
+    fig, (ax1, ax2) = _pyplot().subplots(1, 2, figsize=(10, 4.2))
+    _draw_roc(ax1, {name: (fpr, tpr)}, f"ROC — {name}")
     fnr = 1 - tpr
-    ok = pos & (fnr > 0)
+    ok = (fpr > 0) & (fnr > 0)
     ax2.plot(fpr[ok], fnr[ok], lw=1.5, color="C1")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
@@ -103,10 +172,7 @@ def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
     ax2.set_title(f"DET — {name}")
     ax2.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    _save_figure(fig, path)
 
 
 def have_matplotlib() -> bool:

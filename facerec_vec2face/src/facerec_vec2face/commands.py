@@ -200,7 +200,7 @@ def train(data, mask, out, net, weights, steps, epochs, batch_size, grad_accum, 
     from facerec.data.formats import LMDBDataset
     from facerec.engine.distributed import env_world_size
     from facerec.errors import DataError, ParameterError
-    from facerec.pipeline import RunDir
+    from facerec.recipes import RunDir
 
     from .vit import MaskConfig
 

@@ -18,7 +18,7 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     import attrs
 
     import facerec
-    from ..pipeline import parse_params
+    from ..recipes import parse_params
     from ..weights import resolve_weights
 
     parsed = parse_params(params)
