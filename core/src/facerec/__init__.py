@@ -18,7 +18,7 @@ def __getattr__(name: str):
         from .weights import load_weights
 
         return load_weights
-    if name in {"api", "metrics", "data", "engine", "heads", "protocols", "weights"}:
+    if name in {"api", "metrics", "data", "engine", "heads", "nn", "protocols", "weights"}:
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
