@@ -233,4 +233,18 @@ def describe(obj: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-__all__ = ["RANGES_ATTR", "accepted", "check", "check_names", "check_value", "declared_ranges", "describe", "takes"]
+def check_device(device: str, option: str = "--device") -> str:
+    """``device`` if torch can name it and, for CUDA, this machine has CUDA; else a one-line error."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"{option} {device!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"{option} {device}: CUDA is not available on this machine")
+    return device
+
+
+__all__ = ["RANGES_ATTR", "accepted", "check", "check_device", "check_names", "check_value", "declared_ranges",
+           "describe", "takes"]
