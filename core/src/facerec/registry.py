@@ -303,3 +303,7 @@ def _card_arch(comp: Component) -> str | None:
     except Exception:
         return None
     return getattr(card, "arch", None)
+
+
+__all__ = ["GROUPS", "KINDS", "Component", "components", "find", "load", "parameters", "create", "describe",
+           "refresh"]

@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 import attrs
 from facerec import registry
-from facerec.engine import Trainer, seed_everything
-from facerec.engine.classifier import dataset_batches
+from facerec.engine import Trainer, dataset_batches, seed_everything
 from facerec.errors import FacerecError
 from facerec.recipes import (PipelineConfig, RunDir, build, build_backbone, knob, recipe, save_backbone, train_config,
                              write_summary)
@@ -118,7 +117,7 @@ def _batches(data: Any, tcfg: Any, p: DcrParams):
     if p.sampler == "random":
         return dataset_batches(data, tcfg)
     from facerec.engine import distributed as D
-    from facerec.engine.classifier import LoaderBatches, has_fast_batch
+    from facerec.engine import LoaderBatches, has_fast_batch
 
     D.init_from_env(tcfg.device)
     micro = tcfg.batch_size // tcfg.grad_accum

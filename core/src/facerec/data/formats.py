@@ -699,3 +699,6 @@ def open_dataset(path: str | os.PathLike, **params: Any) -> Dataset:
         raise ParameterError(f"{fmt} dataset {path} has no parameter {unknown[0]!r}; "
                              f"accepted: {', '.join(sorted(accepted - {'path', 'root'} | ({'root'} if fmt == 'list' else set())))}")
     return cls(path, **params)
+
+
+__all__ = ["ImageList", "ImageFolder", "LMDBDataset", "ModalityRule", "detect_format", "open_dataset"]
