@@ -103,7 +103,8 @@ class RunDir:
             Image.fromarray(data).save(buf, format="PNG")
         return self._atomic(name, buf.getvalue())
 
-    def save_safetensors(self, name: str, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
+    def save_safetensors(self, name: str, tensors: Mapping[str, Any],
+                         metadata: Mapping[str, str] | None = None) -> Path:
         from ..engine.checkpoint import atomic_save
 
         target = self.file(name)
