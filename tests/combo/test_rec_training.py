@@ -1,5 +1,5 @@
 """An insightface-style dataset folder (train.rec, train.idx, property, lfw.bin, cfp_fp.bin) trains
-IResNet-50 (facerec-vec2face) through core's rec dataset with the .bin sets as the periodic evaluator."""
+IResNet-50 (core's) through core's rec dataset with the .bin sets as the periodic evaluator."""
 
 from __future__ import annotations
 

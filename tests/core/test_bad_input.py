@@ -28,7 +28,7 @@ from facerec.metrics import MetricInputError
 from facerec.data.formats import ImageList
 from facerec.data.writers import write_dataset
 from facerec.errors import DataError, ParameterError, WeightsError
-from facerec.pipeline import run_pipeline
+from facerec.recipes import run_pipeline
 from facerec.weights import read_checkpoint, save_weights
 
 FACERUN = str(Path(sys.executable).with_name("facerun"))

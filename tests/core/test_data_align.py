@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facerec.errors import DataError
 from facerec.data.detect.released import installed_folder
 
 pytestmark = pytest.mark.skipif(installed_folder() is None, reason="MTCNN weights absent: pip install --no-deps "
@@ -136,6 +137,10 @@ def test_align_all_faces_to_a_folder(tmp_path, raw, run_facerun):
     assert read_template(out) == "lightcnn144"
     ds = ImageFolder(out)
     assert len(ds) == 9 and np.bincount(ds.labels.numpy()).tolist() == [3, 4, 2]  # carol's photo has two
+    assert ds.template == "lightcnn144"  # the folder declares it, so extract/eval warp instead of resizing
+    (out / "facerec-align.json").write_text("{}")
+    with pytest.raises(DataError, match="facerec-align.json: unreadable alignment record"):
+        ImageFolder(out)
     assert tuple(ds[0]["image"].shape) == (3, 144, 144)
     _check_failures(tmp_path / "chips.failures.csv", raw)
 

@@ -13,8 +13,8 @@ from facerec import registry
 from facerec.api import GeneratedBatch, Generator, TensorDataset
 from facerec.backbones import SmallCNN
 from facerec.errors import FacerecError, ParameterError, UnknownComponentError
-from facerec.pipeline import (CachedDataset, LabelledConcat, RunDir, markdown_table, parse_params, resolve_recipe,
-                              run_pipeline)
+from facerec.recipes import (CachedDataset, LabelledConcat, RunDir, markdown_table, parse_params, resolve_recipe,
+                             run_pipeline)
 
 #: tiny settings that keep a full pipeline run to seconds
 TINY = ("backbone.width=4", "backbone.embedding_size=16", "dataset.num_ids=8", "dataset.per_id=4",

@@ -21,7 +21,7 @@ from facerec.inference import embed_tensor
 
 SIZE = 32
 TRAIN_IDS, TRAIN_PER_ID = 400, 16
-STEPS, BATCH, LR = 1800, 64, 0.1
+STEPS, BATCH, LR = 2200, 64, 0.1  # 1800 landed at 0.899 on a Zen 4 EPYC: margin restored
 
 
 def _features(protocol, images: torch.Tensor, model) -> dict[str, torch.Tensor]:

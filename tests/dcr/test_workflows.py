@@ -148,7 +148,7 @@ def test_intra_modes_on_the_lfw_layout(dcr_root):
     q8 = pixels(degrade(hr, 8))
     assert ir["precision_at_1_8"] == precision_at_1(q8, q8, labels, labels, self_exclusion="exact")
     assert r["precision_at_1_8"] == precision_at_1(q8, pixels(hr), labels, labels, self_exclusion="exact")
-    with pytest.raises(ParameterError, match="task must be one of V, IV"):
+    with pytest.raises(ParameterError, match="task must be one of 'V', 'IV', got 'IR'"):
         facerec.create("protocol", "dcr-lfw-lowres", data=str(dcr_root), task="IR")
 
 

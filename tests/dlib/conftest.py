@@ -53,3 +53,14 @@ def dlib():
 @pytest.fixture(scope="session")
 def lfw_dir(shared_data) -> Path:
     return shared_data / "lfw"
+
+
+@pytest.fixture(scope="session")
+def mtcnn_weights() -> Path:
+    """MTCNN's released weights from facenet-pytorch (README's install line; the nox session installs them)."""
+    from facerec.data.detect.released import installed_folder
+
+    folder = installed_folder()
+    if folder is None:
+        _missing("MTCNN weights absent: pip install --no-deps facenet-pytorch==2.6.0 (README's install line)")
+    return folder

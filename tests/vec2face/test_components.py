@@ -14,7 +14,6 @@ from facerec.weights import load_weights
 from facerec_vec2face.attrop import AttrTargets, optimise_attributes
 from facerec_vec2face.estimators import Embedder, QualityEstimator
 from facerec_vec2face.generator import Vec2Face
-from facerec_vec2face.iresnet import LAYERS, IResNet18, IResNet200
 from facerec_vec2face.sampling import IdentitySampler, _counts, perturb
 from facerec_vec2face.sixdrepnet import SixDRepNet, fuse_repvgg
 
@@ -125,14 +124,6 @@ def test_generator_converter_errors_list_keys(tmp_path):
     good = tmp_path / "good.pth"
     torch.save({"model_vec2face": {"module." + k: v for k, v in gen.state_dict().items()}}, good)
     load_weights(Vec2Face(config="tiny"), good)
-
-
-def test_iresnet200_has_its_real_depth():
-    assert LAYERS[200] == (6, 26, 60, 6) and LAYERS[100] == (3, 13, 30, 3)
-    m = IResNet200(image_size=32, width=4)
-    assert len(m.layer3) == 60
-    small = IResNet18(image_size=32, width=8).eval()
-    assert small.embed(torch.rand(2, 3, 48, 48)).shape == (2, 512)
 
 
 def test_repvgg_training_form_is_fused():

@@ -39,7 +39,7 @@ def test_demo_bad_recipe_knob(run_facerun, tmp_path):
 
 
 def test_hsface_recipe_in_process(tmp_path):
-    from facerec.pipeline import run_pipeline
+    from facerec.recipes import run_pipeline
 
     metrics = run_pipeline(backbone="iresnet50-se", recipe="hsface", out=str(tmp_path / "h"), echo=None,
                            params=["train.steps=2", "train.batch_size=8", "dataset.num_ids=4", "dataset.per_id=2",

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from facerec.nn import IResNet50SE, IResNet100
 from facerec.testing import load_fixture
 from facerec_vec2face.discriminator import Discriminator
 from facerec_vec2face.generator import Vec2Face
-from facerec_vec2face.iresnet import IResNet50SE, IResNet100
 from facerec_vec2face.pixel_decoder import PixelDecoder
 from facerec_vec2face.sixdrepnet import SixDRepNet, euler_degrees
 

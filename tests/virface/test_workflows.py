@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from facerec import pipeline as P
+from facerec import recipes as R
 
 TINY = ["--param", "train.batch_size=4", "--param", "dataset.num_ids=4", "--param", "dataset.per_id=2",
         "--param", "recipe.unlabeled_params={'num_ids': 130}", "--param", "recipe.gen_num=2",
@@ -16,10 +16,10 @@ TINY = ["--param", "train.batch_size=4", "--param", "dataset.num_ids=4", "--para
         "--param", "backbone.width=4", "--param", "backbone.embedding_size=16"]
 
 
-def _config(stage: str, preset: str = "paper", train: dict | None = None) -> P.PipelineConfig:
-    params = {k: {} for k in P.PARAM_KINDS}
+def _config(stage: str, preset: str = "paper", train: dict | None = None) -> R.PipelineConfig:
+    params = {k: {} for k in R.PARAM_KINDS}
     params["train"] = dict(train or {})
-    return P.PipelineConfig(backbone="virface-resnet18", recipe="virface", stage=stage, preset=preset, params=params)
+    return R.PipelineConfig(backbone="virface-resnet18", recipe="virface", stage=stage, preset=preset, params=params)
 
 
 @pytest.mark.parametrize("stage, epochs, lr, batch, decay", [
@@ -32,15 +32,14 @@ def test_paper_preset_per_stage(stage, epochs, lr, batch, decay):
     from facerec_virface.recipe import VIRFACE_TRAIN, _settings, stage_config, virface_recipe
 
     config = _config(stage)
-    tcfg = stage_config(config, P.train_config(config, VIRFACE_TRAIN["paper"]), stage)
+    tcfg = stage_config(config, R.train_config(config, VIRFACE_TRAIN["paper"]), stage)
     assert (tcfg.epochs, tcfg.lr, tcfg.batch_size) == (epochs, lr, batch)
     assert tcfg.milestones == pytest.approx(tuple(d / epochs for d in decay))
-    knobs = config.recipe_params(virface_recipe.params)
-    assert _settings(knobs, "paper").unlabel_batch_size == 128
-    assert _settings(knobs, "quick").unlabel_batch_size == 32
+    assert _settings(virface_recipe.resolve(config)).unlabel_batch_size == 128
+    assert _settings(virface_recipe.resolve(_config(stage, "quick"))).unlabel_batch_size == 32
     # explicit settings win over the preset's
     mine = _config(stage, train={"steps": 3, "lr": 0.5})
-    tcfg = stage_config(mine, P.train_config(mine, VIRFACE_TRAIN["paper"]), stage)
+    tcfg = stage_config(mine, R.train_config(mine, VIRFACE_TRAIN["paper"]), stage)
     assert (tcfg.epochs, tcfg.total_steps(10_000), tcfg.lr) == (None, 3, 0.5)
 
 

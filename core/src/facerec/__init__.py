@@ -2,14 +2,22 @@
 
 ``import facerec`` is cheap (no torch): the registry functions are available at once and the
 rest of the public API is imported on first use.
+
+The public API is what ``__all__`` lists, here and in each public module (docs/api.md): a module is
+public when its name is in its parent's ``__all__``. Plugins and users import only that; every other
+module is internal and may change without notice (tests/core/test_public_api.py checks the plugins).
 """
 
 from ._version import API_VERSION, __version__
 from .errors import FacerecError
 from .registry import components, create, describe, load
 
+#: the public modules, imported on first use
+MODULES = ("api", "data", "engine", "errors", "heads", "inference", "metrics", "nn", "outputs", "params",
+           "protocols", "recipes", "registry", "testing", "weights")
+
 __all__ = ["API_VERSION", "__version__", "FacerecError", "components", "create", "describe", "load",
-           "load_weights", "api"]
+           "load_weights", *MODULES]
 
 
 def __getattr__(name: str):
@@ -18,7 +26,7 @@ def __getattr__(name: str):
         from .weights import load_weights
 
         return load_weights
-    if name in {"api", "metrics", "data", "engine", "heads", "protocols", "weights"}:
+    if name in MODULES:
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -437,3 +437,8 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any], key: str = "state_dict",
                 name = name[len(prefix):]
         out[name] = value if isinstance(value, Tensor) else torch.as_tensor(value)
     return out
+
+
+__all__ = ["MODALITIES", "COLORS", "InputSpec", "Backbone", "Head", "HeadOutput", "Generator", "GeneratedBatch",
+           "Dataset", "TensorDataset", "Protocol", "EvalResult", "Embedder", "Detector", "Detections",
+           "unwrap_state_dict"]

@@ -129,7 +129,7 @@ def main(ctx: click.Context, backbone: str | None, **options: Any) -> None:
             raise click.UsageError("the pipeline needs --backbone")
         click.echo(ctx.get_help())
         return
-    from .pipeline import run_pipeline  # heavy: torch
+    from .recipes import run_pipeline  # imported only when a run starts
 
     try:
         # continuing a run is `facerun train --resume`; here an existing run is only replaced
@@ -205,12 +205,20 @@ def info(kind: str, name: str, as_json: bool) -> None:
         click.echo(f"  embedding size: {data['embedding_size']}")
     if data.get("input_spec"):
         click.echo("  input: " + ", ".join(f"{k}={v}" for k, v in data["input_spec"].items()))
+    if data.get("stages"):
+        click.echo("  stages (--stage): " + ", ".join(data["stages"]))
+    if data.get("defaults"):
+        click.echo("  falls back to: " + ", ".join(f"{k} {', '.join(v) if isinstance(v, (list, tuple)) else v}"
+                                                 for k, v in data["defaults"].items()))
     if data["parameters"]:
-        click.echo("  parameters:")
+        click.echo("  parameters (--param recipe.NAME=VALUE):" if kind == "recipe" else "  parameters:")
         for pname, p in data["parameters"].items():
             default = "required" if p["required"] else f"default {p['default']!r}"
+            if "paper" in p and p["paper"] != p["default"]:  # a recipe's per-preset defaults
+                default = f"quick {p['default']!r}, paper {p['paper']!r}"
             declared = "; ".join(p[k] for k in ("type", "range") if p.get(k))
-            click.echo(f"    {pname}: {default}" + (f" ({declared})" if declared else ""))
+            click.echo(f"    {pname}: {default}" + (f" ({declared})" if declared else "")
+                       + (f"  {p['help']}" if p.get("help") else ""))
     if data.get("weights") is not None:
         click.echo("  weights: " + (", ".join(data["weights"]) or "none registered"))
 

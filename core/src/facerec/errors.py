@@ -28,3 +28,7 @@ class WeightsError(FacerecError):
 
 class DataError(FacerecError):
     pass
+
+
+__all__ = ["FacerecError", "UnknownComponentError", "DuplicateComponentError", "ComponentLoadError",
+           "ParameterError", "WeightsError", "DataError"]

@@ -392,3 +392,4 @@ def relative_error(got: Tensor, expected: Tensor) -> float:
     return float((expected.double() - got.double()).abs().max()) / max(float(expected.abs().max()), 1.0)
 
 
+__all__ = ["as_embedder", "embed_batches", "embed_tensor", "optimize_for_inference", "fold_batchnorm"]

@@ -690,3 +690,10 @@ def dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks: Sequence
     curve = roc(flat, L, drop_intermediate=True)
     return DVGResult(score_matrix=S, rank=r, tpr_at_far=tar_at_far(flat, L, fars, rule="above", curve=curve),
                      ap=average_precision(flat, L), eer_raw=dvg_eer(flat, L, curve=curve))
+
+
+__all__ = ["MetricInputError", "ROC", "roc", "tar_at_far", "eer", "auc", "average_precision", "KFoldResult",
+           "fold_bounds", "kfold_accuracy", "BestThreshold", "best_threshold_accuracy", "cosine_scores",
+           "search", "RankResult", "identification_ranks", "rank_k", "cmc", "dir_at_fpir",
+           "insightface_verification", "squared_l2", "dcr_verification", "dvg_eer", "DVGResult",
+           "dvg_evaluation"]

@@ -1,25 +1,30 @@
-"""Parameter values checked against what a component declares, before anything is built.
+"""Parameter names and values checked against what a component declares, before anything is built.
 
-One mechanism for every component (backbones, heads, generators, datasets, protocols) and for
-``TrainConfig``: the type comes from the constructor's annotation (else from its default), the
-allowed range from an optional ``param_ranges = {"name": (low, high)}`` class attribute (either end
-may be ``None``; both inclusive). Only scalar annotations are enforced (int, float, bool, str, paths,
-``Literal``, ``None`` and unions of them); containers and anything else pass through to the
-constructor, which still validates them. Integers must fit in int64 and floats must be finite
-whatever a component declares: nothing downstream can use 1e400 or 10**30.
+One mechanism for every component (backbones, heads, generators, datasets, protocols), for
+``TrainConfig`` and for recipe parameter classes: :func:`check_names` refuses a name the constructor
+does not take (with close matches and the accepted list), :func:`check` checks values. The type comes
+from the constructor's annotation (else from its default), the allowed range from an optional
+``param_ranges = {"name": (low, high)}`` class attribute or, for attrs classes, a field's
+``metadata["range"]`` (either end may be ``None``; both inclusive). Only scalar annotations are
+enforced (int, float, bool, str, paths, ``Literal``, ``None`` and unions of them); containers and
+anything else pass through to the constructor, which still validates them. Integers must fit in int64
+and floats must be finite whatever a component declares: nothing downstream can use 1e400 or 10**30.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import numbers
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
+
+import attrs
 
 from .errors import ParameterError
 
@@ -29,7 +34,11 @@ _INT64 = 2**63
 
 def declared_ranges(obj: Any) -> dict[str, tuple[Any, Any]]:
     """``{name: (low, high)}`` a component (class or factory) declares for its parameters."""
-    return dict(getattr(obj, RANGES_ATTR, None) or {})
+    ranges = {}
+    if isinstance(obj, type) and attrs.has(obj):  # attrs fields may carry their range (recipe knobs do)
+        ranges = {f.name: tuple(f.metadata["range"]) for f in attrs.fields(obj)
+                  if f.metadata.get("range", (None, None)) != (None, None)}
+    return {**ranges, **(getattr(obj, RANGES_ATTR, None) or {})}
 
 
 def _signature(obj: Any) -> dict[str, inspect.Parameter]:
@@ -37,6 +46,37 @@ def _signature(obj: Any) -> dict[str, inspect.Parameter]:
         return dict(inspect.signature(obj).parameters)
     except (TypeError, ValueError):
         return {}
+
+
+def accepted(obj: Any) -> list[str] | None:
+    """The keyword parameters ``obj`` takes; None when it takes any (``**kwargs``, or no readable signature)."""
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind != p.VAR_POSITIONAL and p.name != "self"]
+
+
+def takes(obj: Any, key: str) -> bool:
+    names = accepted(obj)
+    return names is None or key in names
+
+
+def check_names(obj: Any, keys: Iterable[str], owner: str, option: Callable[[str], str] | None = None) -> None:
+    """Refuse the first key ``obj`` does not take: ``"<option(key)>: <owner> has no parameter 'k' (did you
+    mean ...?); accepted: ..."`` (``owner`` says whose parameters, e.g. ``head 'arcface'``)."""
+    names = accepted(obj)
+    if names is None:
+        return
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            lead = f"{option(key)}: " if option is not None else ""
+            raise ParameterError(f"{lead}{owner} has no parameter {key!r}{hint}; "
+                                 f"accepted: {', '.join(names) or 'none'}")
 
 
 def _hints(obj: Any) -> dict[str, Any]:
@@ -193,4 +233,18 @@ def describe(obj: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-__all__ = ["RANGES_ATTR", "check", "check_value", "declared_ranges", "describe"]
+def check_device(device: str, option: str = "--device") -> str:
+    """``device`` if torch can name it and, for CUDA, this machine has CUDA; else a one-line error."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"{option} {device!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"{option} {device}: CUDA is not available on this machine")
+    return device
+
+
+__all__ = ["RANGES_ATTR", "accepted", "check", "check_device", "check_names", "check_value", "declared_ranges",
+           "describe", "takes"]

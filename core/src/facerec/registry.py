@@ -239,25 +239,13 @@ def parameters(obj: Any) -> dict[str, inspect.Parameter]:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n != "self"}
 
 
-def _accepts_any(obj: Any) -> bool:
-    try:
-        return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(obj).parameters.values())
-    except (TypeError, ValueError):
-        return True
-
-
 def create(kind: str, name: str, **params: Any) -> Any:
     """Build a component. Unknown parameters are refused with the list of accepted ones; values are
     checked against the declared types and ranges (:mod:`facerec.params`) before the constructor runs."""
     from . import params as P
 
     obj = load(kind, name)
-    accepted = parameters(obj)
-    if not _accepts_any(obj):
-        unknown = sorted(set(params) - set(accepted))
-        if unknown:
-            raise ParameterError(
-                f"{kind} {name!r} has no parameter {unknown[0]!r}; accepted: {', '.join(accepted) or 'none'}")
+    P.check_names(obj, sorted(params), f"{kind} {name!r}")
     params = P.check(obj, params, lambda key: f"{kind} {name!r}: parameter {key}")
     try:
         return obj(**params)
@@ -299,6 +287,11 @@ def describe(kind: str, name: str) -> dict[str, Any]:
         info["embedding_size"] = getattr(obj, "embedding_size", None)
     if kind in ("backbone", "detector"):
         info["weights"] = [c.name for c in components("weights") if _card_arch(c) == name]
+    if kind == "recipe":  # its parameters are its params class's fields, not the function's arguments
+        from .recipes.declare import describe as describe_recipe
+
+        found = describe_recipe(obj, name)
+        info.update(found, summary=found["summary"] or comp.summary)
     return info
 
 
@@ -310,3 +303,7 @@ def _card_arch(comp: Component) -> str | None:
     except Exception:
         return None
     return getattr(card, "arch", None)
+
+
+__all__ = ["GROUPS", "KINDS", "Component", "components", "find", "load", "parameters", "create", "describe",
+           "refresh"]

@@ -1,6 +1,7 @@
-"""Evaluation reports: ``metrics.json``, a Markdown summary, per-fold numbers (CSV), ROC/DET curves, and
-the pictures recipes draw (ROC and CMC of several models, image pairs side by side). matplotlib is a
-dependency of facerec-core; where it is missing anyway, curves are written as CSV plus a message.
+"""Evaluation reports: ``metrics.json``, a Markdown summary, per-fold numbers (CSV) and ROC/DET curves, the
+one ROC / CMC plotter every picture of curves goes through (``plot_roc``, ``plot_cmc``; recipes use them
+too) and image pairs side by side (``plot_image_pairs``). matplotlib is part of facerec-core's install;
+where it is missing anyway, curves are written as CSV plus a message.
 
 Every file is written to a temporary name and renamed, so a report is never half-written.
 """
@@ -93,36 +94,6 @@ def _curve_csv(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray | None) -> str:
     return buf.getvalue()
 
 
-def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    pos = fpr > 0
-    ax1.plot(fpr[pos], tpr[pos], lw=1.5)
-    ax1.set_xscale("log")
-    ax1.set_xlabel("FAR (false accept rate)")
-    ax1.set_ylabel("TAR (true accept rate)")
-    ax1.set_title(f"ROC — {name}")
-    ax1.grid(True, which="both", alpha=0.3)
-    fnr = 1 - tpr
-    ok = pos & (fnr > 0)
-    ax2.plot(fpr[ok], fnr[ok], lw=1.5, color="C1")
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("FAR")
-    ax2.set_ylabel("FRR (false reject rate)")
-    ax2.set_title(f"DET — {name}")
-    ax2.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    _atomic_write(path, buf.getvalue())
-
-
 def _pyplot() -> Any:
     import matplotlib
 
@@ -139,42 +110,59 @@ def _save_figure(fig: Any, path: Path) -> Path:
     return _atomic_write(Path(path), buf.getvalue())
 
 
-def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str = "") -> Path:
-    """ROC of several models in one picture: TAR against FAR (log axis), chance (TAR = FAR) dashed."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+def roc_points(artefacts: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """A protocol's ROC as ``(fpr, tpr)``: top-level ``fpr``/``tpr`` or ``roc_fpr``/``roc_tpr``, or a ``roc``
+    mapping with ``fpr``/``tpr``; None when the artefacts carry none."""
+    for f, t in (("fpr", "tpr"), ("roc_fpr", "roc_tpr")):
+        if artefacts.get(f) is not None and artefacts.get(t) is not None:
+            return artefacts[f], artefacts[t]
+    roc = artefacts.get("roc")
+    if isinstance(roc, Mapping) and roc.get("fpr") is not None and roc.get("tpr") is not None:
+        return roc["fpr"], roc["tpr"]
+    return None
+
+
+def _draw_roc(ax: Any, curves: Mapping[str, tuple[Any, Any]], title: str) -> None:
+    """TAR against FAR (log axis; FAR = 0 cannot be drawn there) per curve, and chance (TAR = FAR) dashed."""
     low = 1.0
     for label, (far, tar) in curves.items():
         far, tar = np.asarray(far, float), np.asarray(tar, float)
         keep = far > 0
-        low = min(low, float(far[keep].min()) if keep.any() else 1.0)
-        ax.plot(far[keep], tar[keep], lw=1.6, label=label)
-    grid = np.logspace(np.log10(low), 0, 50)
+        if keep.any():
+            low = min(low, float(far[keep].min()))
+        ax.plot(far[keep], tar[keep], lw=1.5, label=label)
+    grid = np.logspace(np.log10(low), 0, 50) if low < 1.0 else np.array([1.0])
     ax.plot(grid, grid, "k--", lw=0.8, label="chance")
     ax.set_xscale("log")
-    ax.set_xlim(low, 1.0)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("FAR (false accept rate)")
-    ax.set_ylabel("TAR / VR (true accept rate)")
-    ax.set_title(title or "ROC")
+    ax.set_ylabel("TAR (true accept rate)")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
+    if len(curves) > 1:
+        ax.legend(loc="lower right")
+
+
+def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str = "") -> Path:
+    """ROC of one or several models in one picture: ``{label: (fpr, tpr)}``."""
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.2))
+    _draw_roc(ax, curves, title or "ROC")
     return _save_figure(fig, Path(path))
 
 
 def plot_cmc(curves: Mapping[str, Any], path: str | Path, title: str = "", chance: float | None = None) -> Path:
-    """CMC of several models: identification rate at rank 1..K; ``chance`` (1 / gallery size) per rank dashed."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    """CMC of one or several models: ``{label: identification rate at rank 1..K}``; ``chance`` (1 / gallery
+    size) draws rank x chance dashed."""
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.2))
     k = 1
     for label, rates in curves.items():
         rates = np.asarray(rates, float)
         k = max(k, len(rates))
-        ax.plot(np.arange(1, len(rates) + 1), rates, marker="o", ms=3, lw=1.6, label=label)
+        ax.plot(np.arange(1, len(rates) + 1), rates, marker="o", ms=3, lw=1.5, label=label)
     if chance is not None:
         ranks = np.arange(1, k + 1)
         ax.plot(ranks, np.minimum(1.0, ranks * chance), "k--", lw=0.8, label="chance")
-    ax.set_xlim(1, k)
+    ax.set_xlim(1, max(k, 2))
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate")
@@ -182,6 +170,23 @@ def plot_cmc(curves: Mapping[str, Any], path: str | Path, title: str = "", chanc
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     return _save_figure(fig, Path(path))
+
+
+def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
+    """The evaluation report's picture: ROC (as :func:`plot_roc`) and DET side by side."""
+    fig, (ax1, ax2) = _pyplot().subplots(1, 2, figsize=(10, 4.2))
+    _draw_roc(ax1, {name: (fpr, tpr)}, f"ROC — {name}")
+    fnr = 1 - tpr
+    ok = (fpr > 0) & (fnr > 0)
+    ax2.plot(fpr[ok], fnr[ok], lw=1.5, color="C1")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("FAR")
+    ax2.set_ylabel("FRR (false reject rate)")
+    ax2.set_title(f"DET — {name}")
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    _save_figure(fig, path)
 
 
 def plot_image_pairs(groups: Mapping[str, tuple[Any, Any]], path: str | Path, names: tuple[str, str] = ("NIR", "VIS"),
@@ -231,7 +236,7 @@ def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mappi
     messages: list[str] = []
     plots = have_matplotlib() if plots is None else plots
     if not plots:
-        messages.append("matplotlib is not installed (it is a dependency of facerec-core: pip install matplotlib): "
+        messages.append("matplotlib is not installed (pip install matplotlib): "
                         "ROC/DET curves written as CSV only")
     payload = {"info": _jsonable(dict(info or {})),
                "protocols": {n: {"metrics": _jsonable(dict(r.metrics)), "convention": r.convention}

@@ -127,3 +127,6 @@ def load_fixture(name: str, directory: str | Path) -> Fixture:
     spec = json.loads((directory / f"{name}.json").read_text())
     outputs = load_file(str(directory / f"{name}.safetensors"))
     return Fixture(name=name, spec=spec, outputs=outputs)
+
+
+__all__ = ["Fixture", "load_fixture", "fixture_tensor", "fixture_input"]

@@ -10,54 +10,65 @@ specialised (fc1 = identity, fc2 = trunk classifier).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import attrs
 from facerec import registry
-from facerec.engine import Trainer, seed_everything
-from facerec.engine.classifier import dataset_batches
-from facerec.errors import FacerecError, ParameterError
-from facerec.pipeline import PipelineConfig, RunDir, build, build_backbone, save_backbone, train_config, write_summary
+from facerec.engine import Trainer, dataset_batches, seed_everything
+from facerec.errors import FacerecError
+from facerec.recipes import (PipelineConfig, RunDir, build, build_backbone, knob, recipe, save_backbone, train_config,
+                             write_summary)
 
-from .augment import check_lowres
 from .losses import CMLoss, TrunkLoss
 from .model import DEFAULT_SCALES
 from .sampling import MPerClassIndices
 from .training import branch_loss_fn, coupling_pairs, load_init, trunk_loss_fn
 
 STAGES = ("trunk", "branch", "scface")
-PARAMS: dict[str, Any] = {
-    "scales": DEFAULT_SCALES,
-    "init": "",  # weights to start the branch/scface stage from (default: this run's trunk stage)
-    "specialised_init": True,  # the original's --init-branches (SI)
-    "trunk_bn": "frozen",  # "train" = the original (BN of the frozen trunk keeps updating)
-    "train_trunk": False,  # the original's -nft: also fine-tune the trunk in the branch stage
-    "branch_steps": 0,  # branch-stage steps in the two-stage run (0 = train.steps)
-    "center_factor": 0.008,  # trunk loss beta / CM loss lambda_c
-    "dist_factor": 0.008,  # CM loss lambda_d
-    "update_factor": 0.6,  # centre momentum alpha
-    "augment": True,  # random horizontal flip (without aug_plus)
-    "aug_plus": False,  # the README recipes' --aug-plus (MoCo v2 crop, colour jitter, grey, blur, flip)
-    "lowres": "tensor",  # training LR views: "tensor" (batched) or "pil" (the original's exact per-sample path)
-    "sampler": "random",  # or "m-per-class" (the original's --Msampler)
-    "m_per_class": 4,
-    "trunk_miner": "none",  # or "batch-hard" (--trunkloss-miner BatchHardMiner)
-    "trunk_mining": "center",  # --trunkloss-miningin: center, embedding or none
-    "branch_miner": "none",  # or "batch-hard" (--branchloss-miner BatchHardMiner)
-}
-SAMPLERS = ("random", "m-per-class")
-#: What the paper preset changes (each overridable with --param recipe.X): the README recipes' --aug-plus
-#: and the original's exact PIL low-resolution synthesis.
-PAPER_PARAMS = {"aug_plus": True, "lowres": "pil"}
+
+
+@attrs.frozen
+class DcrParams:
+    """``--param recipe.*`` of the DCR recipe. The paper preset takes the README recipes' --aug-plus and the
+    original's exact PIL low-resolution synthesis; the quick preset a shorter branch stage (fc layers only:
+    cheap to fit; why: facerec_dcr/README.md)."""
+
+    scales: tuple[int, ...] = knob(DEFAULT_SCALES, converter=tuple, help="low resolutions with a branch each (px)")
+    init: str | None = knob("", help="weights to start the branch/scface stage from (default: this run's trunk)")
+    specialised_init: bool = knob(True, help="the original's --init-branches (SI)")
+    trunk_bn: Literal["frozen", "train"] = knob("frozen", help="train = the original (the frozen trunk's BN updates)")
+    train_trunk: bool = knob(False, help="the original's -nft: also fine-tune the trunk in the branch stage")
+    branch_steps: int = knob(100, paper=0, low=0, help="branch-stage steps in the two-stage run (0 = train.steps)")
+    center_factor: float = knob(0.008, help="trunk loss beta / CM loss lambda_c")
+    dist_factor: float = knob(0.008, help="CM loss lambda_d")
+    update_factor: float = knob(0.6, help="centre momentum alpha")
+    augment: bool = knob(True, help="random horizontal flip (without aug_plus)")
+    aug_plus: bool = knob(False, paper=True, help="--aug-plus: MoCo v2 crop, colour jitter, grey, blur, flip")
+    lowres: Literal["tensor", "pil"] = knob("tensor", paper="pil",
+                                            help="LR views: tensor (batched) or pil (the original's exact path)")
+    sampler: Literal["random", "m-per-class"] = knob("random", help="m-per-class: the original's --Msampler")
+    m_per_class: int = knob(4, low=1, help="images per identity with the m-per-class sampler")
+    trunk_miner: Literal["none", "batch-hard"] | None = knob("none", help="--trunkloss-miner (batch-hard: "
+                                                                          "BatchHardMiner)")
+    trunk_mining: Literal["center", "embedding", "none"] | None = knob("center", help="--trunkloss-miningin")
+    branch_miner: Literal["none", "batch-hard"] | None = knob("none", help="--branchloss-miner (batch-hard: "
+                                                                           "BatchHardMiner)")
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("trunk_miner", "trunk_mining", "branch_miner"):  # `--param recipe.X=none` parses as None
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, "none")
+
+
 #: The README recipes validate every epoch and stop after 20 epochs without improvement (--patience 20).
 PAPER_PATIENCE = 20
 QUICK_SIZE = 32  # the quick preset renders faces at 32 px (the paper: 120): 2.7x cheaper steps than 64 px
 # What the quick preset changes, each only where the user gave no value (why: facerec_dcr/README.md):
 # un-normalised trunk embeddings (with unit-norm embeddings and a plain linear fc2 the logits are bounded
-# by |W| ~ 0.6 at init, so cross-entropy stays at ln(C) for hundreds of steps), 100 training identities
-# (300 are seen ~2 times each in a CPU budget), and a shorter branch stage (fc layers only: cheap to fit).
+# by |W| ~ 0.6 at init, so cross-entropy stays at ln(C) for hundreds of steps) and 100 training identities
+# (300 are seen ~2 times each in a CPU budget).
 QUICK_BACKBONE = {"normalized_embeddings": False}
 QUICK_DATASET = {"num_ids": 100}
-QUICK_PARAMS = {"branch_steps": 100}
 
 DEFAULTS = {
     # Adam as the README recipes; lr 2e-3 with warm-up and cosine decay on the short synthetic runs
@@ -101,16 +112,16 @@ def _evaluator(protocols: dict[str, Any], model: Any, device: str, keep_branches
     return evaluate
 
 
-def _batches(data: Any, tcfg: Any, p: dict[str, Any]):
+def _batches(data: Any, tcfg: Any, p: DcrParams):
     """``i -> batch`` for the Trainer: a random permutation per epoch, or m images per identity."""
-    if p["sampler"] == "random":
+    if p.sampler == "random":
         return dataset_batches(data, tcfg)
     from facerec.engine import distributed as D
-    from facerec.engine.classifier import LoaderBatches, has_fast_batch
+    from facerec.engine import LoaderBatches, has_fast_batch
 
     D.init_from_env(tcfg.device)
     micro = tcfg.batch_size // tcfg.grad_accum
-    order = MPerClassIndices(data.labels, int(p["m_per_class"]), micro, tcfg.seed)
+    order = MPerClassIndices(data.labels, int(p.m_per_class), micro, tcfg.seed)
     part = D.local_slice(micro)
 
     def local(i: int):
@@ -144,7 +155,7 @@ def _resume(config: PipelineConfig, run: RunDir, stage: str):
 
 
 def _fit(config: PipelineConfig, run: RunDir, stage: str, model, criterion, loss_fn, data, tcfg, frozen,
-         evaluator, p: dict[str, Any]) -> dict[str, Any]:
+         evaluator, p: DcrParams) -> dict[str, Any]:
     for param in model.parameters():  # a previous stage's freezing must not leak into this one
         param.requires_grad_(True)
     trainer = Trainer({"backbone": model, "criterion": criterion}, loss_fn, _batches(data, tcfg, p), tcfg,
@@ -153,30 +164,30 @@ def _fit(config: PipelineConfig, run: RunDir, stage: str, model, criterion, loss
     return trainer.fit()
 
 
-def _views(p: dict[str, Any]) -> dict[str, Any]:
-    return {"lowres": p["lowres"], "aug_plus": bool(p["aug_plus"])}
+def _views(p: DcrParams) -> dict[str, Any]:
+    return {"lowres": p.lowres, "aug_plus": bool(p.aug_plus)}
 
 
-def _trunk_criterion(model, p: dict[str, Any]) -> TrunkLoss:
-    return TrunkLoss(model.num_classes, model.embedding_size, p["center_factor"], p["update_factor"],
-                     miner=p["trunk_miner"], mining=p["trunk_mining"])
+def _trunk_criterion(model, p: DcrParams) -> TrunkLoss:
+    return TrunkLoss(model.num_classes, model.embedding_size, p.center_factor, p.update_factor,
+                     miner=p.trunk_miner, mining=p.trunk_mining)
 
 
 def _stage_trunk(config, run, p, model, data, tcfg, protocols) -> dict[str, Any]:
-    loss_fn = trunk_loss_fn(model.scales, model.num_classes, p["augment"], **_views(p))
+    loss_fn = trunk_loss_fn(model.scales, model.num_classes, p.augment, **_views(p))
     ev = _evaluator(protocols, model, tcfg.device, keep_branches=False)
     return _fit(config, run, "trunk", model, _trunk_criterion(model, p), loss_fn, data, tcfg, ["backbone.branches"],
                 ev, p)
 
 
 def _stage_branch(config, run, p, model, data, tcfg, protocols) -> dict[str, Any]:
-    if p["specialised_init"] and _resume(config, run, "branch") is None:
+    if p.specialised_init and _resume(config, run, "branch") is None:
         model.specialise_branches()
     criterion = CMLoss(model.num_classes, len(model.branches), coupling_pairs(model), model.embedding_size,
-                       p["center_factor"], p["dist_factor"], p["update_factor"], miner=p["branch_miner"])
-    loss_fn = branch_loss_fn(model.scales, model.num_classes, train_trunk=bool(p["train_trunk"]),
-                             trunk_bn=p["trunk_bn"], augment=p["augment"], **_views(p))
-    frozen = [] if p["train_trunk"] else ["backbone.trunk"]
+                       p.center_factor, p.dist_factor, p.update_factor, miner=p.branch_miner)
+    loss_fn = branch_loss_fn(model.scales, model.num_classes, train_trunk=bool(p.train_trunk),
+                             trunk_bn=p.trunk_bn, augment=p.augment, **_views(p))
+    frozen = [] if p.train_trunk else ["backbone.trunk"]
     ev = _evaluator(protocols, model, tcfg.device, keep_branches=True)
     return _fit(config, run, "branch", model, criterion, loss_fn, data, tcfg, frozen, ev, p)
 
@@ -203,26 +214,19 @@ def _verdict(rows: list[dict[str, Any]], pairs: int | None) -> str:
             f"({mean['branches']:.4f} vs {mean['trunk']:.4f}, {gain:+.4f}; one run, {counted})")
 
 
-def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
+@recipe(params=DcrParams, stages=STAGES)
+def dcr_recipe(config: PipelineConfig, run: RunDir, p: DcrParams) -> dict[str, Any]:
     """Train DCR: trunk then coupled branches (or one ``--stage``), evaluate per resolution."""
-    p = config.recipe_params({**PARAMS, **(QUICK_PARAMS if config.quick else PAPER_PARAMS)})
-    if p["trunk_bn"] not in ("frozen", "train"):
-        raise ParameterError(f"recipe.trunk_bn must be 'frozen' or 'train', got {p['trunk_bn']!r}")
-    if p["sampler"] not in SAMPLERS:
-        raise ParameterError(f"recipe.sampler must be one of {', '.join(SAMPLERS)}, got {p['sampler']!r}")
-    check_lowres(p["lowres"])
-    TrunkLoss(1, 1, miner=p["trunk_miner"], mining=p["trunk_mining"])  # knob errors before any heavy work
-    CMLoss(1, 1, (), 1, miner=p["branch_miner"])
     stages = [config.stage] if config.stage else ["trunk", "branch"]
     seed_everything(config.seed)  # model and centre initialisation are part of the run's seed
     size = _image_size(config)
     scface = stages == ["scface"]
-    scales = config.kind_params("backbone").get("scales", p["scales"])
+    scales = config.kind_params("backbone").get("scales", p.scales)
     data = _dataset(config, "dcr-scface" if scface else "synthetic-lowres", size, scales)
     overrides = {**(QUICK_BACKBONE if config.quick else {}), "num_classes": int(data.num_classes),
                  "image_size": size}
     if "scales" not in config.kind_params("backbone"):
-        overrides["scales"] = tuple(p["scales"])
+        overrides["scales"] = tuple(p.scales)
     model = build_backbone(config, **overrides)
     if not hasattr(model, "branches"):
         raise FacerecError(f"recipe dcr needs a DCR backbone (dcr-trunk, dcr-trunk-paper), not {config.backbone!r}")
@@ -238,19 +242,19 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     results: dict[str, Any] = {}
     notes = [f"images at {size} px; scales {list(model.scales)}; branch design {model.design!r}; "
              f"normalised embeddings {model.trunk.normalized_embeddings}; {int(data.num_classes)} classes",
-             f"training views: {p['lowres']} low-resolution path, "
-             + ("aug-plus (crop, colour jitter, grey, blur, flip)" if p["aug_plus"] else
-                "flip" if p["augment"] else "no augmentation")
-             + f"; sampler {p['sampler']}" + (f" (m={p['m_per_class']})" if p["sampler"] != "random" else "")
-             + f"; trunk miner {p['trunk_miner']}, branch miner {p['branch_miner']}"]
+             f"training views: {p.lowres} low-resolution path, "
+             + ("aug-plus (crop, colour jitter, grey, blur, flip)" if p.aug_plus else
+                "flip" if p.augment else "no augmentation")
+             + f"; sampler {p.sampler}" + (f" (m={p.m_per_class})" if p.sampler != "random" else "")
+             + f"; trunk miner {p.trunk_miner}, branch miner {p.branch_miner}"]
     for stage in stages:
         tcfg = train_config(config, preset)
-        if stage == "branch" and len(stages) > 1 and p["branch_steps"]:
-            tcfg = tcfg.evolve(steps=int(p["branch_steps"]), epochs=None)
+        if stage == "branch" and len(stages) > 1 and p.branch_steps:
+            tcfg = tcfg.evolve(steps=int(p.branch_steps), epochs=None)
         tcfg = _paper_evaluation(config, tcfg, data, protocols, stage)
-        if stage in ("branch", "scface") and (p["init"] or stage == "branch" and "trunk" not in stages):
-            source = p["init"] or run.checkpoint("trunk")
-            if not p["init"] and not source.is_file():
+        if stage in ("branch", "scface") and (p.init or stage == "branch" and "trunk" not in stages):
+            source = p.init or run.checkpoint("trunk")
+            if not p.init and not source.is_file():
                 raise FacerecError(f"--stage branch needs a trained trunk: run --stage trunk into {run.path} "
                                    "first, or give --param recipe.init=WEIGHTS")
             fresh = load_init(model, source)
@@ -261,7 +265,7 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
         elif stage == "branch":
             out = _stage_branch(config, run, p, model, data, tcfg, protocols)
         else:  # SCface: the surveillance images are already low resolution: no synthesis
-            loss_fn = trunk_loss_fn((), model.num_classes, p["augment"], **_views(p))
+            loss_fn = trunk_loss_fn((), model.num_classes, p.augment, **_views(p))
             ev = _evaluator(protocols, model, tcfg.device, keep_branches=True)
             out = _fit(config, run, "scface", model, _trunk_criterion(model, p), loss_fn, data, tcfg,
                        ["backbone.branches"], ev, p)
@@ -289,6 +293,3 @@ def dcr_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
                         for r in results["per_resolution"] if r["trunk"] != "" and r["branches"] != ""})
     return results
 
-
-dcr_recipe.params = PARAMS  # type: ignore[attr-defined]
-dcr_recipe.stages = STAGES  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """DCR trunks: the repository's default BasicBlock ResNet and the paper-like PReLU trunk.
 
 Module and parameter names follow the original code (``conv1``, ``bn1``, ``layer{i}``, ``fc1``,
-``fc2``) so that released checkpoints load strictly after only stripping ``module.``.
+``fc2``) so that released checkpoints load strictly after only stripping ``module.``. The default trunk's
+blocks are core's torchvision ``BasicBlock`` (``facerec.nn``), whose key names the original keeps.
 """
 
 from __future__ import annotations
@@ -9,32 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch.nn.functional as F
+from facerec.nn import BasicBlock, conv3x3
 from torch import Tensor, nn
-
-
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """torchvision BasicBlock: conv-BN-ReLU-conv-BN, + shortcut, ReLU."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = _conv3x3(cin, cout, stride)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(cout, cout)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
 
 
 class EmbeddingHead(nn.Module):
@@ -93,10 +70,10 @@ class PReLUBlock(nn.Module):
     def __init__(self, channels: int, batch_norm: bool = True):
         super().__init__()
         norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
-        self.conv1 = _conv3x3(channels, channels)
+        self.conv1 = conv3x3(channels, channels)
         self.bn1 = norm()
         self.relu1 = nn.PReLU(channels)
-        self.conv2 = _conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
         self.bn2 = norm()
         self.relu2 = nn.PReLU(channels)
 
@@ -114,13 +91,13 @@ class PaperTrunk(EmbeddingHead):
     def __init__(self, layers: Sequence[int] = (1, 2, 5, 3), out_channels: int = 512, num_classes: int = 0,
                  normalized_embeddings: bool = True, batch_norm: bool = True):
         super().__init__()
-        self.conv1 = _conv3x3(3, 32)
+        self.conv1 = conv3x3(3, 32)
         self.bn1 = nn.BatchNorm2d(32) if batch_norm else nn.Identity()
         self.relu = nn.PReLU(32)
         cin = 32
         for i, (width, depth) in enumerate(zip((64, 128, 256, 512), layers), start=1):
             # index 1 is the parameterless MaxPool, so blocks are layer{i}.2.. as in the original keys
-            stage = [_conv3x3(cin, width), nn.MaxPool2d(2, 2)] + [PReLUBlock(width, batch_norm) for _ in range(depth)]
+            stage = [conv3x3(cin, width), nn.MaxPool2d(2, 2)] + [PReLUBlock(width, batch_norm) for _ in range(depth)]
             setattr(self, f"layer{i}", nn.Sequential(*stage))
             cin = width
         self._init_head(cin, out_channels, num_classes, normalized_embeddings)

@@ -41,7 +41,7 @@ def _features(ds: Any, keys: list[str], features: str | None, identity_weights: 
             raise DataError(f"--features {features}: no feature for {len(missing)} images, e.g. {missing[0]!r}")
         return table.embeddings[torch.tensor(rows)].float()
     import facerec
-    from facerec.commands.extract import dataset_batches
+    from facerec.data.sources import image_batches
     from facerec.protocols.common import embed_images, image_size_for
 
     from .generator import _named_architecture
@@ -51,7 +51,7 @@ def _features(ds: Any, keys: list[str], features: str | None, identity_weights: 
     facerec.load_weights(model, identity_weights)
     model.eval().to(device)
     ds.image_size = image_size_for(model, None)
-    return embed_images(model, dataset_batches(ds, batch_size), len(ds), device=device, progress=True,
+    return embed_images(model, image_batches(ds, batch_size), len(ds), device=device, progress=True,
                         desc="identity features")
 
 
@@ -129,8 +129,9 @@ def prepare(data, out, features, identity_weights, backbone, mask_ids, mask_out,
     """Build the generator's training LMDB from face images and their identity features (prepare_training_set.py)."""
     import numpy as np
 
-    from facerec.commands.extract import check_device, open_data
+    from facerec.data.sources import open_with_keys
     from facerec.errors import DataError
+    from facerec.params import check_device
 
     out_path = Path(out)
     if out_path.exists() and not overwrite:
@@ -138,7 +139,7 @@ def prepare(data, out, features, identity_weights, backbone, mask_ids, mask_out,
     if not out_path.parent.is_dir():
         raise DataError(f"output folder {out_path.parent} does not exist")
     device = check_device(device)
-    ds, keys = open_data(data, 112, {})
+    ds, keys = open_with_keys(data, 112, {})
     if getattr(ds, "unlabelled", False):
         raise DataError(f"--data {data}: a flat folder has no identities; put each identity's images in its own "
                         "sub-folder (the original labels images by parent folder)")
@@ -196,11 +197,11 @@ def train(data, mask, out, net, weights, steps, epochs, batch_size, grad_accum, 
           resume) -> None:
     """Train the Vec2Face generator on a training LMDB (vec2face.py); writes OUT/generator.safetensors."""
     import facerec
-    from facerec.commands.extract import check_device
     from facerec.data.formats import LMDBDataset
     from facerec.engine.distributed import env_world_size
     from facerec.errors import DataError, ParameterError
-    from facerec.pipeline import RunDir
+    from facerec.params import check_device
+    from facerec.recipes import RunDir
 
     from .vit import MaskConfig
 

@@ -154,9 +154,9 @@ class Vec2Face(Generator, Vec2FaceNet):
             self._estimators["pose"] = PoseEstimator(pose)
 
     def _load_estimators(self) -> None:
-        from facerec.weights import load_weights  # core, lazily: only when files were given
+        from facerec.nn import IResNet100  # core, lazily: only when files were given
+        from facerec.weights import load_weights
 
-        from .iresnet import IResNet100
         from .sixdrepnet import SixDRepNet
 
         for role, path in self._estimator_files.items():

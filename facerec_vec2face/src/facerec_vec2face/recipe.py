@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import torch
 
 import facerec
@@ -16,8 +17,9 @@ from facerec.data.transforms import Compose, RandomErasing, RandomHorizontalFlip
 from facerec.engine import seed_everything, train_classifier
 from facerec.engine.distributed import is_main_process
 from facerec.inference import embed_tensor
-from facerec.pipeline import (PipelineConfig, RunDir, build_backbone, build_dataset, build_head,
-                              build_protocols, evaluate_protocols, save_backbone, train_config, write_summary)
+from facerec.recipes import (NoParams, PipelineConfig, RunDir, build_backbone, build_dataset, build_head,
+                             build_protocols, evaluate_protocols, knob, recipe, save_backbone, train_config,
+                             write_summary)
 
 #: FR training per preset (quick: CPU minutes; paper: SOTA-FR's HSFace10K config, 26 epochs, /10 at 12/20/24).
 FR_TRAIN = {
@@ -32,8 +34,19 @@ QUICK_BACKBONE = {"image_size": 32, "width": 8}
 #: Quick-preset data and evaluation sizes (the user's --param dataset.* / protocol.* win).
 QUICK_DATA = {"num_ids": 64, "per_id": 8}
 QUICK_PROTOCOL = {"pairs_per_fold": 100}
-GEN = {"quick": {"gen_steps": 100, "gen_config": "tiny", "gen_batch": 32, "gen_lr": 4e-3},
-       "paper": {"gen_steps": 100_000, "gen_config": "base", "gen_batch": 128, "gen_lr": 4e-5 * 128 / 112}}
+
+
+@attrs.frozen
+class Vec2FaceParams:
+    """``--param recipe.*`` of the Vec2Face demo: the generator's training (paper: vec2face.py's base
+    config, batch 128, lr 4e-5 x 128 / 112) and the FR model's augmentation."""
+
+    gen_steps: int = knob(100, paper=100_000, low=1, help="generator training steps")
+    gen_config: str = knob("tiny", paper="base", help="generator size (a Vec2Face config name)")
+    gen_batch: int = knob(32, paper=128, low=1, help="generator batch size")
+    gen_lr: float = knob(4e-3, paper=4e-5 * 128 / 112, low=0, help="generator learning rate")
+    disc_start: int | None = knob(None, low=0, help="step the discriminator starts at (default: the generator's)")
+    random_erasing: bool = knob(True, help="HSFace's flip + random erasing (false: flip only)")
 
 
 def hsface_augment() -> Compose:
@@ -87,19 +100,16 @@ def _train_fr(config: PipelineConfig, run: RunDir, data: Any, protocols: dict, s
     return result, backbone
 
 
-def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
+@recipe(params=Vec2FaceParams)
+def vec2face_recipe(config: PipelineConfig, run: RunDir, knobs: Vec2FaceParams) -> dict[str, Any]:
     """Train FR on real data, train Vec2Face on its images+features, sample new identities (PCA-Gaussian of
     the centres), train FR on the generated set of the same size, compare on the protocols."""
-    knobs = config.recipe_params(vec2face_recipe.params)
-    for key, value in GEN[config.preset].items():
-        if knobs[key] is None:
-            knobs[key] = value
     over = QUICK_BACKBONE if config.quick else {}
     seed_everything(config.seed)
     probe = build_backbone(config, **over)
     dataset = build_dataset(config, probe, **(QUICK_DATA if config.quick else {}))
     protocols = build_protocols(config, probe, **(QUICK_PROTOCOL if config.quick else {}))
-    augment = hsface_augment() if knobs["random_erasing"] else "flip"
+    augment = hsface_augment() if knobs.random_erasing else "flip"
     metrics: dict[str, Any] = {}
     # 1. FR on the real set: the baseline, and the identity model Vec2Face learns to invert.
     real, fr = _train_fr(config, run, dataset, protocols, "real", over, augment)
@@ -110,12 +120,12 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     # 2. Vec2Face on (image, feature) pairs, with the trained FR model as the identity loss.
     # build_generator's first argument is named ``config`` too: create with the merged params directly.
     gen = facerec.create("generator", config.generator,
-                         **{"config": knobs["gen_config"], **config.kind_params("generator")}).to(config.device)
+                         **{"config": knobs.gen_config, **config.kind_params("generator")}).to(config.device)
     gen.set_estimators(identity=fr)
-    fit = gen.fit(FeatureImages(images, feats, labels), steps=int(knobs["gen_steps"]),
-                  batch_size=int(knobs["gen_batch"]), device=config.device, seed=config.seed, progress=True,
-                  lr=float(knobs["gen_lr"]), warmup_steps=min(10, int(knobs["gen_steps"]) // 10),
-                  disc_start=knobs["disc_start"], run_dir=str(run.path))
+    fit = gen.fit(FeatureImages(images, feats, labels), steps=int(knobs.gen_steps),
+                  batch_size=int(knobs.gen_batch), device=config.device, seed=config.seed, progress=True,
+                  lr=float(knobs.gen_lr), warmup_steps=min(10, int(knobs.gen_steps) // 10),
+                  disc_start=knobs.disc_start, run_dir=str(run.path))
     metrics["generator"] = fit
     # 3. New identities from the centres' PCA-Gaussian, same size as the real set.
     centres = torch.zeros(int(labels.max()) + 1, feats.shape[1]).index_add_(0, labels, feats)
@@ -149,12 +159,8 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     return metrics
 
 
-vec2face_recipe.params = {"gen_steps": None, "gen_config": None, "gen_batch": None,  # type: ignore[attr-defined]
-                          "gen_lr": None, "disc_start": None, "random_erasing": True}
-vec2face_recipe.stages = ()  # type: ignore[attr-defined]
-
-
-def hsface_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
+@recipe()
+def hsface_recipe(config: PipelineConfig, run: RunDir, params: NoParams) -> dict[str, Any]:
     """The HSFace FR recipe (SOTA-FR): ArcFace s=64 m=0.5, SGD 0.1/0.9/5e-4, flip + random erasing."""
     seed_everything(config.seed)
     over = QUICK_BACKBONE if config.quick else {}
@@ -164,7 +170,3 @@ def hsface_recipe(config: PipelineConfig, run: RunDir) -> dict[str, Any]:
     result, _ = _train_fr(config, run, dataset, protocols, "train", over, hsface_augment())
     write_summary(run, config, {k: v for k, v in result.items() if isinstance(v, (int, float))})
     return result
-
-
-hsface_recipe.params = {}  # type: ignore[attr-defined]
-hsface_recipe.stages = ()  # type: ignore[attr-defined]

@@ -147,7 +147,7 @@ def losses_off(identity: bool, lpips: bool, weights: LossWeights) -> list[str]:
 def say(run_dir: str | None, notes: list[str]) -> None:
     """Tell the terminal (rank 0) and the run's log.jsonl which loss terms are off."""
     from facerec.engine.distributed import is_main_process
-    from facerec.engine.logs import RunLogger
+    from facerec.engine import RunLogger
 
     if not notes or not is_main_process():
         return

@@ -35,7 +35,7 @@ def convert(checkpoint: str, arch: str, embedding_size: int, out: str, params: t
     if "head" not in parts or "weight" not in parts["head"]:
         raise facerec.FacerecError(f"{checkpoint}: no head weight in the checkpoint")
     num_ids = int(parts["head"]["weight"].shape[0])
-    from facerec.pipeline import parse_params
+    from facerec.recipes import parse_params
 
     parsed = parse_params(params)
     if any(v for k, v in parsed.items() if k != "backbone"):

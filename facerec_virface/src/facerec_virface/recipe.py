@@ -15,12 +15,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
-from facerec import pipeline as P
+from facerec import recipes as R
 from facerec import registry
 from facerec.engine.distributed import is_main_process
 from facerec.errors import FacerecError, ParameterError
+from facerec.recipes import knob, recipe
 
 from .checkpoints import load_parts, save_parts
 from .evaluation import CompatPairs, render_once
@@ -55,11 +57,29 @@ PAPER_STAGES: dict[str, dict[str, Any]] = {
     "virclass": _epochs(10, (4, 6, 8)),
     "virface": _epochs(10, (8, 12, 15, 18)),
 }
-#: B_u: train.py's --unlabel_batch_size 128 (paper preset); the quick preset's CPU budget uses 32.
-UNLABEL_BATCH = {"quick": 32, "paper": 128}
 
 
-def stage_config(config: P.PipelineConfig, tcfg: Any, stage: str) -> Any:
+@attrs.frozen
+class VirfaceParams:
+    """``--param recipe.*`` of the VirFace recipe (train.py's options where it has them)."""
+
+    unlabeled: str = knob("synthetic-unlabeled", help="the unlabelled (shallow) dataset")
+    unlabeled_params: dict[str, Any] | None = knob(None, help="its parameters, e.g. {'path': 'meta.txt'}")
+    # B_u: train.py's --unlabel_batch_size 128 (paper preset); the quick preset's CPU budget uses 32
+    unlabel_batch_size: int = knob(32, paper=128, low=1, help="B_u, unlabelled images per step")
+    gen_num: int = knob(5, low=1, help="virtual samples per unlabelled feature")
+    mse_weight: float = knob(5e3, help="generator reconstruction (MSE) loss weight")
+    kl_weight: float = knob(2.0, help="generator KL loss weight")
+    flip: bool = knob(True, help="random horizontal flip")
+    init: str | None = knob(None, help="checkpoint to start a stage from (VirFace .pytorch or stages/*.safetensors)")
+    generator_steps: int | None = knob(None, low=1, help="demo: generator-stage steps (default: half the budget)")
+    seeds: int = knob(1, low=1, help="demo: number of seeds averaged (1 keeps the quick demo in CPU minutes)")
+    compat_metric: bool = knob(False, help="also report the repository's single best-threshold accuracy")
+    compat_norm_batch: int | None = knob(None, low=0, help="... with its per-batch dim-0 normalisation "
+                                                            "(400 for LFW, 200 for CFP)")
+
+
+def stage_config(config: R.PipelineConfig, tcfg: Any, stage: str) -> Any:
     """The stage's training settings: the paper preset's per-stage schedule under the user's --param train.*."""
     if config.quick:
         return tcfg
@@ -92,57 +112,46 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
-def _knobs(config: P.PipelineConfig) -> dict[str, Any]:
-    knobs = config.recipe_params(virface_recipe.params)
-    if knobs["seeds"] < 1:
-        raise ParameterError(f"recipe.seeds must be >= 1, got {knobs['seeds']}")
-    if knobs["gen_num"] < 1:
-        raise ParameterError(f"recipe.gen_num must be >= 1, got {knobs['gen_num']}")
-    return knobs
-
-
-def _backbone(config: P.PipelineConfig) -> Any:
+def _backbone(config: R.PipelineConfig) -> Any:
     overrides = dict(QUICK_BACKBONE) if config.quick else {}
     obj = registry.load("backbone", config.backbone)
     overrides = {k: v for k, v in overrides.items() if k in registry.parameters(obj)}
-    return P.build_backbone(config, **overrides)
+    return R.build_backbone(config, **overrides)
 
 
-def _datasets(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any],
+def _datasets(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams,
               demo: bool = False) -> tuple[Any, Any]:
-    name_l = config.dataset or P.DEFAULT_DATASET
-    defaults = DEMO_LABELLED[config.preset] if demo and name_l == P.DEFAULT_DATASET else {}
-    labelled = P.build_dataset(config, backbone, **defaults)
+    name_l = config.dataset or R.DEFAULT_DATASET
+    defaults = DEMO_LABELLED[config.preset] if demo and name_l == R.DEFAULT_DATASET else {}
+    labelled = R.build_dataset(config, backbone, **defaults)
     if not labelled.num_classes:
-        raise FacerecError(f"dataset {config.dataset or P.DEFAULT_DATASET!r} has no labels; VirFace needs a "
+        raise FacerecError(f"dataset {config.dataset or R.DEFAULT_DATASET!r} has no labels; VirFace needs a "
                            "labelled set (pass the unlabelled one as recipe.unlabeled)")
-    name = knobs["unlabeled"]
+    name = knobs.unlabeled
     obj = registry.load("dataset", name)
-    params = dict(knobs["unlabeled_params"] or {})
+    params = dict(knobs.unlabeled_params or {})
     if demo and name == "synthetic-unlabeled":
         params = {**DEMO_UNLABELLED[config.preset], **params}
     if "image_size" in registry.parameters(obj):
-        params.setdefault("image_size", P.canonical_size(backbone))
+        params.setdefault("image_size", R.canonical_size(backbone))
     unlabelled = registry.create("dataset", name, **params)
     return labelled, unlabelled
 
 
-def _settings(knobs: dict[str, Any], preset: str) -> StageSettings:
-    b_u = knobs["unlabel_batch_size"] if knobs["unlabel_batch_size"] is not None else UNLABEL_BATCH[preset]
-    return StageSettings(unlabel_batch_size=int(b_u), gen_num=int(knobs["gen_num"]),
-                         mse_weight=float(knobs["mse_weight"]), kl_weight=float(knobs["kl_weight"]),
-                         flip=bool(knobs["flip"]))
+def _settings(knobs: VirfaceParams) -> StageSettings:
+    return StageSettings(unlabel_batch_size=knobs.unlabel_batch_size, gen_num=knobs.gen_num,
+                         mse_weight=float(knobs.mse_weight), kl_weight=float(knobs.kl_weight), flip=knobs.flip)
 
 
-def _protocols(config: P.PipelineConfig, backbone: Any, knobs: dict[str, Any],
+def _protocols(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams,
                demo: bool = False) -> dict[str, Any]:
-    names = config.protocols or (P.DEFAULT_PROTOCOL,)
-    overrides = DEMO_PROTOCOL[config.preset] if demo and names == (P.DEFAULT_PROTOCOL,) else {}
-    protocols = P.build_protocols(config, backbone, **overrides)
-    if knobs["compat_metric"]:
-        protocols = {n: CompatPairs(p, norm_batch=knobs["compat_norm_batch"]) for n, p in protocols.items()}
+    names = config.protocols or (R.DEFAULT_PROTOCOL,)
+    overrides = DEMO_PROTOCOL[config.preset] if demo and names == (R.DEFAULT_PROTOCOL,) else {}
+    protocols = R.build_protocols(config, backbone, **overrides)
+    if knobs.compat_metric:
+        protocols = {n: CompatPairs(p, norm_batch=knobs.compat_norm_batch) for n, p in protocols.items()}
     elif demo:
-        protocols = render_once(protocols, P.canonical_size(backbone))
+        protocols = render_once(protocols, R.canonical_size(backbone))
     return protocols
 
 
@@ -160,25 +169,24 @@ def materialise(dataset: Any, chunk: int = 256) -> Any:
 def _modules(config, labelled, knobs, backbone=None):
     backbone = backbone if backbone is not None else _backbone(config)
     quick = QUICK_HEAD if config.quick else {}
-    head = P.build_head(config, backbone.embedding_size, int(labelled.num_classes), name=HEADS["virface"],
+    head = R.build_head(config, backbone.embedding_size, int(labelled.num_classes), name=HEADS["virface"],
                         **quick)
     generator = registry.create("generator", config.generator or "virface",
                                 embedding_size=backbone.embedding_size)
     return backbone, head, generator
 
 
-def run_one_stage(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
+def run_one_stage(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams) -> dict[str, Any]:
     """``--stage S``: load the previous stage (``recipe.init`` or this run's ``stages/<prev>.safetensors``),
     train stage S, evaluate, and save ``stages/S.safetensors`` (backbone, head, generator)."""
     from facerec.engine import seed_everything
 
-    knobs = _knobs(config)
     stage = config.stage
     seed_everything(config.seed)
     backbone = _backbone(config)
     labelled, unlabelled = _datasets(config, backbone, knobs)
     backbone, head, generator = _modules(config, labelled, knobs, backbone)
-    init = knobs["init"]
+    init = knobs.init
     if init is None and stage in PREVIOUS:
         init = run.path / "stages" / f"{PREVIOUS[stage]}.safetensors"
         if not Path(init).is_file():
@@ -190,8 +198,8 @@ def run_one_stage(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
                             optional_generator=stage != "virface")
         if stage == "virface" and "generator" not in loaded:
             raise FacerecError(f"{init}: stage 'virface' needs a checkpoint with a generator (run 'generator')")
-    tcfg = stage_config(config, P.train_config(config, VIRFACE_TRAIN[config.preset]), stage)
-    settings = _settings(knobs, config.preset)
+    tcfg = stage_config(config, R.train_config(config, VIRFACE_TRAIN[config.preset]), stage)
+    settings = _settings(knobs)
     protocols = _protocols(config, backbone, knobs)
     result = run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
                        unlabelled=unlabelled, config=tcfg, settings=settings, run_dir=run.path,
@@ -200,11 +208,11 @@ def run_one_stage(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
                    "epochs": tcfg.epochs or 0, "lr": tcfg.lr})
     if stage != "generator" and result.get("finished"):
         if not any(k.startswith(tuple(protocols)) for k in result):
-            result.update(P.evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
+            result.update(R.evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
     if is_main_process():  # under torchrun rank 0 alone writes files
         save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
                    generator=generator if stage in ("generator", "virface") else None, stage=stage)
-    P.save_backbone(run, backbone)
+    R.save_backbone(run, backbone)
     return result
 
 
@@ -213,24 +221,23 @@ def _accuracy(metrics: dict[str, Any]) -> float:
     return float(metrics[keys[0]]) if keys else float("nan")
 
 
-def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
+def run_demo(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams) -> dict[str, Any]:
     """pretrain alone, pretrain continued (labelled only, same budget), pretrain -> virclass and
     pretrain -> generator -> virface, for each seed; a table of mean (std) pair accuracy."""
     import copy
 
     from facerec.engine import seed_everything
 
-    knobs = _knobs(config)
-    tcfg = P.train_config(config, VIRFACE_TRAIN[config.preset])
+    tcfg = R.train_config(config, VIRFACE_TRAIN[config.preset])
     if tcfg.epochs is not None:
         raise ParameterError("the VirFace demo compares the methods at one step budget: give --param train.steps=N "
                              "with --preset paper, or run the paper's stages with --stage")
     steps = tcfg.total_steps()
-    gen_steps = int(knobs["generator_steps"] or max(1, steps // 2))
-    settings = _settings(knobs, config.preset)
+    gen_steps = int(knobs.generator_steps or max(1, steps // 2))
+    settings = _settings(knobs)
     rows: dict[str, list[float]] = {k: [] for k in ("pretrain", "pretrain-continued", "virclass", "virface")}
     per_seed = []
-    for i in range(int(knobs["seeds"])):
+    for i in range(int(knobs.seeds)):
         seed = config.seed + i
         seed_everything(seed)
         scfg = tcfg.evolve(seed=seed, progress=False)
@@ -243,7 +250,7 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
         _say(f"seed {seed}: pretrain ({steps} steps)")
         run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
                   config=stage_config(config, scfg, "pretrain"), settings=settings, run_dir=sub)
-        got = {"pretrain": P.evaluate_protocols(protocols, backbone, device=config.device)}
+        got = {"pretrain": R.evaluate_protocols(protocols, backbone, device=config.device)}
         _say(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}")
         start = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()))
         variants = (("pretrain-continued", ("pretrain",)), ("virclass", ("virclass",)),
@@ -261,7 +268,7 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
             if name == "virface" and is_main_process():
                 save_parts(run.file(f"seed{seed}/virface.safetensors"), backbone=backbone, head=head,
                            generator=generator, stage="virface")
-            got[name] = P.evaluate_protocols(protocols, backbone, device=config.device)
+            got[name] = R.evaluate_protocols(protocols, backbone, device=config.device)
             _say(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}")
         for name, m in got.items():
             rows[name].append(_accuracy(m))
@@ -279,37 +286,21 @@ def run_demo(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
                       "per seed": ", ".join(f"{v:.4f}" for v in values)})
         metrics[f"{name}/accuracy"] = mean
         metrics[f"{name}/accuracy_std"] = std
-    protocol_names = ", ".join(config.protocols or (P.DEFAULT_PROTOCOL,))
-    text = (f"Labelled: {config.dataset or P.DEFAULT_DATASET}; unlabelled: {knobs['unlabeled']}; protocol: "
+    protocol_names = ", ".join(config.protocols or (R.DEFAULT_PROTOCOL,))
+    text = (f"Labelled: {config.dataset or R.DEFAULT_DATASET}; unlabelled: {knobs.unlabeled}; protocol: "
             f"{protocol_names}; {len(per_seed)} seeds from {config.seed}; B_l {tcfg.batch_size}, "
             f"B_u {settings.unlabel_batch_size}, gen_num {settings.gen_num}, MSE weight {settings.mse_weight:g}, "
             f"KL weight {settings.kl_weight:g}.")
     run.write_json("demo.json", {"table": table, "per_seed": per_seed, "note": text})
-    P.write_summary(run, config, {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+    R.write_summary(run, config, {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                     tables={"VirFace demo: pair accuracy (mean over seeds)": table}, text=text)
-    _say("\n" + P.markdown_table(table) + "\n" + text)
+    _say("\n" + R.markdown_table(table) + "\n" + text)
     return metrics
 
 
-def virface_recipe(config: P.PipelineConfig, run: P.RunDir) -> dict[str, Any]:
+@recipe(params=VirfaceParams, stages=STAGES)
+def virface_recipe(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams) -> dict[str, Any]:
     """VirFace: one stage (--stage pretrain|generator|virclass|virface) or the comparison demo (no --stage)."""
     if config.stage is not None:
-        return run_one_stage(config, run)
-    return run_demo(config, run)
-
-
-virface_recipe.params = {  # type: ignore[attr-defined]
-    "unlabeled": "synthetic-unlabeled",  # the unlabelled (shallow) dataset
-    "unlabeled_params": None,  # its parameters, e.g. {'path': 'unlabeled_meta.txt', 'unlabeled': True}
-    "unlabel_batch_size": None,  # B_u (None: 128 in the paper preset, as train.py; 32 in the quick one)
-    "gen_num": 5,
-    "mse_weight": 5e3,
-    "kl_weight": 2.0,
-    "flip": True,
-    "init": None,  # checkpoint to start a stage from (VirFace .pytorch or a stages/*.safetensors)
-    "generator_steps": None,  # demo: generator-stage steps (default: half the stage budget)
-    "seeds": 1,  # demo: number of seeds averaged (1 keeps the quick demo within CPU minutes)
-    "compat_metric": False,  # also report the repository's single best-threshold accuracy
-    "compat_norm_batch": None,  # ... with its per-batch dim-0 normalisation (400 for LFW, 200 for CFP)
-}
-virface_recipe.stages = STAGES  # type: ignore[attr-defined]
+        return run_one_stage(config, run, knobs)
+    return run_demo(config, run, knobs)

@@ -1,5 +1,8 @@
 """VirFace's face ResNet-18..152: 7x7 stride-1 stem without max-pool, four stride-2 stages, the flattened
-final map -> Linear -> BatchNorm1d embedding (un-normalised). Key names match ``model/resnet.py``."""
+final map -> Linear -> BatchNorm1d embedding (un-normalised). Key names match ``model/resnet.py``.
+
+The blocks are core's torchvision-style ones (``facerec.nn``): same key names, and the bottleneck's stride
+on the 3x3 convolution, as in the original."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facerec.api import Backbone, InputSpec
+from facerec.nn import BasicBlock, Bottleneck
 
 from .checkpoints import convert_part
 
@@ -17,49 +21,6 @@ PAPER = ("Li, Guo, Li, Chen, Wang, Zuo, Zhang: VirFace: Enhancing Face Recogniti
          "CVPR 2021 (sandwichfish/VirFace)")
 LAYERS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
           101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
-
-
-def _downsample(cin: int, cout: int, stride: int) -> nn.Sequential | None:
-    if stride == 1 and cin == cout:
-        return None
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride=stride, padding=1, bias=False)  # stride on conv1
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = _downsample(cin, planes, stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        idt = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return F.relu(self.bn2(self.conv2(y)) + idt, inplace=True)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)  # stride on the 3x3
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.downsample = _downsample(cin, planes * 4, stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        idt = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        y = F.relu(self.bn2(self.conv2(y)), inplace=True)
-        return F.relu(self.bn3(self.conv3(y)) + idt, inplace=True)
 
 
 def _map_side(image_size: int) -> int:

@@ -69,8 +69,9 @@ def evaluate(backbone: str | None, weights: str | None, features: str | None, pr
              image_size: int | None, params: tuple[str, ...], compile_: bool, precision: str, as_json: bool,
              quiet: bool) -> None:
     """Evaluate a backbone (or precomputed features) on a protocol; writes a report with --out."""
-    from ..pipeline import parse_params
-    from .extract import build_backbone, check_device, fast_model
+    from ..params import check_device
+    from ..recipes import parse_params
+    from .extract import build_backbone, fast_model
 
     if (backbone is None) == (features is None):
         raise ParameterError("give exactly one of --backbone or --features")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..data.sources import image_batches, open_with_keys
 from ..errors import DataError, FacerecError, ParameterError
+from ..params import check_device
 
 
 def build_backbone(name: str, weights: str | None, params: Sequence[str], device: str) -> tuple[Any, dict, dict]:
@@ -18,7 +20,7 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     import attrs
 
     import facerec
-    from ..pipeline import parse_params
+    from ..recipes import parse_params
     from ..weights import resolve_weights
 
     parsed = parse_params(params)
@@ -42,18 +44,6 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     if spec is not None:
         info["input_spec"] = attrs.asdict(spec)
     return model.eval().to(device), parsed, info
-
-
-def check_device(device: str) -> str:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ParameterError(f"--device {device!r} is not a device (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"--device {device}: CUDA is not available on this machine")
-    return device
 
 
 def speed_options(f):
@@ -85,67 +75,6 @@ def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch
     for w in caught:
         click.echo(f"note: {str(w.message).splitlines()[0]}", err=True)
     return fast
-
-
-def open_data(path: str, image_size: int | None, params: dict[str, Any]) -> tuple[Any, list[str]]:
-    """A dataset reader for PATH (LMDB, RecordIO .rec, image list file or image folder) and each sample's key."""
-    from ..data.formats import ImageFolder, ImageList, LMDBDataset
-
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"--data: not found: {p}")
-    if p.suffix == ".rec" or (p.is_dir() and (p / "train.rec").is_file()):  # insightface RecordIO
-        from ..data.recordio_dataset import RecordIODataset
-
-        rec = RecordIODataset(p, image_size=image_size, **params)
-        return rec, [str(int(k)) for k in rec.keys]
-    if (p.is_dir() and (p / "data.mdb").is_file()) or p.suffix == ".lmdb" or p.name == "data.mdb":
-        ds = LMDBDataset(p.parent if p.name == "data.mdb" else p, image_size=image_size, **params)
-        return ds, [str(ds.record(i)) for i in range(len(ds))]
-    if p.is_file():
-        ds = ImageList(p, image_size=image_size, **params)
-    elif "label_pattern" not in params and not any(d.is_dir() for d in p.iterdir() if not d.name.startswith(".")):
-        # a flat folder of images (e.g. reference faces): one item per file, no identity labels
-        ds = ImageFolder(p, image_size=image_size, label_pattern=r"[^/]+$", **params)
-        ds.unlabelled = True
-    else:
-        ds = ImageFolder(p, image_size=image_size, **params)
-    return ds, [r.replace("\\", "/") for r in ds.relpaths]
-
-
-def dataset_batches(ds: Any, batch_size: int) -> Iterator[Any]:
-    """Batches of canonical images decoded on a background thread (in order)."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for s in range(0, len(ds), batch_size):
-                if stop.is_set():
-                    return
-                q.put(ds.batch(range(s, min(s + batch_size, len(ds))))["image"])
-        except BaseException as exc:
-            q.put(exc)
-            return
-        q.put(None)
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                t.join(0.05)
 
 
 @click.command(name="extract")
@@ -186,7 +115,7 @@ def extract(backbone: str, weights: str | None, data: str, data_template: str | 
 
     if data_template is not None:
         parsed["dataset"]["template"] = data_template
-    ds, keys = open_data(data, None, parsed["dataset"])
+    ds, keys = open_with_keys(data, None, parsed["dataset"])
     if len(ds) == 0:
         raise DataError(f"--data {data}: no images found")
     plan = plan_input(model, image_size, getattr(ds, "template", None))
@@ -194,7 +123,7 @@ def extract(backbone: str, weights: str | None, data: str, data_template: str | 
     if not no_optimize:
         model = fast_model(model, device, compile_=compile_, precision=precision, batch_size=batch_size)
     start = time.perf_counter()
-    emb = embed_images(model, dataset_batches(ds, batch_size), len(ds), device=device, flip=flip,
+    emb = embed_images(model, image_batches(ds, batch_size), len(ds), device=device, flip=flip,
                        progress=not quiet, desc="extract", optimize=not no_optimize, plan=plan)
     elapsed = time.perf_counter() - start
     labels = None if getattr(ds, "unlabelled", False) else ds.labels
@@ -213,4 +142,4 @@ def extract(backbone: str, weights: str | None, data: str, data_template: str | 
                f"({emb.shape[0] / max(elapsed, 1e-9):.1f} images/s)")
 
 
-__all__ = ["extract", "build_backbone", "check_device", "fast_model", "speed_options", "FacerecError"]
+__all__ = ["extract", "build_backbone", "fast_model", "speed_options", "FacerecError"]

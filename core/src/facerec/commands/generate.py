@@ -36,14 +36,14 @@ from ..errors import DataError, ParameterError
 
 
 def _pairs(items: tuple[str, ...], option: str) -> dict[str, Any]:
-    from ..pipeline import _literal
+    from ..recipes import literal
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ParameterError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = _literal(value)
+        out[key.strip()] = literal(value)
     return out
 
 

@@ -57,7 +57,7 @@ def train(backbone: str, head: str | None, generator: str | None, dataset: str |
 
     An existing run in --out is never replaced silently: --resume continues it, --overwrite replaces it.
     A SIGTERM or Ctrl-C writes a last checkpoint before the command exits."""
-    from ..pipeline import run_pipeline  # heavy: torch
+    from ..recipes import run_pipeline  # imported only when a run starts
 
     # repr keeps nan/inf/huge values intact for the one parameter check every train.* value goes through
     extra = tuple(f"train.{k}={v!r}" for k, v in train_opts.items() if v is not None)

@@ -270,3 +270,7 @@ def template_warp(source: str | Template, target: str | Template, out_size: int 
         load_size = src.size if s >= 1.0 else max(8, round(src.size * s))
     m = similarity_transform(torch.as_tensor(src.at(load_size)), to)[0]
     return TemplateWarp(src, dst, int(load_size), out, m)
+
+
+__all__ = ["Template", "TemplateWarp", "get_template", "templates", "template_warp", "similarity_transform",
+           "warp_affine", "estimate", "align", "align_list"]

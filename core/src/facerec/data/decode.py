@@ -190,3 +190,7 @@ def encode_jpeg(image: Tensor, quality: int = 95) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(u8.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=int(quality))
     return buf.getvalue()
+
+
+__all__ = ["IMAGE_SUFFIXES", "looks_like_image", "read_bytes", "read_image", "decode_image", "decode_uint8",
+           "to_canonical", "encode_jpeg"]

@@ -12,6 +12,7 @@ Corrupt or missing images raise :class:`DataError` naming the path or LMDB key; 
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
@@ -303,6 +304,24 @@ def _is_image_file(path: Path) -> bool:
         return False
 
 
+#: The file in which a folder written by ``facerun data align`` names its alignment template (JSON, key ``template``).
+ALIGN_SIDECAR = "facerec-align.json"
+
+
+def folder_template(root: Path) -> str | None:
+    """The template named by ``root``'s :data:`ALIGN_SIDECAR`, or None when there is none."""
+    sidecar = root / ALIGN_SIDECAR
+    if not sidecar.is_file():
+        return None
+    try:
+        name = json.loads(sidecar.read_text())["template"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{sidecar}: unreadable alignment record ({type(exc).__name__}: {exc})") from None
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"{sidecar}: 'template' must name an alignment template, got {name!r}")
+    return name.strip()
+
+
 class ImageFolder(_FileList):
     """Image folder: one sub-folder per identity, labels by sorted folder name (torchvision order).
 
@@ -352,6 +371,8 @@ class ImageFolder(_FileList):
                 raise ParameterError(f"modality_rule {modality_rule!r}: a folder has no columns; give a regex "
                                      "searched in each image's path, e.g. '_(NIR|VIS)\\.'")
             modality = np.asarray([rule(r, [r], str(self.root / r)) for r in rel], dtype=np.int64)
+        if template is None:  # a folder `facerun data align` wrote says its template in a sidecar file
+            template = folder_template(self.root)
         super().__init__([str(self.root / r) for r in rel], labels, modality, image_size, skip_corrupt, rel, template)
 
     def __repr__(self) -> str:
@@ -688,3 +709,6 @@ def open_dataset(path: str | os.PathLike, **params: Any) -> Dataset:
         raise ParameterError(f"{fmt} dataset {path} has no parameter {unknown[0]!r}; "
                              f"accepted: {', '.join(sorted(accepted - {'path', 'root'} | ({'root'} if fmt == 'list' else set())))}")
     return cls(path, **params)
+
+
+__all__ = ["ImageList", "ImageFolder", "LMDBDataset", "ModalityRule", "detect_format", "open_dataset"]

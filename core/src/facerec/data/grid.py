@@ -72,3 +72,6 @@ def save_grid(images: Tensor, path: str | os.PathLike, labels: Sequence | Tensor
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+__all__ = ["save_grid"]

@@ -30,10 +30,10 @@ from ..api import Detections, Detector
 from ..errors import DataError, ParameterError
 from . import align
 from .decode import decode_uint8, encode_jpeg, read_bytes
-from .formats import _is_image_file
+from .formats import ALIGN_SIDECAR, _is_image_file, folder_template
 from .writers import ChunkedOutput
 
-SIDECAR = "facerec-align.json"
+SIDECAR = ALIGN_SIDECAR
 TEMPLATE_KEY = b"__template__"
 ALIGN_KEY = b"__align__"
 SELECT = ("largest", "all")
@@ -245,10 +245,7 @@ def read_template(path: str | os.PathLike) -> str | None:
     """The template an aligned output was written for (``__template__`` / ``facerec-align.json``), if any."""
     p = Path(path)
     if p.is_dir() and (p / SIDECAR).is_file():
-        try:
-            return str(json.loads((p / SIDECAR).read_text())["template"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"{p / SIDECAR}: unreadable alignment record ({exc})") from None
+        return folder_template(p)
     if p.is_file() or (p.is_dir() and (p / "data.mdb").is_file()):
         import lmdb
 

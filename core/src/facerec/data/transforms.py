@@ -302,3 +302,8 @@ def for_backbone(spec: InputSpec, *, train: bool = False, flip: bool = True, ada
         steps.append(RandomErasing(p=erasing, value=min(max(spec.mean[0] / spec.scale, 0.0), 1.0)))
     steps.append(Prepare(spec, random_crop=True))
     return Compose(tuple(steps))
+
+
+__all__ = ["Transform", "Compose", "Resize", "CenterCrop", "RandomCrop", "RandomHorizontalFlip",
+           "RandomGrayscale", "ColorJitter", "RandomErasing", "AdaFaceCrop", "LowResolution", "Prepare",
+           "adaface_augmenter", "for_backbone"]

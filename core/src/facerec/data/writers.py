@@ -541,3 +541,6 @@ class _LMDBWriter:
         self.env.close()
         _clear(self.lock)
         _clear(self.rows_path)
+
+
+__all__ = ["FORMATS", "WriteResult", "write_dataset", "check_output", "written_by_facerec"]

@@ -223,3 +223,6 @@ def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *,
             random.setstate(_tupled(extra["python_rng"]))
     return {"step": int(meta["step"]), "world_size": int(meta.get("world_size", 1)),
             "meta": json.loads(meta.get("meta", "{}"))}
+
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_metadata", "module_state"]

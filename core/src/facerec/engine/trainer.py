@@ -505,3 +505,6 @@ class Trainer:
         if self.best is not None:
             result["best"] = self.best
         return result
+
+
+__all__ = ["Trainer", "TrainingInterrupted", "seed_everything"]

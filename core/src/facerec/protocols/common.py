@@ -356,3 +356,8 @@ def gather_features(features: Mapping[str, Tensor], keys: Sequence[str], *, skip
     if present.any():
         out[torch.from_numpy(present)] = table.embeddings[torch.from_numpy(idx[present])].float()
     return out, present
+
+
+__all__ = ["Progress", "image_size_for", "InputPlan", "plan_input", "load_image", "iter_image_batches",
+           "embed_images", "embed_paths", "FeatureTable", "save_features", "load_features", "gather_features",
+           "check_missing", "find_missing", "read_text_lines"]

@@ -201,3 +201,6 @@ class IdentificationProtocol(Protocol):
         out["n_skipped"] = float(skipped)
         artefacts: dict[str, Any] = {"per_fold": per_fold, "cmc": cmc_curves}
         return EvalResult(out, artefacts, self.convention)
+
+
+__all__ = ["IdentificationProtocol", "parse_list", "find_folds"]

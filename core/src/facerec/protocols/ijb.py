@@ -198,3 +198,6 @@ class IJBProtocol(Protocol):
         artefacts: dict[str, Any] = {"roc": {"fpr": thin.fpr, "tpr": thin.tpr, "thresholds": thin.thresholds},
                                      "pair_scores": scores, "pair_labels": label}
         return EvalResult(out, artefacts, self.convention)
+
+
+__all__ = ["IJBProtocol", "aggregate_templates", "pair_scores"]

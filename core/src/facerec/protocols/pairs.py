@@ -301,3 +301,6 @@ class PairsProtocol(Protocol):
         thin = metrics.roc(scores, same, drop_intermediate=True)
         artefacts["roc"] = {"fpr": thin.fpr, "tpr": thin.tpr, "thresholds": thin.thresholds}
         return EvalResult(out, artefacts, self.convention)
+
+
+__all__ = ["PairsProtocol", "PairList", "parse_pairs", "load_bin"]

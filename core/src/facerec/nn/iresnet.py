@@ -1,4 +1,4 @@
-"""insightface IResNet (arcface_torch layout), plain and SE, as used by Vec2Face and SOTA-FR.
+"""insightface IResNet-18..200 (arcface_torch layout) and SOTA-FR's SE variants, as core backbones.
 
 Key names follow the original ``iresnet.py`` so released checkpoints (plain state dicts, optionally
 ``module.``-prefixed) load strictly. ``image_size`` and ``width`` shrink the network for CPU runs;
@@ -13,8 +13,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from facerec.api import Backbone, InputSpec, unwrap_state_dict
-from facerec.errors import WeightsError
+from ..api import Backbone, InputSpec, unwrap_state_dict
+from ..errors import WeightsError
+from .iresnet_blocks import IBasicBlock, iresnet_head, iresnet_stem
+from .resnet_blocks import projection
 
 #: Blocks per stage. "200" is insightface's real r200 (SOTA-FR's copy reuses r100's layout by mistake).
 LAYERS: dict[int, tuple[int, int, int, int]] = {
@@ -25,48 +27,11 @@ PAPER = ("Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recog
          "(insightface IResNet); used by Wu et al., Vec2Face, ICLR 2025")
 
 
-class SEModule(nn.Module):
-    """Squeeze-excitation gate (1x1 convs without bias), applied by SOTA-FR to the shortcut branch."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        hidden = max(1, channels // reduction)  # narrow CPU variants would get 0 channels
-        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * torch.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
-
-
-class IBasicBlock(nn.Module):
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 se: bool = False):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(inplanes, eps=1e-5)
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-5)
-        self.prelu = nn.PReLU(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes, eps=1e-5)
-        self.downsample = downsample
-        # SOTA-FR's "se" mode: the gate multiplies the shortcut, not the residual branch.
-        self.attn = SEModule(planes) if se else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-        identity = self.downsample(x) if self.downsample is not None else x
-        if self.attn is not None:
-            identity = self.attn(identity)
-        return out + identity
-
-
 class IResNet(Backbone):
     """insightface IResNet: 112x112 RGB in [-1, 1] -> 512-D (not normalised) embedding."""
 
     paper: ClassVar[str] = PAPER
-    input_spec: ClassVar[InputSpec] = InputSpec(size=112, color="RGB", mean=0.5, std=0.5)
+    input_spec = InputSpec(size=112, color="RGB", mean=0.5, std=0.5)
     embedding_size: int = 512
     depth: ClassVar[int] = 50
     se: ClassVar[bool] = False
@@ -82,20 +47,14 @@ class IResNet(Backbone):
         layers = LAYERS[self.depth]
         widths = [width, 2 * width, 4 * width, 8 * width]
         self.inplanes = width
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width, eps=1e-5)
-        self.prelu = nn.PReLU(width)
+        self.conv1, self.bn1, self.prelu = iresnet_stem(width)
         self.layer1 = self._make_layer(widths[0], layers[0])
         self.layer2 = self._make_layer(widths[1], layers[1])
         self.layer3 = self._make_layer(widths[2], layers[2])
         self.layer4 = self._make_layer(widths[3], layers[3])
-        self.bn2 = nn.BatchNorm2d(widths[3], eps=1e-5)
-        self.dropout = nn.Dropout(p=dropout, inplace=True)
-        side = image_size // 16
-        self.fc = nn.Linear(widths[3] * side * side, embedding_size)
-        self.features = nn.BatchNorm1d(embedding_size, eps=1e-5)
-        nn.init.constant_(self.features.weight, 1.0)
-        self.features.weight.requires_grad = False  # fixed at 1 as in insightface
+        # four stride-2 stages: 112 -> 7
+        self.bn2, self.dropout, self.fc, self.features = iresnet_head(widths[3], image_size // 16, embedding_size,
+                                                                      dropout)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0, 0.1)
@@ -110,8 +69,7 @@ class IResNet(Backbone):
                     nn.init.zeros_(m.bn3.weight)
 
     def _make_layer(self, planes: int, blocks: int) -> nn.Sequential:
-        downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, 2, bias=False),
-                                   nn.BatchNorm2d(planes, eps=1e-5))
+        downsample = projection(self.inplanes, planes, 2)
         # Only block 0 of a stage gets the SE gate (SOTA-FR passes ``mode`` to the first block only).
         layers = [IBasicBlock(self.inplanes, planes, 2, downsample, se=self.se)]
         self.inplanes = planes
@@ -123,6 +81,7 @@ class IResNet(Backbone):
             x = self.prelu(self.bn1(self.conv1(x)))
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             x = self.dropout(torch.flatten(self.bn2(x), 1))
+        # fp16 training: the embedding layers run in float32, as insightface's
         return self.features(self.fc(x.float() if self.fp16 else x))
 
     @classmethod
