@@ -14,7 +14,7 @@ from .registry import components, create, describe, load
 
 #: the public modules, imported on first use
 MODULES = ("api", "data", "engine", "errors", "heads", "inference", "metrics", "nn", "outputs", "params",
-           "protocols", "recipes", "registry", "testing", "weights")
+           "protocols", "recipes", "registry", "reports", "testing", "weights")
 
 __all__ = ["API_VERSION", "__version__", "FacerecError", "components", "create", "describe", "load",
            "load_weights", *MODULES]

@@ -271,3 +271,7 @@ def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mappi
                 _plot(name, fpr, tpr, out / f"{safe}_roc.png")
                 files.append(out / f"{safe}_roc.png")
     return {"files": [str(f) for f in files], "messages": messages}
+
+
+__all__ = ["RANDOM_INIT", "have_matplotlib", "markdown_summary", "plot_cmc", "plot_image_pairs", "plot_roc",
+           "random_weights_warning", "roc_points", "write_report"]

@@ -23,9 +23,16 @@ GENERATORS = ("dvg", "dvg-neurips")
 
 
 def _pairs(items: tuple[str, ...], option: str) -> dict[str, Any]:
-    from facerec.commands.generate import _pairs as parse
+    from facerec.errors import ParameterError
+    from facerec.recipes import literal
 
-    return parse(items, option)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = literal(value)
+    return out
 
 
 def _nir_vis_list(train_list: str, img_root: str | None, layout: str, modality_rule: str | None,
@@ -81,7 +88,7 @@ def train_generator(img_root, train_list, layout, modality_rule, arch, out, face
                     device, checkpoint_every, stop_at, resume, overwrite) -> None:
     """Train the dual generator on a NIR-VIS list (train_generator.py); writes OUT/generator.safetensors."""
     import facerec
-    from facerec.commands.extract import check_device
+    from facerec.params import check_device
     from facerec.engine import seed_everything
     from facerec.errors import ParameterError
     from facerec.outputs import claim_run_dir
