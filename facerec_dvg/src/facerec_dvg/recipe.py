@@ -74,7 +74,7 @@ DEFAULT_PROTOCOL = "synthetic-nir-vis"
 #: quick preset sizes (each overridable with --param dataset.* / protocol.* / generator.*)
 QUICK_PAIRED = {"num_ids": 40}                       # paired NIR-VIS identities (CASIA: 357)
 QUICK_PROTOCOL = {"num_ids": 200, "nir_per_id": 8}   # held-out identities, NIR probes each
-QUICK_GENERATOR = {"image_size": 64, "width": 0.25, "identity_weight": 10.0}
+QUICK_GENERATOR = {"image_size": 64, "width": 0.25}
 PRETRAIN_ID_OFFSET = 100_000  # synthetic pretraining identities: disjoint from the paired set and the protocols
 
 
