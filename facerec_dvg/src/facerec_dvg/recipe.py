@@ -50,7 +50,7 @@ QUICK: dict[str, Any] = {
     "pretrain_lr": 2e-3,
     "pretrain_head": "norm-softmax",  # its own classifier, thrown away as the released LightCNN's fc2 is
     "sampler_steps": 200,
-    "generator_steps": 500,
+    "generator_steps": 350,
     "generator_batch": 8,
     "num_pairs": 512,
     "batch_size": 32,            # real images per step (+ as many generated pairs in stage II)
