@@ -23,16 +23,9 @@ GENERATORS = ("dvg", "dvg-neurips")
 
 
 def _pairs(items: tuple[str, ...], option: str) -> dict[str, Any]:
-    from facerec.errors import ParameterError
-    from facerec.recipes import literal
+    from facerec.recipes import parse_assignments
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParameterError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = literal(value)
-    return out
+    return parse_assignments(items, option)
 
 
 def _nir_vis_list(train_list: str, img_root: str | None, layout: str, modality_rule: str | None,

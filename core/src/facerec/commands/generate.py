@@ -36,15 +36,9 @@ from ..errors import DataError, ParameterError
 
 
 def _pairs(items: tuple[str, ...], option: str) -> dict[str, Any]:
-    from ..recipes import literal
+    from ..recipes import parse_assignments
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParameterError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = literal(value)
-    return out
+    return parse_assignments(items, option)
 
 
 def _shard(text: str | None, num_ids: int) -> tuple[int, int]:

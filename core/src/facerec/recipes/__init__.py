@@ -23,7 +23,7 @@ from .checks import resolve_recipe, validate
 from .components import (build, build_backbone, build_dataset, build_generator, build_head, build_protocols,
                          canonical_size, train_config)
 from .config import (DEFAULT_DATASET, DEFAULT_HEAD, DEFAULT_PROTOCOL, PARAM_KINDS, PRESETS, PipelineConfig,
-                     literal, parse_params)
+                     literal, parse_assignments, parse_params)
 from .declare import NoParams, Recipe, knob, recipe
 from .evaluate import evaluate_protocols
 from .rundir import RunDir, image_grid, save_backbone
@@ -47,5 +47,5 @@ __all__ = ["CachedDataset", "DEFAULT_DATASET", "DEFAULT_HEAD", "DEFAULT_PROTOCOL
            "PARAM_KINDS", "PRESETS", "PipelineConfig", "Recipe", "RunDir", "StandardParams", "build",
            "build_backbone", "build_dataset", "build_generator", "build_head", "build_protocols", "canonical_size",
            "evaluate_protocols", "format_metrics", "image_grid", "knob", "literal", "markdown_table", "maybe_cache",
-           "parse_params", "recipe", "resolve_recipe", "run_pipeline", "save_backbone", "standard_recipe",
+           "parse_assignments", "parse_params", "recipe", "resolve_recipe", "run_pipeline", "save_backbone", "standard_recipe",
            "train_config", "validate", "write_summary"]

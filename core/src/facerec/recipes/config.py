@@ -36,6 +36,17 @@ def literal(text: str) -> Any:
     return value
 
 
+def parse_assignments(items: Iterable[str], option: str) -> dict[str, Any]:
+    """``("width=16", "name=x")`` given with ``option`` -> ``{"width": 16, "name": "x"}`` (values as :func:`literal`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = literal(value)
+    return out
+
+
 def parse_params(params: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``("backbone.width=16", "train.steps=20")`` -> ``{"backbone": {"width": 16}, "train": {"steps": 20}}``."""
     out: dict[str, dict[str, Any]] = {k: {} for k in PARAM_KINDS}
