@@ -23,7 +23,7 @@ MTCNN_WEIGHTS = "facenet-pytorch==2.6.0"  # MIT; installed --no-deps (see README
 DLIB = "plugins/facerec-dlib"
 RUFF = "ruff==0.17.6"
 
-nox.options.sessions = ["core", *PLUGINS, "template", "dlib", "all"]
+nox.options.sessions = ["lint", "core", *PLUGINS, "template", "dlib", "all"]
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
@@ -110,12 +110,12 @@ def all_(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests/combo", "tests/install", *session.posargs)
 
 
-@nox.session(default=False)
+@nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check with ruff.toml (pyflakes and pycodestyle errors and warnings at 120 columns). Not in the
-    default sessions: the code has findings left (`nox -s lint` lists them)."""
+    """ruff check with ruff.toml: pyflakes and pycodestyle errors and warnings. Line length (E501, 120
+    columns) is not enforced yet: ~80 older lines exceed it (`nox -s lint -- --select E501` lists them)."""
     session.install(RUFF)
-    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "check", ".", "--extend-ignore", "E501", *session.posargs)
 
 
 @nox.session(default=False)

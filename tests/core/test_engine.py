@@ -13,7 +13,7 @@ from torch import nn
 from facerec.api import Backbone, Dataset, EvalResult, InputSpec, Protocol, TensorDataset
 from facerec.engine import StepIndices, TrainConfig, Trainer, lr_factor, train_classifier
 from facerec.errors import FacerecError, ParameterError
-from facerec.heads import ArcFaceHead, CosFaceHead
+from facerec.heads import CosFaceHead
 
 
 class Net(Backbone):

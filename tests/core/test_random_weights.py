@@ -3,7 +3,6 @@ stderr, and the eval report says "random weights" at the top."""
 
 from __future__ import annotations
 
-import torch
 
 import facerec
 from facerec.data.writers import write_dataset

@@ -168,7 +168,7 @@ def test_info_and_convert_both_ways_are_byte_identical(tmp_path, synthetic, run_
 def test_corrupt_and_truncated_records_name_the_record_and_convert_resumes(tmp_path, synthetic, run_facerun):
     write_dataset(synthetic, tmp_path / "train.rec", "rec")
     good = (tmp_path / "train.rec").read_bytes()
-    offsets = {int(k): int(o) for k, o in (l.split("\t") for l in (tmp_path / "train.idx").read_text().splitlines())}
+    offsets = {int(k): int(o) for k, o in (ln.split("\t") for ln in (tmp_path / "train.idx").read_text().splitlines())}
     # record 10's JPEG bytes are garbage: reading (and converting) stops there, naming record 10
     bad = bytearray(good)
     bad[offsets[10] + 8 + 24:offsets[10] + 8 + 40] = b"\0" * 16
@@ -225,7 +225,7 @@ def test_extract_embeds_a_rec_set_keyed_by_record(tmp_path, synthetic, run_facer
 def test_interrupted_rec_write_resumes_to_the_same_bytes(tmp_path, synthetic):
     write_dataset(synthetic, tmp_path / "src.rec", "rec")
     good = (tmp_path / "src.rec").read_bytes()
-    offsets = {int(k): int(o) for k, o in (l.split("\t") for l in (tmp_path / "src.idx").read_text().splitlines())}
+    offsets = {int(k): int(o) for k, o in (ln.split("\t") for ln in (tmp_path / "src.idx").read_text().splitlines())}
     bad = bytearray(good)
     bad[offsets[10] + 8 + 24:offsets[10] + 8 + 40] = b"\0" * 16  # record 10's JPEG is garbage
     (tmp_path / "src.rec").write_bytes(bytes(bad))

@@ -77,7 +77,7 @@ def dcr_root(tmp_path_factory) -> Path:
     for pid in range(100, 120):
         for k in (1, 2):
             _save(root / "LFW" / "LFW_120x120_120" / f"P{pid}" / f"P{pid}_{k:04d}.jpg", _pattern(pid, k, 120))
-    (root / "LFW" / "lfw_test_pair.txt").write_text("".join(f"{a} {b} {l}\n" for a, b, l in pairs))
+    (root / "LFW" / "lfw_test_pair.txt").write_text("".join(f"{a} {b} {same}\n" for a, b, same in pairs))
     sc = root / "SCface"
     for nnn in list(range(1, 5)) + list(range(51, 59)):
         _save(sc / "mugshot_frontal_cropped_all" / f"{nnn:03d}_frontal.JPG", _pattern(500 + nnn, 0, 120, 0.02))

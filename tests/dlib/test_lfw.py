@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 #: dlib's own descriptors (dlib-bin 20.0.1) on the shared LFW warped into dlib150 by facerec (rounded to
 #: uint8 for dlib), scored by facerec's pairs protocol: 98.67 ± 0.48, measured with

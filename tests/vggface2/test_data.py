@@ -62,7 +62,7 @@ def test_list_with_and_without_split_prefix(tmp_path):
     lines = _dataset(tmp_path)
     (tmp_path / "meta.csv").write_text(META)
     (tmp_path / "plain.txt").write_text("\n".join(lines) + "\n")
-    (tmp_path / "prefixed.txt").write_text("\n".join("train/" + l for l in lines) + "\n")
+    (tmp_path / "prefixed.txt").write_text("\n".join("train/" + ln for ln in lines) + "\n")
     a = VGGFace2List(str(tmp_path), str(tmp_path / "plain.txt"), meta_file=str(tmp_path / "meta.csv"))
     b = VGGFace2List(str(tmp_path), str(tmp_path / "prefixed.txt"), meta_file=str(tmp_path / "meta.csv"))
     assert a.prefix == "train/" and b.prefix == ""

@@ -154,8 +154,8 @@ class CMLoss(nn.Module):
         keys = sorted(embeddings)
         ce = torch.stack([F.cross_entropy(logits[b], labels) for b in keys]).mean()
         center = torch.stack([self._center_term(b, embeddings[b], labels) for b in keys]).mean()
-        coupling = sum((F.mse_loss(embeddings[h], embeddings[l]) for h, l in self.pairs
-                        if h in embeddings and l in embeddings), ce.new_zeros(()))
+        coupling = sum((F.mse_loss(embeddings[hi], embeddings[lo]) for hi, lo in self.pairs
+                        if hi in embeddings and lo in embeddings), ce.new_zeros(()))
         loss = ce + self.center_factor * center + self.dist_factor * coupling
         return {"loss": loss, "ce": ce.detach(), "center": center.detach(), "coupling": coupling.detach()}
 

@@ -17,7 +17,7 @@ scores precomputed features given under those keys (``keys`` lists them, ``image
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch

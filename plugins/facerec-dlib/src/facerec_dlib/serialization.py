@@ -150,7 +150,7 @@ def _read_layer(s: _Stream, out: OrderedDict, i: int) -> str:
         params = s.tensor()
         n_filters, nr, nc = s.integer(), s.integer(), s.integer()
         sy, sx, py, px = s.integer(), s.integer(), s.integer(), s.integer()
-        filters, biases = s.alias(), s.alias()
+        filters, _ = s.alias(), s.alias()  # the bias view: its length is n_filters, checked below
         for _ in range(4):
             s.real()  # learning-rate and weight-decay multipliers
         use_bias = s.boolean() if name != "con_4" else True
@@ -207,7 +207,7 @@ def _read_layer(s: _Stream, out: OrderedDict, i: int) -> str:
     if name in ("fc_2", "fc_3"):
         n_out, n_in = s.integer(), s.integer()
         params = s.tensor()
-        weights, biases = s.alias(), s.alias()
+        s.alias(), s.alias()  # the weight and bias views into params: read past, params holds both
         bias_mode = s.integer()
         for _ in range(4):
             s.real()

@@ -81,7 +81,6 @@ def _roll(img: Tensor, roll_deg: Tensor) -> Tensor:
 
 def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int, size: int,
                  yaw: Tensor | None, nuisance: Nuisance) -> Tensor:
-    b = identities.shape[0]
     p = identity_params(seed, identities)
     s = sample_params(seed, identities, samples, nuisance, yaw)
     col = palette(p, nir)
