@@ -96,7 +96,8 @@ class _Source:
         self.image_size = image_size
         # Stored bytes can be copied only when no resize was asked for (by us or the dataset) and
         # the sample is the stored image (a subclass overriding ``_load``, e.g. to crop, is not).
-        from .formats import LMDBDataset, _ImageDataset
+        from .formats import LMDBDataset
+        from .formats.base import _ImageDataset
 
         self.raw = (isinstance(dataset, _ImageDataset) and image_size is None and dataset.image_size is None
                     and type(dataset)._load in (_ImageDataset._load, LMDBDataset._load))
