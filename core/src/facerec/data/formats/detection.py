@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-
 from ...api import Dataset
 from ...errors import DataError, ParameterError
 from .lists import ImageFolder, ImageList

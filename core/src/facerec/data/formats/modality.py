@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-
 from ...api import MODALITIES
 from ...errors import DataError, ParameterError
 
