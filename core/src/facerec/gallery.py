@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .metrics import MetricInputError, _features, _finite_row_norms, _pair, _ranks
+from .metrics.checks import MetricInputError, _features, _finite_row_norms, _pair, _ranks
 
 Index = Literal["flat", "ivf", "ivfpq", "hnsw"]
 Backend = Literal["faiss", "torch"]

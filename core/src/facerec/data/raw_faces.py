@@ -30,7 +30,7 @@ from ..api import Detections, Detector
 from ..errors import DataError, ParameterError
 from . import align
 from .decode import decode_uint8, encode_jpeg, read_bytes
-from .formats import ALIGN_SIDECAR, _is_image_file, folder_template
+from .formats.lists import ALIGN_SIDECAR, _is_image_file, folder_template
 from .writers import ChunkedOutput
 
 SIDECAR = ALIGN_SIDECAR

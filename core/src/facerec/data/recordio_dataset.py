@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import recordio as rio
-from .formats import _ImageDataset
+from .formats.base import _ImageDataset
 
 
 def _resolve_paths(path: Path, idx: str | os.PathLike | None) -> tuple[Path, Path]:

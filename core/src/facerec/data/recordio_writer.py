@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import DataError
 from . import recordio as rio
 from .decode import decode_uint8
-from .writers import _JOURNAL, JournalledWriter, _clear, _install, _write_atomic
+from .writers.journal import _JOURNAL, JournalledWriter
+from .writers.output import _clear, _install, _write_atomic
 
 _HEADER_RECORD_SIZE = len(rio.encode_record(rio.pack_image_record([0.0, 0.0], b"")))
 

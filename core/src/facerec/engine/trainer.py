@@ -6,7 +6,6 @@ import contextlib
 import math
 import random
 import signal
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -19,11 +18,13 @@ from torch import Tensor, nn
 
 from ..errors import FacerecError
 from . import distributed as D
+from .batches import batch_length, slice_batch, to_device
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .logs import RunLogger
 from .progress import Progress
 from .schedules import lr_factor
+from .stopping import TrainingInterrupted, _StopRequest
 
 #: ``loss_fn(batch, modules, step) -> {"loss": Tensor, other logged scalars...}`` (or just the loss).
 LossFn = Callable[[Any, Mapping[str, nn.Module], int], "Mapping[str, Tensor] | Tensor"]
@@ -31,91 +32,11 @@ LossFn = Callable[[Any, Mapping[str, nn.Module], int], "Mapping[str, Tensor] | T
 Evaluator = Any
 
 
-class TrainingInterrupted(FacerecError):
-    """SIGTERM / Ctrl-C during :meth:`Trainer.fit`: the last checkpoint is written, then this is raised
-    (``exit_code`` 128 + signal number, as a shell reports a process ended by that signal)."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = 128 + int(signum)
-
-
-class _StopRequest:
-    """SIGTERM / SIGINT handlers that ask the loop to stop after the current step (a second signal
-    stops at once, as usual). Installed only in the main thread; the old handlers come back on exit."""
-
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), signal.SIGINT) if s is not None)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:  # asked twice: do not wait for the step to finish
-            self.__exit__()
-            signal.raise_signal(signum)
-            return
-        self.signum = signum
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                try:
-                    self._old[sig] = signal.signal(sig, self._handle)
-                except (ValueError, OSError):
-                    pass
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a (nested) batch to ``device``."""
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
-def slice_batch(batch: Any, part: slice) -> Any:
-    """Take rows ``part`` of every tensor (and list) of a batch."""
-    if isinstance(batch, Tensor):
-        return batch[part]
-    if isinstance(batch, Mapping):
-        return {k: slice_batch(v, part) for k, v in batch.items()}
-    if isinstance(batch, list):
-        return batch[part]
-    if isinstance(batch, tuple):
-        return tuple(slice_batch(v, part) for v in batch)
-    return batch
-
-
-def batch_length(batch: Any) -> int:
-    """Number of samples in a batch: the leading size of its first tensor."""
-    if isinstance(batch, Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, Mapping):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            n = batch_length(item)
-            if n:
-                return n
-    return 0
 
 
 def _lookup(table: Mapping[str, float], name: str, default: float = 1.0) -> float:
