@@ -51,13 +51,16 @@ def cards(tmp_path_factory):
         BGR = WeightCard(name="tiny-bgr", arch="small-cnn", files=FILES, params=PARAMS,
                          input_spec=InputSpec(size=112, color="BGR", mean=0.5, std=0.5))
         OTHER = WeightCard(name="tiny-other", arch="lightcnn-none", files=FILES)
+        REMOTE = WeightCard(name="tiny-remote", arch="small-cnn", params=PARAMS,
+                            files=[WeightFile("r.safetensors", hf_repo="facerec-test/absent")])
     """))
     info = root / f"{PLUGIN}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PLUGIN}\nVersion: 0.1\n"
                                    "Requires-Dist: facerec-core>=1.0\n")
     (info / "entry_points.txt").write_text(f"[facerec.weights]\ntiny-good = {PLUGIN}:GOOD\n"
-                                           f"tiny-bgr = {PLUGIN}:BGR\ntiny-other = {PLUGIN}:OTHER\n")
+                                           f"tiny-bgr = {PLUGIN}:BGR\ntiny-other = {PLUGIN}:OTHER\n"
+                                           f"tiny-remote = {PLUGIN}:REMOTE\n")
     mp = pytest.MonkeyPatch()
     mp.syspath_prepend(str(root))
     refresh()
@@ -78,6 +81,15 @@ def test_conflicting_parameter_names_both(cards):
         facerec.create("backbone", "small-cnn", weights="tiny-good", width=4)
     msg = str(exc.value)
     assert "width=4" in msg and "width=8" in msg and "tiny-good" in msg and "\n" not in msg
+
+
+def test_card_checked_before_its_file_is_fetched(cards, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ParameterError, match="width=4 contradicts weights 'tiny-remote'"):
+        facerec.create("backbone", "small-cnn", weights="tiny-remote", width=4)
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set"):  # all fits: then the fetch is tried
+        facerec.create("backbone", "small-cnn", weights="tiny-remote")
 
 
 def test_input_spec_mismatch(cards):

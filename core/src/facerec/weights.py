@@ -605,11 +605,12 @@ def create_with_weights(kind: str, name: str, weights: str | os.PathLike,
     ``input_spec`` must equal the built model's. A file loads as ``--weights FILE`` does. Returns the
     model and what the weights resolved to (the provenance reports keep)."""
     from .errors import ParameterError
-    from .registry import create
+    from .registry import components, create
 
-    resolved = resolve_weights(weights, cache_dir)
-    c, given = resolved.card, dict(params or {})
-    if c is not None:
+    given = dict(params or {})
+    names = {x.name for x in components("weights")} | {x.qualified for x in components("weights")}
+    c = card(str(weights)) if not Path(weights).is_file() and str(weights) in names else None
+    if c is not None:  # checked before its file is fetched
         if c.arch != name.rpartition(":")[2] or c.arch_kind != kind:
             raise WeightsError(f"weights {c.name!r} are for {c.arch_kind} {c.arch!r}, not {kind} {name!r}")
         clash = next((k for k in given if k in c.params and given[k] != c.params[k]), None)
@@ -617,11 +618,13 @@ def create_with_weights(kind: str, name: str, weights: str | os.PathLike,
             raise ParameterError(f"{kind} {name!r}: parameter {clash}={given[clash]!r} contradicts weights "
                                  f"{c.name!r}, built with {clash}={c.params[clash]!r}")
         given = {**c.params, **given}
+    resolved = resolve_weights(weights, cache_dir) if c is None else None  # a file (or a clear error) first
     model = create(kind, name, **given)
     spec = getattr(model, "input_spec", None)
     if c is not None and c.input_spec is not None and spec is not None and spec != c.input_spec:
         raise WeightsError(f"weights {c.name!r}: the card's input spec does not match {kind} {name!r}: "
                            f"{_spec_mismatch(c.input_spec, spec)}")
+    resolved = resolved or resolve_weights(weights, cache_dir)  # a card's file is fetched once all fits
     load_weights(model, resolved.path)
     return model, resolved
 
