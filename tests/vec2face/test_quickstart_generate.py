@@ -42,3 +42,17 @@ def test_quickstart_generate(shared_data, readme, run_facerun, tmp_path):
     assert all(card in listed for card in named), listed
     info = dict(line.strip().split(": ", 1) for line in last.stdout.splitlines() if ": " in line)
     assert (info["format"], info["samples"], info["identities"]) == ("lmdb", "8", "4"), last.stdout
+
+
+def test_generate_checks_the_card_before_fetching(run_facerun, tmp_path):
+    """--weights CARD on facerun generate applies the card's parameters: a contradicting --param and a card
+    of another kind are one-line errors before any download (offline here)."""
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    base = ["generate", "--generator", "vec2face", "--ids", "2", "--per-id", "1", "--out", str(tmp_path / "g.lmdb")]
+    clash = run_facerun(*base, "--weights", "vec2face-generator", "--param", "config=tiny", env=env, check=False)
+    assert clash.returncode != 0 and clash.stderr.strip().splitlines() == [
+        "Error: generator 'vec2face': parameter config='tiny' contradicts weights 'vec2face-generator', "
+        "built with config='base'"], clash.stderr
+    other = run_facerun(*base, "--weights", "arcface-r100-glint360k", env=env, check=False)
+    assert other.returncode != 0 and "are for backbone 'iresnet100', not generator 'vec2face'" in other.stderr
+    assert not (tmp_path / "g.lmdb").exists()

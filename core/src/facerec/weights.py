@@ -595,6 +595,28 @@ def _spec_mismatch(card_spec: InputSpec, model_spec: InputSpec) -> str:
     return "; ".join(f"{k} card {a[k]!r} vs model {b[k]!r}" for k in a if a[k] != b[k])
 
 
+def card_params(kind: str, name: str, weights: str | os.PathLike,
+                params: Mapping[str, Any] | None = None) -> tuple[WeightCard | None, dict[str, Any]]:
+    """When ``weights`` names a registered card (not a file): check it is for ``kind`` ``name`` and return it
+    with its constructor parameters merged with ``params`` (which may add to them, never contradict them).
+    Nothing is fetched. For a file: ``(None, params)``."""
+    from .errors import ParameterError
+    from .registry import components
+
+    given = dict(params or {})
+    names = {x.name for x in components("weights")} | {x.qualified for x in components("weights")}
+    c = card(str(weights)) if not Path(weights).is_file() and str(weights) in names else None
+    if c is not None:
+        if c.arch != name.rpartition(":")[2] or c.arch_kind != kind:
+            raise WeightsError(f"weights {c.name!r} are for {c.arch_kind} {c.arch!r}, not {kind} {name!r}")
+        clash = next((k for k in given if k in c.params and given[k] != c.params[k]), None)
+        if clash is not None:
+            raise ParameterError(f"{kind} {name!r}: parameter {clash}={given[clash]!r} contradicts weights "
+                                 f"{c.name!r}, built with {clash}={c.params[clash]!r}")
+        given = {**c.params, **given}
+    return c, given
+
+
 def create_with_weights(kind: str, name: str, weights: str | os.PathLike,
                         params: Mapping[str, Any] | None = None,
                         cache_dir: str | os.PathLike | None = None) -> tuple[nn.Module, ResolvedWeights]:
@@ -604,20 +626,9 @@ def create_with_weights(kind: str, name: str, weights: str | os.PathLike,
     explicit parameter may add to them but not contradict them (the weights only fit the card's); its
     ``input_spec`` must equal the built model's. A file loads as ``--weights FILE`` does. Returns the
     model and what the weights resolved to (the provenance reports keep)."""
-    from .errors import ParameterError
-    from .registry import components, create
+    from .registry import create
 
-    given = dict(params or {})
-    names = {x.name for x in components("weights")} | {x.qualified for x in components("weights")}
-    c = card(str(weights)) if not Path(weights).is_file() and str(weights) in names else None
-    if c is not None:  # checked before its file is fetched
-        if c.arch != name.rpartition(":")[2] or c.arch_kind != kind:
-            raise WeightsError(f"weights {c.name!r} are for {c.arch_kind} {c.arch!r}, not {kind} {name!r}")
-        clash = next((k for k in given if k in c.params and given[k] != c.params[k]), None)
-        if clash is not None:
-            raise ParameterError(f"{kind} {name!r}: parameter {clash}={given[clash]!r} contradicts weights "
-                                 f"{c.name!r}, built with {clash}={c.params[clash]!r}")
-        given = {**c.params, **given}
+    c, given = card_params(kind, name, weights, params)
     resolved = resolve_weights(weights, cache_dir) if c is None else None  # a file (or a clear error) first
     model = create(kind, name, **given)
     spec = getattr(model, "input_spec", None)
@@ -691,4 +702,4 @@ def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None)
 __all__ = ["WeightCard", "WeightFile", "WeightFormat", "ResolvedWeights", "card", "cards", "read_checkpoint",
            "read_pickle", "load_weights", "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve",
            "resolve_weights", "package_file", "weight_formats", "format_of", "sha256", "build_model",
-           "model_from_weights", "create_with_weights"]
+           "model_from_weights", "card_params", "create_with_weights"]
