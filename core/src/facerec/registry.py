@@ -239,12 +239,23 @@ def parameters(obj: Any) -> dict[str, inspect.Parameter]:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n != "self"}
 
 
-def create(kind: str, name: str, **params: Any) -> Any:
+def create(kind: str, name: str, *, weights: Any = None, **params: Any) -> Any:
     """Build a component. Unknown parameters are refused with the list of accepted ones; values are
-    checked against the declared types and ranges (:mod:`facerec.params`) before the constructor runs."""
+    checked against the declared types and ranges (:mod:`facerec.params`) before the constructor runs.
+
+    ``weights`` (a weight card's name or a file, as ``--weights`` takes) builds and loads in one step:
+    the card's parameters apply, its input spec is checked against the model, the load is strict
+    (:func:`facerec.weights.create_with_weights`). A component whose constructor takes ``weights``
+    itself (MTCNN) receives it unchanged."""
     from . import params as P
 
     obj = load(kind, name)
+    if weights is not None:
+        if "weights" not in parameters(obj):
+            from .weights import create_with_weights
+
+            return create_with_weights(kind, name, weights, params)[0]
+        params = {**params, "weights": weights}
     P.check_names(obj, sorted(params), f"{kind} {name!r}")
     params = P.check(obj, params, lambda key: f"{kind} {name!r}: parameter {key}")
     try:

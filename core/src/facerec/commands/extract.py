@@ -21,7 +21,7 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
 
     import facerec
     from ..recipes import parse_params
-    from ..weights import resolve_weights
+    from ..weights import create_with_weights
 
     parsed = parse_params(params)
     unused = [k for k, v in parsed.items() if v and k not in ("backbone", "protocol", "dataset")]
@@ -31,14 +31,11 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
         from ..onnx_embedder import load_onnx_backbone
 
         return load_onnx_backbone(name, weights, parsed["backbone"], device), parsed, {"weights": name[5:]}
-    resolved = resolve_weights(weights) if weights is not None else None
-    card = resolved.card if resolved is not None else None
-    if card is not None and card.arch != name.rpartition(":")[2]:
-        raise ParameterError(f"--weights {weights}: the card is for {card.arch!r}, not --backbone {name!r}")
-    model = facerec.create("backbone", name, **{**(dict(card.params) if card else {}), **parsed["backbone"]})
     info: dict[str, Any] = {"weights": str(weights or "(random init)")}
-    if resolved is not None:
-        facerec.load_weights(model, resolved.path)
+    if weights is None:
+        model = facerec.create("backbone", name, **parsed["backbone"])
+    else:  # the card's parameters and input spec, then a strict load: the one-step path users call too
+        model, resolved = create_with_weights("backbone", name, weights, parsed["backbone"])
         info.update(resolved.record())
     spec = getattr(model, "input_spec", None)
     if spec is not None:

@@ -149,8 +149,9 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
         raise ParameterError(f"--shard {shard}: no identities in this shard ({ids} ids in all)")
     state = None
     if weights:
-        from ..weights import resolve
+        from ..weights import card_params, resolve
 
+        ctor = card_params("generator", name, weights, ctor)[1]  # a card's parameters, checked before the fetch
         weights = str(resolve(weights))
         stored, state = _stored_generator(Path(weights), name)
         ctor = {**stored, **ctor}  # the file's build parameters; --param still wins
