@@ -12,7 +12,6 @@ Run: ``python benchmarks/bench_data.py [--full]`` (prints JSON records).
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,13 +19,11 @@ from pathlib import Path
 import torch
 
 try:
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import SHARED, compare, main, record
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import SHARED, compare, main, record
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACEREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BATCH = 64
 
 

@@ -26,13 +26,11 @@ import numpy as np
 import torch
 
 try:
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import SHARED, compare, main, record
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.common import compare, main, record
+    from benchmarks.common import SHARED, compare, main, record
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACEREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 THREADS = int(os.environ.get("FACEREC_BENCH_THREADS", "2"))
 
 

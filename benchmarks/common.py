@@ -11,7 +11,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+
+#: The shared real faces (LFW, AT&T, Yale) beside the repository, or where FACEREC_SHARED_DATA points.
+SHARED = Path(os.environ.get("FACEREC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def peak_rss_mb() -> float:

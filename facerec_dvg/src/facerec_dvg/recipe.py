@@ -37,6 +37,7 @@ from torch import Tensor
 from . import report as R
 from .losses import contrastive_pair_loss, derangement
 from .pairs import NIR, VIS, CachedDataset, dataset_modality
+from .stats import ProbeScores
 from .resume import (check_identity_sampler, generator_metadata, identity_sampler_stage, loop_checkpoint,
                      loop_finished, trainer_finished, trainer_resume)
 
@@ -294,7 +295,7 @@ def _evaluate(protocols: Mapping[str, Any], face: Any, tuned: Mapping[str, list[
         else:
             with torch.no_grad():
                 results = {k: proto.evaluate(m, device=device) for k, m in models.items()}
-        by_arm: dict[str, list[stats_t]] = {}
+        by_arm: dict[str, list[ProbeScores]] = {}
         for key, res in results.items():
             arm = key.split("#")[0]
             small = {k: v for k, v in res.artefacts.items() if k != "scores"}  # the score matrix is large
@@ -311,9 +312,6 @@ def _evaluate(protocols: Mapping[str, Any], face: Any, tuned: Mapping[str, list[
             comparison = R.Comparison(protocol=name, runs=by_arm, gallery_size=int(proto.num_ids))
             comparison.vis_control = _vis_control(proto, models, device)
     return metrics, comparison, rows
-
-
-stats_t = Any  # ProbeScores (typing alias for the dict above)
 
 
 def _vis_control(proto: Any, models: Mapping[str, Any], device: str) -> dict[str, Any]:

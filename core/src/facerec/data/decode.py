@@ -162,13 +162,14 @@ def decode_image(data: bytes | bytearray | memoryview, source: str = "<bytes>",
     return to_canonical(decode_uint8(data, source), image_size)
 
 
-def read_bytes(path: str | Path) -> bytes:
+def read_bytes(path: str | Path, what: str = "image file") -> bytes:
+    """The file's bytes; a missing or unreadable file is a one-line DataError naming ``what`` it is."""
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise DataError(f"image file not found: {path}") from None
+        raise DataError(f"{what} not found: {path}") from None
     except OSError as exc:
-        raise DataError(f"cannot read image file {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def read_image(path: str | Path, image_size: int | tuple[int, int] | None = None) -> Tensor:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .decode import read_bytes
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -115,13 +116,7 @@ def unpack_image_record(data: bytes, where: str) -> tuple[float | np.ndarray, in
 
 def read_index(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(keys, offsets)`` (int64) of a ``.idx`` file (``key<TAB>offset`` lines, integer keys)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"RecordIO index not found: {path}") from None
-    except OSError as exc:
-        raise DataError(f"cannot read RecordIO index {path}: {exc.strerror or exc}") from None
-    text = raw.rstrip(b"\r\n\t ")
+    text = read_bytes(path, "RecordIO index").rstrip(b"\r\n\t ")
     n_lines = text.count(b"\n") + 1 if text else 0
     import warnings
 
