@@ -17,7 +17,7 @@ from benchmarks.common import compare, main, record
 
 def _setup(image_size: int, batch: int, amp: str):
     from facerec.api import TensorDataset
-    from facerec.backbones import SmallCNN
+    from facerec.nn import SmallCNN
     from facerec.engine import TrainConfig, Trainer, dataset_batches
     from facerec.engine.classifier import classifier_loss, random_flip
     from facerec.heads import ArcFaceHead

@@ -36,8 +36,8 @@ FULL = ("small-cnn", "iresnet18", "iresnet50", "iresnet100", "lightcnn9", "light
 
 def bench(name: str, quick: bool, tmp: Path) -> dict:
     from facerec.inference import optimize_for_inference
-    from facerec.onnx_embedder import OnnxEmbedder
-    from facerec.onnx_export import export_onnx
+    from facerec.onnx.embedder import OnnxEmbedder
+    from facerec.onnx.export import export_onnx
 
     try:
         model = facerec.create("backbone", name)

@@ -22,7 +22,7 @@ except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.common import compare, main, peak_extra_mb, record
 
-from facerec.gallery import Gallery, faiss_available, merge_topk, torch_topk
+from facerec.metrics.gallery import Gallery, faiss_available, merge_topk, torch_topk
 
 P, D, K = 1000, 512, 10
 

@@ -49,7 +49,7 @@ def _per_s(fn: Callable[[], object], items: int, device: str, repeats: int = 5) 
 def check_amp_training(device: str, small: bool) -> dict:
     """A few Trainer steps in fp16 (grad scaler) and bf16: finite losses that fall, scaler active."""
     from facerec.api import TensorDataset
-    from facerec.backbones import SmallCNN
+    from facerec.nn import SmallCNN
     from facerec.engine import TrainConfig, Trainer, dataset_batches
     from facerec.engine.classifier import classifier_loss
     from facerec.heads import ArcFaceHead
@@ -189,7 +189,7 @@ def check_faiss_gpu(device: str, small: bool) -> dict:
         return {"pass": None, "skipped": "faiss not installed"}
     if not hasattr(faiss, "StandardGpuResources") or not device.startswith("cuda"):
         return {"pass": None, "skipped": "faiss-gpu not installed (faiss-cpu has no GPU index)"}
-    from facerec.gallery import Gallery
+    from facerec.metrics import Gallery
 
     n, d, p, k = (10_000 if small else 1_000_000), 512, 1000, 10
     g = torch.nn.functional.normalize(torch.randn(n, d), dim=1)

@@ -17,7 +17,7 @@ from facerec import registry
 onnx = pytest.importorskip("onnx", reason="ONNX export tests need the test extra (requirements/test.txt)")
 pytest.importorskip("onnxruntime", reason="ONNX export tests need the test extra (requirements/test.txt)")
 
-from facerec.onnx_export import TOLERANCE, export_onnx  # noqa: E402
+from facerec.onnx.export import TOLERANCE, export_onnx  # noqa: E402
 
 BACKBONES = sorted(c.name for c in facerec.components("backbone"))
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import facerec
-from facerec.backbones import SmallCNN
+from facerec.nn import SmallCNN
 from facerec.errors import ParameterError, WeightsError
 from facerec.registry import refresh
 from facerec.weights import create_with_weights, load_weights, resolve_weights, save_weights

@@ -9,7 +9,7 @@ import torch
 
 from facerec import metrics
 from facerec._accel import int8_search
-from facerec.gallery import Gallery, faiss_available, torch_topk
+from facerec.metrics.gallery import Gallery, faiss_available, torch_topk
 
 needs_int8 = pytest.mark.skipif(not int8_search.available(), reason="this torch has no x86 int8 kernels")
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed (extra facerec-core[search])")

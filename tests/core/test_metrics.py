@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facerec import metrics
-from facerec.gallery import faiss_available
+from facerec.metrics import faiss_available
 from facerec.errors import FacerecError
 
 

@@ -86,8 +86,8 @@ def test_export_dynamic_batch_metadata_and_eval_through_onnx_runtime(tmp_path, w
 
 
 def test_fixed_batch_with_preprocessing_folded_is_fed_in_chunks(tmp_path, weights):
-    from facerec.onnx_embedder import OnnxEmbedder
-    from facerec.onnx_export import export_onnx
+    from facerec.onnx.embedder import OnnxEmbedder
+    from facerec.onnx.export import export_onnx
 
     net = facerec.create("backbone", "small-cnn", width=8, embedding_size=32)
     facerec.load_weights(net, str(weights))

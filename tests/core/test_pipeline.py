@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from facerec import registry
 from facerec.api import GeneratedBatch, Generator, TensorDataset
-from facerec.backbones import SmallCNN
+from facerec.nn import SmallCNN
 from facerec.errors import FacerecError, ParameterError, UnknownComponentError
 from facerec.recipes import (CachedDataset, LabelledConcat, RunDir, markdown_table, parse_params, resolve_recipe,
                              run_pipeline)

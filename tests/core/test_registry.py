@@ -28,7 +28,7 @@ PLUGINS = {
     "facerec-dupe": ("facerec_dupe", 'FACEREC_API = 1\n',
                      {"facerec.backbones": {"small-cnn": "facerec_dupe.net:Net", "dupe-only": "facerec_dupe.net:Net"}},
                      ["facerec-core>=1.0,<2"],
-                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\nfrom facerec.backbones import SmallCNN\n\n'
+                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\nfrom facerec.nn import SmallCNN\n\n'
                                 'class Net(SmallCNN):\n    """The duplicate network."""\n'}),
     # built for a future core: refused from metadata alone
     "facerec-future": ("facerec_future", 'FACEREC_API = 2\n', {"facerec.heads": {"future-head": "facerec_future:Head"}},

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import facerec
-from facerec.backbones import SmallCNN
+from facerec.nn import SmallCNN
 from facerec.errors import WeightsError
 from facerec.weights import WeightCard, WeightFile, load_weights, read_checkpoint, read_metadata, save_weights
 

@@ -1,2 +1,2 @@
 """Private speed machinery that earned its place against the tools users pick (see docs/benchmarks.md).
-Nothing here is public API: callers go through ``facerec.gallery`` / ``facerec.metrics``."""
+Nothing here is public API: callers go through ``facerec.metrics.Gallery`` / ``facerec.metrics``."""

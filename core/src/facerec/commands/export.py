@@ -38,7 +38,7 @@ def export(backbone: str, weights: str | None, fmt: str, out: str, opset: int | 
     size = _batch(batch)
     if not out.endswith(".onnx"):
         raise ParameterError(f"--out {out}: an ONNX model file must end in .onnx")
-    from ..onnx_export import export_onnx, require
+    from ..onnx.export import export_onnx, require
     from .extract import build_backbone
 
     require("onnx")

@@ -28,7 +28,7 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
     if unused:
         raise ParameterError(f"--param {unused[0]}.*: this command only takes backbone./protocol./dataset. params")
     if name.startswith("onnx:"):  # an exported model, run by ONNX Runtime
-        from ..onnx_embedder import load_onnx_backbone
+        from ..onnx.embedder import load_onnx_backbone
 
         return load_onnx_backbone(name, weights, parsed["backbone"], device), parsed, {"weights": name[5:]}
     info: dict[str, Any] = {"weights": str(weights or "(random init)")}

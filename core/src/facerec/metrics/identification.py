@@ -33,14 +33,14 @@ def search(gallery, probe, k: int = 1, *, normalise: bool = True, device: str | 
            margin: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k gallery matches of every probe by cosine score: (scores [P, k], indices [P, k]), best first.
 
-    ``gallery`` is features [G, D] or a prepared :class:`facerec.gallery.Gallery` (normalised once, also
+    ``gallery`` is features [G, D] or a prepared :class:`facerec.metrics.Gallery` (normalised once, also
     approximate indexes). Exact search runs on faiss when installed (the brute-force kernel of
     ``IndexFlatIP``), else on chunked torch products merged into a running top-k (memory bounded by the
     tile); ``device`` other than the CPU uses torch there. With ``normalise=False`` and float32 C-contiguous
     features nothing is copied. Non-finite rows are rejected with their count and indices.
     ``precision="int8"``: approximate int8 candidates re-scored exactly (see ``Gallery.search``).
     """
-    from ..gallery import Gallery
+    from .gallery import Gallery
 
     if not isinstance(gallery, Gallery):
         gallery = Gallery(gallery, normalise=normalise, device=device or "cpu", backend=backend)
@@ -95,7 +95,7 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
     strict = ties == "optimistic"
     if max_rank is not None:
         _ranks([max_rank], "max_rank")
-    from ..gallery import Gallery
+    from .gallery import Gallery
 
     prepared = isinstance(gallery, Gallery)  # normalised and checked once, when it was built
     g, p = (gallery.features if prepared else _features(gallery, "gallery")), _features(probe, "probe")

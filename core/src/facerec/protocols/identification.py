@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
-from ..gallery import Gallery
+from ..metrics.gallery import Gallery
 from ..api import EvalResult, Protocol
 from ..errors import DataError
 from .common import check_missing, embed_paths, gather_features, read_text_lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .api import Backbone, InputSpec
+from ..api import Backbone, InputSpec
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

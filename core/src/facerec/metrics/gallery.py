@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .metrics.checks import MetricInputError, _features, _finite_row_norms, _pair, _ranks
+from .checks import MetricInputError, _features, _finite_row_norms, _pair, _ranks
 
 Index = Literal["flat", "ivf", "ivfpq", "hnsw"]
 Backend = Literal["faiss", "torch"]
@@ -201,7 +201,7 @@ class Gallery:
         return torch.from_numpy(scores), torch.from_numpy(idx)
 
     def _search_int8(self, p: Tensor, k: int, margin: float) -> tuple[Tensor, Tensor]:
-        from ._accel import int8_search
+        from .._accel import int8_search
 
         if self._flat is None or torch.device(self.device).type != "cpu":
             raise MetricInputError("precision='int8' searches a flat gallery on the CPU")

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .api import InputSpec
-from .errors import DataError, FacerecError
-from .onnx_export import require
+from ..api import InputSpec
+from ..errors import DataError, FacerecError
+from .export import require
 
 PREFIX = "onnx:"
 

@@ -5,7 +5,7 @@ The exported graph maps network input (``InputSpec.prepare``-d images) to embedd
 to embeddings with the spec's resize/crop, colour and mean/std as its first nodes. The batch axis is
 dynamic unless a fixed batch is asked for. Metadata (``facerec.*`` keys) records the backbone, its
 parameters, input spec, preprocessing, embedding size and the SHA-256 of the weights, so that
-:class:`facerec.onnx_embedder.OnnxEmbedder` can evaluate the file through any protocol.
+:class:`facerec.onnx.embedder.OnnxEmbedder` can evaluate the file through any protocol.
 
 Every export is checked before it is written: ONNX Runtime's output must be within ``tolerance``
 (1e-4) of PyTorch's on the same random input, relative to ``max(1, max |output|)``, at batch 1, 7
@@ -28,7 +28,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from .errors import FacerecError
+from ..errors import FacerecError
 
 INSTALL_HINT = "pip install 'facerec-core[onnx]' (the onnx and onnxruntime packages)"
 CHECK_BATCHES = (1, 7, 32)
@@ -168,7 +168,7 @@ def export_onnx(backbone: nn.Module, out: str | os.PathLike, *, name: str, param
     The file is written under a temporary name, given its metadata, checked with ONNX Runtime
     (unless ``check=False``) and only then renamed to ``out``.
     """
-    from . import __version__
+    from .. import __version__
 
     if exporter not in DEFAULT_OPSET:
         raise FacerecError(f"unknown exporter {exporter!r}; choose {' or '.join(DEFAULT_OPSET)}")
