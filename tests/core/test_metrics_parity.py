@@ -39,38 +39,6 @@ def test_parity_insightface_ijb_tar_at_far(parity_dir):
     assert np.array_equal(metrics.tar_at_far(inp["score"], inp["label"], fars, rule="nearest"), tar)
 
 
-def test_parity_dcr_lfw_10fold(parity_dir):
-    fx = load_fixture("dcr.lfw_10fold", parity_dir)
-    inp = fx.inputs()
-    res = metrics.dcr_verification(inp["scores"], inp["labels"])
-    fx.check("fold_acc", torch.from_numpy(res.fold_accuracy))
-    fx.check("fold_threshold", torch.from_numpy(res.fold_threshold))
-    fx.check("acc_mean", torch.tensor(res.mean, dtype=torch.float64))
-    fx.check("acc_std", torch.tensor(res.std, dtype=torch.float64))
-    fx.check("thr_mean", torch.tensor(float(res.fold_threshold.mean()), dtype=torch.float64))
-
-
-def _check_dvg(name, parity_dir):
-    fx = load_fixture(name, parity_dir)
-    inp = fx.inputs()
-    res = metrics.dvg_evaluation(inp["gallery"], inp["gallery_labels"], inp["probe"], inp["probe_labels"])
-    fx.check("score_matrix", res.score_matrix)
-    ranks = [res.rank[k] for k in (1, 3, 5, 10, 20)]
-    fx.check("rank", torch.tensor(ranks, dtype=torch.float32))
-    fx.check("tpr_at_far", torch.from_numpy(res.tpr_at_far))
-    fx.check("ap", torch.tensor(res.ap, dtype=torch.float64))
-    fx.check("eer_raw", torch.tensor(res.eer_raw, dtype=torch.float64))
-    fx.check("eer_printed", torch.tensor(1.0 - res.eer_raw, dtype=torch.float64))
-
-
-def test_parity_dvg_eval_1n_11(parity_dir):
-    _check_dvg("dvg.eval_1n_11", parity_dir)
-
-
-def test_parity_dvg_eval_1n_11_open(parity_dir):
-    _check_dvg("dvg.eval_1n_11_open", parity_dir)
-
-
 def test_parity_virface_best_threshold_accuracy(parity_dir):
     fx = load_fixture("virface.best_threshold_accuracy", parity_dir)
     inp = fx.inputs()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from facerec.data.synthetic import render
 from facerec.errors import ParameterError
-from facerec.metrics import dcr_verification
+from facerec_dcr.metrics import dcr_verification
 from PIL import Image, ImageFilter
 
 import facerec

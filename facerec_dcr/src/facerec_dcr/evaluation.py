@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from facerec.api import Backbone
 from facerec.inference import as_embedder
-from facerec.metrics import dcr_verification, rank_k
+from facerec.metrics import rank_k
 from torch import Tensor
 
+from .metrics import dcr_verification
 from .model import _DCR
 
 HR = "hr"

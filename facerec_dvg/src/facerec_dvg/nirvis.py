@@ -46,13 +46,15 @@ class NirVisList(ImageList):
 
 def dvg_metrics(gallery: Tensor, gallery_labels: Tensor, probe: Tensor, probe_labels: Tensor,
                 ranks: Sequence[int] = RANKS, fars: Sequence[float] = FARS) -> tuple[dict[str, float], dict[str, Any]]:
-    """DVG's evaluation through core's compat mode (``facerec.metrics.dvg_evaluation``).
+    """DVG's evaluation (:func:`facerec_dvg.metrics.dvg_evaluation`).
 
     Returns flat metrics (``rank1``..., ``vr@far=1e-03``..., ``ap``, ``eer``) and artefacts (ROC points).
     """
     from facerec import metrics as M
 
-    res = M.dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks=ranks, fars=fars)
+    from .metrics import dvg_evaluation
+
+    res = dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks=ranks, fars=fars)
     out = {f"rank{k}": float(v) for k, v in res.rank.items()}
     out.update({f"vr@far={t:.0e}": float(v) for t, v in zip(fars, res.tpr_at_far)})
     out["ap"] = float(res.ap)

@@ -15,7 +15,7 @@ Inputs containing NaN are refused with :class:`MetricInputError` naming how many
 """
 
 from .checks import MetricInputError
-from .compat import DVGResult, dcr_verification, dvg_eer, dvg_evaluation, insightface_verification, squared_l2
+from .compat import insightface_verification, squared_l2
 # _nearest_index: read by the insightface parity test as metrics._nearest_index
 from .gallery import Gallery, faiss_available
 from .curves import ROC, _nearest_index, auc, average_precision, eer, roc, tar_at_far  # noqa: F401
@@ -24,5 +24,4 @@ from .verification import BestThreshold, KFoldResult, best_threshold_accuracy, f
 __all__ = ["MetricInputError", "ROC", "roc", "tar_at_far", "eer", "auc", "average_precision", "KFoldResult",
            "fold_bounds", "kfold_accuracy", "BestThreshold", "best_threshold_accuracy", "cosine_scores",
            "search", "Gallery", "faiss_available", "RankResult", "identification_ranks", "rank_k", "cmc", "dir_at_fpir",
-           "insightface_verification", "squared_l2", "dcr_verification", "dvg_eer", "DVGResult",
-           "dvg_evaluation"]
+           "insightface_verification", "squared_l2"]
