@@ -196,7 +196,7 @@ def test_bad_input_is_one_line(tmp_path, raw, run_facerun):
         ([str(raw), "--out", str(tmp_path / "o6"), "--template", "arcface112", "--detector-param",
           "thresholds=[0.6]"], "thresholds must be three numbers"),
         ([str(raw), "--out", str(tmp_path / "o7"), "--template", "arcface112", "--device", "bogus"],
-         "not a torch device"),
+         "--device 'bogus' is not a device"),
     ]
     for args, words in cases:
         proc = run_facerun("data", "align", *args, check=False)

@@ -241,6 +241,8 @@ def check_device(device: str, option: str = "--device") -> str:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
         raise ParameterError(f"{option} {device!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ParameterError(f"{option} {device!r}: facerec runs on cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"{option} {device}: CUDA is not available on this machine")
     return device

@@ -308,6 +308,7 @@ def align(raw: str, out: str, template: str, detector: str, detector_weights: st
     from .. import registry
     from ..data.align import get_template
     from ..data.raw_faces import align_photos, scan_photos
+    from ..params import check_device
 
     tpl = get_template(template)  # before the detector loads: a typo fails at once
     scan_photos(raw)  # an empty or badly laid out folder fails before the detector loads
@@ -316,7 +317,7 @@ def align(raw: str, out: str, template: str, detector: str, detector_weights: st
         params["min_size"] = min_size
     if detector_weights is not None:
         params["weights"] = detector_weights
-    if device != "cpu":
+    if check_device(device) != "cpu":
         params["device"] = device
     det = registry.create("detector", detector, **params)
     result = align_photos(raw, out, tpl.name, det, detector_name=detector, detector_params=params,

@@ -140,8 +140,10 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
              conditions: tuple[str, ...], jpeg_quality: int, overwrite: bool, quiet: bool) -> None:
     """Generate an identity-labelled image set with any generator (HSFace LMDB layout)."""
     from .. import registry
+    from ..params import check_device
     from .data import Progress
 
+    check_device(device)
     ctor = _pairs(params, "--param")
     cond = _pairs(conditions, "--condition")
     first, last = _shard(shard, ids)

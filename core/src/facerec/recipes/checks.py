@@ -36,16 +36,6 @@ def check_component_params(kind: str, name: str, given: Mapping[str, Any], *, na
     return P.check(obj, given, lambda key: f"--param {kind}.{key} ({kind} {name})", coerce=True)
 
 
-def _check_device(device: str) -> None:
-    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise ParameterError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ParameterError(f"--device {device}: CUDA is not available on this machine")
-
-
 def validate(config: PipelineConfig) -> tuple[Recipe, Any]:
     """Check every name, parameter, stage and option; return the recipe and its resolved parameters.
     Checked values (coerced) replace the given ones in ``config.params``."""
@@ -74,7 +64,7 @@ def validate(config: PipelineConfig) -> tuple[Recipe, Any]:
     if config.stage is not None and config.stage not in spec.stages:
         raise ParameterError(f"--stage {config.stage!r}: recipe {config.recipe!r} has "
                              + (f"stages {', '.join(spec.stages)}" if spec.stages else "no stages"))
-    _check_device(config.device)
+    P.check_device(config.device)
     return spec, params
 
 

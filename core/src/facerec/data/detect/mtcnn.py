@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ...api import Detections, Detector
 from ...errors import ParameterError
+from ...params import check_device
 from . import stages
 from .nets import ONet, PNet, RNet
 from .patches import Integrals
@@ -50,12 +51,7 @@ class MTCNN(nn.Module, Detector):
             raise ParameterError(f"factor must be in [0.1, 1), got {factor}")
         if border not in BORDERS:
             raise ParameterError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
-        try:
-            where = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise ParameterError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from None
-        if where.type == "cuda" and not torch.cuda.is_available():
-            raise ParameterError(f"device {device!r} asked for, but CUDA is not available here")
+        check_device(device, "device")
         self.min_size, self.thresholds, self.factor, self.border = float(min_size), thresholds, float(factor), border
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         self.weights_source = self._load(weights)
