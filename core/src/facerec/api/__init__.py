@@ -9,7 +9,8 @@ Third parties implement these; keep them small and stable. Conventions shared by
 * Detectors (:class:`Detector`) find faces and 5 landmarks per image (:class:`Detections`).
 * Samples are plain dicts so that torch's default collate batches them: ``image`` (canonical image
   ``[3, H, W]``) or ``feature`` (``[D]``), ``label`` (int, -1 when unknown), and optional metadata
-  ``modality`` (0 = VIS, 1 = NIR), ``resolution`` (int pixels), ``pose`` (yaw degrees).
+  ``modality`` (0 = VIS, 1 = NIR; all of them at once: :attr:`Dataset.modality`), ``resolution``
+  (int pixels), ``pose`` (yaw degrees).
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class Dataset(torch.utils.data.Dataset):
     """Indexed samples (dicts, see module doc). ``num_classes`` counts identities (0 if unlabelled).
 
     ``labels`` gives every sample's label without decoding images (samplers and splits need it).
-    ``batch`` may be overridden to fetch many samples at once (the synthetic renderer does).
+    ``modality`` gives every sample's modality the same way, or None: a dataset whose samples carry
+    ``modality`` overrides this property. ``batch`` may be overridden to fetch many samples at once
+    (the synthetic renderer does).
     """
 
     num_classes: int = 0
@@ -128,6 +131,13 @@ class Dataset(torch.utils.data.Dataset):
     @property
     def labels(self) -> Tensor:
         return torch.as_tensor([int(self[i]["label"]) for i in range(len(self))])
+
+    @property
+    def modality(self) -> Tensor | None:
+        """Every sample's modality, an integer tensor ``[len(self)]`` with 0 = VIS and 1 = NIR
+        (``MODALITIES[m]``), known without decoding any image; None when the samples carry no
+        ``modality``. When it is not None, ``self[i]["modality"] == modality[i]``."""
+        return None
 
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
         from torch.utils.data import default_collate
@@ -145,7 +155,7 @@ class TensorDataset(Dataset):
         self.data = images if images is not None else features
         self.key = "image" if images is not None else "feature"
         self._labels = labels.long()
-        self.modality = modality
+        self._modality = modality
         self.num_classes = int(self._labels.max()) + 1 if len(self._labels) else 0
 
     @classmethod
@@ -162,17 +172,21 @@ class TensorDataset(Dataset):
     def labels(self) -> Tensor:
         return self._labels
 
+    @property
+    def modality(self) -> Tensor | None:
+        return self._modality
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = {self.key: self.data[index], "label": int(self._labels[index])}
-        if self.modality is not None:
-            item["modality"] = int(self.modality[index])
+        if self._modality is not None:
+            item["modality"] = int(self._modality[index])
         return item
 
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         out = {self.key: self.data[idx], "label": self._labels[idx]}
-        if self.modality is not None:
-            out["modality"] = self.modality[idx]
+        if self._modality is not None:
+            out["modality"] = self._modality[idx]
         return out
 
 
