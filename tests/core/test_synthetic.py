@@ -134,7 +134,7 @@ def test_nir_vis_dataset_pairs_modalities():
     ds = facerec.create("dataset", "synthetic-nir-vis", num_ids=3, vis_per_id=2, nir_per_id=3, image_size=32)
     assert len(ds) == 15
     b = ds.batch(range(15))
-    assert b["modality"].tolist() == [0, 0, 1, 1, 1] * 3 == ds.modalities.tolist()
+    assert b["modality"].tolist() == [0, 0, 1, 1, 1] * 3 == ds.modality.tolist()
     nir = b["image"][b["modality"] == 1]
     assert torch.equal(nir[:, 0], nir[:, 2])
     assert set(b["label"][b["modality"] == 1].tolist()) == set(b["label"][b["modality"] == 0].tolist())

@@ -50,11 +50,11 @@ def test_format_is_found_by_content_before_name(tmp_path):
 
 
 def test_card_file_from_an_installed_python_package():
-    # facerec-core itself is an installed package: its weights.py stands in for a model file
-    where = "facerec:weights.py"
-    path = package_file(WeightCard("demo", "small-cnn", [WeightFile("weights.py", package=where)]),
-                        WeightFile("weights.py", package=where))
-    assert path.name == "weights.py" and path.is_file()
+    # facerec-core itself is an installed package: its weights/__init__.py stands in for a model file
+    where = "facerec:weights/__init__.py"
+    path = package_file(WeightCard("demo", "small-cnn", [WeightFile("__init__.py", package=where)]),
+                        WeightFile("__init__.py", package=where))
+    assert path.name == "__init__.py" and path.is_file()
     with pytest.raises(WeightsError) as err:
         f = WeightFile("m.dat", package="no_such_models_pkg:models/m.dat", pip="no-such-models==1.0")
         package_file(WeightCard("demo", "small-cnn", [f]), f)

@@ -56,11 +56,19 @@ class FacerunGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """The one place where a :class:`FacerecError` (bad input, from any command, core's or a plugin's,
+        or while resolving one) becomes one line on stderr and a non-zero exit, as click shows its own
+        errors; without ``standalone_mode`` it is raised as that :class:`click.ClickException`."""
         try:
-            return super().invoke(ctx)
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         except FacerecError as exc:
-            raise _one_line(exc) from None
+            err = _one_line(exc)
+            if not standalone_mode:
+                raise err from None
+            err.show()
+            sys.exit(err.exit_code)
 
 
 def _one_line(exc: FacerecError) -> click.ClickException:
@@ -131,11 +139,8 @@ def main(ctx: click.Context, backbone: str | None, **options: Any) -> None:
         return
     from .recipes import run_pipeline  # imported only when a run starts
 
-    try:
-        # continuing a run is `facerun train --resume`; here an existing run is only replaced
-        run_pipeline(backbone=backbone, resume_option=None, **options)
-    except FacerecError as exc:
-        raise _one_line(exc) from None
+    # continuing a run is `facerun train --resume`; here an existing run is only replaced
+    run_pipeline(backbone=backbone, resume_option=None, **options)
 
 
 @main.command()
@@ -224,12 +229,8 @@ def info(kind: str, name: str, as_json: bool) -> None:
 
 
 def run() -> None:
-    """Console-script entry point: user errors become one line and a non-zero exit."""
-    try:
-        main(standalone_mode=True)
-    except FacerecError as exc:  # raised outside click's invoke (e.g. while resolving a command)
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+    """Console-script entry point: user errors become one line and a non-zero exit (:meth:`FacerunGroup.main`)."""
+    main(standalone_mode=True)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,9 @@ NIR, VIS = 1, 0
 
 def dataset_modality(dataset: Dataset) -> Tensor:
     """Every sample's modality without decoding images where the dataset allows it."""
-    for name in ("modality", "modalities"):  # formats expose `modality`, the synthetic sets `modalities`
-        mod = getattr(dataset, name, None)
-        if callable(mod):
-            mod = mod()
-        if isinstance(mod, Tensor) and len(mod) == len(dataset):
-            return mod.long()
+    mod = getattr(dataset, "modality", None)  # facerec.api.Dataset.modality: a tensor or None
+    if isinstance(mod, Tensor) and len(mod) == len(dataset):
+        return mod.long()
     parts = []
     for start in range(0, len(dataset), 256):
         batch = dataset.batch(range(start, min(start + 256, len(dataset))))
@@ -104,7 +101,7 @@ class CachedDataset(Dataset):
             labels.append(torch.as_tensor(b["label"]).long())
         self.images = torch.cat(images)
         self._labels = torch.cat(labels)
-        self.modality = dataset_modality(dataset) if modality is None else modality.long()
+        self._modality = dataset_modality(dataset) if modality is None else modality.long()
         self.num_classes = int(getattr(dataset, "num_classes", 0) or int(self._labels.max()) + 1)
 
     def __len__(self) -> int:
@@ -113,6 +110,10 @@ class CachedDataset(Dataset):
     @property
     def labels(self) -> Tensor:
         return self._labels
+
+    @property
+    def modality(self) -> Tensor:
+        return self._modality
 
     def __getitem__(self, index: int) -> dict:
         return {"image": self.images[index].float() / 255, "label": int(self._labels[index]),

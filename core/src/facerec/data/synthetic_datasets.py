@@ -105,7 +105,7 @@ class SyntheticNirVis(_SyntheticBase):
         super().__init__(num_ids, self.vis_per_id + self.nir_per_id, image_size, seed, id_offset, nuisance)
 
     @property
-    def modalities(self) -> Tensor:
+    def modality(self) -> Tensor:
         """0 (VIS) / 1 (NIR) for every item, without rendering."""
         return (torch.arange(len(self)) % self.per_id >= self.vis_per_id).long()
 

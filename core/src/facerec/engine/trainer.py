@@ -22,8 +22,8 @@ from .batches import batch_length, slice_batch, to_device
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .logs import RunLogger
+from .optim import build_optimizer, clip_grad_norm, set_lr
 from .progress import Progress
-from .schedules import lr_factor
 from .stopping import TrainingInterrupted, _StopRequest
 
 #: ``loss_fn(batch, modules, step) -> {"loss": Tensor, other logged scalars...}`` (or just the loss).
@@ -37,15 +37,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _lookup(table: Mapping[str, float], name: str, default: float = 1.0) -> float:
-    """Longest matching dotted prefix (``backbone`` matches ``backbone.fc.weight``)."""
-    best, value = -1, default
-    for key, mult in table.items():
-        if (name == key or name.startswith(key + ".")) and len(key) > best:
-            best, value = len(key), float(mult)
-    return value
 
 
 class Trainer:
@@ -100,7 +91,7 @@ class Trainer:
         self.modules = {n: m.to(self.device) for n, m in self.modules.items()}
         lr_table = dict(param_groups or {})
         lr_table.update({k: 0.0 for k in frozen})
-        self.optimizer = self._build_optimizer(lr_table)
+        self.optimizer = build_optimizer(self.modules, config, lr_table)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.wrapped = self._wrap()
         if isinstance(evaluators, Mapping):
@@ -119,29 +110,6 @@ class Trainer:
             self.resume(resume)
 
     # ----------------------------------------------------------------- setup
-    def _build_optimizer(self, lr_table: Mapping[str, float]) -> torch.optim.Optimizer:
-        cfg = self.config
-        groups: dict[tuple[float, bool], list[nn.Parameter]] = defaultdict(list)
-        for mname, module in self.modules.items():
-            for pname, p in module.named_parameters():
-                if not p.requires_grad:
-                    continue
-                mult = _lookup(lr_table, f"{mname}.{pname}")
-                if mult == 0.0:
-                    p.requires_grad_(False)
-                    continue
-                decay = p.dim() > 1 and not getattr(p, "facerec_no_decay", False)
-                groups[(mult, decay)].append(p)
-        if not groups:
-            raise FacerecError("nothing to train: every parameter is frozen")
-        param_groups = [{"params": ps, "lr_mult": mult, "weight_decay": cfg.weight_decay if decay else 0.0,
-                         "lr": cfg.lr * mult} for (mult, decay), ps in groups.items()]
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(param_groups, lr=cfg.lr, betas=cfg.betas)
-        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas)
-
     def _wrap(self) -> dict[str, nn.Module]:
         if not self.distributed:
             return dict(self.modules)
@@ -231,34 +199,10 @@ class Trainer:
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _clip(self) -> Tensor | None:
-        if not self.config.grad_clip:
-            return None
-        shared, sharded = [], []
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    (sharded if hasattr(p, "facerec_shard") else shared).append(p.grad)
-        zero = torch.zeros((), device=self.device)
-        sq = torch.stack([g.float().pow(2).sum() for g in shared]).sum() if shared else zero
-        sq_sharded = torch.stack([g.float().pow(2).sum() for g in sharded]).sum() if sharded else zero.clone()
-        D.all_reduce_(sq_sharded)
-        norm = (sq + sq_sharded).sqrt()
-        coef = (self.config.grad_clip / (norm + 1e-6)).clamp(max=1.0)
-        for g in shared + sharded:
-            g.mul_(coef.to(g.dtype))
-        return norm
-
-    def _set_lr(self, step: int) -> float:
-        factor = lr_factor(self.config, step, self.total)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * group["lr_mult"] * factor
-        return self.config.lr * factor
-
     def train_step(self, step: int) -> tuple[dict[str, Tensor], int]:
         """One optimizer update over ``grad_accum`` micro-batches; returns detached logs and items seen."""
         cfg = self.config
-        lr = self._set_lr(step)
+        lr = set_lr(self.optimizer, cfg, step, self.total)
         logs: dict[str, Tensor] = {}
         items = 0
         for micro in range(cfg.grad_accum):
@@ -284,7 +228,7 @@ class Trainer:
                     v = value.detach().float().reshape(()) / cfg.grad_accum
                     logs[key] = logs[key] + v if key in logs else v
         self.scaler.unscale_(self.optimizer)
-        norm = self._clip()
+        norm = clip_grad_norm(self.optimizer, cfg.grad_clip, self.device)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
