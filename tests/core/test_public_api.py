@@ -22,8 +22,8 @@ import facerec
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCES = sorted([*ROOT.glob("facerec_*/src"), *ROOT.glob("plugins/*/src")])
-#: TRANSITIONAL: facerec_dvg still imports the old name of facerec.recipes. Remove with facerec/pipeline.py.
-ALLOWED = {("facerec_dvg", "facerec.pipeline")}
+#: (plugin package, non-public core module) pairs tolerated while a plugin migrates: none
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _child(module: types.ModuleType, name: str) -> object:

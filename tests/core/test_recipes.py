@@ -1,5 +1,5 @@
 """Recipes as a package: parameter classes (presets, names, types, ranges; one check with components),
-`facerun info recipe`, the transitional dict-knob path, the one cached dataset and the one ROC/CMC plotter."""
+`facerun info recipe`, undeclared recipes refused, the one cached dataset and the one ROC/CMC plotter."""
 
 from __future__ import annotations
 
@@ -108,22 +108,16 @@ def _register(monkeypatch, name: str, obj) -> None:
     monkeypatch.setattr(registry, "load", lambda kind, n: obj if (kind, n) == ("recipe", name) else real_load(kind, n))
 
 
-def test_transitional_dict_knob_recipe_still_runs(tmp_path, monkeypatch):
-    """facerec_dvg's style until it is migrated: function attributes, config.recipe_params, fn(config, run)."""
+def test_undeclared_recipe_is_a_one_line_error(tmp_path, monkeypatch):
+    """A recipe must be declared with @recipe (the dict-knob plain functions are gone with facerec.pipeline)."""
 
-    def legacy(config, run):
-        knobs = config.recipe_params(legacy.params)
-        return {"k": knobs["k"], "stage": config.stage}
+    def plain(config, run):
+        return {}
 
-    legacy.params = {"k": 1, "other": None}
-    legacy.stages = ("a",)
-    _register(monkeypatch, "legacy", legacy)
-    metrics = run_pipeline(backbone="small-cnn", recipe="legacy", stage="a", out=str(tmp_path / "run"), echo=None,
-                           params=("recipe.k=5",))
-    assert metrics["k"] == 5 and metrics["stage"] == "a"
-    with pytest.raises(ParameterError, match="recipe 'legacy' has no knob recipe.q; knobs: k, other"):
-        run_pipeline(backbone="small-cnn", recipe="legacy", out=str(tmp_path / "bad"), params=("recipe.q=1",))
-    assert registry.describe("recipe", "legacy")["parameters"]["k"]["quick"] == 1
+    _register(monkeypatch, "plain", plain)
+    with pytest.raises(FacerecError, match=r"^recipe 'plain' is a plain function: declare it with facerec.recipes.recipe"):
+        run_pipeline(backbone="small-cnn", recipe="plain", out=str(tmp_path / "p"), echo=None)
+    assert not (tmp_path / "p").exists()
     _register(monkeypatch, "broken", 42)
     with pytest.raises(FacerecError, match="recipe 'broken' is not callable"):
         run_pipeline(backbone="small-cnn", recipe="broken", out=str(tmp_path / "x"))

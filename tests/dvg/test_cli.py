@@ -57,9 +57,12 @@ def test_other_backbone_and_dvg_neurips(run_facerun, tmp_path):
 
 
 @pytest.mark.parametrize("param,message", [
-    ("recipe.write_generated=zip", "recipe.write_generated must be lmdb, folder, list or none"),
-    ("recipe.stage3_steps=5", "no knob recipe.stage3_steps"),
-    ("recipe.num_pairs=0", "recipe.num_pairs must be a positive integer"),
+    ("recipe.write_generated=zip", "--param recipe.write_generated (recipe dvg) must be one of 'lmdb', 'folder', "
+                                   "'list', 'none' or none, got 'zip'"),
+    ("recipe.stage3_steps=5", "--param recipe.stage3_steps: recipe 'dvg' has no parameter 'stage3_steps' "
+                              "(did you mean stage2_steps, stage1_steps"),
+    ("recipe.num_pairs=0", "--param recipe.num_pairs (recipe dvg) must be >= 1, got 0"),
+    ("recipe.nuisance=wild", "recipe.nuisance: unknown nuisance preset 'wild'"),
 ])
 def test_bad_recipe_options_are_one_line_errors(run_facerun, tmp_path, param, message):
     proc = run_facerun("--backbone", "lightcnn29", "--generator", "dvg", "--out", str(tmp_path / "r"),
@@ -67,6 +70,32 @@ def test_bad_recipe_options_are_one_line_errors(run_facerun, tmp_path, param, me
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+#: the knobs' defaults per preset as the dict-knob recipe had them (facerec_dvg before its params class)
+QUICK = {"pretrained": None, "pretrain_ids": 300, "pretrain_per_id": 20, "pretrain_steps": 900, "pretrain_lr": 2e-3,
+         "pretrain_head": "norm-softmax", "sampler_steps": 200, "generator_steps": 350, "generator_batch": 8,
+         "num_pairs": 512, "batch_size": 32, "stage1_steps": 100, "stage2_steps": 100, "finetune_lr": 1e-3,
+         "contrastive_weight": 1.0, "seeds": 1, "write_generated": "lmdb", "nuisance": "controlled"}
+PAPER = {**QUICK, "pretrain_ids": 10000, "pretrain_steps": 20000, "pretrain_lr": 1e-3, "pretrain_head": None,
+         "sampler_steps": 20000, "generator_steps": 60000, "num_pairs": 100000, "batch_size": 64,
+         "stage1_steps": 4000, "stage2_steps": 24000, "contrastive_weight": 0.001, "nuisance": "default"}
+
+
+def test_info_recipe_dvg_lists_knobs_with_quick_and_paper_defaults(run_facerun):
+    data = json.loads(run_facerun("info", "recipe", "dvg", "--json").stdout)
+    params = data["parameters"]
+    assert {k: p["quick"] for k, p in params.items()} == QUICK
+    assert {k: p["paper"] for k, p in params.items()} == PAPER
+    assert params["sampler_steps"]["range"] == ">= 0" and params["seeds"]["type"] == "an integer"
+    assert data["defaults"] == {"head": "lightcnn-fc2", "dataset": "synthetic-nir-vis",
+                                "protocols": ["synthetic-nir-vis"]}
+    text = run_facerun("info", "recipe", "dvg").stdout
+    assert "num_pairs: quick 512, paper 100000 (an integer; >= 1)  generated NIR/VIS pairs" in text
+    assert "pretrain_head: quick 'norm-softmax', paper None (a string or none)" in text
+    assert "generator_batch: default 8 (an integer; >= 1)" in text
+    assert "falls back to: head lightcnn-fc2, dataset synthetic-nir-vis, protocols synthetic-nir-vis" in text
 
 
 def test_dvg_recipe_needs_paired_modalities(run_facerun, tmp_path):
@@ -78,7 +107,7 @@ def test_dvg_recipe_needs_paired_modalities(run_facerun, tmp_path):
 def test_describe_components():
     info = facerec.describe("backbone", "lightcnn29")
     assert info["embedding_size"] == 256 and info["input_spec"]["color"] == "GRAY"
-    assert facerec.load("recipe", "dvg").params["num_pairs"] > 0
+    assert facerec.load("recipe", "dvg").params().num_pairs > 0
     assert torch.is_tensor(facerec.create("head", "lightcnn-fc2", embedding_size=8, num_classes=3).weight)
 
 

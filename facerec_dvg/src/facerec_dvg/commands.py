@@ -31,11 +31,13 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, Any]:
 def _nir_vis_list(train_list: str, img_root: str | None, layout: str, modality_rule: str | None,
                   image_size: int) -> Any:
     """The list as the original reads it (modality from NIR/VIS in the path), decoded once when it fits."""
+    from facerec.recipes import CachedDataset
+
     from .nirvis import NirVisList
-    from .pairs import CachedDataset
 
     data = NirVisList(train_list, root=img_root, layout=layout, modality_rule=modality_rule, image_size=image_size)
-    return CachedDataset(data) if len(data) * 3 * image_size**2 <= 1 << 30 else data
+    fits = len(data) * 3 * image_size**2 <= 1 << 30  # as 8-bit images
+    return CachedDataset(data, storage="uint8", fill=True) if fits else data
 
 
 @click.group()
@@ -85,7 +87,7 @@ def train_generator(img_root, train_list, layout, modality_rule, arch, out, face
     from facerec.engine import seed_everything
     from facerec.errors import ParameterError
     from facerec.outputs import claim_run_dir
-    from facerec.pipeline import RunDir
+    from facerec.recipes import RunDir
     from facerec.weights import resolve, save_weights
 
     from .loop_checkpoint import LoopCheckpoint

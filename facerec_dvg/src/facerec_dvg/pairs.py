@@ -87,38 +87,3 @@ def fetch_images(dataset: Dataset, indices: Tensor, size: int, device: str | tor
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return images.to(device)
 
-
-class CachedDataset(Dataset):
-    """A dataset decoded/rendered once into memory as uint8 (recipes draw from it many times).
-
-    ``modality`` (0 VIS / 1 NIR per sample) defaults to the dataset's own; a VIS-only set passes zeros."""
-
-    def __init__(self, dataset: Dataset, chunk: int = 256, modality: Tensor | None = None):
-        images, labels = [], []
-        for start in range(0, len(dataset), chunk):
-            b = dataset.batch(list(range(start, min(start + chunk, len(dataset)))))
-            images.append((torch.as_tensor(b["image"]).float().clamp(0, 1) * 255).round().to(torch.uint8))
-            labels.append(torch.as_tensor(b["label"]).long())
-        self.images = torch.cat(images)
-        self._labels = torch.cat(labels)
-        self._modality = dataset_modality(dataset) if modality is None else modality.long()
-        self.num_classes = int(getattr(dataset, "num_classes", 0) or int(self._labels.max()) + 1)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    @property
-    def labels(self) -> Tensor:
-        return self._labels
-
-    @property
-    def modality(self) -> Tensor:
-        return self._modality
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index].float() / 255, "label": int(self._labels[index]),
-                "modality": int(self.modality[index])}
-
-    def batch(self, indices) -> dict:
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return {"image": self.images[idx].float() / 255, "label": self._labels[idx], "modality": self.modality[idx]}

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facerec import pipeline as P
+from facerec.recipes import PipelineConfig, RunDir, train_config
 from facerec.errors import FacerecError, ParameterError
 
 from .loop_checkpoint import LoopCheckpoint
@@ -37,13 +37,13 @@ def _stopped(stage: str, step: int, total: int, option: str = "train.stop_at", w
 
 
 # -- recognition stages (core's Trainer) ------------------------------------------------------------------
-def trainer_resume(config: P.PipelineConfig, run: P.RunDir, name: str) -> Path | None:
+def trainer_resume(config: PipelineConfig, run: RunDir, name: str) -> Path | None:
     """The checkpoint the Trainer of stage ``name`` continues from (``--resume`` and one exists), else None."""
     path = run.path / "stages" / name / "checkpoints" / f"{name}-last.safetensors"
     return path if config.resume and path.is_file() else None
 
 
-def trainer_finished(run: P.RunDir, name: str, result: dict[str, Any]) -> dict[str, Any]:
+def trainer_finished(run: RunDir, name: str, result: dict[str, Any]) -> dict[str, Any]:
     """``result`` of a Trainer stage; stops the recipe when it ended early. A stage restored at its end ran no
     step in this process: its last logged training values come from its log."""
     if not result.get("finished", True):
@@ -59,13 +59,13 @@ def trainer_finished(run: P.RunDir, name: str, result: dict[str, Any]) -> dict[s
 
 
 # -- the hand-written loops (identity sampler, dual generator) ---------------------------------------------
-def loop_checkpoint(config: P.PipelineConfig, run: P.RunDir, name: str,
+def loop_checkpoint(config: PipelineConfig, run: RunDir, name: str,
                     meta: dict[str, Any] | None = None) -> LoopCheckpoint:
     """Checkpoint of loop ``name``: continued from with ``--resume``; a fresh run starts from scratch."""
     path = run.checkpoint(name)
     if not config.resume and path.is_file():
         path.unlink()  # a replaced run's state is not this run's
-    cfg = P.train_config(config)
+    cfg = train_config(config)
     return LoopCheckpoint(path, every=cfg.checkpoint_every or LOOP_CHECKPOINT_EVERY, stop_at=cfg.stop_at, meta=meta)
 
 
@@ -90,7 +90,7 @@ def check_identity_sampler(gen: Any, steps: int) -> None:
                              "frozen), or train one with recipe.sampler_steps >= 1")
 
 
-def identity_sampler_stage(config: P.PipelineConfig, run: P.RunDir, gen: Any, face: Any, dataset: Any, steps: int,
+def identity_sampler_stage(config: PipelineConfig, run: RunDir, gen: Any, face: Any, dataset: Any, steps: int,
                            stages: Any, paired_ids: int) -> dict[str, Any]:
     """The released sampler stays frozen (the paper samples identities from it); otherwise a sampler is trained
     on the face model's features of the paired set, resumably. Returns the stage's metrics."""

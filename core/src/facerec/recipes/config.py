@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -85,12 +85,6 @@ class PipelineConfig:
 
     def kind_params(self, kind: str) -> dict[str, Any]:
         return dict(self.params.get(kind, {}))
-
-    def recipe_params(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
-        """TRANSITIONAL (facerec_dvg): a dict-knob recipe's values; see :mod:`facerec.recipes.declare`."""
-        from .declare import legacy_knobs
-
-        return legacy_knobs(self, defaults)
 
     @property
     def quick(self) -> bool:

@@ -126,7 +126,8 @@ def as_recipe(obj: Any, name: str) -> Recipe:
         return obj
     if not callable(obj):
         raise FacerecError(f"recipe {name!r} is not callable")
-    return _LegacyRecipe.of(obj)
+    raise FacerecError(f"recipe {name!r} is a plain function: declare it with facerec.recipes.recipe "
+                       "(docs/writing-a-plugin.md)")
 
 
 def describe(obj: Any, name: str) -> dict[str, Any]:
@@ -134,45 +135,6 @@ def describe(obj: Any, name: str) -> dict[str, Any]:
     spec = as_recipe(obj, name)
     return {"doc": spec.doc, "summary": spec.doc.splitlines()[0] if spec.doc else "",
             "parameters": spec.parameter_table(), "stages": list(spec.stages), "defaults": dict(spec.defaults)}
-
-
-# ------------------------------------------------------------------------ TRANSITIONAL: dict-knob recipes
-# facerec_dvg's recipe is still a plain function with attributes: ``fn.params = {knob: default}`` (names
-# checked here with the old message, values by the recipe itself), ``fn.stages``, ``fn.defaults``, called as
-# ``fn(config, run)`` and reading its knobs with ``config.recipe_params(defaults)``. Delete this section and
-# PipelineConfig.recipe_params once facerec_dvg declares its recipe with @recipe.
-@attrs.frozen
-class _LegacyRecipe(Recipe):
-    knobs: Mapping[str, Any] | None = None
-
-    @classmethod
-    def of(cls, fn: Callable[..., Mapping[str, Any]]) -> _LegacyRecipe:
-        return cls(fn=fn, stages=tuple(getattr(fn, "stages", ()) or ()),
-                   defaults=dict(getattr(fn, "defaults", None) or {}), knobs=getattr(fn, "params", None))
-
-    def check(self, config: PipelineConfig) -> dict[str, Any]:
-        if self.knobs is not None:
-            legacy_knobs(config, self.knobs)
-        return config.kind_params("recipe")
-
-    def resolve(self, config: PipelineConfig) -> Any:
-        return None
-
-    def __call__(self, config: PipelineConfig, run: Any, params: Any = None) -> Mapping[str, Any]:
-        return self.fn(config, run)
-
-    def parameter_table(self) -> dict[str, dict[str, Any]]:
-        return {k: {"default": v, "required": False, "quick": v, "paper": v} for k, v in (self.knobs or {}).items()}
-
-
-def legacy_knobs(config: PipelineConfig, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated with ``--param recipe.KEY=VALUE`` (unknown keys refused)."""
-    given = config.kind_params("recipe")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ParameterError(f"recipe {config.recipe!r} has no knob recipe.{unknown[0]}; "
-                             f"knobs: {', '.join(defaults) or 'none'}")
-    return {**defaults, **given}
 
 
 __all__ = ["NoParams", "Recipe", "as_recipe", "describe", "knob", "recipe"]
