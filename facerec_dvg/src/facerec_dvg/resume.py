@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from facerec.engine.checkpoint import checkpoint_path
 from facerec.recipes import PipelineConfig, RunDir, train_config
 from facerec.errors import FacerecError, ParameterError
 
@@ -39,7 +40,7 @@ def _stopped(stage: str, step: int, total: int, option: str = "train.stop_at", w
 # -- recognition stages (core's Trainer) ------------------------------------------------------------------
 def trainer_resume(config: PipelineConfig, run: RunDir, name: str) -> Path | None:
     """The checkpoint the Trainer of stage ``name`` continues from (``--resume`` and one exists), else None."""
-    path = run.path / "stages" / name / "checkpoints" / f"{name}-last.safetensors"
+    path = checkpoint_path(run.path / "stages" / name, name)
     return path if config.resume and path.is_file() else None
 
 

@@ -225,4 +225,10 @@ def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *,
             "meta": json.loads(meta.get("meta", "{}"))}
 
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_metadata", "module_state"]
+def checkpoint_path(run_dir: str | Path, stage: str, which: str = "last") -> Path:
+    """Where the Trainer named ``stage`` keeps its ``which`` (last / best) checkpoint under ``run_dir``:
+    ``run_dir/checkpoints/<stage>-<which>.safetensors``, the one layout every command and recipe resumes from."""
+    return Path(run_dir) / "checkpoints" / f"{stage}-{which}.safetensors"
+
+
+__all__ = ["CheckpointError", "checkpoint_path", "save_checkpoint", "load_checkpoint", "read_metadata", "module_state"]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..errors import FacerecError
 from . import distributed as D
 from .batches import batch_length, slice_batch, to_device
-from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .logs import RunLogger
 from .optim import build_optimizer, clip_grad_norm, set_lr
@@ -131,7 +131,7 @@ class Trainer:
     # ----------------------------------------------------------------- resume / checkpoints
     def checkpoint_path(self, which: str = "last") -> Path | None:
         """``run_dir/checkpoints/<name>-<which>.safetensors`` (``name`` is the trainer's stage name)."""
-        return self.run_dir / "checkpoints" / f"{self.name}-{which}.safetensors" if self.run_dir is not None else None
+        return checkpoint_path(self.run_dir, self.name, which) if self.run_dir is not None else None
 
     def resume(self, source: str | Path | bool) -> None:
         """Restore modules, optimizer, scaler, RNG states and step from a checkpoint."""
@@ -142,7 +142,7 @@ class Trainer:
         else:
             path = Path(source)  # type: ignore[arg-type]
             if path.is_dir():
-                path = path / "checkpoints" / f"{self.name}-last.safetensors"
+                path = checkpoint_path(path, self.name)
         if not path.is_file():
             raise FacerecError(f"cannot resume: no checkpoint at {path}")
         info = load_checkpoint(path, self.modules, optimizer=self.optimizer, scaler=self.scaler)

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ..engine.checkpoint import checkpoint_path
 from ..errors import FacerecError
 from .summary import markdown_table
 
@@ -121,7 +122,7 @@ class RunDir:
 
     def checkpoint(self, stage: str = "train", which: str = "last") -> Path:
         """Where the Trainer named ``stage`` keeps its checkpoint in this run."""
-        return self.path / "checkpoints" / f"{stage}-{which}.safetensors"
+        return checkpoint_path(self.path, stage, which)
 
 
 def image_grid(images: Any, nrow: int = 8) -> Any:
