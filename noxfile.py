@@ -22,8 +22,9 @@ TEMPLATE = "plugins/facerec-template"
 MTCNN_WEIGHTS = "facenet-pytorch==2.6.0"  # MIT; installed --no-deps (see README)
 DLIB = "plugins/facerec-dlib"
 RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
 
-nox.options.sessions = ["lint", "core", *PLUGINS, "template", "dlib", "all"]
+nox.options.sessions = ["lint", "typecheck", "core", *PLUGINS, "template", "dlib", "all"]
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
@@ -38,12 +39,17 @@ def _check_base() -> None:
                          ".venv-test/bin/pip install -r requirements/test.txt")
 
 
-def _env(session: nox.Session, *paths: str) -> None:
-    """Share the base's site-packages (torch) and install the named facerec distributions."""
+def _share_base(session: nox.Session) -> None:
+    """Make the base's site-packages (torch) visible in the session's virtualenv."""
     _check_base()
     site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
                        silent=True).strip()
     Path(site, "_facerec_base.pth").write_text(BASE_SITE + "\n")
+
+
+def _env(session: nox.Session, *paths: str) -> None:
+    """Share the base's site-packages (torch) and install the named facerec distributions."""
+    _share_base(session)
     session.install("--no-build-isolation", "--no-deps", *paths)
     session.env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
 
@@ -116,6 +122,16 @@ def lint(session: nox.Session) -> None:
     columns) is not enforced yet: ~80 older lines exceed it (`nox -s lint -- --select E501` lists them)."""
     session.install(RUFF)
     session.run("ruff", "check", ".", "--extend-ignore", "E501", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on core's public modules (docs/api.md), configured in core/pyproject.toml [tool.mypy]. It reads
+    core's source in place and the libraries' types from the base (torch, numpy, ...): nothing but mypy is
+    installed."""
+    _share_base(session)
+    session.install(MYPY)
+    session.run("mypy", "--config-file", "core/pyproject.toml", *session.posargs)
 
 
 @nox.session(default=False)

@@ -78,7 +78,8 @@ class RecordIODataset(_ImageDataset):
         if labels is None:
             labels = self._scan_labels()
         prop = rio.read_property(self.path.parent / rio.PROPERTY_NAME)
-        self.property_classes, self.property_size = (prop[0], prop[1]) if prop else (None, None)
+        self.property_classes: int | None = prop[0] if prop else None
+        self.property_size: tuple[int, int] | None = prop[1] if prop else None
         super().__init__(labels, None, image_size, skip_corrupt)
         # the whole index is only needed while opening (about 24 bytes per record: Glint360K's 17M records)
         del self._index_keys, self._index_offsets, self._index_ends
