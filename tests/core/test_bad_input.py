@@ -113,7 +113,8 @@ def test_2_extract_and_export_replace_only_what_they_may(tmp_path):
         for k in range(2):
             from PIL import Image
 
-            Image.fromarray(np.full((16, 16, 3), 40 * ident + 10 * k, np.uint8)).save(images / f"id{ident}" / f"{k}.png")
+            pixels = np.full((16, 16, 3), 40 * ident + 10 * k, np.uint8)
+            Image.fromarray(pixels).save(images / f"id{ident}" / f"{k}.png")
     proc = _run("extract", "--backbone", "small-cnn", "--data", str(images), "--out", str(feats))
     _refused(proc, str(feats), "already exists", "--overwrite")
     assert "items/s" not in proc.stderr and feats.read_bytes() == b"the user's earlier features"  # nothing embedded
@@ -306,7 +307,8 @@ def test_8_malicious_files_are_refused_by_the_safe_loader_in_one_line(tmp_path):
              str(legacy), "refused by the safe loader", "system")
     bare = tmp_path / "bare.pth"
     bare.write_bytes(pickle.dumps({"w": _Evil(marker)}, protocol=4))
-    with pytest.raises(WeightsError, match=r"bare.pth: refused by the safe loader: it references (posix|os|nt)\.system"):
+    with pytest.raises(WeightsError,
+                       match=r"bare.pth: refused by the safe loader: it references (posix|os|nt)\.system"):
         read_checkpoint(bare)
     assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
 

@@ -64,7 +64,8 @@ def _torchrun(tmp: Path, *args: str) -> None:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
     if proc.returncode != 0 and all((tmp / f"done-rank{r}").is_file() for r in range(2)):
         # Both ranks finished every job and met at the final barrier; what failed is gloo's own teardown
-        # (a rare SIGABRT, "terminate called without an active exception", seen once in CI, not reproduced in 32 local runs, 20 of them under load).
+        # (a rare SIGABRT, "terminate called without an active exception", seen once in CI, not reproduced
+        # in 32 local runs, 20 of them under load).
         # The outputs are complete and are checked below exactly as after a clean exit.
         warnings.warn(f"torchrun exited {proc.returncode} after both ranks finished: {proc.stderr[-300:]}")
         return

@@ -107,7 +107,8 @@ def test_image_list_modality_rules(tmp_path):
         (root / rel).write_bytes(encode_jpeg(imgs[i]))
     # DVG NeurIPS: `path label domain` with domain 0 = NIR, 1 = VIS
     dvg = root / "dvg.txt"
-    dvg.write_text("NIR/s2_NIR_1_001.jpg 0 0\nVIS/s2_VIS_1_001.jpg 0 1\nNIR/s2_NIR_2_001.jpg 1 0\nVIS/s2_VIS_2_001.jpg 1 1\n")
+    dvg.write_text("NIR/s2_NIR_1_001.jpg 0 0\nVIS/s2_VIS_1_001.jpg 0 1\n"
+                   "NIR/s2_NIR_2_001.jpg 1 0\nVIS/s2_VIS_2_001.jpg 1 1\n")
     ds = ImageList(dvg, modality_rule=2, modality_values="NIR,VIS")
     assert ds.modality.tolist() == [1, 0, 1, 0]  # facerec convention: 0 = VIS, 1 = NIR
     assert ds[0]["modality"] == 1 and ds.labels.tolist() == [0, 0, 1, 1]

@@ -22,13 +22,14 @@ from facerec.errors import ComponentLoadError, ParameterError, UnknownComponentE
 
 PLUGINS = {
     # an import error at load time (a module that does not exist inside the plugin)
-    "facerec-broken": ("facerec_broken", 'FACEREC_API = 1\n', {"facerec.backbones": {"broken-net": "facerec_broken.net:Net"}},
-                       ["facerec-core>=1.0,<2"], {}),
+    "facerec-broken": ("facerec_broken", 'FACEREC_API = 1\n',
+                       {"facerec.backbones": {"broken-net": "facerec_broken.net:Net"}}, ["facerec-core>=1.0,<2"], {}),
     # registers a name core already has, plus one of its own
     "facerec-dupe": ("facerec_dupe", 'FACEREC_API = 1\n',
                      {"facerec.backbones": {"small-cnn": "facerec_dupe.net:Net", "dupe-only": "facerec_dupe.net:Net"}},
                      ["facerec-core>=1.0,<2"],
-                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\nfrom facerec.backbones import SmallCNN\n\n'
+                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\n'
+                                'from facerec.backbones import SmallCNN\n\n'
                                 'class Net(SmallCNN):\n    """The duplicate network."""\n'}),
     # built for a future core: refused from metadata alone
     "facerec-future": ("facerec_future", 'FACEREC_API = 2\n', {"facerec.heads": {"future-head": "facerec_future:Head"}},
@@ -39,8 +40,8 @@ PLUGINS = {
                       {"cmd.py": 'import click\n\n\n@click.command()\ndef train():\n'
                                  '    """The clashing train command."""\n    click.echo("clash train ran")\n'}),
     # declares the wrong API in code only
-    "facerec-oldapi": ("facerec_oldapi", 'FACEREC_API = 0\nHead = object\n', {"facerec.heads": {"old-head": "facerec_oldapi:Head"}},
-                       ["facerec-core"], {}),
+    "facerec-oldapi": ("facerec_oldapi", 'FACEREC_API = 0\nHead = object\n',
+                       {"facerec.heads": {"old-head": "facerec_oldapi:Head"}}, ["facerec-core"], {}),
 }
 
 

@@ -117,7 +117,8 @@ def test_synthetic_dataset_items_labels_and_batch():
     assert b["image"].shape == (3, 3, 48, 48) and b["label"].tolist() == [0, 1, 4]
     assert torch.allclose(b["image"][1], ds[4]["image"], atol=1e-5)
     assert ds[4]["label"] == 1 and isinstance(ds[4]["label"], int)
-    assert torch.allclose(b["image"], render(torch.tensor([0, 1, 4]), torch.tensor([0, 1, 2]), seed=1, size=48), atol=1e-5)
+    expected = render(torch.tensor([0, 1, 4]), torch.tensor([0, 1, 2]), seed=1, size=48)
+    assert torch.allclose(b["image"], expected, atol=1e-5)
     with pytest.raises(IndexError):
         ds.batch([15])
 
@@ -244,5 +245,6 @@ def test_cli_shows_synthetic_components_and_grid(run_facerun, tmp_path):
     proc = run_facerun("data", "show", "synthetic-nir-vis", "--out", str(tmp_path / "g.png"), "--count", "10",
                        "--param", "num_ids=5", "--param", "image_size=48")
     assert (tmp_path / "g.png").stat().st_size > 1000, proc.stdout
-    bad = run_facerun("data", "show", "synthetic", "--out", str(tmp_path / "h.png"), "--param", "num_ids=0", check=False)
+    bad = run_facerun("data", "show", "synthetic", "--out", str(tmp_path / "h.png"), "--param", "num_ids=0",
+                      check=False)
     assert bad.returncode != 0 and "num_ids" in bad.stderr and "Traceback" not in bad.stderr

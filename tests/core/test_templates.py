@@ -170,7 +170,8 @@ def test_pairs_protocol_warps_arcface_data_to_the_models_template(tmp_path, capf
     # told that the data is already on the model's template: resized only, no warp, nothing said
     facerec.create("protocol", "pairs", data=str(tmp_path), n_folds=2, template="lightcnn144").evaluate(spy)
     plain = SEEN[-1]
-    assert np.abs(_centroids(plain[0], (src.points + 0.5) * 144 / 112 - 0.5) - ((src.points + 0.5) * 144 / 112 - 0.5)).max() < 0.5
+    scaled = (src.points + 0.5) * 144 / 112 - 0.5
+    assert np.abs(_centroids(plain[0], scaled) - scaled).max() < 0.5
     assert "warped" not in capfd.readouterr().err
 
 

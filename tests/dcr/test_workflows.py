@@ -77,9 +77,9 @@ def test_pil_views_follow_the_originals_pipeline():
         def __call__(self, img):
             return img.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.9 * float(torch.rand(()))))
 
-    spec = T.Compose([T.RandomResizedCrop(40, scale=(0.2, 1.0)), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                      T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=0.5), T.RandomHorizontalFlip(),
-                      T.PILToTensor()])
+    spec = T.Compose([T.RandomResizedCrop(40, scale=(0.2, 1.0)),
+                      T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
+                      T.RandomApply([Blur()], p=0.5), T.RandomHorizontalFlip(), T.PILToTensor()])
     torch.manual_seed(3)
     got = pil_views(x, (8,), plus=True)
     torch.manual_seed(3)
@@ -225,7 +225,8 @@ def test_sampler_miners_and_verdict_pair_count(run_facerun, tmp_path):
                        "--param", "recipe.branch_miner=batch-hard")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["verdict"].endswith("one run, 40 pairs)"), metrics["verdict"]
-    assert "sampler m-per-class (m=4); trunk miner batch-hard, branch miner batch-hard" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "sampler m-per-class (m=4); trunk miner batch-hard, branch miner batch-hard" in summary
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert {(r["stage"], r["step"]) for r in log if r.get("kind") == "train"} == {("trunk", 1), ("trunk", 2),
                                                                                   ("branch", 1)}

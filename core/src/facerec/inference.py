@@ -97,8 +97,9 @@ def _fold_into(layer: _Weighted, bn: nn.modules.batchnorm._BatchNorm) -> bool:
     out_ch = layer.weight.shape[0] if not isinstance(layer, nn.ConvTranspose2d) else layer.weight.shape[1]
     if bn.num_features != out_ch:
         return False
-    scale = (bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)) \
-        / torch.sqrt(bn.running_var.double() + bn.eps)
+    gamma = (bn.weight.detach().double() if bn.weight is not None
+             else torch.ones_like(bn.running_var, dtype=torch.float64))
+    scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(scale)
     _scale_into(layer, scale, shift - bn.running_mean.double() * scale)
     return True

@@ -174,7 +174,8 @@ class RecordIODataset(_ImageDataset):
         """Integer labels from gathered headers; records split by the writer are read whole."""
         self._check_heads(head, self._offsets[positions], lambda j: self.describe_item(int(positions[j])))
         label = np.where(head["flag"] > 0, head["vec0"], head["label"]).astype(np.float64)
-        odd = np.flatnonzero((head["cflag"] != 0) | (head["length"] < rio.HEADER.size + 4 * np.minimum(head["flag"], 1)))
+        tiny = head["length"] < rio.HEADER.size + 4 * np.minimum(head["flag"], 1)
+        odd = np.flatnonzero((head["cflag"] != 0) | tiny)
         for j in odd:  # split or tiny records: parse them properly
             value, _, _, _ = self._unpack(int(positions[j]))
             label[j] = value if not isinstance(value, np.ndarray) else (value[0] if len(value) else np.nan)

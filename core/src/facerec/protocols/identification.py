@@ -177,7 +177,8 @@ class IdentificationProtocol(Protocol):
                 raise DataError(f"identification: fold {gal.source} has no gallery or probe images left")
             res = metrics.identification_ranks(Gallery(g, gl, backend="torch"), gl, p, pl)
             fold: dict[str, float] = {f"rank{k}": res.at(k) for k in self.ranks}
-            fold["n_gallery"], fold["n_probe"], fold["n_mated_probes"] = float(len(g)), float(len(p)), float(res.n_mated)
+            fold["n_gallery"], fold["n_probe"] = float(len(g)), float(len(p))
+            fold["n_mated_probes"] = float(res.n_mated)
             scores = metrics.cosine_scores(g, p).double().numpy().ravel()
             same = (gl[:, None] == pl[None, :]).numpy().ravel()
             if same.any() and not same.all():

@@ -63,7 +63,8 @@ def aggregate_templates(features: Tensor, templates: np.ndarray, medias: np.ndar
     media = torch.from_numpy(media_of.ravel())
     d = features.shape[1]
     msum = torch.zeros(len(uniq_tm), d, dtype=torch.float64).index_add_(0, media, features.double())
-    mcount = torch.zeros(len(uniq_tm), dtype=torch.float64).index_add_(0, media, torch.ones(len(media), dtype=torch.float64))
+    ones = torch.ones(len(media), dtype=torch.float64)
+    mcount = torch.zeros(len(uniq_tm), dtype=torch.float64).index_add_(0, media, ones)
     mmean = msum / mcount[:, None]
     uniq_t, tmpl_of = np.unique(uniq_tm[:, 0], return_inverse=True)
     tsum = torch.zeros(len(uniq_t), d, dtype=torch.float64).index_add_(0, torch.from_numpy(tmpl_of.ravel()), mmean)

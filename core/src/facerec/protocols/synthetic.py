@@ -177,7 +177,8 @@ class SyntheticPairs(_SyntheticProtocol):
         half = self.pairs_per_fold // 2
         g = torch.Generator().manual_seed(self.seed * 7919 + 17)
         ids = self.id_offset + torch.arange(self.num_folds * half).view(self.num_folds, half)
-        shift = torch.randint(1, half, (self.num_folds, 1), generator=g) if half > 1 else torch.zeros(self.num_folds, 1, dtype=torch.long)
+        shift = (torch.randint(1, half, (self.num_folds, 1), generator=g) if half > 1
+                 else torch.zeros(self.num_folds, 1, dtype=torch.long))
         perm = (torch.arange(half).view(1, -1) + shift) % half
         other = torch.gather(ids, 1, perm)
         zeros = torch.zeros_like(ids)

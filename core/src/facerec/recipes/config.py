@@ -37,7 +37,8 @@ def literal(text: str) -> Any:
 
 
 def parse_assignments(items: Iterable[str], option: str) -> dict[str, Any]:
-    """``("width=16", "name=x")`` given with ``option`` -> ``{"width": 16, "name": "x"}`` (values as :func:`literal`)."""
+    """``("width=16", "name=x")`` given with ``option`` -> ``{"width": 16, "name": "x"}``
+    (values as :func:`literal`)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -212,7 +212,8 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.ambient = _lerp(r.ambient, 0.25, 0.6)
     s.exposure = 1 + nuisance.color_jitter * _lerp(r.exposure, -0.35, 0.35)
     cj = nuisance.color_jitter
-    s.wb = torch.stack([1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r), 1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1)
+    s.wb = torch.stack([1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r),
+                        1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1)
     s.glasses = (r.glasses < nuisance.glasses_prob).float()
     s.glasses_kind = r.glasses_kind
     s.glasses_col = r.glasses_col
