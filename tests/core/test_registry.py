@@ -120,14 +120,18 @@ def test_broken_plugin_is_reported_and_others_still_work(plugin_site):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_duplicate_names_are_an_error_naming_both_and_dist_prefix_selects(plugin_site):
+@pytest.mark.parametrize(("qualified", "doc"), [("facerec-dupe:small-cnn", "duplicate"),
+                                              ("facerec-core:small-cnn", "Small 4-stage")])
+def test_a_distribution_prefix_selects_among_duplicates(plugin_site, qualified, doc):
+    proc = _facerun(plugin_site, "info", "backbone", qualified, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert doc in json.loads(proc.stdout)["summary"]
+
+
+def test_duplicate_names_are_an_error_naming_both(plugin_site):
     proc = _facerun(plugin_site, "info", "backbone", "small-cnn")
     assert proc.returncode != 0
     assert "facerec-core" in proc.stderr and "facerec-dupe" in proc.stderr and "Traceback" not in proc.stderr
-    for qualified, doc in (("facerec-dupe:small-cnn", "duplicate"), ("facerec-core:small-cnn", "Small 4-stage")):
-        proc = _facerun(plugin_site, "info", "backbone", qualified, "--json")
-        assert proc.returncode == 0, proc.stderr
-        assert doc in json.loads(proc.stdout)["summary"]
     listed = json.loads(_facerun(plugin_site, "plugins", "--json").stdout)
     dup_rows = [r for r in listed if r["name"] == "small-cnn"]
     assert len(dup_rows) == 2 and all("duplicate" in r["error"] for r in dup_rows)

@@ -19,12 +19,12 @@ SAMPLES = torch.tensor([0, 1, 0, 1, 3, 2])
 # ------------------------------------------------------------------------------------------ renderer
 
 
-def test_render_shape_range_and_sizes():
-    for size in (112, 120, 128, 144, 224, 32):
-        img = render(IDS[:2], SAMPLES[:2], size=size)
-        assert img.shape == (2, 3, size, size) and img.dtype == torch.float32
-        assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
-        assert float(img.std()) > 0.05  # not blank
+@pytest.mark.parametrize("size", [112, 120, 128, 144, 224, 32])
+def test_render_shape_range_and_sizes(size):
+    img = render(IDS[:2], SAMPLES[:2], size=size)
+    assert img.shape == (2, 3, size, size) and img.dtype == torch.float32
+    assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
+    assert float(img.std()) > 0.05  # not blank
 
 
 def test_render_is_deterministic_and_batch_independent():
@@ -123,12 +123,12 @@ def test_synthetic_dataset_items_labels_and_batch():
         ds.batch([15])
 
 
-def test_dataset_ids_disjoint_from_protocol_ids():
+@pytest.mark.parametrize("name", ["synthetic-pairs", "synthetic-pose-pairs", "synthetic-nir-vis", "synthetic-lowres"])
+def test_dataset_ids_disjoint_from_protocol_ids(name):
     ds = facerec.create("dataset", "synthetic")
     train_ids = set((ds.labels + ds.id_offset).unique().tolist())
-    for name in ("synthetic-pairs", "synthetic-pose-pairs", "synthetic-nir-vis", "synthetic-lowres"):
-        proto = facerec.create("protocol", name)
-        assert not train_ids & set(proto.plan["identity"].unique().tolist()), name
+    proto = facerec.create("protocol", name)
+    assert not train_ids & set(proto.plan["identity"].unique().tolist())
 
 
 def test_nir_vis_dataset_pairs_modalities():
