@@ -206,13 +206,14 @@ def test_batch_hard_miner_against_brute_force():
 
 
 # ------------------------------------------------- item 8: --data, verdict, recipe knobs end to end
-def test_protocols_take_data_on_the_command_line(run_facerun, dcr_root):
-    for proto, key in (("dcr-lfw-lowres", "acc_8"), ("dcr-scface", "rank1_d1"), ("dcr-casia-retrieval", "criterion"),
-                       ("dcr-lfw-retrieval", "precision_at_1_8")):
-        proc = run_facerun("eval", "--backbone", "dcr-trunk", "--param", "backbone.layers=(1,1,1,1)",
-                           "--param", "backbone.image_size=32", "--image-size", "32", "--protocol", proto,
-                           "--data", str(dcr_root), "--json", "-q")
-        assert key in json.loads(proc.stdout), proto
+@pytest.mark.parametrize(("proto", "key"), [("dcr-lfw-lowres", "acc_8"), ("dcr-scface", "rank1_d1"),
+                                           ("dcr-casia-retrieval", "criterion"),
+                                           ("dcr-lfw-retrieval", "precision_at_1_8")])
+def test_protocols_take_data_on_the_command_line(run_facerun, dcr_root, proto, key):
+    proc = run_facerun("eval", "--backbone", "dcr-trunk", "--param", "backbone.layers=(1,1,1,1)",
+                       "--param", "backbone.image_size=32", "--image-size", "32", "--protocol", proto,
+                       "--data", str(dcr_root), "--json", "-q")
+    assert key in json.loads(proc.stdout)
 
 
 def test_sampler_miners_and_verdict_pair_count(run_facerun, tmp_path):
