@@ -60,7 +60,8 @@ def _rounds(readers: dict, fn, batches: list[list[int]], repeats: int) -> dict[s
 
 def _record(name: str, measured: str, n: int, times: dict[str, list[float]], load_before, notes: str) -> dict:
     rates = {k: n / statistics.median(v) for k, v in times.items()}
-    ratio = {f"rec_vs_{k}": statistics.median(b / a for a, b in zip(times["rec"], times[k])) for k in ("lmdb", "folder")}
+    ratio = {f"rec_vs_{k}": statistics.median(b / a for a, b in zip(times["rec"], times[k]))
+             for k in ("lmdb", "folder")}
     return {"name": name, "measured": measured, "images_per_s": {k: round(v, 1) for k, v in rates.items()},
             "facerec_items_per_s": rates["rec"], "baseline_items_per_s": rates["lmdb"],
             "ratio": ratio["rec_vs_lmdb"], **{k: round(v, 3) for k, v in ratio.items()},

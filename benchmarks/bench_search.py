@@ -87,7 +87,8 @@ def bench_approx(n: int, chunk: int = 500_000) -> list[dict]:
         dt = time.perf_counter() - t0
         out.append(record(f"search_ivfpq_top{K}_{P}x{n}_{D}d_nprobe{nprobe}", "probes/s, recall@10 vs exact",
                           {"facerec_items_per_s": P / dt, "facerec_s": dt}, recall_at_10=round(recall, 4),
-                          notes=f"{cells} cells, 64-byte PQ codes ({n * 64 / 2**20:.0f} MB); trained, filled and the exact top-10 scanned in {build_s:.0f}s"))
+                          notes=f"{cells} cells, 64-byte PQ codes ({n * 64 / 2**20:.0f} MB); trained, filled and "
+                                f"the exact top-10 scanned in {build_s:.0f}s"))
     return out
 
 

@@ -154,7 +154,8 @@ def check_extraction(device: str, small: bool) -> dict:
     from facerec.inference import embed_tensor, low_precision_support, optimize_for_inference
 
     out = {}
-    for name, params in (("iresnet50", {"width": 16} if small else {}), ("lightcnn29", {"width": 0.25} if small else {})):
+    for name, params in (("iresnet50", {"width": 16} if small else {}),
+                         ("lightcnn29", {"width": 0.25} if small else {})):
         torch.manual_seed(0)
         model = facerec.create("backbone", name, **params).eval().to(device)
         spec = model.input_spec

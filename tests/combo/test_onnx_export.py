@@ -61,7 +61,8 @@ def _unit_scale_layers(net: torch.nn.Module, images: torch.Tensor) -> None:
             module.bias.div_(std)
         return output / std
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     try:
         with torch.no_grad():
             net.embed(images)

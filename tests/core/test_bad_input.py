@@ -113,7 +113,8 @@ def test_2_extract_and_export_replace_only_what_they_may(tmp_path):
         for k in range(2):
             from PIL import Image
 
-            Image.fromarray(np.full((16, 16, 3), 40 * ident + 10 * k, np.uint8)).save(images / f"id{ident}" / f"{k}.png")
+            pixels = np.full((16, 16, 3), 40 * ident + 10 * k, np.uint8)
+            Image.fromarray(pixels).save(images / f"id{ident}" / f"{k}.png")
     proc = _run("extract", "--backbone", "small-cnn", "--data", str(images), "--out", str(feats))
     _refused(proc, str(feats), "already exists", "--overwrite")
     assert "items/s" not in proc.stderr and feats.read_bytes() == b"the user's earlier features"  # nothing embedded
@@ -178,12 +179,17 @@ def test_3_stale_temporaries_are_cleaned_and_sigterm_saves_a_checkpoint(a_run, t
 BAD_LABELS = ("nan", "inf", "1e400", "99999999999999999999")
 
 
-def test_4_bad_list_labels_name_file_and_line(tmp_path):
+@pytest.mark.parametrize("label", BAD_LABELS)
+def test_4_bad_list_labels_name_file_and_line(tmp_path, label):
     lst = tmp_path / "list.txt"
-    for label in BAD_LABELS:
-        lst.write_text(f"a.jpg 0\n# a comment\nb.jpg {label}\n")
-        with pytest.raises(DataError, match=f"{lst} line 3: label '{label}' is"):
-            ImageList(lst)
+    lst.write_text(f"a.jpg 0\n# a comment\nb.jpg {label}\n")
+    with pytest.raises(DataError, match=f"{lst} line 3: label '{label}' is"):
+        ImageList(lst)
+
+
+def test_4_bad_list_label_through_facerun(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"a.jpg 0\n# a comment\nb.jpg {BAD_LABELS[-1]}\n")
     _refused(_run("data", "info", str(lst)), f"{lst} line 3", repr(BAD_LABELS[-1]))
 
 
@@ -198,13 +204,18 @@ BAD_PARAMS = {"backbone.width=-3": "must be in [1, 1024], got -3",
               "train.lr=nan": "must be a finite number, got nan"}
 
 
-def test_5_parameter_values_are_checked_before_any_work(tmp_path):
+@pytest.mark.parametrize(("param", "why"), BAD_PARAMS.items(), ids=BAD_PARAMS)
+def test_5_parameter_values_are_checked_before_any_work(tmp_path, param, why):
     out = tmp_path / "run"
-    for param, why in BAD_PARAMS.items():  # the check every command shares, in-process
-        with pytest.raises(ParameterError, match=rf"{param.split('=')[0]}.* {re.escape(why)}"):
-            run_pipeline(backbone="small-cnn", out=str(out), params=(param,), echo=None)
+    # the check every command shares, in-process
+    with pytest.raises(ParameterError, match=rf"{param.split('=')[0]}.* {re.escape(why)}"):
+        run_pipeline(backbone="small-cnn", out=str(out), params=(param,), echo=None)
     assert not out.exists()
-    # and through facerun: --param and the --lr flag
+
+
+def test_5_parameter_values_are_checked_through_facerun(tmp_path):
+    out = tmp_path / "run"
+    # --param and the --lr flag
     _refused(_run("train", *TINY, "--steps", "1", "--out", str(out), "--param", "backbone.width=abc"),
              "backbone.width", "must be an integer")
     _refused(_run("train", *TINY, "--steps", "1", "--out", str(out), "--lr", "nan"), "train.lr", "finite")
@@ -236,7 +247,11 @@ def _unprivileged() -> tuple[str, ...]:
     return (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
-def test_6_read_only_outputs_are_refused_before_any_work(shared_dir):
+READ_ONLY_CASES = ("train", "export", "extract", "weights convert")
+
+
+@pytest.mark.parametrize("what", READ_ONLY_CASES)
+def test_6_read_only_outputs_are_refused_before_any_work(shared_dir, what):
     prefix = _unprivileged()
     home = shared_dir / "home"
     home.mkdir()
@@ -263,11 +278,11 @@ def test_6_read_only_outputs_are_refused_before_any_work(shared_dir):
         "weights convert": ("weights", "convert", str(original), "--arch", "small-cnn", "--param", "width=4",
                             "--to", str(ro / "o.safetensors")),
     }
-    for what, args in commands.items():
-        proc = _run(*args, prefix=prefix, env=env, cwd=home)
-        line = _refused(proc, str(ro), "not writable")
-        assert "items/s" not in proc.stderr, what  # extract: refused before embedding anything
-        assert not list(ro.iterdir()), (what, line)
+    assert set(commands) == set(READ_ONLY_CASES)
+    proc = _run(*commands[what], prefix=prefix, env=env, cwd=home)
+    line = _refused(proc, str(ro), "not writable")
+    assert "items/s" not in proc.stderr  # extract: refused before embedding anything
+    assert not list(ro.iterdir()), line
 
 
 # --------------------------------------------------------------------- 7. an output under a regular file
@@ -306,7 +321,8 @@ def test_8_malicious_files_are_refused_by_the_safe_loader_in_one_line(tmp_path):
              str(legacy), "refused by the safe loader", "system")
     bare = tmp_path / "bare.pth"
     bare.write_bytes(pickle.dumps({"w": _Evil(marker)}, protocol=4))
-    with pytest.raises(WeightsError, match=r"bare.pth: refused by the safe loader: it references (posix|os|nt)\.system"):
+    with pytest.raises(WeightsError,
+                       match=r"bare.pth: refused by the safe loader: it references (posix|os|nt)\.system"):
         read_checkpoint(bare)
     assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
 
@@ -314,39 +330,42 @@ def test_8_malicious_files_are_refused_by_the_safe_loader_in_one_line(tmp_path):
 # ------------------------------------------------------------------- 9. search never ranks NaN first
 
 
-def test_9_search_refuses_non_finite_gallery_rows_with_count_and_indices():
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.parametrize("normalise", [True, False])
+def test_9_search_refuses_non_finite_gallery_rows_with_count_and_indices(precision, normalise):
     gen = torch.Generator().manual_seed(0)
     gallery, probes = torch.randn(40, 16, generator=gen), torch.randn(5, 16, generator=gen)
     gallery[7, 3] = float("nan")
     gallery[21] = float("inf")
-    for precision in ("float32", "int8"):
-        for normalise in (True, False):
-            with pytest.raises(MetricInputError, match=r"2 gallery feature\(s\) contain NaN or inf.*rows 7, 21"):
-                metrics.search(gallery, probes, k=3, precision=precision, normalise=normalise)
+    with pytest.raises(MetricInputError, match=r"2 gallery feature\(s\) contain NaN or inf.*rows 7, 21"):
+        metrics.search(gallery, probes, k=3, precision=precision, normalise=normalise)
 
 
 # --------------------------------------------------------------------- 10. every metric checks its inputs
 
 
-def test_10_metrics_refuse_inputs_that_do_not_agree():
+#: name -> (the refusal, a call on a 50 x 8 gallery and 6 x 8 probes)
+MISMATCHES = {
+    "rank_k-10-gallery-labels": (r"10,.*50 gallery rows",
+                                 lambda g, p: metrics.rank_k(g, torch.arange(10), p, torch.arange(6))),
+    "rank_k-60-gallery-labels": (r"60,.*50 gallery rows",
+                                 lambda g, p: metrics.rank_k(g, torch.arange(60), p, torch.arange(6))),
+    "cmc-probe-labels": (r"\(3,\) labels for 6 probe rows",
+                         lambda g, p: metrics.cmc(g, torch.arange(50), p, torch.arange(3))),
+    "empty-scores": ("empty", lambda g, p: metrics.best_threshold_accuracy([], [])),
+    "search-k": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=-1)),
+    "search-dims": ("8-d .* 7-d", lambda g, p: metrics.search(g, p[:, :7])),
+    "rank_k-dims": ("8-d .* 7-d", lambda g, p: metrics.rank_k(g, torch.arange(50), p[:, :7], torch.arange(6))),
+    "nan-far": ("fars must lie in", lambda g, p: metrics.tar_at_far([0.1, 0.9, 0.4], [0, 1, 1], fars=[float("nan")])),
+}
+
+
+@pytest.mark.parametrize(("message", "call"), MISMATCHES.values(), ids=MISMATCHES)
+def test_10_metrics_refuse_inputs_that_do_not_agree(message, call):
     gen = torch.Generator().manual_seed(1)
     gallery, probes = torch.randn(50, 8, generator=gen), torch.randn(6, 8, generator=gen)
-    probe_labels = torch.arange(6)
-    for n_labels in (10, 60):
-        with pytest.raises(MetricInputError, match=f"{n_labels},.*50 gallery rows"):
-            metrics.rank_k(gallery, torch.arange(n_labels), probes, probe_labels)
-    with pytest.raises(MetricInputError, match=r"\(3,\) labels for 6 probe rows"):
-        metrics.cmc(gallery, torch.arange(50), probes, torch.arange(3))
-    with pytest.raises(MetricInputError, match="empty"):
-        metrics.best_threshold_accuracy([], [])
-    with pytest.raises(MetricInputError, match="k must be an integer >= 1"):
-        metrics.search(gallery, probes, k=-1)
-    with pytest.raises(MetricInputError, match="8-d .* 7-d"):
-        metrics.search(gallery, probes[:, :7])
-    with pytest.raises(MetricInputError, match="8-d .* 7-d"):
-        metrics.rank_k(gallery, torch.arange(50), probes[:, :7], probe_labels)
-    with pytest.raises(MetricInputError, match="fars must lie in"):
-        metrics.tar_at_far([0.1, 0.9, 0.4], [0, 1, 1], fars=[float("nan")])
+    with pytest.raises(MetricInputError, match=message):
+        call(gallery, probes)
 
 
 # ------------------------------------------------------------------------------------- 11. --steps

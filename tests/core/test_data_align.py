@@ -179,31 +179,36 @@ def test_resume_after_kill(tmp_path, raw, run_facerun):
     assert (tmp_path / "killed.failures.csv").read_text() == (tmp_path / "fresh.failures.csv").read_text()
 
 
-def test_bad_input_is_one_line(tmp_path, raw, run_facerun):
+#: name -> (`facerun data align` arguments after the input folder, the input: "raw" photos, a "flat" folder
+#: or a "missing" one, what the one-line error says). OUT is the output folder, which must not appear.
+BAD_ALIGN = {
+    "template": (("--out", "OUT", "--template", "nope"), "raw", "unknown alignment template 'nope'"),
+    "missing-input": (("--out", "OUT", "--template", "arcface112"), "missing", "not a folder"),
+    "output-exists": (("--out", "TAKEN", "--template", "arcface112"), "raw", "already exists"),
+    "flat-input": (("--out", "OUT", "--template", "arcface112"), "flat", "no identity sub-folders"),
+    "detector": (("--out", "OUT", "--template", "arcface112", "--detector", "nope"), "raw",
+                 "no detector named 'nope'"),
+    "detector-weights": (("--out", "OUT", "--template", "arcface112", "--detector-weights", "GONE"), "raw",
+                         "neither a file nor a registered card"),
+    "detector-param": (("--out", "OUT", "--template", "arcface112", "--detector-param", "thresholds=[0.6]"), "raw",
+                       "thresholds must be three numbers"),
+    "device": (("--out", "OUT", "--template", "arcface112", "--device", "bogus"), "raw", "--device 'bogus' is not a device"),
+}
+
+
+@pytest.mark.parametrize(("args", "source", "words"), BAD_ALIGN.values(), ids=BAD_ALIGN)
+def test_bad_input_is_one_line(tmp_path, raw, run_facerun, args, source, words):
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (64, 64), (128, 128, 128)).save(flat / "x.png")
     (tmp_path / "taken").mkdir()
-    cases = [
-        ([str(raw), "--out", str(tmp_path / "o1"), "--template", "nope"], "unknown alignment template 'nope'"),
-        ([str(tmp_path / "missing"), "--out", str(tmp_path / "o2"), "--template", "arcface112"], "not a folder"),
-        ([str(raw), "--out", str(tmp_path / "taken"), "--template", "arcface112"], "already exists"),
-        ([str(flat), "--out", str(tmp_path / "o3"), "--template", "arcface112"], "no identity sub-folders"),
-        ([str(raw), "--out", str(tmp_path / "o4"), "--template", "arcface112", "--detector", "nope"],
-         "no detector named 'nope'"),
-        ([str(raw), "--out", str(tmp_path / "o5"), "--template", "arcface112", "--detector-weights",
-          str(tmp_path / "gone.whl")], "neither a file nor a registered card"),
-        ([str(raw), "--out", str(tmp_path / "o6"), "--template", "arcface112", "--detector-param",
-          "thresholds=[0.6]"], "thresholds must be three numbers"),
-        ([str(raw), "--out", str(tmp_path / "o7"), "--template", "arcface112", "--device", "bogus"],
-         "--device 'bogus' is not a device"),
-    ]
-    for args, words in cases:
-        proc = run_facerun("data", "align", *args, check=False)
-        assert proc.returncode != 0, args
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, (args, proc.stderr)
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 8))
+    inputs = {"raw": raw, "flat": flat, "missing": tmp_path / "missing"}
+    paths = {"OUT": tmp_path / "out", "TAKEN": tmp_path / "taken", "GONE": tmp_path / "gone.whl"}
+    proc = run_facerun("data", "align", str(inputs[source]), *(str(paths.get(a, a)) for a in args), check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_flat_folder_to_lmdb_is_unlabelled(tmp_path, raw, run_facerun):

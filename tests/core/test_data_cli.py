@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import facerec
 from facerec.data.formats import ImageFolder, ImageList, LMDBDataset, shared_reader
 
@@ -95,17 +97,22 @@ def test_interrupted_convert_resumes_to_the_same_result(tmp_path, run_facerun):
     assert not (tmp_path / "s.lmdb.partial").exists() and not (tmp_path / "s.lmdb.partial.rows").exists()
 
 
-def test_one_line_errors(tmp_path, run_facerun):
-    for args, expected in [
-        (("data", "convert", str(tmp_path / "nope"), "--to", "lmdb", "--out", str(tmp_path / "x")), "does not exist"),
-        (("data", "export", "synthetic", "--param", "num_ids", "--format", "list", "--out", str(tmp_path / "y")),
-         "--param 'num_ids' is not key=value"),
-        (("data", "info", str(tmp_path)), "no images found"),
-    ]:
-        proc = run_facerun(*args, check=False)
-        assert proc.returncode != 0, args
-        assert expected in proc.stderr and "Traceback" not in proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+#: name -> (the command's arguments in a fresh folder, what its one-line error says)
+ONE_LINE_ERRORS = {
+    "convert-missing": (lambda t: ("data", "convert", str(t / "nope"), "--to", "lmdb", "--out", str(t / "x")),
+                        "does not exist"),
+    "export-bad-param": (lambda t: ("data", "export", "synthetic", "--param", "num_ids", "--format", "list",
+                                    "--out", str(t / "y")), "--param 'num_ids' is not key=value"),
+    "info-no-images": (lambda t: ("data", "info", str(t)), "no images found"),
+}
+
+
+@pytest.mark.parametrize(("args", "expected"), ONE_LINE_ERRORS.values(), ids=ONE_LINE_ERRORS)
+def test_one_line_errors(tmp_path, run_facerun, args, expected):
+    proc = run_facerun(*args(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_params_are_parsed_as_values():

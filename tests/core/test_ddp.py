@@ -10,8 +10,10 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -64,7 +66,8 @@ def _torchrun(tmp: Path, *args: str) -> None:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
     if proc.returncode != 0 and all((tmp / f"done-rank{r}").is_file() for r in range(2)):
         # Both ranks finished every job and met at the final barrier; what failed is gloo's own teardown
-        # (a rare SIGABRT, "terminate called without an active exception", seen once in CI, not reproduced in 32 local runs, 20 of them under load).
+        # (a rare SIGABRT, "terminate called without an active exception", seen once in CI, not reproduced
+        # in 32 local runs, 20 of them under load).
         # The outputs are complete and are checked below exactly as after a clean exit.
         warnings.warn(f"torchrun exited {proc.returncode} after both ranks finished: {proc.stderr[-300:]}")
         return
@@ -85,20 +88,44 @@ JOBS = (("ddp-arcface", "arcface", 4, None), ("ddp-partial-fc", "partial-fc", 4,
         ("mixed", "partial-fc", 4, 2))
 
 
-def test_ddp_two_processes_match_one(tmp_path):
-    _torchrun(tmp_path, str(tmp_path))
-    for head_kind in ("arcface", "partial-fc"):
-        single, multi = tmp_path / f"single-{head_kind}", tmp_path / f"ddp-{head_kind}"
-        train(str(single), head_kind, 4)
-        _assert_same(single, multi)
-        # the weights actually moved (the comparison is not between two untouched models)
-        start = build(head_kind)[0].state_dict()
-        trained = module_state(multi / "checkpoints" / "train-last.safetensors", "backbone")
-        assert not torch.allclose(start["body.1.weight"], trained["body.1.weight"])
-    # Partial FC: 2 processes for 2 steps, then resume in ONE process (re-sharded centres) for 2 more
-    mixed = tmp_path / "mixed"
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory) -> Path:
+    """The folder where one torchrun launch ran every job of JOBS."""
+    out = tmp_path_factory.mktemp("ddp")
+    _torchrun(out, str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory) -> Callable[[str], Path]:
+    """head kind -> the same training in one process (run once per kind)."""
+    root, made = tmp_path_factory.mktemp("single"), set()
+
+    def run(head_kind: str) -> Path:
+        out = root / head_kind
+        if head_kind not in made:
+            train(str(out), head_kind, 4)
+            made.add(head_kind)
+        return out
+
+    return run
+
+
+@pytest.mark.parametrize("head_kind", ["arcface", "partial-fc"])
+def test_ddp_two_processes_match_one(ddp_runs, single_run, head_kind):
+    multi = ddp_runs / f"ddp-{head_kind}"
+    _assert_same(single_run(head_kind), multi)
+    # the weights actually moved (the comparison is not between two untouched models)
+    start = build(head_kind)[0].state_dict()
+    trained = module_state(multi / "checkpoints" / "train-last.safetensors", "backbone")
+    assert not torch.allclose(start["body.1.weight"], trained["body.1.weight"])
+
+
+def test_partial_fc_started_on_two_processes_resumes_in_one(ddp_runs, single_run):
+    """2 processes for 2 steps, then resume in ONE process (re-sharded centres) for 2 more."""
+    mixed = ddp_runs / "mixed"
     train(str(mixed), "partial-fc", 4, resume=True)
-    _assert_same(tmp_path / "single-partial-fc", mixed)
+    _assert_same(single_run("partial-fc"), mixed)
 
 
 if __name__ == "__main__":  # torchrun worker

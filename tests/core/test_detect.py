@@ -46,11 +46,14 @@ def mtcnn(weights_folder):
     return MTCNN()
 
 
-def _faces(shared: Path) -> list[tuple[str, torch.Tensor]]:
+#: the portraits, as paths under shared/data
+FACES = [f"yalefaces/{n}" for n in YALE] + [f"att_faces/{n}" for n in ATT]
+
+
+def _face(shared: Path, name: str) -> torch.Tensor:
     from facerec.data.decode import decode_uint8, read_bytes
 
-    paths = [shared / "yalefaces" / n for n in YALE] + [shared / "att_faces" / n for n in ATT]
-    return [(p.name if "yale" in str(p) else "/".join(p.parts[-2:]), decode_uint8(read_bytes(p))) for p in paths]
+    return decode_uint8(read_bytes(shared / name))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,37 +204,64 @@ def test_converter_reproduces_the_original_layout():
     assert torch.allclose(ours[..., 1], pts[:, 5:], rtol=1e-4, atol=1e-4)
 
 
-def test_weights_from_folder_wheel_and_safetensors(tmp_path, weights_folder):
-    from facerec.data.detect import MTCNN
+@pytest.fixture(scope="module")
+def weight_sources(tmp_path_factory, weights_folder) -> tuple[dict[str, Path], dict]:
+    """The released weights as every source MTCNN reads (folder, wheel, converted file, package folder),
+    and what the conversion reported."""
     from facerec.data.detect.released import convert
 
-    wheel = tmp_path / "facenet_pytorch-2.6.0-py3-none-any.whl"
+    tmp = tmp_path_factory.mktemp("mtcnn-sources")
+    wheel = tmp / "facenet_pytorch-2.6.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         for net in NETS:
             z.write(weights_folder / f"{net}.pt", f"facenet_pytorch/data/{net}.pt")
-    info = convert(wheel, tmp_path / "mtcnn.safetensors")
-    assert info["tensors"] == sum(len(torch.load(weights_folder / f"{n}.pt", weights_only=True)) for n in NETS)
+    info = convert(wheel, tmp / "mtcnn.safetensors")
+    return {"folder": weights_folder, "wheel": wheel, "safetensors": tmp / "mtcnn.safetensors",
+            "package": weights_folder.parent}, info
+
+
+def test_converted_wheel_holds_every_tensor(weight_sources, weights_folder):
+    from safetensors import safe_open
+
+    sources, info = weight_sources
+    with safe_open(str(sources["safetensors"]), "pt") as f:
+        written = len(list(f.keys()))
+    expected = sum(len(torch.load(weights_folder / f"{net}.pt", weights_only=True)) for net in NETS)
+    assert info["tensors"] == written == expected
+
+
+@pytest.mark.parametrize("source", ["folder", "wheel", "safetensors", "package"])
+def test_weights_from_folder_wheel_and_safetensors(weight_sources, source):
+    from facerec.data.detect import MTCNN
+
     ref = MTCNN().state_dict()
-    for source in (weights_folder, wheel, tmp_path / "mtcnn.safetensors", weights_folder.parent):
-        got = MTCNN(weights=source).state_dict()
-        assert all(torch.equal(ref[k], got[k]) for k in ref)
+    got = MTCNN(weights=weight_sources[0][source]).state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
-def test_bad_weights_are_one_line_errors(tmp_path, weights_folder):
+#: a weights source MTCNN refuses (made in a fresh folder) -> what its one-line error says
+BAD_WEIGHTS = {"empty": "no pnet.pt", "notes.txt": "must be", "gone.whl": "neither a file",
+               "other.safetensors": "not MTCNN weights"}
+
+
+@pytest.mark.parametrize(("name", "words"), BAD_WEIGHTS.items(), ids=BAD_WEIGHTS)
+def test_bad_weights_are_one_line_errors(tmp_path, name, words):
+    from safetensors.torch import save_file
+
     from facerec.data.detect import MTCNN
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("hello")
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "pnet.pt")
-    from safetensors.torch import save_file
-
     save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    cases = {tmp_path / "empty": "no pnet.pt", tmp_path / "notes.txt": "must be",
-             tmp_path / "gone.whl": "neither a file", tmp_path / "other.safetensors": "not MTCNN weights"}
-    for source, words in cases.items():
-        with pytest.raises(WeightsError) as err:
-            MTCNN(weights=source)
-        assert words in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(WeightsError) as err:
+        MTCNN(weights=tmp_path / name)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_weights_with_unexpected_keys_and_bad_parameters_are_refused(tmp_path, weights_folder):
+    from facerec.data.detect import MTCNN
+
     broken = tmp_path / "broken"
     broken.mkdir()
     for net in NETS:
@@ -248,20 +278,20 @@ def test_bad_weights_are_one_line_errors(tmp_path, weights_folder):
 # real faces
 
 
-def test_one_plausible_face_per_portrait(mtcnn, shared_data):
-    for name, img in _faces(shared_data):
-        found = mtcnn.detect(img[None])[0]
-        assert len(found) == 1, name
-        (x1, _, x2, _), lm = found.boxes[0].tolist(), found.landmarks[0]
-        assert 40 < x2 - x1 < 220 and float(found.scores[0]) > 0.9, name
-        le, re, nose, lm_, rm = lm.tolist()
-        assert le[0] < nose[0] < re[0] and lm_[0] < rm[0], name  # left/right as seen in the image
-        assert max(le[1], re[1]) < nose[1] < min(lm_[1], rm[1]), name  # eyes, then nose, then mouth
-        assert (lm[:, 0] > x1 - 2).all() and (lm[:, 0] < x2 + 2).all(), name
+@pytest.mark.parametrize("name", FACES)
+def test_one_plausible_face_per_portrait(mtcnn, shared_data, name):
+    found = mtcnn.detect(_face(shared_data, name)[None])[0]
+    assert len(found) == 1
+    (x1, _, x2, _), lm = found.boxes[0].tolist(), found.landmarks[0]
+    assert 40 < x2 - x1 < 220 and float(found.scores[0]) > 0.9
+    le, re, nose, lm_, rm = lm.tolist()
+    assert le[0] < nose[0] < re[0] and lm_[0] < rm[0]  # left/right as seen in the image
+    assert max(le[1], re[1]) < nose[1] < min(lm_[1], rm[1])  # eyes, then nose, then mouth
+    assert (lm[:, 0] > x1 - 2).all() and (lm[:, 0] < x2 + 2).all()
 
 
 def test_batched_and_float_input_give_the_same_faces(mtcnn, shared_data):
-    faces = [img for _, img in _faces(shared_data)[:3]]  # three Yale images, one size
+    faces = [_face(shared_data, name) for name in FACES[:3]]  # three Yale images, one size
     one_by_one = [mtcnn.detect(f[None])[0] for f in faces]
     batched = mtcnn.detect(torch.stack(faces).float() / 255)
     for a, b in zip(one_by_one, batched):
@@ -314,21 +344,25 @@ def reference(weights_folder):
         sys.modules.update(saved)
 
 
-def test_parity_with_facenet_pytorch(reference, shared_data):
+@pytest.fixture(scope="module")
+def stretched(weights_folder):
+    from facerec.data.detect import MTCNN
+
+    return MTCNN(border="stretch")
+
+
+@pytest.mark.parametrize("name", FACES)
+def test_parity_with_facenet_pytorch(reference, stretched, shared_data, name):
     """Same boxes, scores and landmarks as the reference on real faces (its border rule: stretch)."""
     from PIL import Image
 
-    from facerec.data.detect import MTCNN
-
-    ours = MTCNN(border="stretch")
-    worst_box = worst_point = 0.0
-    for name, img in _faces(shared_data):
-        boxes, probs, points = reference.detect(Image.fromarray(img.permute(1, 2, 0).numpy()), landmarks=True)
-        found = ours.detect(img[None])[0]
-        assert boxes is not None and len(boxes) == len(found), name
-        worst_box = max(worst_box, float(np.abs(boxes - found.boxes.numpy()).max()))
-        worst_point = max(worst_point, float(np.abs(points - found.landmarks.numpy()).max()))
-        assert np.allclose(np.asarray(probs, dtype=np.float32), found.scores.numpy(), atol=1e-4), name
+    img = _face(shared_data, name)
+    boxes, probs, points = reference.detect(Image.fromarray(img.permute(1, 2, 0).numpy()), landmarks=True)
+    found = stretched.detect(img[None])[0]
+    assert boxes is not None and len(boxes) == len(found)
+    worst_box = float(np.abs(boxes - found.boxes.numpy()).max())
+    worst_point = float(np.abs(points - found.landmarks.numpy()).max())
+    assert np.allclose(np.asarray(probs, dtype=np.float32), found.scores.numpy(), atol=1e-4)
     assert worst_box < 0.05 and worst_point < 0.05, (worst_box, worst_point)  # the brief asks 1 px
 
 

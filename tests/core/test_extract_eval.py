@@ -57,7 +57,8 @@ def test_extract_folder_matches_eager_forward(mini, run_facerun, tmp_path):
     with torch.inference_mode():
         ref = model.embed(imgs) + model.embed(imgs.flip(-1))
     assert float((table.embeddings - ref).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
-    assert table.labels is not None and len(set(table.labels.tolist())) == len({Path(k).parent for k in table.keys_list})
+    assert table.labels is not None
+    assert len(set(table.labels.tolist())) == len({Path(k).parent for k in table.keys_list})
 
 
 def test_extract_image_list_and_eval_features(mini, run_facerun, tmp_path):
@@ -109,7 +110,8 @@ def test_eval_bad_input_errors(mini, run_facerun, tmp_path):
     text = (bad / "pairs.txt").read_text().splitlines()
     text[4] = "Someone 1"
     (bad / "pairs.txt").write_text("\n".join(text) + "\n")
-    _one_line_error(run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), check=False), "pairs.txt:5", "cannot parse")
+    _one_line_error(run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), check=False),
+                    "pairs.txt:5", "cannot parse")
     (bad / "pairs.txt").write_text((root / "pairs.txt").read_text())
     gone = sorted((bad / "images").rglob("*.jpg"))[0]
     gone.unlink()
@@ -137,8 +139,8 @@ def test_eval_refuses_nan_features(mini, run_facerun, tmp_path):
 
 
 def test_extract_bad_data(run_facerun, tmp_path):
-    _one_line_error(run_facerun("extract", *BB, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "f.safetensors"),
-                                check=False), "--data: not found")
+    _one_line_error(run_facerun("extract", *BB, "--data", str(tmp_path / "none"),
+                                "--out", str(tmp_path / "f.safetensors"), check=False), "--data: not found")
 
 
 def test_extract_lmdb(mini, run_facerun, tmp_path):
@@ -169,6 +171,6 @@ def test_extract_with_low_precision_records_it_and_refuses_it_with_no_optimize(t
                        str(data), "--out", str(out), "--precision", "bf16", "--quiet")
     table = load_features(out)
     assert table.meta["precision"] == "bf16" and table.embeddings.shape == (6, 128)
-    bad = run_facerun("extract", "--backbone", "small-cnn", "--data", str(data), "--out", str(tmp_path / "g.safetensors"),
-                      "--no-optimize", "--compile", check=False)
+    bad = run_facerun("extract", "--backbone", "small-cnn", "--data", str(data),
+                      "--out", str(tmp_path / "g.safetensors"), "--no-optimize", "--compile", check=False)
     assert bad.returncode != 0 and "--no-optimize" in bad.stderr and "Traceback" not in bad.stderr

@@ -72,26 +72,34 @@ def test_approximate_indexes_report_recall_against_the_exact_search(data, index,
     assert narrow.recall_at_k(p, 10, exact=truth.indices) < recall or index == "ivfpq"
 
 
-def test_bad_input_is_refused_naming_the_rows(data):
-    g, p, _ = data
+def _poisoned(g: torch.Tensor) -> torch.Tensor:
     bad = g.clone()
     bad[[5, 70]] = float("nan")
     bad[9, 0] = float("inf")
-    with pytest.raises(metrics.MetricInputError, match=r"3 gallery feature\(s\) contain NaN or inf.*rows 5, 9, 70"):
-        Gallery(bad)
-    with pytest.raises(metrics.MetricInputError, match=r"1 probe feature\(s\)"):
-        metrics.search(g, torch.cat([p[:3], torch.full((1, 64), float("nan"))]), k=2)
-    for k in (0, -1, 2.5):
-        with pytest.raises(metrics.MetricInputError, match="k must be an integer >= 1"):
-            metrics.search(g, p, k=k)
-    with pytest.raises(metrics.MetricInputError, match="gallery has 64-d features but probe has 32-d"):
-        metrics.search(g, p[:, :32], k=2)
-    with pytest.raises(metrics.MetricInputError, match="2-D"):
-        Gallery(g[0])
-    with pytest.raises(metrics.MetricInputError, match="3 gallery labels for 3000"):
-        Gallery(g, labels=[1, 2, 3])
-    with pytest.raises(metrics.MetricInputError, match="index must be"):
-        Gallery(g, index="lsh")
+    return bad
+
+
+#: name -> (the refusal, a call on the module's 3000 x 64 gallery and 200 x 64 probes)
+BAD_INPUT = {
+    "non-finite-gallery": (r"3 gallery feature\(s\) contain NaN or inf.*rows 5, 9, 70",
+                           lambda g, p: Gallery(_poisoned(g))),
+    "non-finite-probe": (r"1 probe feature\(s\)",
+                         lambda g, p: metrics.search(g, torch.cat([p[:3], torch.full((1, 64), float("nan"))]), k=2)),
+    "k=0": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=0)),
+    "k=-1": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=-1)),
+    "k=2.5": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=2.5)),
+    "dims": ("gallery has 64-d features but probe has 32-d", lambda g, p: metrics.search(g, p[:, :32], k=2)),
+    "1-D": ("2-D", lambda g, p: Gallery(g[0])),
+    "labels": ("3 gallery labels for 3000", lambda g, p: Gallery(g, labels=[1, 2, 3])),
+    "index": ("index must be", lambda g, p: Gallery(g, index="lsh")),
+}
+
+
+@pytest.mark.parametrize(("message", "call"), BAD_INPUT.values(), ids=BAD_INPUT)
+def test_bad_input_is_refused_naming_the_rows(data, message, call):
+    g, p, _ = data
+    with pytest.raises(metrics.MetricInputError, match=message):
+        call(g, p)
 
 
 @needs_int8

@@ -102,46 +102,49 @@ def test_kfold_exact_threshold_is_best_on_training_folds():
     np.testing.assert_allclose(res2.fold_accuracy, res.fold_accuracy)
 
 
-def test_kfold_grid_matches_per_threshold_loop():
+@pytest.mark.parametrize(("strict", "tie"), [(True, "first"), (False, "last")])
+def test_kfold_grid_matches_per_threshold_loop(strict, tie):
     s, y = _data(n=600, seed=5)
     grid = np.arange(-2, 3, 0.1)
-    for strict, tie in ((True, "first"), (False, "last")):
-        res = metrics.kfold_accuracy(s, y, 10, thresholds=grid, strict=strict, tie=tie)
-        for f in range(10):
-            test = np.zeros(600, bool)
-            test[60 * f:60 * f + 60] = True
-            pred = (s[~test][None] > grid[:, None]) if strict else (s[~test][None] >= grid[:, None])
-            acc = (pred == y[~test][None]).mean(1)
-            best = np.argmax(acc) if tie == "first" else len(grid) - 1 - np.argmax(acc[::-1])
-            assert res.threshold_index[f] == best
+    res = metrics.kfold_accuracy(s, y, 10, thresholds=grid, strict=strict, tie=tie)
+    for f in range(10):
+        test = np.zeros(600, bool)
+        test[60 * f:60 * f + 60] = True
+        pred = (s[~test][None] > grid[:, None]) if strict else (s[~test][None] >= grid[:, None])
+        acc = (pred == y[~test][None]).mean(1)
+        best = np.argmax(acc) if tie == "first" else len(grid) - 1 - np.argmax(acc[::-1])
+        assert res.threshold_index[f] == best
 
 
-def test_kfold_grid_scores_on_grid_values_every_rule():
+@pytest.mark.parametrize("shuffled", [False, True], ids=["sorted-grid", "shuffled-grid"])
+@pytest.mark.parametrize("higher", [True, False], ids=["higher-is-same", "lower-is-same"])
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "inclusive"])
+def test_kfold_grid_scores_on_grid_values_every_rule(shuffled, higher, strict):
     """Scores lying exactly on (evenly spaced or shuffled) grid values, and infinite ones: each rule's
     per-fold counts match a brute-force comparison of every score with every threshold."""
     rng = np.random.default_rng(7)
     grid = np.arange(0, 4, 0.01)
     s = np.concatenate([rng.choice(grid, 590), rng.uniform(-1, 5, 8), [np.inf, -np.inf]])
     y = rng.random(s.size) < 0.5
-    for g in (grid, rng.permutation(grid)):
-        for higher, strict in ((True, True), (True, False), (False, True), (False, False)):
-            res = metrics.kfold_accuracy(s, y, 10, thresholds=g, higher_is_same=higher, strict=strict)
-            for f in range(10):
-                test = np.zeros(s.size, bool)
-                test[60 * f:60 * f + 60] = True
-                d, t = s[:, None], g[None]
-                pred = (d > t if strict else d >= t) if higher else (d < t if strict else d <= t)
-                correct = pred == y[:, None]
-                best = np.argmax(correct[~test].sum(0))
-                assert res.threshold_index[f] == best and res.fold_accuracy[f] == correct[test, best].mean()
+    g = rng.permutation(grid) if shuffled else grid
+    res = metrics.kfold_accuracy(s, y, 10, thresholds=g, higher_is_same=higher, strict=strict)
+    for f in range(10):
+        test = np.zeros(s.size, bool)
+        test[60 * f:60 * f + 60] = True
+        d, t = s[:, None], g[None]
+        pred = (d > t if strict else d >= t) if higher else (d < t if strict else d <= t)
+        correct = pred == y[:, None]
+        best = np.argmax(correct[~test].sum(0))
+        assert res.threshold_index[f] == best and res.fold_accuracy[f] == correct[test, best].mean()
 
 
-def test_nan_scores_refused_with_count():
+@pytest.mark.parametrize("fn", [metrics.roc, metrics.kfold_accuracy, metrics.best_threshold_accuracy, metrics.auc],
+                         ids=lambda fn: fn.__name__)
+def test_nan_scores_refused_with_count(fn):
     s, y = _data(n=100)
     s[[3, 50]] = np.nan
-    for fn in (metrics.roc, metrics.kfold_accuracy, metrics.best_threshold_accuracy, metrics.auc):
-        with pytest.raises(FacerecError, match="2 NaN"):
-            fn(s, y)
+    with pytest.raises(FacerecError, match="2 NaN"):
+        fn(s, y)
 
 
 def test_one_class_and_shape_errors():
@@ -201,25 +204,29 @@ def test_dir_at_fpir_definition():
     assert out[1.0] == pytest.approx(np.mean(res.ranks[:30] == 1))
 
 
-def test_roc_heavy_ties_and_signed_zero_match_sklearn():
+@pytest.mark.parametrize(("n", "levels"), [(50, 3), (500, 7), (4000, 40)])
+@pytest.mark.parametrize("drop", [False, True], ids=["all-points", "drop-intermediate"])
+def test_roc_heavy_ties_and_signed_zero_match_sklearn(n, levels, drop):
     skm = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(7)
-    for n, levels in ((50, 3), (500, 7), (4000, 40)):
-        y = rng.random(n) < 0.4
-        s = rng.integers(-levels, levels, n).astype(float) / levels
-        s[rng.random(n) < 0.1] = -0.0  # -0.0 and 0.0 are one threshold
-        for drop in (False, True):
-            fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=drop)
-            c = metrics.roc(s, y, drop_intermediate=drop)
-            np.testing.assert_array_equal(c.fpr, fpr)
-            np.testing.assert_array_equal(c.tpr, tpr)
-            np.testing.assert_array_equal(c.thresholds, thr)
-        assert metrics.average_precision(s, y) == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
-    # a single genuine score above, below and between the impostors
-    for g in (5.0, -5.0, 0.25):
-        s = np.array([0.0, 0.5, 0.5, 1.0, g])
-        y = np.array([0, 0, 0, 0, 1], bool)
-        np.testing.assert_array_equal(metrics.roc(s, y).tpr, skm.roc_curve(y, s, drop_intermediate=False)[1])
+    rng = np.random.default_rng(7 + n)
+    y = rng.random(n) < 0.4
+    s = rng.integers(-levels, levels, n).astype(float) / levels
+    s[rng.random(n) < 0.1] = -0.0  # -0.0 and 0.0 are one threshold
+    fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=drop)
+    c = metrics.roc(s, y, drop_intermediate=drop)
+    np.testing.assert_array_equal(c.fpr, fpr)
+    np.testing.assert_array_equal(c.tpr, tpr)
+    np.testing.assert_array_equal(c.thresholds, thr)
+    assert metrics.average_precision(s, y) == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+
+
+@pytest.mark.parametrize("genuine", [5.0, -5.0, 0.25], ids=["above", "below", "between"])
+def test_roc_of_a_single_genuine_score_matches_sklearn(genuine):
+    """A single genuine score above, below and between the impostors."""
+    skm = pytest.importorskip("sklearn.metrics")
+    s = np.array([0.0, 0.5, 0.5, 1.0, genuine])
+    y = np.array([0, 0, 0, 0, 1], bool)
+    np.testing.assert_array_equal(metrics.roc(s, y).tpr, skm.roc_curve(y, s, drop_intermediate=False)[1])
 
 
 def test_rank_ties_count_against_the_mate_by_default():
@@ -247,16 +254,16 @@ def _brute_ranks_ties(S: torch.Tensor, gl: torch.Tensor, pl: torch.Tensor, stric
 
 
 @pytest.mark.parametrize("noise", [0.05, 3.0])  # few probes beaten (copy path) / most beaten (in-place path)
-def test_rank_counts_with_exact_ties_both_rules(noise):
+@pytest.mark.parametrize(("ties", "strict"), [("pessimistic", False), ("optimistic", True)])
+def test_rank_counts_with_exact_ties_both_rules(noise, ties, strict):
     torch.manual_seed(3)
     g = torch.round(torch.randn(400, 6) * 2) / 2  # coarse values: many exactly tied cosines
     gl = torch.randint(0, 60, (400,))
     pl = torch.randint(0, 70, (90,))  # some probes without a mate
     p = torch.round((g[torch.randint(0, 400, (90,))] + noise * torch.randn(90, 6)) * 2) / 2
     S = metrics.cosine_scores(p, g)
-    for ties, strict in (("pessimistic", False), ("optimistic", True)):
-        res = metrics.identification_ranks(g, gl, p, pl, ties=ties, chunk=len(p))  # one chunk: same sgemm as S
-        np.testing.assert_array_equal(res.ranks, _brute_ranks_ties(S, gl, pl, strict))
+    res = metrics.identification_ranks(g, gl, p, pl, ties=ties, chunk=len(p))  # one chunk: same sgemm as S
+    np.testing.assert_array_equal(res.ranks, _brute_ranks_ties(S, gl, pl, strict))
 
 
 def test_rank_refuses_non_finite_features_with_count():
@@ -267,22 +274,24 @@ def test_rank_refuses_non_finite_features_with_count():
         metrics.identification_ranks(g, torch.arange(10), torch.randn(3, 4), torch.arange(3))
 
 
-def test_every_metric_checks_its_inputs_agree():
+#: the refusal -> a call on a 20 x 8 gallery g and 4 x 8 probes p
+DISAGREEING = {
+    "scores has 3 values but labels have 2": lambda g, p: metrics.roc([0.1, 0.2, 0.3], [0, 1]),
+    "empty": lambda g, p: metrics.kfold_accuracy([], []),
+    "8-d features but": lambda g, p: metrics.cosine_scores(g, torch.randn(3, 5)),
+    "same shape": lambda g, p: metrics.squared_l2(torch.randn(4, 8), torch.randn(5, 8)),
+    "max_rank must be an integer >= 1": lambda g, p: metrics.cmc(g, torch.arange(20), p, torch.arange(4), max_rank=0),
+    "ks must be an integer >= 1": lambda g, p: metrics.rank_k(g, torch.arange(20), p, torch.arange(4), ks=(1, 0)),
+    "fpirs must lie in": lambda g, p: metrics.dir_at_fpir(g, torch.arange(20), p, torch.arange(4), fpirs=[1.5]),
+    "2-D": lambda g, p: metrics.search(torch.randn(20), p),
+    "probe_labels has": lambda g, p: metrics.identification_ranks(g, torch.arange(20), p, torch.arange(5)),
+}
+
+
+@pytest.mark.parametrize(("message", "call"), DISAGREEING.items(), ids=DISAGREEING)
+def test_every_metric_checks_its_inputs_agree(message, call):
     """Issue 23 item 10: mismatched lengths and dimensions, empty inputs, bad k and rates raise MetricInputError."""
     from facerec.metrics import MetricInputError
 
-    g, p = torch.randn(20, 8), torch.randn(4, 8)
-    cases = {
-        "scores has 3 values but labels have 2": lambda: metrics.roc([0.1, 0.2, 0.3], [0, 1]),
-        "empty": lambda: metrics.kfold_accuracy([], []),
-        "8-d features but": lambda: metrics.cosine_scores(g, torch.randn(3, 5)),
-        "same shape": lambda: metrics.squared_l2(torch.randn(4, 8), torch.randn(5, 8)),
-        "max_rank must be an integer >= 1": lambda: metrics.cmc(g, torch.arange(20), p, torch.arange(4), max_rank=0),
-        "ks must be an integer >= 1": lambda: metrics.rank_k(g, torch.arange(20), p, torch.arange(4), ks=(1, 0)),
-        "fpirs must lie in": lambda: metrics.dir_at_fpir(g, torch.arange(20), p, torch.arange(4), fpirs=[1.5]),
-        "2-D": lambda: metrics.search(torch.randn(20), p),
-        "probe_labels has": lambda: metrics.identification_ranks(g, torch.arange(20), p, torch.arange(5)),
-    }
-    for message, call in cases.items():
-        with pytest.raises(MetricInputError, match=message):
-            call()
+    with pytest.raises(MetricInputError, match=message):
+        call(torch.randn(20, 8), torch.randn(4, 8))

@@ -115,21 +115,28 @@ def test_dynamo_exporter(tmp_path, weights, run_facerun):
     assert dims[0].dim_param and not dims[0].HasField("dim_value")
 
 
-def test_bad_input_gets_one_line(tmp_path, weights, pairs_bin, run_facerun):
-    cases = [
-        (("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.txt")), "must end in .onnx"),
-        (("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.onnx"), "--batch", "0"), "--batch"),
-        (("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "no")),
-         "neither a file nor a registered card"),
-        (("eval", "--backbone", f"onnx:{tmp_path / 'none.onnx'}", "--protocol", "pairs", "--data", str(pairs_bin)),
-         "ONNX model not found"),
-        (("eval", "--backbone", f"onnx:{weights}", "--protocol", "pairs", "--data", str(pairs_bin)),
-         "ONNX Runtime cannot load it"),
-    ]
-    for args, needle in cases:
-        proc = run_facerun(*args, check=False)
-        assert proc.returncode != 0 and needle in proc.stderr, (args, proc.stderr)
-        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+#: name -> (facerun arguments given the folder, the weights file and the .bin, what the one-line error says)
+BAD_INPUT = {
+    "suffix": (lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.txt")), "must end in .onnx"),
+    "batch": (lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.onnx"), "--batch", "0"),
+              "--batch"),
+    "weights": (lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.onnx"),
+                                 "--weights", str(t / "no")), "neither a file nor a registered card"),
+    "missing-model": (lambda t, w, b: ("eval", "--backbone", f"onnx:{t / 'none.onnx'}", "--protocol", "pairs",
+                                       "--data", str(b)), "ONNX model not found"),
+    "not-onnx": (lambda t, w, b: ("eval", "--backbone", f"onnx:{w}", "--protocol", "pairs", "--data", str(b)),
+                 "ONNX Runtime cannot load it"),
+}
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_INPUT.values(), ids=BAD_INPUT)
+def test_bad_input_gets_one_line(tmp_path, weights, pairs_bin, run_facerun, args, needle):
+    proc = run_facerun(*args(tmp_path, weights, pairs_bin), check=False)
+    assert proc.returncode != 0 and needle in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_export_never_overwrites(tmp_path, run_facerun):
     (tmp_path / "m.onnx").write_bytes(b"exists")
     proc = run_facerun("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.onnx"), check=False)
     assert proc.returncode != 0 and "already exists" in proc.stderr

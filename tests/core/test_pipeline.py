@@ -33,24 +33,31 @@ def test_parse_params_literals_and_errors():
         parse_params(["model.width=3"])
 
 
-def test_validation_happens_before_any_work(tmp_path):
+#: name -> (run_pipeline arguments, the error, what it says)
+REFUSED_BEFORE_WORK = {
+    "backbone-typo": (dict(backbone="small-cn"), UnknownComponentError, "did you mean small-cnn"),
+    "head-typo": (dict(backbone="small-cnn", head="arcfase"), UnknownComponentError, "arcface"),
+    "head-param": (dict(backbone="small-cnn", params=("head.q=1",), head="cosface"), ParameterError, "head.q"),
+    "train-param": (dict(backbone="small-cnn", params=("train.stepz=1",)), ParameterError,
+                    "did you mean train.steps"),
+    "recipe-param": (dict(backbone="small-cnn", params=("recipe.gen_stepz=1",)), ParameterError, "recipe.gen_stepz"),
+    "stage": (dict(backbone="small-cnn", stage="trunk"), ParameterError, "has no stages"),
+    "recipe": (dict(backbone="small-cnn", recipe="nope"), UnknownComponentError, "no recipe named 'nope'"),
+    "protocol": (dict(backbone="small-cnn", protocol=("synthetic-pairs", "lfw")), UnknownComponentError, "protocol"),
+    "device": (dict(backbone="small-cnn", device="gpu"), ParameterError, "--device"),
+    "resume": (dict(backbone="small-cnn", resume=True), FacerecError, "holds no earlier run"),
+}
+
+
+@pytest.mark.parametrize(("kwargs", "error", "text"), REFUSED_BEFORE_WORK.values(), ids=REFUSED_BEFORE_WORK)
+def test_validation_happens_before_any_work(tmp_path, kwargs, error, text):
     out = tmp_path / "never"
-    cases = [
-        (dict(backbone="small-cn"), UnknownComponentError, "did you mean small-cnn"),
-        (dict(backbone="small-cnn", head="arcfase"), UnknownComponentError, "arcface"),
-        (dict(backbone="small-cnn", params=("head.q=1",), head="cosface"), ParameterError, "head.q"),
-        (dict(backbone="small-cnn", params=("train.stepz=1",)), ParameterError, "did you mean train.steps"),
-        (dict(backbone="small-cnn", params=("recipe.gen_stepz=1",)), ParameterError, "recipe.gen_stepz"),
-        (dict(backbone="small-cnn", stage="trunk"), ParameterError, "has no stages"),
-        (dict(backbone="small-cnn", recipe="nope"), UnknownComponentError, "no recipe named 'nope'"),
-        (dict(backbone="small-cnn", protocol=("synthetic-pairs", "lfw")), UnknownComponentError, "protocol"),
-        (dict(backbone="small-cnn", device="gpu"), ParameterError, "--device"),
-        (dict(backbone="small-cnn", resume=True), FacerecError, "holds no earlier run"),
-    ]
-    for kwargs, error, text in cases:
-        with pytest.raises(error, match=text):
-            run_pipeline(out=str(out), echo=None, **kwargs)
+    with pytest.raises(error, match=text):
+        run_pipeline(out=str(out), echo=None, **kwargs)
     assert not out.exists()
+
+
+def test_default_recipe_follows_the_backbone():
     assert resolve_recipe(None, "small-cnn", None) == "standard"
     assert resolve_recipe("dcr", "small-cnn", None) == "dcr"
 

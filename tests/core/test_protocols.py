@@ -128,7 +128,7 @@ def test_dcr_pair_list(model, lfw, tmp_path):
     imgs = sorted(root.glob("*/*.jpg"))
     lst = tmp_path / "lfw_test_pair.txt"
     rel = [str(p.relative_to(root)) for p in imgs]
-    rows = [f"{rel[i]} {rel[i + 1]} {int(rel[i].split('/')[0] == rel[i + 1].split('/')[0])}" for i in range(len(rel) - 1)]
+    rows = [f"{a} {b} {int(a.split('/')[0] == b.split('/')[0])}" for a, b in zip(rel, rel[1:])]
     lst.write_text("\n".join(rows) + "\n")
     proto = facerec.create("protocol", "pairs", data=str(lst), images=str(root), n_folds=3)
     assert proto.pairs.left[0] == rel[0] and len(proto.pairs.same) == len(rows)

@@ -155,7 +155,8 @@ def test_info_and_convert_both_ways_are_byte_identical(tmp_path, synthetic, run_
     text = run_facerun("data", "info", str(tmp_path / "train.rec")).stdout
     assert "identities: 4" in text and "samples: 12" in text
     run_facerun("data", "convert", str(tmp_path / "train.rec"), "--to", str(tmp_path / "train.lmdb"), "-q")
-    run_facerun("data", "convert", str(tmp_path / "train.lmdb"), "--to", str(tmp_path / "back"), "--format", "rec", "-q")
+    run_facerun("data", "convert", str(tmp_path / "train.lmdb"), "--to", str(tmp_path / "back"),
+                "--format", "rec", "-q")
     a, b = RecordIODataset(tmp_path / "train.rec"), RecordIODataset(tmp_path / "back")
     lm = open_dataset(tmp_path / "train.lmdb")
     assert a.labels.tolist() == lm.labels.tolist() == b.labels.tolist()

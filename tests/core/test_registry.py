@@ -22,13 +22,14 @@ from facerec.errors import ComponentLoadError, ParameterError, UnknownComponentE
 
 PLUGINS = {
     # an import error at load time (a module that does not exist inside the plugin)
-    "facerec-broken": ("facerec_broken", 'FACEREC_API = 1\n', {"facerec.backbones": {"broken-net": "facerec_broken.net:Net"}},
-                       ["facerec-core>=1.0,<2"], {}),
+    "facerec-broken": ("facerec_broken", 'FACEREC_API = 1\n',
+                       {"facerec.backbones": {"broken-net": "facerec_broken.net:Net"}}, ["facerec-core>=1.0,<2"], {}),
     # registers a name core already has, plus one of its own
     "facerec-dupe": ("facerec_dupe", 'FACEREC_API = 1\n',
                      {"facerec.backbones": {"small-cnn": "facerec_dupe.net:Net", "dupe-only": "facerec_dupe.net:Net"}},
                      ["facerec-core>=1.0,<2"],
-                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\nfrom facerec.nn import SmallCNN\n\n'
+                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\n'
+                                'from facerec.nn import SmallCNN\n\n'
                                 'class Net(SmallCNN):\n    """The duplicate network."""\n'}),
     # built for a future core: refused from metadata alone
     "facerec-future": ("facerec_future", 'FACEREC_API = 2\n', {"facerec.heads": {"future-head": "facerec_future:Head"}},
@@ -39,8 +40,8 @@ PLUGINS = {
                       {"cmd.py": 'import click\n\n\n@click.command()\ndef train():\n'
                                  '    """The clashing train command."""\n    click.echo("clash train ran")\n'}),
     # declares the wrong API in code only
-    "facerec-oldapi": ("facerec_oldapi", 'FACEREC_API = 0\nHead = object\n', {"facerec.heads": {"old-head": "facerec_oldapi:Head"}},
-                       ["facerec-core"], {}),
+    "facerec-oldapi": ("facerec_oldapi", 'FACEREC_API = 0\nHead = object\n',
+                       {"facerec.heads": {"old-head": "facerec_oldapi:Head"}}, ["facerec-core"], {}),
 }
 
 
@@ -119,14 +120,18 @@ def test_broken_plugin_is_reported_and_others_still_work(plugin_site):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_duplicate_names_are_an_error_naming_both_and_dist_prefix_selects(plugin_site):
+@pytest.mark.parametrize(("qualified", "doc"), [("facerec-dupe:small-cnn", "duplicate"),
+                                              ("facerec-core:small-cnn", "Small 4-stage")])
+def test_a_distribution_prefix_selects_among_duplicates(plugin_site, qualified, doc):
+    proc = _facerun(plugin_site, "info", "backbone", qualified, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert doc in json.loads(proc.stdout)["summary"]
+
+
+def test_duplicate_names_are_an_error_naming_both(plugin_site):
     proc = _facerun(plugin_site, "info", "backbone", "small-cnn")
     assert proc.returncode != 0
     assert "facerec-core" in proc.stderr and "facerec-dupe" in proc.stderr and "Traceback" not in proc.stderr
-    for qualified, doc in (("facerec-dupe:small-cnn", "duplicate"), ("facerec-core:small-cnn", "Small 4-stage")):
-        proc = _facerun(plugin_site, "info", "backbone", qualified, "--json")
-        assert proc.returncode == 0, proc.stderr
-        assert doc in json.loads(proc.stdout)["summary"]
     listed = json.loads(_facerun(plugin_site, "plugins", "--json").stdout)
     dup_rows = [r for r in listed if r["name"] == "small-cnn"]
     assert len(dup_rows) == 2 and all("duplicate" in r["error"] for r in dup_rows)

@@ -19,12 +19,12 @@ SAMPLES = torch.tensor([0, 1, 0, 1, 3, 2])
 # ------------------------------------------------------------------------------------------ renderer
 
 
-def test_render_shape_range_and_sizes():
-    for size in (112, 120, 128, 144, 224, 32):
-        img = render(IDS[:2], SAMPLES[:2], size=size)
-        assert img.shape == (2, 3, size, size) and img.dtype == torch.float32
-        assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
-        assert float(img.std()) > 0.05  # not blank
+@pytest.mark.parametrize("size", [112, 120, 128, 144, 224, 32])
+def test_render_shape_range_and_sizes(size):
+    img = render(IDS[:2], SAMPLES[:2], size=size)
+    assert img.shape == (2, 3, size, size) and img.dtype == torch.float32
+    assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
+    assert float(img.std()) > 0.05  # not blank
 
 
 def test_render_is_deterministic_and_batch_independent():
@@ -117,17 +117,18 @@ def test_synthetic_dataset_items_labels_and_batch():
     assert b["image"].shape == (3, 3, 48, 48) and b["label"].tolist() == [0, 1, 4]
     assert torch.allclose(b["image"][1], ds[4]["image"], atol=1e-5)
     assert ds[4]["label"] == 1 and isinstance(ds[4]["label"], int)
-    assert torch.allclose(b["image"], render(torch.tensor([0, 1, 4]), torch.tensor([0, 1, 2]), seed=1, size=48), atol=1e-5)
+    expected = render(torch.tensor([0, 1, 4]), torch.tensor([0, 1, 2]), seed=1, size=48)
+    assert torch.allclose(b["image"], expected, atol=1e-5)
     with pytest.raises(IndexError):
         ds.batch([15])
 
 
-def test_dataset_ids_disjoint_from_protocol_ids():
+@pytest.mark.parametrize("name", ["synthetic-pairs", "synthetic-pose-pairs", "synthetic-nir-vis", "synthetic-lowres"])
+def test_dataset_ids_disjoint_from_protocol_ids(name):
     ds = facerec.create("dataset", "synthetic")
     train_ids = set((ds.labels + ds.id_offset).unique().tolist())
-    for name in ("synthetic-pairs", "synthetic-pose-pairs", "synthetic-nir-vis", "synthetic-lowres"):
-        proto = facerec.create("protocol", name)
-        assert not train_ids & set(proto.plan["identity"].unique().tolist()), name
+    proto = facerec.create("protocol", name)
+    assert not train_ids & set(proto.plan["identity"].unique().tolist())
 
 
 def test_nir_vis_dataset_pairs_modalities():
@@ -244,5 +245,6 @@ def test_cli_shows_synthetic_components_and_grid(run_facerun, tmp_path):
     proc = run_facerun("data", "show", "synthetic-nir-vis", "--out", str(tmp_path / "g.png"), "--count", "10",
                        "--param", "num_ids=5", "--param", "image_size=48")
     assert (tmp_path / "g.png").stat().st_size > 1000, proc.stdout
-    bad = run_facerun("data", "show", "synthetic", "--out", str(tmp_path / "h.png"), "--param", "num_ids=0", check=False)
+    bad = run_facerun("data", "show", "synthetic", "--out", str(tmp_path / "h.png"), "--param", "num_ids=0",
+                      check=False)
     assert bad.returncode != 0 and "num_ids" in bad.stderr and "Traceback" not in bad.stderr

@@ -93,7 +93,8 @@ def test_linear_classifier_on_8x8_pixels_stays_below_70(world):
     assert train_acc > 0.5, "the linear classifier did not even fit its training set"
     with torch.no_grad():
         embed = lambda im: lin((small(im) - mu) / sd)  # noqa: E731
-        acc = world["pairs"].evaluate_features(_features(world["pairs"], world["pair_images"], embed)).metrics["accuracy"]
+        features = _features(world["pairs"], world["pair_images"], embed)
+        acc = world["pairs"].evaluate_features(features).metrics["accuracy"]
         raw = world["pairs"].evaluate_features(
             _features(world["pairs"], world["pair_images"], lambda im: (small(im) - mu) / sd)).metrics["accuracy"]
     assert acc < 0.70, f"a linear classifier on 8x8 pixels reaches {acc:.3f}"
@@ -115,7 +116,8 @@ def test_nir_vis_is_harder_than_vis_vis_for_a_vis_trained_backbone(trained):
 
 
 def test_8px_is_harder_than_20px(trained):
-    m = facerec.create("protocol", "synthetic-lowres", num_ids=80, probes_per_id=3, image_size=SIZE).evaluate(trained).metrics
+    protocol = facerec.create("protocol", "synthetic-lowres", num_ids=80, probes_per_id=3, image_size=SIZE)
+    m = protocol.evaluate(trained).metrics
     assert m["rank1@8px"] + 0.15 <= m["rank1@20px"], m
     assert m["accuracy@8px"] < m["accuracy@20px"], m
     assert m["rank1@20px"] <= m["rank1@full"] + 0.05, m

@@ -61,13 +61,16 @@ class Spy(Backbone):
         return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1) + self.dummy
 
 
+@pytest.mark.parametrize("name", sorted(align.TEMPLATES))
+def test_core_template_lookup_by_name(name):
+    tpl, got = align.TEMPLATES[name], align.get_template(name)
+    assert got.name == name and got.size == tpl.size and np.array_equal(got.points, tpl.points)
+
+
 def test_core_templates_are_registered_components_listed_by_facerun(run_facerun):
     names = {c.name for c in registry.components("template")}
     assert {"arcface112", "lightcnn144", "dcr120", "vggface2"} <= names
     assert all(c.distribution == "facerec-core" for c in registry.components("template") if c.name in align.TEMPLATES)
-    for name, tpl in align.TEMPLATES.items():
-        got = align.get_template(name)
-        assert got.name == name and got.size == tpl.size and np.array_equal(got.points, tpl.points)
     rows = json.loads(run_facerun("plugins", "--json").stdout)
     listed = {r["name"]: r for r in rows if r["kind"] == "template"}
     assert {"arcface112", "lightcnn144", "dcr120", "vggface2"} <= set(listed)
@@ -170,7 +173,8 @@ def test_pairs_protocol_warps_arcface_data_to_the_models_template(tmp_path, capf
     # told that the data is already on the model's template: resized only, no warp, nothing said
     facerec.create("protocol", "pairs", data=str(tmp_path), n_folds=2, template="lightcnn144").evaluate(spy)
     plain = SEEN[-1]
-    assert np.abs(_centroids(plain[0], (src.points + 0.5) * 144 / 112 - 0.5) - ((src.points + 0.5) * 144 / 112 - 0.5)).max() < 0.5
+    scaled = (src.points + 0.5) * 144 / 112 - 0.5
+    assert np.abs(_centroids(plain[0], scaled) - scaled).max() < 0.5
     assert "warped" not in capfd.readouterr().err
 
 

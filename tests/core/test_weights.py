@@ -140,7 +140,8 @@ def _fake_plugin(root: Path, sha: str) -> None:
     """))
     info = root / "fakecards-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakecards\nVersion: 0.1\nRequires-Dist: facerec-core>=1.0\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakecards\nVersion: 0.1\n"
+                                   "Requires-Dist: facerec-core>=1.0\n")
     (info / "entry_points.txt").write_text("[facerec.weights]\ntiny-cnn-test = fakecards:CARD\n")
 
 

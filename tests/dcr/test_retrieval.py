@@ -26,25 +26,28 @@ def test_exact_self_exclusion_differs_from_drop_first():
     assert precision_at_1(q, r, y, y) == 0.75  # plain kNN: only query 0 (nearest = ref 1) is wrong
 
 
-def test_chunked_equals_unchunked_on_random_data():
+RULES = ["none", "exact", "drop_first"]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_chunked_equals_unchunked_on_random_data(rule, metric):
     torch.manual_seed(0)
     q, r = torch.randn(300, 16), torch.randn(300, 16)
     yq, yr = torch.randint(0, 20, (300,)), torch.randint(0, 20, (300,))
-    for rule in ("none", "exact", "drop_first"):
-        for metric in ("l2", "cosine"):
-            a = precision_at_1(q, r, yq, yr, self_exclusion=rule, metric=metric, chunk=7)
-            b = precision_at_1(q, r, yq, yr, self_exclusion=rule, metric=metric, chunk=4096)
-            assert a == b
+    a = precision_at_1(q, r, yq, yr, self_exclusion=rule, metric=metric, chunk=7)
+    b = precision_at_1(q, r, yq, yr, self_exclusion=rule, metric=metric, chunk=4096)
+    assert a == b
 
 
-def test_faiss_backend_matches_torch():
+@pytest.mark.parametrize("rule", RULES)
+def test_faiss_backend_matches_torch(rule):
     pytest.importorskip("faiss", reason="faiss-cpu is the optional extra facerec-dcr[faiss]")
     torch.manual_seed(1)
     q, r = torch.randn(200, 8), torch.randn(200, 8)
     y = torch.randint(0, 10, (200,))
-    for rule in ("none", "exact", "drop_first"):
-        assert precision_at_1(q, r, y, y, self_exclusion=rule, backend="faiss") == \
-            precision_at_1(q, r, y, y, self_exclusion=rule)
+    assert precision_at_1(q, r, y, y, self_exclusion=rule, backend="faiss") == \
+        precision_at_1(q, r, y, y, self_exclusion=rule)
 
 
 def test_bad_arguments():

@@ -77,9 +77,9 @@ def test_pil_views_follow_the_originals_pipeline():
         def __call__(self, img):
             return img.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.9 * float(torch.rand(()))))
 
-    spec = T.Compose([T.RandomResizedCrop(40, scale=(0.2, 1.0)), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                      T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=0.5), T.RandomHorizontalFlip(),
-                      T.PILToTensor()])
+    spec = T.Compose([T.RandomResizedCrop(40, scale=(0.2, 1.0)),
+                      T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
+                      T.RandomApply([Blur()], p=0.5), T.RandomHorizontalFlip(), T.PILToTensor()])
     torch.manual_seed(3)
     got = pil_views(x, (8,), plus=True)
     torch.manual_seed(3)
@@ -206,13 +206,14 @@ def test_batch_hard_miner_against_brute_force():
 
 
 # ------------------------------------------------- item 8: --data, verdict, recipe knobs end to end
-def test_protocols_take_data_on_the_command_line(run_facerun, dcr_root):
-    for proto, key in (("dcr-lfw-lowres", "acc_8"), ("dcr-scface", "rank1_d1"), ("dcr-casia-retrieval", "criterion"),
-                       ("dcr-lfw-retrieval", "precision_at_1_8")):
-        proc = run_facerun("eval", "--backbone", "dcr-trunk", "--param", "backbone.layers=(1,1,1,1)",
-                           "--param", "backbone.image_size=32", "--image-size", "32", "--protocol", proto,
-                           "--data", str(dcr_root), "--json", "-q")
-        assert key in json.loads(proc.stdout), proto
+@pytest.mark.parametrize(("proto", "key"), [("dcr-lfw-lowres", "acc_8"), ("dcr-scface", "rank1_d1"),
+                                           ("dcr-casia-retrieval", "criterion"),
+                                           ("dcr-lfw-retrieval", "precision_at_1_8")])
+def test_protocols_take_data_on_the_command_line(run_facerun, dcr_root, proto, key):
+    proc = run_facerun("eval", "--backbone", "dcr-trunk", "--param", "backbone.layers=(1,1,1,1)",
+                       "--param", "backbone.image_size=32", "--image-size", "32", "--protocol", proto,
+                       "--data", str(dcr_root), "--json", "-q")
+    assert key in json.loads(proc.stdout)
 
 
 def test_sampler_miners_and_verdict_pair_count(run_facerun, tmp_path):
@@ -225,7 +226,8 @@ def test_sampler_miners_and_verdict_pair_count(run_facerun, tmp_path):
                        "--param", "recipe.branch_miner=batch-hard")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["verdict"].endswith("one run, 40 pairs)"), metrics["verdict"]
-    assert "sampler m-per-class (m=4); trunk miner batch-hard, branch miner batch-hard" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "sampler m-per-class (m=4); trunk miner batch-hard, branch miner batch-hard" in summary
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert {(r["stage"], r["step"]) for r in log if r.get("kind") == "train"} == {("trunk", 1), ("trunk", 2),
                                                                                   ("branch", 1)}

@@ -80,8 +80,8 @@ def pool(kind: str, k: int, stride: int) -> bytes:
 
 def fc(w: np.ndarray) -> bytes:  # w: [in, out], no bias
     n_in, n_out = w.shape
-    return (string("fc_3") + integer(n_out) + integer(n_in) + tensor(w.ravel(), (n_in, n_out, 1, 1)) + alias(n_in, n_out)
-            + alias() + integer(1) + real(1) + real(1) + real(1) + real(0) + boolean(False))
+    return (string("fc_3") + integer(n_out) + integer(n_in) + tensor(w.ravel(), (n_in, n_out, 1, 1))
+            + alias(n_in, n_out) + alias() + integer(1) + real(1) + real(1) + real(1) + real(0) + boolean(False))
 
 
 def descriptor_network(seed: int = 0, *, bn_every: int = 0, loss: str = "loss_metric_2",
@@ -135,7 +135,8 @@ def descriptor_network(seed: int = 0, *, bn_every: int = 0, loss: str = "loss_me
     out = integer(1) + string(loss) + (real(0.04) + real(0.6) if loss == "loss_metric_2" else b"")
     out += integer(add_version) * (len(layers) - 1) + integer(1) * extras + integer(3)
     out += string("input_rgb_image_sized") + b"".join(real(m) for m in mean) + integer(150) + integer(150)
-    bottom_keep = boolean(True) + boolean(False) + boolean(False) + tensor(None) + tensor(None) + tensor(None) + integer(1)
+    bottom_keep = (boolean(True) + boolean(False) + boolean(False) + tensor(None) + tensor(None) + tensor(None)
+                   + integer(1))
     keep = boolean(True) + boolean(False) + boolean(False) + tensor(None) + tensor(None)
     if add_version == 2:
         keep += tensor(None)  # params_grad

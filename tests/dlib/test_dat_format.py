@@ -101,8 +101,8 @@ def test_other_dlib_files_and_a_cut_one_are_one_line(models_dir, run_facerun, tm
         src.write_bytes((models_dir / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()[:10_000_000])
     else:
         src = models_dir / name
-    proc = run_facerun("weights", "convert", str(src), "--arch", "dlib-resnet29", "--to", str(tmp_path / "x.safetensors"),
-                       check=False)
+    proc = run_facerun("weights", "convert", str(src), "--arch", "dlib-resnet29",
+                       "--to", str(tmp_path / "x.safetensors"), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -105,7 +105,8 @@ def test_generate_bad_input_one_line(files, extra, needle):
     assert res.exit_code != 0
     assert needle in res.output and "Traceback" not in res.output
     # one error line; the only other line allowed is the warning that the generator has random weights
-    lines = [ln for ln in res.output.strip().splitlines() if not ln.startswith("warning: facerun generate without --weights")]
+    lines = [ln for ln in res.output.strip().splitlines()
+             if not ln.startswith("warning: facerun generate without --weights")]
     assert len(lines) == 1, res.output
     assert not (files / "bad.lmdb").exists()
 

@@ -46,14 +46,16 @@ def test_readme_commands_run(tmp_path, shared_data, readme):
     subst = {"WebFace4M": str(tmp_path / "faces"), "refs": str(tmp_path / "refs"),
              "arcface-r100-glint360k.pth": ident, "magface-r100-glint360k.pth": ident,
              "6DRepNet_300W_LP_AFLW2000.pth": str(tmp_path / "pose.safetensors"), "iresnet100": "iresnet18",
-             "vec2face_generator.pth": str(tmp_path / "w.pth"), "center_feature_examples.npy": str(tmp_path / "centres.npy"),
+             "vec2face_generator.pth": str(tmp_path / "w.pth"),
+             "center_feature_examples.npy": str(tmp_path / "centres.npy"),
              "base": "tiny", "50000": "2", "2000": "0.5", "10": "3", "50": "2", "5": "2"}
     done = readme.run(commands, subst, cwd=tmp_path, extra={
         "facerun extract": ["--param", "backbone.width=8", "--no-optimize", "-q"],
         "facerun generate": ["--param", "config=tiny", "--param", "attr_iters=1", "-q"],
-        "facerun --backbone": ["--param", "train.steps=2", "--param", "train.amp='off'", "--param", "train.batch_size=4",
-                               "--param", "backbone.width=4", "--param", "backbone.image_size=32",
-                               "--param", "protocol.pairs_per_fold=4", "--param", "protocol.num_folds=2"]})
+        "facerun --backbone": ["--param", "train.steps=2", "--param", "train.amp='off'",
+                               "--param", "train.batch_size=4", "--param", "backbone.width=4",
+                               "--param", "backbone.image_size=32", "--param", "protocol.pairs_per_fold=4",
+                               "--param", "protocol.num_folds=2"]})
     assert (tmp_path / "WebFace4M.lmdb").is_file() and (tmp_path / "WebFace4M-b.lmdb.mask.npy").is_file()
     assert (tmp_path / "workspace" / "24_try" / "generator.safetensors").is_file()
     assert any("resumed" in p.stdout or "generator.safetensors" in p.stdout for p in done.values())

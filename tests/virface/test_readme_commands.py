@@ -38,9 +38,10 @@ def test_readme_commands_run(tmp_path, shared_data, readme):
     net = [a for k, v in NET.items() for a in ("--param", f"backbone.{k}={v}")]
     done = readme.run(commands, {"MS1M": str(root), "lfw/pairs.txt": str(shared_data / "lfw" / "pairs.txt")},
                       cwd=tmp_path, extra={
-                          "facerun train": [*net, "--param", "train.steps=1", "--param", "train.batch_size=4", "--param", "train.lr=0.001",
-                                            "--param", "recipe.unlabel_batch_size=2", "--param", "recipe.gen_num=2",
-                                            "--param", "protocol.pairs_per_fold=4", "--param", "protocol.num_folds=2"],
+                          "facerun train": [*net, "--param", "train.steps=1", "--param", "train.batch_size=4",
+                                            "--param", "train.lr=0.001", "--param", "recipe.unlabel_batch_size=2",
+                                            "--param", "recipe.gen_num=2", "--param", "protocol.pairs_per_fold=4",
+                                            "--param", "protocol.num_folds=2"],
                           "facerun eval": [*net, "--param", "protocol.max_pairs=20", "-q"],
                           "facerun virface convert": ["--embedding-size", "16", "--param", "backbone.width=4",
                                                       "--param", "backbone.image_size=32"]})

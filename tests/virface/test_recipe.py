@@ -24,7 +24,8 @@ def test_stage_chain_pretrain_generator_virface_virclass(tmp_path, run_facerun):
     assert early.returncode != 0 and "run --stage generator" in early.stderr and "Traceback" not in early.stderr
     for stage in ("pretrain", "generator", "virface", "virclass"):
         if stage == "virclass":  # virclass starts from pretrain; take it explicitly from the stage file
-            run_facerun(*common, "--stage", stage, "--param", f"recipe.init={tmp_path / 'run/stages/pretrain.safetensors'}")
+            init = tmp_path / "run/stages/pretrain.safetensors"
+            run_facerun(*common, "--stage", stage, "--param", f"recipe.init={init}")
         else:
             run_facerun(*common, "--stage", stage)
     parts = {s: read_parts(tmp_path / "run" / "stages" / f"{s}.safetensors") for s in

@@ -72,7 +72,11 @@ def embed_tensor(model: Backbone | Embedder, images: Tensor, *, batch_size: int 
 # ------------------------------------------------------------------------------ BatchNorm folding
 
 
-def _scale_into(layer: nn.Module, scale: Tensor, shift: Tensor) -> None:
+#: the layers BatchNorm and per-channel affine layers fold into
+_Weighted = nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.Linear
+
+
+def _scale_into(layer: _Weighted, scale: Tensor, shift: Tensor) -> None:
     """layer(x) * scale + shift, per output channel, folded into the layer's weight and bias."""
     with torch.no_grad():
         w = layer.weight.detach().double()
@@ -86,15 +90,16 @@ def _scale_into(layer: nn.Module, scale: Tensor, shift: Tensor) -> None:
         layer.bias = nn.Parameter((b * scale + shift).to(dtype), requires_grad=False)
 
 
-def _fold_into(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> bool:
+def _fold_into(layer: _Weighted, bn: nn.modules.batchnorm._BatchNorm) -> bool:
     """w' = w * g / sqrt(v + eps) per output channel, b' = (b - m) * g / sqrt(v + eps) + beta."""
     if bn.running_mean is None or bn.running_var is None:
         return False
     out_ch = layer.weight.shape[0] if not isinstance(layer, nn.ConvTranspose2d) else layer.weight.shape[1]
     if bn.num_features != out_ch:
         return False
-    scale = (bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)) \
-        / torch.sqrt(bn.running_var.double() + bn.eps)
+    gamma = (bn.weight.detach().double() if bn.weight is not None
+             else torch.ones_like(bn.running_var, dtype=torch.float64))
+    scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(scale)
     _scale_into(layer, scale, shift - bn.running_mean.double() * scale)
     return True
@@ -193,6 +198,8 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _fold_pair(layer: nn.Module, follower: nn.Module) -> bool:
+    if not isinstance(layer, _FOLDABLE):  # _pairs_from_fx pairs only these
+        return False
     if isinstance(follower, _BN):
         return _fold_into(layer, follower)
     if isinstance(follower, nn.Identity):
@@ -353,9 +360,11 @@ def _build(fast: nn.Module, compiled: bool, precision: str, device: str, batch_s
         forward = low_precision
     if compiled:
         forward = torch.compile(forward, dynamic=False, options={"freezing": True})
-        fast.facerec_batch = batch_size  # static shapes: embed_batches pads short batches to this size
+        # static shapes: embed_batches pads short batches to this size. (The ignores: torch's stubs type
+        # Module.__setattr__'s value as Tensor | Module, but any value may be set, as here.)
+        fast.facerec_batch = batch_size  # type: ignore[assignment]
     fast.forward = forward
-    fast.facerec_optimized = True  # embedding helpers use it as it is
+    fast.facerec_optimized = True  # type: ignore[assignment]  # embedding helpers use it as it is
     if compiled:
         images = example if example is not None else _sample_input(fast, batch_size)
         if images is not None:

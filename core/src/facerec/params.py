@@ -81,7 +81,7 @@ def check_names(obj: Any, keys: Iterable[str], owner: str, option: Callable[[str
 
 def _hints(obj: Any) -> dict[str, Any]:
     """Resolved annotations of the constructor (string annotations evaluated where possible)."""
-    target = obj.__init__ if isinstance(obj, type) else obj
+    target = typing.cast(Any, obj).__init__ if isinstance(obj, type) else obj  # a class: its constructor
     try:
         return typing.get_type_hints(target)
     except Exception:  # an annotation naming something not importable here: resolve one by one

@@ -88,7 +88,8 @@ class Fixture:
             v = fixture_tensor(k, entry["shape"], entry["init"], w["A"], w["B"], w["C"],
                                w.get("weight_scale", 1.0))
             # ascontiguousarray turns 0-d arrays into shape (1,); keep the recorded shape (num_batches_tracked)
-            out[entry["key"]] = torch.from_numpy(np.ascontiguousarray(v)).reshape(entry["shape"]).to(_DTYPES[entry["dtype"]])
+            tensor = torch.from_numpy(np.ascontiguousarray(v)).reshape(entry["shape"])
+            out[entry["key"]] = tensor.to(_DTYPES[entry["dtype"]])
         return out
 
     def inputs(self) -> dict[str, torch.Tensor]:
@@ -111,7 +112,8 @@ class Fixture:
         """Raise AssertionError unless ``|got - exp| <= atol + rtol*|exp|`` elementwise (exact for ints)."""
         exp = self.outputs[name]
         got = torch.as_tensor(got).detach().cpu()
-        assert tuple(got.shape) == tuple(exp.shape), f"{self.name}.{name}: shape {tuple(got.shape)} != {tuple(exp.shape)}"
+        assert tuple(got.shape) == tuple(exp.shape), \
+            f"{self.name}.{name}: shape {tuple(got.shape)} != {tuple(exp.shape)}"
         if not exp.is_floating_point():
             assert torch.equal(got.to(exp.dtype), exp), f"{self.name}.{name}: integer output differs"
             return

@@ -35,8 +35,8 @@ class SyntheticLowResPairs(Protocol):
 
     paper = PAPER
     convention = ("synthetic identities disjoint from training; image 1 HR (task IV: at s px too), image 2 "
-                  "(another sample) at s px resized back; cosine; DCR 10-fold (contiguous folds, grid arange(-1,1,0.005), score > t, "
-                  "largest threshold wins ties); acc_hr = HR vs HR")
+                  "(another sample) at s px resized back; cosine; DCR 10-fold (contiguous folds, "
+                  "grid arange(-1,1,0.005), score > t, largest threshold wins ties); acc_hr = HR vs HR")
 
     def __init__(self, image_size: int = 120, num_pairs: int = 600, num_ids: int = 200,
                  scales: Sequence[int] = DEFAULT_SCALES, seed: int = 0, first_identity: int = 1_000_000,

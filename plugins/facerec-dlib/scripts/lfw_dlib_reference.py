@@ -78,7 +78,8 @@ def main() -> int:
               f"{len(chips) / (t2 - t1):.1f} images per CPU second", file=sys.stderr)
     parts = [np.load(args.cache / f"chunk{s:06d}.npz") for s in range(0, len(keys), CHUNK)]
     ref, port = np.concatenate([p["dlib"] for p in parts]), np.concatenate([p["port"] for p in parts])
-    cpu = {"dlib": sum(float(p["dlib_cpu_s"]) for p in parts), "facerec-dlib": sum(float(p["port_cpu_s"]) for p in parts)}
+    cpu = {"dlib": sum(float(p["dlib_cpu_s"]) for p in parts),
+           "facerec-dlib": sum(float(p["port_cpu_s"]) for p in parts)}
     cos = (ref * port).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(port, axis=1)
     for name, emb in (("dlib", ref), ("facerec-dlib", port)):
         m = proto.evaluate_features(FeatureTable(keys, torch.from_numpy(emb).float())).metrics
@@ -86,7 +87,8 @@ def main() -> int:
                           "accuracy": round(100 * m["accuracy"], 2), "std": round(100 * m["accuracy_std"], 2),
                           **{k: round(100 * v, 2) for k, v in m.items() if k.startswith("tar@")},
                           "n_pairs": int(m["n_pairs"]), "images": len(emb),
-                          "images_per_cpu_s": round(len(emb) / cpu[name], 1), "torch_threads": torch.get_num_threads()}))
+                          "images_per_cpu_s": round(len(emb) / cpu[name], 1),
+                          "torch_threads": torch.get_num_threads()}))
     print(json.dumps({"cosine_port_vs_dlib_min": float(cos.min()), "mean": float(cos.mean())}))
     return 0
 

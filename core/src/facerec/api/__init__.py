@@ -150,9 +150,10 @@ class TensorDataset(Dataset):
 
     def __init__(self, labels: Tensor, images: Tensor | None = None, features: Tensor | None = None,
                  modality: Tensor | None = None):
-        if (images is None) == (features is None):
+        data = images if images is not None else features
+        if data is None or (images is not None and features is not None):
             raise ValueError("TensorDataset needs exactly one of images or features")
-        self.data = images if images is not None else features
+        self.data = data
         self.key = "image" if images is not None else "feature"
         self._labels = labels.long()
         self._modality = modality
@@ -163,7 +164,8 @@ class TensorDataset(Dataset):
         parts = list(batches)
         cat = lambda name: (torch.cat([getattr(p, name) for p in parts])  # noqa: E731
                             if parts and getattr(parts[0], name) is not None else None)
-        return cls(cat("labels"), images=cat("images"), features=cat("features"), modality=cat("modality"))
+        labels = torch.cat([p.labels for p in parts]) if parts else torch.empty(0, dtype=torch.long)
+        return cls(labels, images=cat("images"), features=cat("features"), modality=cat("modality"))
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -211,7 +213,7 @@ class Protocol:
     ``evaluate_features`` scores precomputed features (keys as the protocol names its items).
     """
 
-    convention: ClassVar[str] = ""
+    convention: str = ""
     paper: ClassVar[str] = ""
 
     def evaluate(self, model: Backbone | Embedder, *, device: str = "cpu", batch_size: int = 64,

@@ -12,9 +12,9 @@ third column, the LMDB's ``__modality__`` key, or ``_NIR`` / ``_VIS`` at the end
 
 Generator-specific conditions go through ``--condition KEY=VALUE`` (passed to ``sample`` when it
 accepts them), e.g. for vec2face ``--condition centers=centers.npy --condition yaw=45
---condition quality=25``; constructor parameters through ``--param KEY=VALUE``; a facerec weights file that stores them (``params``
-metadata, as the recipes and ``weights convert`` write it) needs none, and a training checkpoint (its
-``model/generator/`` part) loads too.
+--condition quality=25``; constructor parameters through ``--param KEY=VALUE``; a facerec weights file
+that stores them (``params`` metadata, as the recipes and ``weights convert`` write it) needs none, and a
+training checkpoint (its ``model/generator/`` part) loads too.
 
 A generator may report on its sampling: ``generation_report()`` returning ``{identity: {name: count}}``
 for its last ``sample`` call (vec2face: how many samples met the AttrOP targets). The counts are kept per
@@ -117,7 +117,8 @@ class GeneratedIdentities:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--generator", "-g", "name", required=True, help="Registered generator (see `facerun plugins`).")
-@click.option("--weights", "-w", help="Weights: a file (original or safetensors) or a card name (`facerun weights list`).")
+@click.option("--weights", "-w",
+              help="Weights: a file (original or safetensors) or a card name (`facerun weights list`).")
 @click.option("--ids", type=click.IntRange(1), required=True, help="Number of identities (all shards together).")
 @click.option("--per-id", type=click.IntRange(1), required=True, help="Images per identity.")
 @click.option("--out", required=True, type=click.Path(), help="Output: data.lmdb (or a folder with --format).")
@@ -223,7 +224,8 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
         totals = _write_report(report_path, dataset.report, first)
         click.echo(f"attribute control: {totals['summary']} (per identity: {report_path})")
     click.echo(f"wrote {result.written} images of identities {first}..{last - 1} to {result.path} "
-               f"({fmt}{resumed}; {rate:.1f} images/s overall, generator {dataset.generated_images / max(dataset.seconds, 1e-9):.1f} images/s)")
+               f"({fmt}{resumed}; {rate:.1f} images/s overall, "
+               f"generator {dataset.generated_images / max(dataset.seconds, 1e-9):.1f} images/s)")
 
 
 def _stored_generator(path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -243,7 +245,8 @@ def _stored_generator(path: Path, name: str) -> tuple[dict[str, Any], dict[str, 
 
         state = module_state(path, "generator")
         try:
-            meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in json.loads(meta.get("meta", "{}")).items()}
+            stored = json.loads(meta.get("meta", "{}"))
+            meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in stored.items()}
         except ValueError:
             meta = {}
     arch, kind = meta.get("arch"), meta.get("kind", "generator")

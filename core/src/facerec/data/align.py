@@ -170,13 +170,13 @@ def warp_affine(images: Tensor, matrices: Tensor, size: int | tuple[int, int], *
                 mode: str = "bilinear") -> Tensor:
     """Warp ``images`` [B, C, H, W] with pixel-space matrices [B, 2, 3] (input -> output, like
     ``cv2.warpAffine``) to ``size``; outside pixels are 0."""
-    out_hw = (size, size) if isinstance(size, int) else tuple(size)
+    out_hw = (size, size) if isinstance(size, int) else (size[0], size[1])
     b = images.shape[0]
     m = torch.zeros(b, 3, 3, dtype=torch.float64)
     m[:, :2] = matrices.double()
     m[:, 2, 2] = 1.0
     inv = torch.linalg.inv(m)  # output pixel -> input pixel
-    theta = _pixel_to_norm(tuple(images.shape[-2:])) @ inv @ torch.linalg.inv(_pixel_to_norm(out_hw))
+    theta = _pixel_to_norm((images.shape[-2], images.shape[-1])) @ inv @ torch.linalg.inv(_pixel_to_norm(out_hw))
     grid = F.affine_grid(theta[:, :2].to(images.dtype if images.is_floating_point() else torch.float32),
                          [b, images.shape[1], *out_hw], align_corners=False)
     x = images if images.is_floating_point() else images.float()

@@ -107,9 +107,9 @@ def _pil_rgb(data: bytes, source: str) -> np.ndarray:
     """Any PIL-readable image -> uint8 RGB ``[H, W, 3]``, EXIF orientation applied."""
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.seek(0)  # first frame of an animated GIF / multi-page TIFF
-        im = ImageOps.exif_transpose(im) or im
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.seek(0)  # first frame of an animated GIF / multi-page TIFF
+        im = ImageOps.exif_transpose(opened) or opened
         mode = im.mode
         if mode in _WIDE_MODES:
             arr = np.asarray(im)
@@ -126,7 +126,7 @@ def decode_uint8(data: bytes | bytearray | memoryview, source: str = "<bytes>") 
     """Image bytes -> uint8 tensor ``[3, H, W]`` RGB, upright. Raises DataError naming ``source``."""
     head = bytes(data[:8])
     try:
-        ops = _image_ops() if head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC) else False
+        ops = _image_ops() if head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC) else None
         if ops:
             buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             image = ops.decode_image(buf, _RGB, True)  # True: apply the EXIF orientation

@@ -42,11 +42,11 @@ def save_grid(images: Tensor, path: str | os.PathLike, labels: Sequence | Tensor
     cell_h = h + lines * _TEXT_H + pad
     canvas = np.full((nrow * cell_h + pad, ncol * (w + pad) + pad, 3), 255, np.uint8)
     tiles = (images.detach().float().clamp(0, 1).expand(-1, 3, -1, -1) * 255 + 0.5).to(torch.uint8)
-    tiles = tiles.permute(0, 2, 3, 1).cpu().numpy()
+    pixels = tiles.permute(0, 2, 3, 1).cpu().numpy()
     for i in range(n):  # one paste per tile (not per pixel)
         r, c = divmod(i, ncol)
         y0, x0 = pad + r * cell_h, pad + c * (w + pad)
-        canvas[y0 : y0 + h, x0 : x0 + w] = tiles[i]
+        canvas[y0 : y0 + h, x0 : x0 + w] = pixels[i]
     img = Image.fromarray(canvas)
     if lines:
         draw = ImageDraw.Draw(img)

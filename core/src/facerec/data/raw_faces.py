@@ -237,7 +237,7 @@ def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str,
             "failed": len(failures), "failures_csv": csv_path.name}
     blob = json.dumps(meta, indent=2, default=str).encode()
     output.finish(records={TEMPLATE_KEY: tpl.name.encode(), ALIGN_KEY: blob}, files={SIDECAR: blob})
-    return AlignResult(path=out, failures_csv=csv_path, images=total, faces=meta["faces"], failed=len(failures),
+    return AlignResult(path=out, failures_csv=csv_path, images=total, faces=output.written, failed=len(failures),
                        identities=len(folder.identities), resumed_from=output.resumed_from, template=tpl.name)
 
 

@@ -152,7 +152,7 @@ def _has_duplicates(values: np.ndarray) -> bool:
 def scan_index(fd: int, size: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Rebuild the index of a ``.rec`` without one: hop from record header to record header
     (keys 0..N-1 in file order, as insightface's writers number them)."""
-    offsets = []
+    offsets: list[int] = []
     pos = 0
     while pos < size:
         start = pos
@@ -209,10 +209,10 @@ def shared_fd(path: Path, fid: tuple[int, int] | None = None) -> int:
         _FDS.clear()
         _FDS_PID = os.getpid()
     key = fid or file_id(path)
-    fd = _FDS.get(key)
-    if fd is None:
-        fd = _FDS[key] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return fd
+    found = _FDS.get(key)
+    if found is None:
+        found = _FDS[key] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    return found
 
 
 def close_fd(path: Path) -> None:

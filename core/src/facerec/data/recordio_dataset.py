@@ -78,7 +78,8 @@ class RecordIODataset(_ImageDataset):
         if labels is None:
             labels = self._scan_labels()
         prop = rio.read_property(self.path.parent / rio.PROPERTY_NAME)
-        self.property_classes, self.property_size = (prop[0], prop[1]) if prop else (None, None)
+        self.property_classes: int | None = prop[0] if prop else None
+        self.property_size: tuple[int, int] | None = prop[1] if prop else None
         super().__init__(labels, None, image_size, skip_corrupt)
         # the whole index is only needed while opening (about 24 bytes per record: Glint360K's 17M records)
         del self._index_keys, self._index_offsets, self._index_ends
@@ -173,7 +174,8 @@ class RecordIODataset(_ImageDataset):
         """Integer labels from gathered headers; records split by the writer are read whole."""
         self._check_heads(head, self._offsets[positions], lambda j: self.describe_item(int(positions[j])))
         label = np.where(head["flag"] > 0, head["vec0"], head["label"]).astype(np.float64)
-        odd = np.flatnonzero((head["cflag"] != 0) | (head["length"] < rio.HEADER.size + 4 * np.minimum(head["flag"], 1)))
+        tiny = head["length"] < rio.HEADER.size + 4 * np.minimum(head["flag"], 1)
+        odd = np.flatnonzero((head["cflag"] != 0) | tiny)
         for j in odd:  # split or tiny records: parse them properly
             value, _, _, _ = self._unpack(int(positions[j]))
             label[j] = value if not isinstance(value, np.ndarray) else (value[0] if len(value) else np.nan)

@@ -24,8 +24,9 @@ def open_with_keys(path: str, image_size: int | None, params: dict[str, Any]) ->
         rec = RecordIODataset(p, image_size=image_size, **params)
         return rec, [str(int(k)) for k in rec.keys]
     if (p.is_dir() and (p / "data.mdb").is_file()) or p.suffix == ".lmdb" or p.name == "data.mdb":
-        ds = LMDBDataset(p.parent if p.name == "data.mdb" else p, image_size=image_size, **params)
-        return ds, [str(ds.record(i)) for i in range(len(ds))]
+        db = LMDBDataset(p.parent if p.name == "data.mdb" else p, image_size=image_size, **params)
+        return db, [str(db.record(i)) for i in range(len(db))]
+    ds: ImageList | ImageFolder
     if p.is_file():
         ds = ImageList(p, image_size=image_size, **params)
     elif "label_pattern" not in params and not any(d.is_dir() for d in p.iterdir() if not d.name.startswith(".")):

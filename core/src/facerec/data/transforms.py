@@ -16,7 +16,7 @@ never guessed. Augmentations:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 import torch
@@ -49,7 +49,7 @@ def _box_mask(h: Tensor, w: Tensor, top: Tensor, left: Tensor, H: int, W: int) -
 
 
 def _random_boxes(n: int, H: int, W: int, scale: tuple[float, float], ratio: tuple[float, float],
-                  generator: torch.Generator | None, device: torch.device) -> tuple[Tensor, ...]:
+                  generator: torch.Generator | None, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-sample boxes of area U(scale)*H*W and log-uniform aspect ratio, clipped to the image."""
     area = (scale[0] + (scale[1] - scale[0]) * _rand(n, generator, device)) * H * W
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * _rand(n, generator, device)
@@ -61,6 +61,10 @@ def _random_boxes(n: int, H: int, W: int, scale: tuple[float, float], ratio: tup
     return h, w, top, left
 
 
+def _steps(transforms: Iterable[Transform]) -> tuple[Transform, ...]:
+    return tuple(transforms)  # typed: with converter=tuple mypy cannot infer the items
+
+
 class Transform:
     """Base: ``t(images, generator=None)`` on canonical image batches."""
 
@@ -70,7 +74,7 @@ class Transform:
 
 @attrs.frozen
 class Compose(Transform):
-    transforms: tuple[Transform, ...] = attrs.field(converter=tuple)
+    transforms: tuple[Transform, ...] = attrs.field(converter=_steps)
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         for t in self.transforms:
@@ -90,7 +94,7 @@ class Resize(Transform):
             s = self.size / min(H, W)
             new = (round(H * s), round(W * s))
         else:
-            new = tuple(self.size)
+            new = (self.size[0], self.size[1])
         if tuple(images.shape[-2:]) == new:
             return images
         return F.interpolate(images, size=new, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)

@@ -49,7 +49,7 @@ def _param_names(modules: Mapping[str, nn.Module]) -> dict[int, tuple[str, str, 
 
 def _full(value: Tensor, param: Tensor | None) -> Tensor:
     shard = _shard_of(param) if param is not None else None
-    if shard is not None and value.dim() >= 1 and value.shape[0] == param.shape[0]:
+    if shard is not None and param is not None and value.dim() >= 1 and value.shape[0] == param.shape[0]:
         value = D.gather_rows(value, shard[2])
     return value.detach().cpu().contiguous().clone()
 
@@ -112,8 +112,8 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *, step:
         extra["scaler"] = scaler.state_dict()
     tensors.update(_gather_rng())
     if D.rank() == 0:
-        np_state = np.random.get_state()
-        extra["numpy_rng"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
+        np_state = np.random.get_state()  # the legacy (MT19937) tuple; numpy's stub says a dict when called so
+        extra["numpy_rng"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]  # type: ignore[index]
         extra["python_rng"] = _jsonable(random.getstate())
         metadata = {"facerec_checkpoint": FORMAT, "step": str(int(step)), "world_size": str(D.world_size()),
                     "meta": json.dumps(dict(meta or {}), default=str), "state": json.dumps(extra, default=str)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -159,6 +159,27 @@ def classifier_loss(backbone: nn.Module | None, num_classes: int, *,
         return logs
 
     return loss_fn
+
+
+# the metrics, or (metrics, trainer) with return_trainer=True
+@overload
+def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, config: TrainConfig, *,
+                     run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
+                     extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
+                     augment: Callable[[Tensor], Tensor] | None | str = "flip",
+                     param_groups: Mapping[str, float] | None = None, frozen: Sequence[str] = (),
+                     resume: str | Path | bool | None = None, name: str = "train",
+                     return_trainer: Literal[False] = False) -> dict[str, Any]: ...
+
+
+@overload
+def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, config: TrainConfig, *,
+                     run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
+                     extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
+                     augment: Callable[[Tensor], Tensor] | None | str = "flip",
+                     param_groups: Mapping[str, float] | None = None, frozen: Sequence[str] = (),
+                     resume: str | Path | bool | None = None, name: str = "train",
+                     return_trainer: Literal[True]) -> tuple[dict[str, Any], Trainer]: ...
 
 
 def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, config: TrainConfig, *,

@@ -119,7 +119,7 @@ class _AllGatherRows(torch.autograd.Function):
     world size: each rank's loss is the GLOBAL mean, and DDP averages backbone gradients afterwards."""
 
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor) -> Tensor:
         w = dist.get_world_size()
         ctx.rows, ctx.rank, ctx.world = tensor.shape[0], dist.get_rank(), w
         parts = [torch.empty_like(tensor) for _ in range(w)]
@@ -127,7 +127,7 @@ class _AllGatherRows(torch.autograd.Function):
         return torch.cat(parts)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = ctx.rank * ctx.rows
@@ -139,13 +139,13 @@ class _AllReduceSum(torch.autograd.Function):
     same global loss, so each rank's partial sum receives exactly the upstream gradient)."""
 
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor) -> Tensor:
         out = tensor.clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         return grad
 
 

@@ -64,7 +64,8 @@ def clip_grad_norm(optimizer: torch.optim.Optimizer, max_norm: float, device: to
     the norm before clipping. Sharded parameters (``facerec_shard``) add their squares across ranks."""
     if not max_norm:
         return None
-    shared, sharded = [], []
+    shared: list[Tensor] = []
+    sharded: list[Tensor] = []
     for group in optimizer.param_groups:
         for p in group["params"]:
             if p.grad is not None:

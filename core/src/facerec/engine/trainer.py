@@ -8,7 +8,7 @@ import random
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +86,16 @@ class Trainer:
         self.modules: dict[str, nn.Module] = dict(modules)
         for module in self.modules.values():
             for sub in module.modules():
-                if callable(getattr(sub, "reshard", None)):
-                    sub.reshard()  # sharded heads built before the process group existed
+                reshard = getattr(sub, "reshard", None)
+                if callable(reshard):
+                    reshard()  # sharded heads built before the process group existed
         self.modules = {n: m.to(self.device) for n, m in self.modules.items()}
         lr_table = dict(param_groups or {})
         lr_table.update({k: 0.0 for k in frozen})
         self.optimizer = build_optimizer(self.modules, config, lr_table)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.wrapped = self._wrap()
+        self.evaluators: list[tuple[str | None, Evaluator]]
         if isinstance(evaluators, Mapping):
             self.evaluators = list(evaluators.items())
         else:
@@ -104,7 +106,7 @@ class Trainer:
         self.stopped_early = False
         self.last_metrics: dict[str, float] = {}
         self.eval_metrics: dict[str, float] = {}
-        self._iterator = None
+        self._iterator: Iterator[Any] | None = None
         seed_everything(config.seed + self.rank)
         if resume:
             self.resume(resume)
@@ -212,8 +214,9 @@ class Trainer:
             sync = contextlib.ExitStack()
             if self.distributed and not last:
                 for m in self.wrapped.values():
-                    if hasattr(m, "no_sync"):
-                        sync.enter_context(m.no_sync())
+                    no_sync = getattr(m, "no_sync", None)
+                    if no_sync is not None:
+                        sync.enter_context(no_sync())
             with sync:
                 with self._autocast():
                     out = self.loss_fn(batch, self.wrapped, step)

@@ -22,7 +22,8 @@ def squared_l2(emb1, emb2) -> np.ndarray:
     e1 = _as_numpy(emb1, np.float64)
     e2 = _as_numpy(emb2, np.float64)
     if e1.ndim != 2 or e1.shape != e2.shape:
-        raise MetricInputError(f"the two embedding sets must be [N, D] of the same shape, got {e1.shape} and {e2.shape}")
+        raise MetricInputError(f"the two embedding sets must be [N, D] of the same shape, "
+                               f"got {e1.shape} and {e2.shape}")
     e1 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
     e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
     return np.sum((e1 - e2) ** 2, axis=1)

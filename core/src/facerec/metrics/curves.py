@@ -92,21 +92,21 @@ def tar_at_far(scores, same, fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e
     (DVG ``get_tpr_at_fpr``). Pass ``curve`` to reuse a computed ROC (it must match the rule:
     sklearn-thinned for ``nearest``/``above``).
     """
-    fars = _rates(fars, "fars")
+    targets = _rates(fars, "fars")
     if curve is None:
         curve = roc(scores, same, drop_intermediate=(rule != "at_most"))
     fpr, tpr = curve.fpr, curve.tpr
     if rule == "at_most":
         # fpr is non-decreasing; last index with fpr <= t, TPR there is the largest allowed.
-        i = np.searchsorted(fpr, fars, side="right") - 1
+        i = np.searchsorted(fpr, targets, side="right") - 1
         return tpr[np.maximum(i, 0)]
     if rule == "above":
-        i = np.searchsorted(fpr, fars, side="right")
+        i = np.searchsorted(fpr, targets, side="right")
         if np.any(i >= fpr.size):
             raise MetricInputError("no ROC point has FAR above the target (FAR target >= 1)")
         return tpr[i]
     if rule == "nearest":
-        return tpr[_nearest_index(fpr, fars)]
+        return tpr[_nearest_index(fpr, targets)]
     raise MetricInputError(f"unknown tar_at_far rule {rule!r}; use at_most, nearest or above")
 
 

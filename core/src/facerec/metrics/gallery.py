@@ -71,11 +71,15 @@ def torch_topk(gallery: Tensor, probes: Tensor, k: int, *, probe_chunk: int | No
     out_s, out_i = [], []
     with torch.inference_mode():
         for i in range(0, len(probes), pc):
-            best_s = best_i = None
+            best_s: Tensor | None = None
+            best_i: Tensor | None = None
             for j in range(0, len(gallery), gc):
                 sc = probes[i : i + pc] @ gallery[j : j + gc].T
                 s_, i_ = torch.topk(sc, min(k, sc.shape[1]), dim=1)
                 best_s, best_i = merge_topk(best_s, best_i, s_, i_ + j, k)
+            if best_s is None or best_i is None:  # an empty gallery: no candidates
+                rows = len(probes[i : i + pc])
+                best_s, best_i = probes.new_empty(rows, 0), torch.empty(rows, 0, dtype=torch.long)
             out_s.append(best_s.cpu())
             out_i.append(best_i.cpu())
     return torch.cat(out_s), torch.cat(out_i)
@@ -188,6 +192,7 @@ class Gallery:
         if precision == "int8":
             return self._search_int8(p, k, margin)
         if self.backend == "torch":
+            assert self._flat is not None  # the torch backend is flat only (checked in __init__)
             return torch_topk(self._flat, p.to(self.device), k)
         faiss = _faiss()
         if self._flat is not None:

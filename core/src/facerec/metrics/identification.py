@@ -173,7 +173,7 @@ def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
     (insightface's corrected IJB 1:N definition, rank-1 = mate beats every non-mate).
     ``result``: the :func:`identification_ranks` of the same inputs, when already computed.
     """
-    fpirs = _rates(fpirs, "fpirs")
+    rates = _rates(fpirs, "fpirs")
     res = result if result is not None else identification_ranks(gallery, gallery_labels, probe, probe_labels, **kw)
     non = np.sort(res.best_nonmate[res.ranks == 0])[::-1]
     mated = res.ranks > 0
@@ -181,7 +181,7 @@ def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
         raise MetricInputError("DIR@FPIR needs both mated and non-mated probes")
     out = {}
     hit_scores = res.best_mate[mated & (res.ranks == 1)]
-    for fp in fpirs:
+    for fp in rates:
         allowed = int(np.floor(fp * non.size))
         # threshold just above the (allowed+1)-th highest non-mate score: at most `allowed` accepted
         t = np.nextafter(non[allowed], np.inf) if allowed < non.size else -np.inf

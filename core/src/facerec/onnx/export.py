@@ -138,7 +138,8 @@ def check_onnx(module: nn.Module, path: Path, shape: Sequence[int], batches: Seq
             expected = module(x).float()
         got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
         if tuple(got.shape) != tuple(expected.shape):
-            raise ExportError(f"ONNX Runtime gives shape {tuple(got.shape)} at batch {b}, PyTorch {tuple(expected.shape)}")
+            raise ExportError(f"ONNX Runtime gives shape {tuple(got.shape)} at batch {b}, "
+                              f"PyTorch {tuple(expected.shape)}")
         diffs[b] = float((got - expected).abs().max())
         scale = max(scale, float(expected.abs().max()))
     worst = max(diffs, key=diffs.__getitem__)
@@ -206,7 +207,8 @@ def export_onnx(backbone: nn.Module, out: str | os.PathLike, *, name: str, param
             "facerec.preprocessing": "folded" if with_preprocessing else "none",
             "facerec.input": (f"canonical images: float32 RGB in [0, 1], NCHW, {shape[1]}x{shape[2]}"
                               if with_preprocessing else
-                              f"network input (InputSpec.prepare applied): float32 NCHW, {shape[0]}x{shape[1]}x{shape[2]}"),
+                              "network input (InputSpec.prepare applied): float32 NCHW, "
+                              f"{shape[0]}x{shape[1]}x{shape[2]}"),
             "facerec.embedding_size": str(int(model.embedding_size)),
             "facerec.batch": "dynamic" if batch is None else str(batch),
             "facerec.weights": Path(weights).name if weights else "",

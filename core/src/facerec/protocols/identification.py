@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
@@ -21,6 +21,7 @@ from .. import metrics
 from ..metrics.gallery import Gallery
 from ..api import EvalResult, Protocol
 from ..errors import DataError
+from ..metrics.curves import Rule
 from .common import check_missing, embed_paths, gather_features, read_text_lines
 
 #: (gallery, probe) file name patterns searched in the data root, ``{k}`` = fold number 1..10.
@@ -68,7 +69,7 @@ def find_folds(root: Path, gallery: str | None, probe: str | None) -> list[tuple
     first known pattern found in the root or its protocol folders."""
     if (gallery is None) != (probe is None):
         raise DataError("identification: give both gallery and probe lists, or neither")
-    if gallery is not None:
+    if gallery is not None and probe is not None:
         if "{k}" in gallery or "{k}" in probe:
             folds = []
             for k in range(1, 101):
@@ -137,7 +138,7 @@ class IdentificationProtocol(Protocol):
         self.image_size, self.flip, self.skip_missing = image_size, flip, skip_missing
         self.ranks = tuple(int(r) for r in ranks)
         self.fars = tuple(float(f) for f in fars)
-        self.far_rule = far_rule
+        self.far_rule = cast(Rule, far_rule)  # one of Rule's values, checked above
         self.fpirs = tuple(float(f) for f in fpirs)
 
     def items(self) -> list[str]:
@@ -176,7 +177,8 @@ class IdentificationProtocol(Protocol):
                 raise DataError(f"identification: fold {gal.source} has no gallery or probe images left")
             res = metrics.identification_ranks(Gallery(g, gl, backend="torch"), gl, p, pl)
             fold: dict[str, float] = {f"rank{k}": res.at(k) for k in self.ranks}
-            fold["n_gallery"], fold["n_probe"], fold["n_mated_probes"] = float(len(g)), float(len(p)), float(res.n_mated)
+            fold["n_gallery"], fold["n_probe"] = float(len(g)), float(len(p))
+            fold["n_mated_probes"] = float(res.n_mated)
             scores = metrics.cosine_scores(g, p).double().numpy().ravel()
             same = (gl[:, None] == pl[None, :]).numpy().ravel()
             if same.any() and not same.all():

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import Tensor
 from .. import metrics
 from ..api import EvalResult, Protocol
 from ..errors import DataError
+from ..metrics.curves import Rule
 from .common import Progress, check_missing, gather_features, image_size_for, read_text_lines
 
 
@@ -59,10 +60,11 @@ def aggregate_templates(features: Tensor, templates: np.ndarray, medias: np.ndar
     Returns (sorted unique template ids, [T, D] features)."""
     tm = np.stack([templates, medias], 1)
     uniq_tm, media_of = np.unique(tm, axis=0, return_inverse=True)
-    media_of = torch.from_numpy(media_of.ravel())
+    media = torch.from_numpy(media_of.ravel())
     d = features.shape[1]
-    msum = torch.zeros(len(uniq_tm), d, dtype=torch.float64).index_add_(0, media_of, features.double())
-    mcount = torch.zeros(len(uniq_tm), dtype=torch.float64).index_add_(0, media_of, torch.ones(len(media_of), dtype=torch.float64))
+    msum = torch.zeros(len(uniq_tm), d, dtype=torch.float64).index_add_(0, media, features.double())
+    ones = torch.ones(len(media), dtype=torch.float64)
+    mcount = torch.zeros(len(uniq_tm), dtype=torch.float64).index_add_(0, media, ones)
     mmean = msum / mcount[:, None]
     uniq_t, tmpl_of = np.unique(uniq_tm[:, 0], return_inverse=True)
     tsum = torch.zeros(len(uniq_t), d, dtype=torch.float64).index_add_(0, torch.from_numpy(tmpl_of.ravel()), mmean)
@@ -132,7 +134,7 @@ class IJBProtocol(Protocol):
         self.landmarks, self.det_scores = vals[:, :10].reshape(-1, 5, 2), vals[:, 10]
         self.image_size, self.flip, self.detector_weighting = image_size, flip, detector_weighting
         self.normalize_images, self.template, self.skip_missing = normalize_images, template, skip_missing
-        self.fars, self.far_rule = tuple(float(f) for f in fars), far_rule
+        self.fars, self.far_rule = tuple(float(f) for f in fars), cast(Rule, far_rule)  # checked above
 
     def items(self) -> list[str]:
         return list(self.images)

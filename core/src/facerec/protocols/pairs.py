@@ -56,7 +56,9 @@ def parse_pairs(path: Path, *, n_folds: int = 10, ext: str = ".jpg") -> PairList
     different pairs); otherwise ``n_folds`` contiguous folds in file order.
     """
     lines = read_text_lines(path)
-    left, right, same = [], [], []
+    left: list[str] = []
+    right: list[str] = []
+    same: list[bool] = []
     header: tuple[int, int] | None = None
     for no, raw in enumerate(lines, start=1):
         tok = raw.split()

@@ -172,12 +172,13 @@ class SyntheticPairs(_SyntheticProtocol):
         if self.pairs_per_fold % 2:
             raise ParameterError(f"{type(self).__name__}: pairs_per_fold must be even, got {pairs_per_fold}")
 
-    def _pairs(self) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor]:
-        """(plan of the images in pair order a0, b0, a1, b1, ..., same flags)."""
+    def _pairs(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(identities and samples of each pair's first image, of its second, same flags)."""
         half = self.pairs_per_fold // 2
         g = torch.Generator().manual_seed(self.seed * 7919 + 17)
         ids = self.id_offset + torch.arange(self.num_folds * half).view(self.num_folds, half)
-        shift = torch.randint(1, half, (self.num_folds, 1), generator=g) if half > 1 else torch.zeros(self.num_folds, 1, dtype=torch.long)
+        shift = (torch.randint(1, half, (self.num_folds, 1), generator=g) if half > 1
+                 else torch.zeros(self.num_folds, 1, dtype=torch.long))
         perm = (torch.arange(half).view(1, -1) + shift) % half
         other = torch.gather(ids, 1, perm)
         zeros = torch.zeros_like(ids)

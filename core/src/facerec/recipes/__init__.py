@@ -47,5 +47,5 @@ __all__ = ["CachedDataset", "DEFAULT_DATASET", "DEFAULT_HEAD", "DEFAULT_PROTOCOL
            "PARAM_KINDS", "PRESETS", "PipelineConfig", "Recipe", "RunDir", "StandardParams", "build",
            "build_backbone", "build_dataset", "build_generator", "build_head", "build_protocols", "canonical_size",
            "evaluate_protocols", "format_metrics", "image_grid", "knob", "literal", "markdown_table", "maybe_cache",
-           "parse_assignments", "parse_params", "recipe", "resolve_recipe", "run_pipeline", "save_backbone", "standard_recipe",
-           "train_config", "validate", "write_summary"]
+           "parse_assignments", "parse_params", "recipe", "resolve_recipe", "run_pipeline", "save_backbone",
+           "standard_recipe", "train_config", "validate", "write_summary"]

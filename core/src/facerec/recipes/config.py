@@ -37,7 +37,8 @@ def literal(text: str) -> Any:
 
 
 def parse_assignments(items: Iterable[str], option: str) -> dict[str, Any]:
-    """``("width=16", "name=x")`` given with ``option`` -> ``{"width": 16, "name": "x"}`` (values as :func:`literal`)."""
+    """``("width=16", "name=x")`` given with ``option`` -> ``{"width": 16, "name": "x"}``
+    (values as :func:`literal`)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -61,6 +62,11 @@ def parse_params(params: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def names(values: Iterable[str]) -> tuple[str, ...]:
+    """The converter of name-tuple fields (typed: with ``converter=tuple`` mypy cannot infer the items)."""
+    return tuple(values)
+
+
 @attrs.define(kw_only=True)
 class PipelineConfig:
     """The resolved configuration of one run (written to ``config.json``).
@@ -73,7 +79,7 @@ class PipelineConfig:
     head: str | None = None
     generator: str | None = None
     dataset: str | None = None
-    protocols: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    protocols: tuple[str, ...] = attrs.field(default=(), converter=names)
     preset: str = "quick"
     seed: int = 0
     device: str = "cpu"

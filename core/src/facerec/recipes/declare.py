@@ -25,6 +25,7 @@ import attrs
 
 from .. import params as P
 from ..errors import FacerecError, ParameterError
+from .config import names
 
 if TYPE_CHECKING:
     from .config import PipelineConfig
@@ -48,7 +49,8 @@ class NoParams:
 
 
 def _default(field: attrs.Attribute) -> Any:
-    value = field.default
+    value: Any = field.default
+    # attrs' stubs declare Factory a function; at run time it is the class of `factory=` defaults
     return value.factory() if isinstance(value, attrs.Factory) else value  # type: ignore[arg-type]
 
 
@@ -60,7 +62,7 @@ class Recipe:
 
     fn: Callable[..., Mapping[str, Any]]
     params: type = NoParams
-    stages: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    stages: tuple[str, ...] = attrs.field(default=(), converter=names)
     defaults: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property

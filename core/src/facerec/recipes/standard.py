@@ -59,7 +59,7 @@ def _train_and_eval(config: PipelineConfig, run: RunDir, dataset: Any, protocols
     seed_everything(config.seed)
     backbone = build_backbone(config, **_quick_backbone_size(config))
     head_cls = registry.load("head", config.head or DEFAULT_HEAD)
-    quick = {k: v for k, v in QUICK_HEAD.items() if config.quick and k in registry.parameters(head_cls)}
+    quick: dict[str, Any] = {k: v for k, v in QUICK_HEAD.items() if config.quick and k in registry.parameters(head_cls)}
     head = build_head(config, backbone.embedding_size, int(dataset.num_classes), **quick)
     resume = config.resume and run.checkpoint(stage).is_file()
     # periodic evaluation (train.eval_every > 0) logs every protocol to log.jsonl during training

@@ -26,9 +26,9 @@ def pull(name: str, cache_dir: str | os.PathLike | None = None) -> list[Path]:
         if f.package:
             paths.append(package_file(c, f))
         elif f.hf_repo:
-            paths.append(_pull_hf(c, f, cache_dir))
+            paths.append(_pull_hf(c, f, f.hf_repo, cache_dir))
         elif f.url:
-            paths.append(_pull_url(c, f, cache_dir))
+            paths.append(_pull_url(c, f, f.url, cache_dir))
         else:
             raise WeightsError(f"weights {c.name!r}: file {f.filename} has neither a package, an hf repo nor a url")
         if f.sha256 and (got := sha256(paths[-1])) != f.sha256.lower():
@@ -102,11 +102,11 @@ def package_file(c: WeightCard, f: WeightFile) -> Path:
                        f"install?): pip install --force-reinstall {f.pip or top}")
 
 
-def _pull_hf(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) -> Path:
+def _pull_hf(c: WeightCard, f: WeightFile, repo: str, cache_dir: str | os.PathLike | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(repo_id=f.hf_repo, filename=f.hf_filename or f.filename,
+        return Path(hf_hub_download(repo_id=repo, filename=f.hf_filename or f.filename,
                                     revision=f.revision, cache_dir=None if cache_dir is None else str(cache_dir)))
     except Exception as exc:  # LocalEntryNotFoundError, HTTP errors, ...
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -115,7 +115,7 @@ def _pull_hf(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) 
                            f"{type(exc).__name__}: {why}") from None
 
 
-def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None) -> Path:
+def _pull_url(c: WeightCard, f: WeightFile, url: str, cache_dir: str | os.PathLike | None) -> Path:
     from huggingface_hub.constants import HF_HUB_CACHE
 
     root = Path(cache_dir) if cache_dir is not None else Path(HF_HUB_CACHE).parent / "facerec"
@@ -129,7 +129,7 @@ def _pull_url(c: WeightCard, f: WeightFile, cache_dir: str | os.PathLike | None)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".partial")
     try:
-        with urllib.request.urlopen(f.url, timeout=60) as r, open(tmp, "wb") as out:  # noqa: S310 (card URL)
+        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as out:  # noqa: S310 (card URL)
             while block := r.read(1 << 20):
                 out.write(block)
         os.replace(tmp, target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     fmt = format_of(path)
     state = fmt.read(path)
     if not fmt.native:
-        convert = getattr(type(model), "convert_checkpoint", None)
-        if convert is None:
-            from ..api import unwrap_state_dict as convert
+        from ..api import unwrap_state_dict
+
+        convert: Callable[[Any], Any] = getattr(type(model), "convert_checkpoint", None) or unwrap_state_dict
         try:
             state = convert(state)
         except FacerecError:

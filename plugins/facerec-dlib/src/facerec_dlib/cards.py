@@ -17,6 +17,7 @@ DLIB_RESNET29 = WeightCard(
     licence="CC0-1.0",
     input_spec=DlibResNet29.input_spec,
     metrics={"LFW": 99.38},
-    origin="dlib_face_recognition_resnet_model_v1.dat by Davis King (dlib-models), from PyPI face-recognition-models 0.3.0",
+    origin=("dlib_face_recognition_resnet_model_v1.dat by Davis King (dlib-models), "
+            "from PyPI face-recognition-models 0.3.0"),
     format="original",
 )

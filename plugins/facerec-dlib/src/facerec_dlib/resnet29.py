@@ -92,7 +92,9 @@ class Residual(nn.Module):
 
 
 class DlibResNet29(Backbone):
-    """dlib's ResNet-29 face descriptor: 150x150 RGB chips (dlib's alignment) -> 128-d (dlib_face_recognition_resnet_model_v1)."""
+    """dlib's ResNet-29 face descriptor: 150x150 RGB chips (dlib's alignment) -> 128-d embeddings.
+
+    The network of dlib_face_recognition_resnet_model_v1."""
 
     paper: ClassVar[str] = PAPER
     #: x = (pixel_0_255 - dlib_mean) / 256 on dlib's 150x150 chip (template dlib150, padding 0.25)

@@ -50,4 +50,5 @@ def reference_points(padding: float = PADDING, size: int = SIZE) -> np.ndarray:
 
 
 DLIB150 = Template("dlib150", SIZE, reference_points(),
-                   origin="dlib's 150x150 face chip (get_face_chip_details, padding 0.25), as compute_face_descriptor crops")
+                   origin=("dlib's 150x150 face chip (get_face_chip_details, padding 0.25), "
+                           "as compute_face_descriptor crops"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,9 +58,10 @@ class MTCNN(nn.Module, Detector):
         self.weights_source = self._load(weights)
         self.eval()
         # channels-last convolutions are 1.5-6x faster for these thin layers on CPU (measured)
-        self.to(device=device, memory_format=torch.channels_last)
+        self.to(device=device)
+        self.to(memory_format=torch.channels_last)
 
-    def _load(self, weights: str | os.PathLike | Mapping[str, Tensor] | None) -> str:
+    def _load(self, weights: str | os.PathLike | Mapping[str, Any] | None) -> str:
         from ...weights import strict_load
         from .released import convert_released, load_state, looks_converted
 

@@ -47,6 +47,7 @@ def open_dataset(path: str | os.PathLike, **params: Any) -> Dataset:
     accepted = set(inspect.signature(cls).parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:
+        shown = accepted - {"path", "root"} | ({"root"} if fmt == "list" else set())
         raise ParameterError(f"{fmt} dataset {path} has no parameter {unknown[0]!r}; "
-                             f"accepted: {', '.join(sorted(accepted - {'path', 'root'} | ({'root'} if fmt == 'list' else set())))}")
+                             f"accepted: {', '.join(sorted(shown))}")
     return cls(path, **params)

@@ -160,6 +160,9 @@ class ImageFolder(_FileList):
     path, e.g. ``_(NIR|VIS)\\.`` for the folders ``facerun generate`` writes with NIR-VIS generators.
     """
 
+    #: True when the labels only number the files (a flat folder of faces opened by ``facerun extract``)
+    unlabelled: bool = False
+
     def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False,
                  label_pattern: str | None = None, template: str | None = None, modality_rule: str | None = None,
                  modality_values: str = "VIS,NIR"):

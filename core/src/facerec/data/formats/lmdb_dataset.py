@@ -211,7 +211,7 @@ class LMDBDataset(_ImageDataset):
                     if view is None:
                         raise DataError(f"{self._where(r)}: record listed in __keys__ is missing")
                     labels[r] = record_label(view, self._where(r))
-        self.mask_path = None
+        self.mask_path: Path | None = None
         self.indices: np.ndarray | None = None
         if mask is not None:
             self.indices = self._load_mask(mask, length)

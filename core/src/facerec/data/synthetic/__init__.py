@@ -8,7 +8,8 @@ fine skin texture; the sample index draws pose (yaw up to profile, pitch, roll),
 illumination, glasses/mask occlusion, background clutter, blur and noise. NIR renders use active
 near-infrared reflectances and frontal light and come out as three identical channels.
 ``nuisance`` (a :class:`Nuisance`, or a preset name such as ``"controlled"`` in datasets and protocols)
-sets how hard that per-sample variation is. ``degrade(images, pixels)`` makes DCR-style low-resolution versions (8/12/16/20 px, back to size).
+sets how hard that per-sample variation is. ``degrade(images, pixels)`` makes DCR-style low-resolution
+versions (8/12/16/20 px, back to size).
 """
 
 from __future__ import annotations

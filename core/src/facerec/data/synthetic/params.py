@@ -9,6 +9,7 @@ mask), background clutter, blur and noise. Every value is a ``[B]`` (or ``[B, k]
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
@@ -31,10 +32,14 @@ SAMPLE_FIELDS = (
 )
 
 
-class Params(dict):
+class Params(dict[str, Tensor]):
     """name -> tensor, readable as attributes."""
 
-    __getattr__ = dict.__getitem__
+    if TYPE_CHECKING:  # what the renderer relies on: every attribute, read or set, is a tensor
+        def __getattr__(self, name: str) -> Tensor: ...
+        def __setattr__(self, name: str, value: Tensor) -> None: ...
+    else:
+        __getattr__ = dict.__getitem__
 
 
 def _lerp(u: Tensor, lo: float, hi: float) -> Tensor:
@@ -207,7 +212,8 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.ambient = _lerp(r.ambient, 0.25, 0.6)
     s.exposure = 1 + nuisance.color_jitter * _lerp(r.exposure, -0.35, 0.35)
     cj = nuisance.color_jitter
-    s.wb = torch.stack([1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r), 1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1)
+    s.wb = torch.stack([1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r),
+                        1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1)
     s.glasses = (r.glasses < nuisance.glasses_prob).float()
     s.glasses_kind = r.glasses_kind
     s.glasses_col = r.glasses_col
@@ -223,7 +229,7 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.tile = r.tile
     s.hat = (r.hat < nuisance.hat_prob).float()
     s.hair_vj = _lerp(r.hair_vj, -0.08, 0.08)
-    s.keys = keys
+    s.item_keys = keys
     s.clutter = torch.full_like(r.tile, nuisance.clutter)
     s.colors = rng.uniform(keys, 18, stream=2).view(-1, 6, 3)  # background / clutter / clothing colours
     s.shapes = rng.uniform(keys, 16, stream=3).view(-1, 4, 4)  # clutter shapes: x, y, size, kind

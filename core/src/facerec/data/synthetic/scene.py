@@ -52,7 +52,7 @@ def _background(s: Params, nir: Tensor, size: int) -> Tensor:
     ang = _c(s.bg_angle)
     t = 0.5 + 0.5 * (x * torch.cos(ang) + y * torch.sin(ang))
     img = _col(cols[:, 0]) + t.unsqueeze(1) * _col(cols[:, 1] - cols[:, 0])
-    field = rng.uniform(s.keys, 48, stream=4).view(b, 3, 4, 4) - 0.5
+    field = rng.uniform(s.item_keys, 48, stream=4).view(b, 3, 4, 4) - 0.5
     field = torch.where(nir.view(-1, 1, 1, 1), field.mean(1, keepdim=True).expand_as(field), field)
     img += _c(s.clutter).unsqueeze(1) * 0.5 * F.interpolate(field, size=(n, n), mode="bilinear", align_corners=True)
     sh = s.shapes

@@ -29,7 +29,7 @@ def _col(x: Tensor) -> Tensor:
     return x.view(-1, 3, 1, 1)
 
 
-def fill(d: Tensor, px: float) -> Tensor:
+def fill(d: Tensor, px: float | Tensor) -> Tensor:
     """Anti-aliased coverage of the region d < 0 (d a signed distance, px the pixel size)."""
     return (0.5 - d / px).clamp_(0.0, 1.0)
 
@@ -101,8 +101,8 @@ def render_texture(p: Params, s: Params, nir: Tensor, th: int, tw: int) -> Tenso
     alb, X, V = out[:, :3, rows, cols], X_full[:, rows, cols], V_full[:, rows, cols]
     aX = X.abs()
     tex = torch.zeros_like(X)
-    for k in range(3):
-        tex += _c(p.tex_amp[:, k]) * torch.sin(_c(p.tex_kx[:, k]) * X + _c(p.tex_kv[:, k]) * V + _c(p.tex_ph[:, k]))
+    for j in range(3):
+        tex += _c(p.tex_amp[:, j]) * torch.sin(_c(p.tex_kx[:, j]) * X + _c(p.tex_kv[:, j]) * V + _c(p.tex_ph[:, j]))
     tex *= _c(torch.where(nir, 0.5, 1.0))
     cheek = torch.exp(-((aX - _c(p.eye_x + 0.04)) ** 2 + (V - _c(p.eye_v + 0.2)) ** 2) / 0.012)
     fr = (torch.sin(71 * X + _c(p.tex_ph[:, 0])) * torch.sin(67 * V + _c(p.tex_ph[:, 1])) - 0.55).clamp_min_(0)
