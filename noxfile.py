@@ -34,16 +34,17 @@ def _check_base() -> None:
     names = (d.metadata["Name"] or "" for d in md.distributions())
     leaked = sorted({n for n in names if n.startswith("facerec")})
     if leaked:
-        raise SystemExit(f"nox must run from an environment without facerec packages (found {', '.join(leaked)}); "
-                         "see README: python3 -m venv .venv-test && "
-                         ".venv-test/bin/pip install -r requirements/test.txt")
+        raise SystemExit(
+            f"nox must run from an environment without facerec packages (found {', '.join(leaked)}); "
+            "see README: python3 -m venv .venv-test && "
+            ".venv-test/bin/pip install -r requirements/test.txt"
+        )
 
 
 def _share_base(session: nox.Session) -> None:
     """Make the base's site-packages (torch) visible in the session's virtualenv."""
     _check_base()
-    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                       silent=True).strip()
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True).strip()
     Path(site, "_facerec_base.pth").write_text(BASE_SITE + "\n")
 
 
@@ -79,6 +80,7 @@ def _plugin_session(session: nox.Session, plugin: str) -> None:
 
 
 for _name in PLUGINS:
+
     def _one(session: nox.Session, _p: str = _name) -> None:
         _plugin_session(session, _p)
 
@@ -118,11 +120,11 @@ def all_(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check with ruff.toml: pyflakes and pycodestyle errors and warnings, lines of at most 120 columns."""
+    """ruff check with ruff.toml (pyflakes and pycodestyle errors and warnings, lines of at most 120 columns)
+    and ruff's format check (``ruff format .`` rewrites what it lists)."""
     session.install(RUFF)
     session.run("ruff", "check", ".", *session.posargs)
-    # Enabled once the repository has been reformatted in one commit (ruff.toml [format]):
-    # session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session

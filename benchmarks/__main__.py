@@ -67,22 +67,37 @@ def main(argv: list[str]) -> int:
             r.setdefault("module", name)
             records.append(r)
         print(f"{name}: {len(recs)} record(s) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    out = {"machine": machine(), "cpu_flags": cpu_flags(), "threads": threads,
-           "command": "python -m benchmarks" + (" --full" if not quick else ""),
-           "when": time.strftime("%Y-%m-%d %H:%M:%S"), "records": records, "failures": failures}
+    out = {
+        "machine": machine(),
+        "cpu_flags": cpu_flags(),
+        "threads": threads,
+        "command": "python -m benchmarks" + (" --full" if not quick else ""),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "records": records,
+        "failures": failures,
+    }
     (HERE / "results.json").write_text(json.dumps(out, indent=2, default=float))
-    lines = [f"Machine: {out['machine']}  ", f"CPU flags: {out['cpu_flags']}  ",
-             f"Threads: {threads} unless a benchmark says otherwise  ",
-             f"Command: `{out['command']}` ({out['when']})", "",
-             "| benchmark | measured | facerec items/s | baseline items/s | ratio | peak MiB |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        f"Machine: {out['machine']}  ",
+        f"CPU flags: {out['cpu_flags']}  ",
+        f"Threads: {threads} unless a benchmark says otherwise  ",
+        f"Command: `{out['command']}` ({out['when']})",
+        "",
+        "| benchmark | measured | facerec items/s | baseline items/s | ratio | peak MiB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in records:
         num = {k: float(r.get(k) or 0) for k in ("facerec_items_per_s", "baseline_items_per_s", "ratio", "peak_mem_mb")}
         if "images_per_s" in r:  # extraction: facerec's default path against torch.compile
-            num.update(facerec_items_per_s=r["images_per_s"]["facerec"],
-                       baseline_items_per_s=r["images_per_s"]["torch_compile"], ratio=r["ratio_vs_torch_compile"])
-        lines.append(f"| {r['name']} | {r.get('measured') or ''} | {num['facerec_items_per_s']:.4g} | "
-                     f"{num['baseline_items_per_s']:.4g} | {num['ratio']:.2f}x | {num['peak_mem_mb']:.0f} |")
+            num.update(
+                facerec_items_per_s=r["images_per_s"]["facerec"],
+                baseline_items_per_s=r["images_per_s"]["torch_compile"],
+                ratio=r["ratio_vs_torch_compile"],
+            )
+        lines.append(
+            f"| {r['name']} | {r.get('measured') or ''} | {num['facerec_items_per_s']:.4g} | "
+            f"{num['baseline_items_per_s']:.4g} | {num['ratio']:.2f}x | {num['peak_mem_mb']:.0f} |"
+        )
     for f in failures:
         lines.append(f"| {f['module']} | FAILED: {f['error']} | | | | |")
     (HERE / "results.md").write_text("\n".join(lines) + "\n")

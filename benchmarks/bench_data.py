@@ -55,7 +55,7 @@ def _baseline_epoch(paths: list[str]) -> int:
 
     n = 0
     for lo in range(0, len(paths), BATCH):
-        batch = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in paths[lo:lo + BATCH]])
+        batch = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in paths[lo : lo + BATCH]])
         n += len(batch)
     return n
 
@@ -80,12 +80,18 @@ def run(quick: bool) -> list[dict]:
         write_dataset(src, tmp / "faces.lmdb", "lmdb")
         lmdb_ds = LMDBDataset(tmp / "faces.lmdb")
         paths = list(src.paths)
-        timing = compare(lambda: _facerec_epoch(lmdb_ds), lambda: _baseline_epoch(paths), items=n,
-                         repeats=5 if quick else 7)
-        return [record("load_jpeg_faces_lmdb_vs_pil_folder",
-                       f"{n} {what}, batches of {BATCH}, 1 thread, one process", timing,
-                       notes="facerec: LMDBDataset.batch; baseline: PIL open/convert + to_tensor per file "
-                             "+ stack (torchvision ImageFolder style); medians of interleaved epochs")]
+        timing = compare(
+            lambda: _facerec_epoch(lmdb_ds), lambda: _baseline_epoch(paths), items=n, repeats=5 if quick else 7
+        )
+        return [
+            record(
+                "load_jpeg_faces_lmdb_vs_pil_folder",
+                f"{n} {what}, batches of {BATCH}, 1 thread, one process",
+                timing,
+                notes="facerec: LMDBDataset.batch; baseline: PIL open/convert + to_tensor per file "
+                "+ stack (torchvision ImageFolder style); medians of interleaved epochs",
+            )
+        ]
 
 
 if __name__ == "__main__":

@@ -25,10 +25,20 @@ def run(quick: bool) -> list[dict]:
     pils = [Image.fromarray((im.permute(1, 2, 0).numpy() * 255).astype("uint8")) for im in imgs]
     scales = (8, 12, 16, 20)
     reps = 3 if quick else 7
-    t = compare(lambda: lowres_batch(imgs, scales),
-                lambda: [pil_to_tensor(pil_lowres(p, s)) for p in pils for s in scales], items=n, repeats=reps)
-    out = [record("dcr.lowres_synthesis", "images/s, 4 scales at 120 px", t,
-                  notes="baseline = the original's per-image PIL path")]
+    t = compare(
+        lambda: lowres_batch(imgs, scales),
+        lambda: [pil_to_tensor(pil_lowres(p, s)) for p in pils for s in scales],
+        items=n,
+        repeats=reps,
+    )
+    out = [
+        record(
+            "dcr.lowres_synthesis",
+            "images/s, 4 scales at 120 px",
+            t,
+            notes="baseline = the original's per-image PIL path",
+        )
+    ]
 
     m = 2000 if quick else 10000
     g = torch.Generator().manual_seed(1)
@@ -46,9 +56,14 @@ def run(quick: bool) -> list[dict]:
     ours_p1 = precision_at_1(q, r, y, y, self_exclusion="exact")
     same = abs(float(ours_p1) - loop()) < 1e-6  # float32 mean vs Python division
     t = compare(lambda: precision_at_1(q, r, y, y, self_exclusion="exact"), loop, items=m, repeats=2)
-    out.append(record("dcr.precision_at_1", f"queries/s, {m} x {m}, 512-d", t,
-                      notes=f"exact self-exclusion; same precision@1 as the loop: {same}; "
-                            "baseline = per-query torch loop"))
+    out.append(
+        record(
+            "dcr.precision_at_1",
+            f"queries/s, {m} x {m}, 512-d",
+            t,
+            notes=f"exact self-exclusion; same precision@1 as the loop: {same}; baseline = per-query torch loop",
+        )
+    )
     return out
 
 

@@ -60,7 +60,7 @@ def _photos(size: tuple[int, int], n: int) -> list[np.ndarray]:
         scale = min(1.0, 0.8 * h / face.height, 0.8 * w / face.width)
         face = face.resize((int(face.width * scale), int(face.height * scale)))
         x, y = rng.integers(0, w - face.width + 1), rng.integers(0, h - face.height + 1)
-        canvas[y:y + face.height, x:x + face.width] = np.asarray(face)
+        canvas[y : y + face.height, x : x + face.width] = np.asarray(face)
         out.append(canvas)
     return out
 
@@ -73,20 +73,35 @@ def run(quick: bool) -> list[dict]:
     from facerec.data.detect.released import installed_folder
 
     if installed_folder() is None or not (SHARED / "yalefaces").is_dir():
-        return [record("mtcnn_detect", "skipped: needs facenet-pytorch (weights) and ../shared/data/yalefaces",
-                       {"facerec_items_per_s": 0.0, "baseline_items_per_s": 0.0, "ratio": 0.0})]
+        return [
+            record(
+                "mtcnn_detect",
+                "skipped: needs facenet-pytorch (weights) and ../shared/data/yalefaces",
+                {"facerec_items_per_s": 0.0, "baseline_items_per_s": 0.0, "ratio": 0.0},
+            )
+        ]
     ours, ref = MTCNN(), _reference()
     records = []
     for size, batch in (((320, 240), 16), ((640, 480), 8), ((1280, 960), 4)):
         photos = _photos(size, batch)
         tensor = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2)
         pil = [Image.fromarray(p) for p in photos]
-        timing = compare(lambda: ours.detect(tensor), (lambda: ref.detect(pil)) if ref else (lambda: None),
-                         items=batch, repeats=3 if quick else 7)
-        records.append(record(f"mtcnn_detect_{size[0]}x{size[1]}", f"batch of {batch} photos {size[0]}x{size[1]} "
-                              f"(one Yale face each), {THREADS} threads", timing,
-                              notes="baseline: facenet-pytorch 2.6.0 MTCNN.detect on the same images, same weights"
-                              if ref else "facenet-pytorch not installed: no baseline"))
+        timing = compare(
+            lambda: ours.detect(tensor),
+            (lambda: ref.detect(pil)) if ref else (lambda: None),
+            items=batch,
+            repeats=3 if quick else 7,
+        )
+        records.append(
+            record(
+                f"mtcnn_detect_{size[0]}x{size[1]}",
+                f"batch of {batch} photos {size[0]}x{size[1]} (one Yale face each), {THREADS} threads",
+                timing,
+                notes="baseline: facenet-pytorch 2.6.0 MTCNN.detect on the same images, same weights"
+                if ref
+                else "facenet-pytorch not installed: no baseline",
+            )
+        )
     records.append(_pipeline(quick))
     return records
 
@@ -113,9 +128,12 @@ def _pipeline(quick: bool) -> dict:
             align_photos(raw, Path(d) / f"out{chunk}_{k}.lmdb", "arcface112", det, chunk=chunk)
 
         timing = compare(lambda: go(32), lambda: go(1), items=n, repeats=2 if quick else 3)
-    return record("facerun_data_align_640x480", f"{n} photos 640x480 -> arcface112 LMDB (decode, detect, align, "
-                  f"encode, write), {THREADS} threads", timing,
-                  notes="baseline: the same pipeline one photo per chunk (no batching)")
+    return record(
+        "facerun_data_align_640x480",
+        f"{n} photos 640x480 -> arcface112 LMDB (decode, detect, align, encode, write), {THREADS} threads",
+        timing,
+        notes="baseline: the same pipeline one photo per chunk (no batching)",
+    )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def _setup(size: int, width: float, batch: int, device: str):
             opt.step()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
+
         return run
 
     return gen, step
@@ -58,10 +59,16 @@ def bench_step(size: int, width: float, batch: int, repeats: int, device: str) -
     extra = {}
     if device.startswith("cuda"):
         extra["gpu_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return record(f"dvg_generator_step_{size}px_w{width}", "generator training pairs/s (fwd+bwd+Adam)", timing,
-                  notes=f"{device} ({torch.cuda.get_device_name(0) if device.startswith('cuda') else 'CPU'}), "
-                        f"batch {batch}, {size}x{size}, width {width}; baseline = original call structure "
-                        "(6 decoder, 5 LightCNN calls), same losses", target="ratio >= 1.5", **extra)
+    return record(
+        f"dvg_generator_step_{size}px_w{width}",
+        "generator training pairs/s (fwd+bwd+Adam)",
+        timing,
+        notes=f"{device} ({torch.cuda.get_device_name(0) if device.startswith('cuda') else 'CPU'}), "
+        f"batch {batch}, {size}x{size}, width {width}; baseline = original call structure "
+        "(6 decoder, 5 LightCNN calls), same losses",
+        target="ratio >= 1.5",
+        **extra,
+    )
 
 
 def bench_sampling(n: int, size: int, width: float, device: str) -> dict:
@@ -91,8 +98,11 @@ def bench_sampling(n: int, size: int, width: float, device: str) -> dict:
             nirs.append(a.cpu())
             viss.append(b.cpu())
         nir, vis = torch.cat(nirs), torch.cat(viss)
-        data = TensorDataset(torch.arange(n).repeat(2), images=torch.cat([nir, vis]),
-                             modality=torch.cat([torch.ones(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)]))
+        data = TensorDataset(
+            torch.arange(n).repeat(2),
+            images=torch.cat([nir, vis]),
+            modality=torch.cat([torch.ones(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)]),
+        )
         counter[0] += 1
         write_dataset(data, tmp / f"ours{counter[0]}.{fmt}", fmt, quality=75)
 
@@ -122,9 +132,12 @@ def bench_sampling(n: int, size: int, width: float, device: str) -> dict:
             (out / "img_list.txt").write_text("".join(f"{i}.jpg\n" for i in range(1, k + 1)))
 
     timing = compare(ours, baseline, items=n, repeats=3, warmup=1)
-    return record(f"dvg_sampling_{size}px", "generated pairs/s, sampled and written (ours: core writer; original: "
-                  "per-image JPEG loop)", timing, notes=f"{device}, {n} pairs at {size}x{size}, width {width}, "
-                  f"ours written as {fmt}")
+    return record(
+        f"dvg_sampling_{size}px",
+        "generated pairs/s, sampled and written (ours: core writer; original: per-image JPEG loop)",
+        timing,
+        notes=f"{device}, {n} pairs at {size}x{size}, width {width}, ours written as {fmt}",
+    )
 
 
 def run(quick: bool = True) -> list[dict]:

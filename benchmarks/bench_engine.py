@@ -27,8 +27,13 @@ def _setup(image_size: int, batch: int, amp: str):
     data = TensorDataset(torch.arange(n) % classes, images=torch.rand(n, 3, image_size, image_size))
     backbone, head = SmallCNN(width=16, image_size=image_size), ArcFaceHead(128, classes, s=30, m=0.3)
     cfg = TrainConfig(steps=10**9, batch_size=batch, lr=0.05, amp=amp, progress=False, log_every=10)
-    trainer = Trainer({"backbone": backbone, "head": head}, classifier_loss(backbone, classes, augment=random_flip),
-                      dataset_batches(data, cfg), cfg, local_batches=True)
+    trainer = Trainer(
+        {"backbone": backbone, "head": head},
+        classifier_loss(backbone, classes, augment=random_flip),
+        dataset_batches(data, cfg),
+        cfg,
+        local_batches=True,
+    )
 
     # the plain loop: its own copy of the same model, same data order, same optimizer settings
     pb, ph = copy.deepcopy(backbone), copy.deepcopy(head)
@@ -40,7 +45,7 @@ def _setup(image_size: int, batch: int, amp: str):
     def plain(steps: int) -> None:
         for _ in range(steps):
             i = state["i"] % (n // batch)
-            idx = order[i * batch:(i + 1) * batch]
+            idx = order[i * batch : (i + 1) * batch]
             state["i"] += 1
             x, y = data.data[idx], data.labels[idx]
             x = random_flip(x)
@@ -64,9 +69,14 @@ def run(quick: bool) -> list[dict]:
     for size, batch, amp in cases:
         ours, plain = _setup(size, batch, amp)
         timing = compare(lambda: ours(steps), lambda: plain(steps), items=steps * batch, repeats=3 if quick else 5)
-        records.append(record(f"train step small-cnn {size}px b{batch} amp={amp}",
-                              f"{steps} optimizer steps (images/s), SGD momentum, ArcFace head", timing,
-                              notes="baseline: plain loop (prepare, flip, forward, loss, backward, step)"))
+        records.append(
+            record(
+                f"train step small-cnn {size}px b{batch} amp={amp}",
+                f"{steps} optimizer steps (images/s), SGD momentum, ArcFace head",
+                timing,
+                notes="baseline: plain loop (prepare, flip, forward, loss, backward, step)",
+            )
+        )
     return records
 
 

@@ -86,8 +86,15 @@ def _onnx_session(model: torch.nn.Module, x: torch.Tensor):
     path = Path(tempfile.mkdtemp()) / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+            dynamo=False,
+        )
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
@@ -95,14 +102,18 @@ def bench_backbone(name: str, device: str, repeats: int) -> dict:
     try:
         model = facerec.create("backbone", name)
     except Exception as exc:  # a plugin backbone that cannot be built with defaults is reported
-        return {"name": f"extract_{name}", "measured": "skipped",
-                "notes": f"cannot build with defaults: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+        return {
+            "name": f"extract_{name}",
+            "measured": "skipped",
+            "notes": f"cannot build with defaults: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+        }
     spec = model.input_spec
     _calibrate_bn(model, spec.canonical_size)
     model = model.to(device)
     batch = 32 if device == "cpu" else 64
-    x = torch.rand(batch, 3, spec.canonical_size, spec.canonical_size,
-                   generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.rand(batch, 3, spec.canonical_size, spec.canonical_size, generator=torch.Generator().manual_seed(0)).to(
+        device
+    )
     xin = spec.prepare(x)
     exact = float64_output(model, x[:2])
     fns: dict[str, Callable[[], object]] = {}
@@ -142,12 +153,16 @@ def bench_backbone(name: str, device: str, repeats: int) -> dict:
             add("facerec_bf16", fast_b.embed, x)
     med = _timed(fns, repeats)
     per_s = {k: round(batch / v, 2) for k, v in med.items()}
-    return {"name": f"extract_{name}", "measured": f"images/s, batch {batch} at {spec.canonical_size}px on {device}",
-            "images_per_s": per_s, "ratio_vs_torch_compile": round(med["torch_compile"] / med["facerec"], 3),
-            "ratio_vs_eager": round(med["eager"] / med["facerec"], 3),
-            "warmup_s": {k: round(v, 1) for k, v in warmup.items()},
-            "error_vs_float64": {k: float(f"{v:.2e}") for k, v in errors.items()},
-            "notes": "facerec = folded + channels-last, no warm-up beyond one checked batch"}
+    return {
+        "name": f"extract_{name}",
+        "measured": f"images/s, batch {batch} at {spec.canonical_size}px on {device}",
+        "images_per_s": per_s,
+        "ratio_vs_torch_compile": round(med["torch_compile"] / med["facerec"], 3),
+        "ratio_vs_eager": round(med["eager"] / med["facerec"], 3),
+        "warmup_s": {k: round(v, 1) for k, v in warmup.items()},
+        "error_vs_float64": {k: float(f"{v:.2e}") for k, v in errors.items()},
+        "notes": "facerec = folded + channels-last, no warm-up beyond one checked batch",
+    }
 
 
 def run(quick: bool) -> list[dict]:
@@ -160,8 +175,11 @@ def run(quick: bool) -> list[dict]:
     for n in names:
         t0 = time.perf_counter()
         out.append(bench_backbone(n, device, repeats=3 if quick else 7))
-        print(f"bench_extract: {n}: {out[-1].get('images_per_s', out[-1].get('notes'))} "
-              f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        print(
+            f"bench_extract: {n}: {out[-1].get('images_per_s', out[-1].get('notes'))} "
+            f"({time.perf_counter() - t0:.0f}s)",
+            file=sys.stderr,
+        )
     return out
 
 

@@ -38,7 +38,7 @@ def insightface_loop(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarra
         return (tp + tn) / d.size
 
     for f in range(n_folds):
-        test = idx[edges[f]:edges[f + 1]]
+        test = idx[edges[f] : edges[f + 1]]
         train = np.setdiff1d(idx, test)
         acc_train = np.zeros(len(thresholds))
         for i, t in enumerate(thresholds):
@@ -63,21 +63,42 @@ def bench_kfold(quick: bool) -> list[dict]:
         dist, same = _kfold_scores(n)
         ours = metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first")
         base_acc, base_idx = insightface_loop(dist, same, grid)
-        identical = bool(np.array_equal(ours.fold_accuracy, base_acc)
-                         and np.array_equal(ours.threshold_index, base_idx))
+        identical = bool(
+            np.array_equal(ours.fold_accuracy, base_acc) and np.array_equal(ours.threshold_index, base_idx)
+        )
         repeats = 3 if n <= 6000 else 1
-        t = compare(lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True,
-                                                   tie="first"),
-                    lambda: insightface_loop(dist, same, grid), items=n, repeats=repeats, warmup=int(n <= 6000))
-        t_exact = compare(lambda: metrics.kfold_accuracy(-dist, same),
-                          lambda: insightface_loop(dist, same, grid), items=n, repeats=repeats, warmup=int(n <= 6000))
+        t = compare(
+            lambda: metrics.kfold_accuracy(dist, same, thresholds=grid, higher_is_same=False, strict=True, tie="first"),
+            lambda: insightface_loop(dist, same, grid),
+            items=n,
+            repeats=repeats,
+            warmup=int(n <= 6000),
+        )
+        t_exact = compare(
+            lambda: metrics.kfold_accuracy(-dist, same),
+            lambda: insightface_loop(dist, same, grid),
+            items=n,
+            repeats=repeats,
+            warmup=int(n <= 6000),
+        )
         mem = peak_extra_mb(lambda: metrics.kfold_accuracy(-dist, same))
         mem_base = peak_extra_mb(lambda: insightface_loop(dist, same, grid))
-        out += [record(f"kfold_accuracy_{n}_pairs_grid400", "pairs/s, 10 folds, insightface grid", t,
-                       notes=f"identical fold accuracies and threshold indices: {identical}"),
-                record(f"kfold_accuracy_{n}_pairs_exact", "pairs/s, 10 folds, exact threshold (all distinct scores)",
-                       t_exact, facerec_extra_mem_mb=round(mem, 1), baseline_extra_mem_mb=round(mem_base, 1),
-                       notes="facerec exact threshold search vs the 400-threshold insightface loop")]
+        out += [
+            record(
+                f"kfold_accuracy_{n}_pairs_grid400",
+                "pairs/s, 10 folds, insightface grid",
+                t,
+                notes=f"identical fold accuracies and threshold indices: {identical}",
+            ),
+            record(
+                f"kfold_accuracy_{n}_pairs_exact",
+                "pairs/s, 10 folds, exact threshold (all distinct scores)",
+                t_exact,
+                facerec_extra_mem_mb=round(mem, 1),
+                baseline_extra_mem_mb=round(mem_base, 1),
+                notes="facerec exact threshold search vs the 400-threshold insightface loop",
+            ),
+        ]
     return out
 
 
@@ -106,14 +127,25 @@ def bench_tar_at_far(quick: bool) -> list[dict]:
         fars = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
         ours = metrics.tar_at_far(scores, labels, fars, rule="nearest")
         same = bool(np.array_equal(ours, sklearn_nearest(scores, labels, fars)))
-        t = compare(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
-                    lambda: sklearn_nearest(scores, labels, fars), items=n, repeats=3 if n <= 10_000_000 else 1,
-                    warmup=int(n <= 10_000_000))
+        t = compare(
+            lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"),
+            lambda: sklearn_nearest(scores, labels, fars),
+            items=n,
+            repeats=3 if n <= 10_000_000 else 1,
+            warmup=int(n <= 10_000_000),
+        )
         mem_ours = peak_extra_mb(lambda: metrics.tar_at_far(scores, labels, fars, rule="nearest"))
         mem_base = peak_extra_mb(lambda: sklearn_nearest(scores, labels, fars))
-        out.append(record(f"tar_at_far_nearest_{n}_scores", "scores/s, 6 FAR points (baseline sklearn)", t,
-                          facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-                          notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64"))
+        out.append(
+            record(
+                f"tar_at_far_nearest_{n}_scores",
+                "scores/s, 6 FAR points (baseline sklearn)",
+                t,
+                facerec_extra_mem_mb=round(mem_ours, 1),
+                baseline_extra_mem_mb=round(mem_base, 1),
+                notes=f"identical TARs: {same}; input {scores.nbytes / 2**20:.0f} MiB float64",
+            )
+        )
         scores = labels = None  # free before the next size
     return out
 
@@ -138,14 +170,25 @@ def bench_ranks(quick: bool) -> list[dict]:
     ours = metrics.identification_ranks(g, gl, p, pl).ranks
     base = numpy_sorted_ranks(gn, gln, pn, pln)
     same = float(np.mean(ours == base))  # float32 sgemm rounding may reorder near-ties
-    t = compare(lambda: metrics.identification_ranks(g, gl, p, pl), lambda: numpy_sorted_ranks(gn, gln, pn, pln),
-                items=n_probe, repeats=3)
+    t = compare(
+        lambda: metrics.identification_ranks(g, gl, p, pl),
+        lambda: numpy_sorted_ranks(gn, gln, pn, pln),
+        items=n_probe,
+        repeats=3,
+    )
     mem_ours = peak_extra_mb(lambda: metrics.identification_ranks(g, gl, p, pl))
     mem_base = peak_extra_mb(lambda: numpy_sorted_ranks(gn, gln, pn, pln))
-    return [record(f"identification_ranks_{n_probe}x{n_gal}_512d", "probes/s (rank of the first mate, full CMC)", t,
-                   facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-                   notes=f"rank agreement with the baseline {same:.4f} (rank-1 {float(np.mean(ours == 1)):.3f}); "
-                         "facerec: chunked matmul + count of higher scores, no sort")]
+    return [
+        record(
+            f"identification_ranks_{n_probe}x{n_gal}_512d",
+            "probes/s (rank of the first mate, full CMC)",
+            t,
+            facerec_extra_mem_mb=round(mem_ours, 1),
+            baseline_extra_mem_mb=round(mem_base, 1),
+            notes=f"rank agreement with the baseline {same:.4f} (rank-1 {float(np.mean(ours == 1)):.3f}); "
+            "facerec: chunked matmul + count of higher scores, no sort",
+        )
+    ]
 
 
 def run(quick: bool) -> list[dict]:

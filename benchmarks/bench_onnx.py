@@ -30,8 +30,17 @@ import facerec
 
 THREADS = 2
 QUICK = ("small-cnn", "iresnet50", "lightcnn29")
-FULL = ("small-cnn", "iresnet18", "iresnet50", "iresnet100", "lightcnn9", "lightcnn29", "dcr-trunk",
-        "vggface2-resnet50", "virface-resnet50")
+FULL = (
+    "small-cnn",
+    "iresnet18",
+    "iresnet50",
+    "iresnet100",
+    "lightcnn9",
+    "lightcnn29",
+    "dcr-trunk",
+    "vggface2-resnet50",
+    "virface-resnet50",
+)
 
 
 def bench(name: str, quick: bool, tmp: Path) -> dict:
@@ -64,12 +73,16 @@ def bench(name: str, quick: bool, tmp: Path) -> dict:
             fast.embed(x)
 
     timing = compare(ours, lambda: ort(x), items=batch, repeats=5 if quick else 9, warmup=1)
-    return record(f"onnx_{name}", f"images/s, batch {batch} at {size}px, {THREADS} threads: facerun fast path "
-                  "(facerec) vs ONNX Runtime on the exported model (baseline)", timing,
-                  max_abs_diff=diff, export_s=round(export_s, 2),
-                  load_average=[round(v, 2) for v in os.getloadavg()],
-                  notes="ratio > 1: facerun faster; both take canonical images (ORT graph includes the "
-                        "InputSpec preprocessing)")
+    return record(
+        f"onnx_{name}",
+        f"images/s, batch {batch} at {size}px, {THREADS} threads: facerun fast path "
+        "(facerec) vs ONNX Runtime on the exported model (baseline)",
+        timing,
+        max_abs_diff=diff,
+        export_s=round(export_s, 2),
+        load_average=[round(v, 2) for v in os.getloadavg()],
+        notes="ratio > 1: facerun faster; both take canonical images (ORT graph includes the InputSpec preprocessing)",
+    )
 
 
 def run(quick: bool) -> list[dict]:
@@ -84,8 +97,10 @@ def run(quick: bool) -> list[dict]:
         for name in QUICK if quick else FULL:
             t0 = time.perf_counter()
             out.append(bench(name, quick, Path(d)))
-            print(f"bench_onnx: {name}: {out[-1].get('ratio', out[-1].get('notes'))} "
-                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+            print(
+                f"bench_onnx: {name}: {out[-1].get('ratio', out[-1].get('notes'))} ({time.perf_counter() - t0:.0f}s)",
+                file=sys.stderr,
+            )
     return out
 
 

@@ -60,14 +60,21 @@ def _rounds(readers: dict, fn, batches: list[list[int]], repeats: int) -> dict[s
 
 def _record(name: str, measured: str, n: int, times: dict[str, list[float]], load_before, notes: str) -> dict:
     rates = {k: n / statistics.median(v) for k, v in times.items()}
-    ratio = {f"rec_vs_{k}": statistics.median(b / a for a, b in zip(times["rec"], times[k]))
-             for k in ("lmdb", "folder")}
-    return {"name": name, "measured": measured, "images_per_s": {k: round(v, 1) for k, v in rates.items()},
-            "facerec_items_per_s": rates["rec"], "baseline_items_per_s": rates["lmdb"],
-            "ratio": ratio["rec_vs_lmdb"], **{k: round(v, 3) for k, v in ratio.items()},
-            "peak_mem_mb": round(peak_rss_mb(), 1),
-            "load_average": {"before": [round(x, 2) for x in load_before],
-                             "after": [round(x, 2) for x in os.getloadavg()]}, "notes": notes}
+    ratio = {
+        f"rec_vs_{k}": statistics.median(b / a for a, b in zip(times["rec"], times[k])) for k in ("lmdb", "folder")
+    }
+    return {
+        "name": name,
+        "measured": measured,
+        "images_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "facerec_items_per_s": rates["rec"],
+        "baseline_items_per_s": rates["lmdb"],
+        "ratio": ratio["rec_vs_lmdb"],
+        **{k: round(v, 3) for k, v in ratio.items()},
+        "peak_mem_mb": round(peak_rss_mb(), 1),
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+        "notes": notes,
+    }
 
 
 def run(quick: bool) -> list[dict]:
@@ -88,16 +95,30 @@ def run(quick: bool) -> list[dict]:
         readers = {"rec": RecordIODataset(tmp / "faces.rec"), "lmdb": LMDBDataset(tmp / "faces.lmdb"), "folder": src}
         assert all(readers["rec"].read_raw(i) == src.read_raw(i) for i in range(0, n, 97))  # the same bytes
         order = np.random.default_rng(0).permutation(n).tolist()
-        batches = [order[i:i + BATCH] for i in range(0, n, BATCH)]
+        batches = [order[i : i + BATCH] for i in range(0, n, BATCH)]
         times = _rounds(readers, _epoch, batches, repeats)
         raw_times = _rounds(readers, _raw_epoch, batches, repeats)
     what_n = f"{n} {what}, random order, batches of {BATCH}, {THREADS} threads, one process"
-    return [_record("read_random_batches_rec_vs_lmdb_vs_folder", what_n, n, times, load_before,
-                    "dataset.batch on each format (read + libjpeg-turbo decode + channels-last float batch); ratio = "
-                    "time of the other format / time of .rec per round, median over interleaved rounds"),
-            _record("read_random_records_rec_vs_lmdb_vs_folder", what_n + ", stored bytes only", n, raw_times,
-                    load_before, "dataset.read_raw per index (no decode): the cost of reaching a record in each "
-                    "format; ratio as above")]
+    return [
+        _record(
+            "read_random_batches_rec_vs_lmdb_vs_folder",
+            what_n,
+            n,
+            times,
+            load_before,
+            "dataset.batch on each format (read + libjpeg-turbo decode + channels-last float batch); ratio = "
+            "time of the other format / time of .rec per round, median over interleaved rounds",
+        ),
+        _record(
+            "read_random_records_rec_vs_lmdb_vs_folder",
+            what_n + ", stored bytes only",
+            n,
+            raw_times,
+            load_before,
+            "dataset.read_raw per index (no decode): the cost of reaching a record in each format; ratio as above",
+        ),
+    ]
+
 
 if __name__ == "__main__":
     main(run)

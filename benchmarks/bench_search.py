@@ -35,8 +35,9 @@ def bench_flat(n: int) -> list[dict]:
     import faiss
 
     g = _rows(n, 0)
-    p = torch.nn.functional.normalize(g[:P] + 0.3 * torch.randn(P, D, generator=torch.Generator().manual_seed(1)),
-                                      dim=1)
+    p = torch.nn.functional.normalize(
+        g[:P] + 0.3 * torch.randn(P, D, generator=torch.Generator().manual_seed(1)), dim=1
+    )
     gn, pn = g.numpy(), p.numpy()
     flat = faiss.IndexFlatIP(D)
     flat.add(gn)
@@ -52,23 +53,39 @@ def bench_flat(n: int) -> list[dict]:
     mem_ours = peak_extra_mb(lambda: ours.search(p, K))
     mem_base = peak_extra_mb(lambda: flat.search(pn, K))
     built = peak_extra_mb(lambda: Gallery(g, normalise=False))
-    return [record(f"search_top{K}_{P}x{n}_{D}d", "probes/s (cosine top-10; baseline faiss IndexFlatIP)", t,
-                   facerec_extra_mem_mb=round(mem_ours, 1), baseline_extra_mem_mb=round(mem_base, 1),
-                   notes=f"Gallery(faiss backend) vs IndexFlatIP; top-10 identical for {same:.2%} of probes; "
-                         f"building the Gallery from unit float32 rows took {built:.0f} MB extra (no copy)"),
-            record(f"search_top{K}_{P}x{n}_{D}d_torch_fallback", "probes/s (torch tiles, no faiss)", t_torch,
-                   notes="the fallback without faiss-cpu, vs faiss IndexFlatIP"),
-            record(f"search_top{K}_{P}x{n}_{D}d_int8", "probes/s (precision='int8', approximate)", t_int8,
-                   notes=f"int8 candidates re-scored exactly vs faiss IndexFlatIP; the same top-10 set for "
-                         f"{same_int8:.2%} of probes")]
+    return [
+        record(
+            f"search_top{K}_{P}x{n}_{D}d",
+            "probes/s (cosine top-10; baseline faiss IndexFlatIP)",
+            t,
+            facerec_extra_mem_mb=round(mem_ours, 1),
+            baseline_extra_mem_mb=round(mem_base, 1),
+            notes=f"Gallery(faiss backend) vs IndexFlatIP; top-10 identical for {same:.2%} of probes; "
+            f"building the Gallery from unit float32 rows took {built:.0f} MB extra (no copy)",
+        ),
+        record(
+            f"search_top{K}_{P}x{n}_{D}d_torch_fallback",
+            "probes/s (torch tiles, no faiss)",
+            t_torch,
+            notes="the fallback without faiss-cpu, vs faiss IndexFlatIP",
+        ),
+        record(
+            f"search_top{K}_{P}x{n}_{D}d_int8",
+            "probes/s (precision='int8', approximate)",
+            t_int8,
+            notes=f"int8 candidates re-scored exactly vs faiss IndexFlatIP; the same top-10 set for "
+            f"{same_int8:.2%} of probes",
+        ),
+    ]
 
 
 def bench_approx(n: int, chunk: int = 500_000) -> list[dict]:
     """IVF-PQ over n rows added in chunks; recall@10 on 1k probes against the exact scan of the same rows."""
     cells = 4096  # below faiss's 4 sqrt(n) guideline: k-means on 2 cores stays within minutes
     t0 = time.perf_counter()
-    gallery = Gallery(torch.empty(0, D), index="ivfpq", nlist=cells, pq_bytes=64, train=_rows(40 * cells, 10),
-                      normalise=False)
+    gallery = Gallery(
+        torch.empty(0, D), index="ivfpq", nlist=cells, pq_bytes=64, train=_rows(40 * cells, 10), normalise=False
+    )
     probes = None
     best_s = best_i = None
     for start in range(0, n, chunk):
@@ -85,10 +102,16 @@ def bench_approx(n: int, chunk: int = 500_000) -> list[dict]:
         t0 = time.perf_counter()
         recall = gallery.recall_at_k(probes, K, exact=best_i)
         dt = time.perf_counter() - t0
-        out.append(record(f"search_ivfpq_top{K}_{P}x{n}_{D}d_nprobe{nprobe}", "probes/s, recall@10 vs exact",
-                          {"facerec_items_per_s": P / dt, "facerec_s": dt}, recall_at_10=round(recall, 4),
-                          notes=f"{cells} cells, 64-byte PQ codes ({n * 64 / 2**20:.0f} MB); trained, filled and "
-                                f"the exact top-10 scanned in {build_s:.0f}s"))
+        out.append(
+            record(
+                f"search_ivfpq_top{K}_{P}x{n}_{D}d_nprobe{nprobe}",
+                "probes/s, recall@10 vs exact",
+                {"facerec_items_per_s": P / dt, "facerec_s": dt},
+                recall_at_10=round(recall, 4),
+                notes=f"{cells} cells, 64-byte PQ codes ({n * 64 / 2**20:.0f} MB); trained, filled and "
+                f"the exact top-10 scanned in {build_s:.0f}s",
+            )
+        )
     return out
 
 

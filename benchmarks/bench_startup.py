@@ -18,8 +18,14 @@ def run(quick: bool = True) -> list[dict]:
     ours = lambda: subprocess.run([facerun, "plugins"], check=True, capture_output=True)  # noqa: E731
     base = lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True, capture_output=True)  # noqa: E731
     timing = compare(ours, base, items=1, repeats=5 if quick else 15)
-    return [record("startup", "`facerun plugins` vs `python -c 'import torch'` (processes/s)", timing,
-                   target="facerun plugins time <= 0.5x import torch (ratio >= 2)")]
+    return [
+        record(
+            "startup",
+            "`facerun plugins` vs `python -c 'import torch'` (processes/s)",
+            timing,
+            target="facerun plugins time <= 0.5x import torch (ratio >= 2)",
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -36,9 +36,15 @@ def _measure(name: str, batch_fn, base_fn, n_batch: int, n_base: int, repeats: i
         fast.append(_rate(batch_fn, n_batch))
         slow.append(_rate(base_fn, n_base))
     f, b = statistics.median(fast), statistics.median(slow)
-    return {"name": name, "measured": "images/s", "facerec_items_per_s": round(f, 1),
-            "baseline_items_per_s": round(b, 1), "ratio": round(f / b, 2), "peak_mem_mb": round(_peak_mb(), 1),
-            "notes": notes}
+    return {
+        "name": name,
+        "measured": "images/s",
+        "facerec_items_per_s": round(f, 1),
+        "baseline_items_per_s": round(b, 1),
+        "ratio": round(f / b, 2),
+        "peak_mem_mb": round(_peak_mb(), 1),
+        "notes": notes,
+    }
 
 
 def run(quick: bool) -> list[dict]:
@@ -51,20 +57,40 @@ def run(quick: bool) -> list[dict]:
     threads = torch.get_num_threads()
     out = []
     for size in (112, 224) if not quick else (112,):
-        out.append(_measure(
-            f"render VIS {size}x{size}",
-            lambda: render(ids, smp, size=size),
-            lambda: [render(ids[i : i + 1], smp[i : i + 1], size=size) for i in range(n_base)],
-            n, n_base, repeats,
-            f"batch {n} (chunks of 64) vs one image per call; {threads} threads; target >= 500/s at 112"))
-    out.append(_measure(
-        "render NIR 112x112", lambda: render(ids, smp, size=112, modality="NIR"),
-        lambda: [render(ids[i : i + 1], smp[i : i + 1], size=112, modality="NIR") for i in range(n_base)],
-        n, n_base, repeats, f"{threads} threads"))
+        out.append(
+            _measure(
+                f"render VIS {size}x{size}",
+                lambda: render(ids, smp, size=size),
+                lambda: [render(ids[i : i + 1], smp[i : i + 1], size=size) for i in range(n_base)],
+                n,
+                n_base,
+                repeats,
+                f"batch {n} (chunks of 64) vs one image per call; {threads} threads; target >= 500/s at 112",
+            )
+        )
+    out.append(
+        _measure(
+            "render NIR 112x112",
+            lambda: render(ids, smp, size=112, modality="NIR"),
+            lambda: [render(ids[i : i + 1], smp[i : i + 1], size=112, modality="NIR") for i in range(n_base)],
+            n,
+            n_base,
+            repeats,
+            f"{threads} threads",
+        )
+    )
     imgs = render(ids, smp, size=112)
-    out.append(_measure(
-        "degrade 112->8->112", lambda: degrade(imgs, 8), lambda: [degrade(imgs[i : i + 1], 8) for i in range(n_base)],
-        n, n_base, repeats, "antialiased bicubic down, bicubic up; batch vs per image"))
+    out.append(
+        _measure(
+            "degrade 112->8->112",
+            lambda: degrade(imgs, 8),
+            lambda: [degrade(imgs[i : i + 1], 8) for i in range(n_base)],
+            n,
+            n_base,
+            repeats,
+            "antialiased bicubic down, bicubic up; batch vs per image",
+        )
+    )
     return out
 
 

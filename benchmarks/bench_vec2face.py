@@ -39,9 +39,14 @@ def run(quick: bool = True) -> list[dict]:
             torch.cuda.synchronize()
 
     timing = compare(ours, plain, items=ids * per_id, repeats=3 if quick else 5)
-    return [record("vec2face_generate",
-                   f"images/s: Vec2Face.sample vs plain per-batch forward ({config}, {device}, batch {bs})",
-                   timing, notes="sample adds seeded per-identity perturbation and masks, clip, [0,1], CPU copy")]
+    return [
+        record(
+            "vec2face_generate",
+            f"images/s: Vec2Face.sample vs plain per-batch forward ({config}, {device}, batch {bs})",
+            timing,
+            notes="sample adds seeded per-identity perturbation and masks, clip, [0,1], CPU copy",
+        )
+    ]
 
 
 if __name__ == "__main__":

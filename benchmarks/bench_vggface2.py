@@ -55,8 +55,13 @@ def bench_extract(arch: str, batch: int, repeats: int, device: str) -> dict:
 
     assert torch.allclose(ours(), original(), atol=1e-4)
     timing = compare(ours, original, items=batch, repeats=repeats, warmup=1)
-    return record(f"vggface2_extract_{arch}_flip_l2_b{batch}", "images/s (224 crop, flip-averaged, L2)", timing,
-                  device=device, notes="same features (checked)")
+    return record(
+        f"vggface2_extract_{arch}_flip_l2_b{batch}",
+        "images/s (224 crop, flip-averaged, L2)",
+        timing,
+        device=device,
+        notes="same features (checked)",
+    )
 
 
 def bench_load(repeats: int) -> dict:
@@ -68,14 +73,26 @@ def bench_load(repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         pkl, st = Path(tmp) / "resnet50_ft_weight.pkl", Path(tmp) / "resnet50_ft.safetensors"
         with open(pkl, "wb") as f:
-            pickle.dump({k: v.numpy() for k, v in model.state_dict().items()
-                         if not k.endswith("num_batches_tracked")}, f, protocol=2)
+            pickle.dump(
+                {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")},
+                f,
+                protocol=2,
+            )
         save_weights(model, st)
         target = VGGFace2ResNet50()
-        timing = compare(lambda: facerec.load_weights(target, st), lambda: facerec.load_weights(target, pkl),
-                         items=1, repeats=repeats, warmup=1)
-    return record("vggface2_load_resnet50", "weight files loaded/s (safetensors vs released .pkl)", timing,
-                  notes="both strict; the .pkl goes through the restricted unpickler and the converter")
+        timing = compare(
+            lambda: facerec.load_weights(target, st),
+            lambda: facerec.load_weights(target, pkl),
+            items=1,
+            repeats=repeats,
+            warmup=1,
+        )
+    return record(
+        "vggface2_load_resnet50",
+        "weight files loaded/s (safetensors vs released .pkl)",
+        timing,
+        notes="both strict; the .pkl goes through the restricted unpickler and the converter",
+    )
 
 
 def run(quick: bool) -> list[dict]:
@@ -83,8 +100,7 @@ def run(quick: bool) -> list[dict]:
     if quick:
         return [bench_extract("resnet50", 2, 2, device), bench_load(2)]
     batch = 64 if device.startswith("cuda") else 8
-    return [bench_extract("resnet50", batch, 5, device), bench_extract("senet50", batch, 5, device),
-            bench_load(5)]
+    return [bench_extract("resnet50", batch, 5, device), bench_extract("senet50", batch, 5, device), bench_load(5)]
 
 
 if __name__ == "__main__":

@@ -51,9 +51,13 @@ def bench_metric(n_pairs: int, dim: int, repeats: int) -> dict:
 
     assert abs(ours() - original()) < 1e-9
     timing = compare(ours, original, items=n_pairs, repeats=repeats, warmup=1)
-    return record(f"virface_compat_metric_{n_pairs}pairs", "pairs/s scored (cosine + best threshold)", timing,
-                  notes="identical accuracy to the original sweep (checked); baseline = the repository's "
-                        "pure-Python cosine and per-threshold numpy sweep")
+    return record(
+        f"virface_compat_metric_{n_pairs}pairs",
+        "pairs/s scored (cosine + best threshold)",
+        timing,
+        notes="identical accuracy to the original sweep (checked); baseline = the repository's "
+        "pure-Python cosine and per-threshold numpy sweep",
+    )
 
 
 def bench_generator_step(size: int, width: int, batch: int, repeats: int, device: str) -> dict:
@@ -83,20 +87,27 @@ def bench_generator_step(size: int, width: int, batch: int, repeats: int, device
             opt.step()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
+
         return run
 
     timing = compare(step(True), step(False), items=batch, repeats=repeats, warmup=1)
-    return record(f"virface_generator_step_r18_{size}px_w{width}", "generator-stage images/s", timing,
-                  device=device, notes="same losses; ours freezes backbone/head under no_grad")
+    return record(
+        f"virface_generator_step_r18_{size}px_w{width}",
+        "generator-stage images/s",
+        timing,
+        device=device,
+        notes="same losses; ours freezes backbone/head under no_grad",
+    )
 
 
 def run(quick: bool) -> list[dict]:
     device = _device()
     if quick:
-        return [bench_metric(1000, 128, 3),
-                bench_generator_step(48, 16, 16, 3, device)]
-    return [bench_metric(6000, 512, 3),
-            bench_generator_step(112, 64, 128 if device.startswith("cuda") else 32, 5, device)]
+        return [bench_metric(1000, 128, 3), bench_generator_step(48, 16, 16, 3, device)]
+    return [
+        bench_metric(6000, 512, 3),
+        bench_generator_step(112, 64, 128 if device.startswith("cuda") else 32, 5, device),
+    ]
 
 
 if __name__ == "__main__":

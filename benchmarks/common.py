@@ -24,8 +24,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def compare(facerec_fn: Callable[[], Any], baseline_fn: Callable[[], Any], *, items: int, repeats: int = 5,
-            warmup: int = 1) -> dict[str, float]:
+def compare(
+    facerec_fn: Callable[[], Any], baseline_fn: Callable[[], Any], *, items: int, repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
     """Time both callables alternately (so machine noise hits both alike); items/s from the medians, the
     ratio as the median of the per-round ratios (each round's two runs share the machine's state then,
     which on a shared VM drifts by tens of percent within minutes)."""
@@ -40,8 +41,13 @@ def compare(facerec_fn: Callable[[], Any], baseline_fn: Callable[[], Any], *, it
             fn()
             sink.append(time.perf_counter() - t0)
     t_ours, t_base = statistics.median(ours), statistics.median(base)
-    return {"facerec_items_per_s": items / t_ours, "baseline_items_per_s": items / t_base,
-            "ratio": statistics.median(b / o for o, b in zip(ours, base)), "facerec_s": t_ours, "baseline_s": t_base}
+    return {
+        "facerec_items_per_s": items / t_ours,
+        "baseline_items_per_s": items / t_base,
+        "ratio": statistics.median(b / o for o, b in zip(ours, base)),
+        "facerec_s": t_ours,
+        "baseline_s": t_base,
+    }
 
 
 def record(name: str, measured: str, timing: dict[str, float], **extra: Any) -> dict[str, Any]:

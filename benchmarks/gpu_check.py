@@ -61,11 +61,23 @@ def check_amp_training(device: str, small: bool) -> dict:
         data = TensorDataset(torch.arange(n) % classes, images=torch.rand(n, 3, size, size))
         backbone, head = SmallCNN(width=16, image_size=size), ArcFaceHead(128, classes, s=30, m=0.3)
         steps = 6 if small else 60
-        cfg = TrainConfig(steps=steps, batch_size=64, lr=0.05, amp=amp if device != "cpu" or amp == "bf16" else "off",
-                          progress=False, log_every=1, device=device)
+        cfg = TrainConfig(
+            steps=steps,
+            batch_size=64,
+            lr=0.05,
+            amp=amp if device != "cpu" or amp == "bf16" else "off",
+            progress=False,
+            log_every=1,
+            device=device,
+        )
         losses = []
-        trainer = Trainer({"backbone": backbone, "head": head}, classifier_loss(backbone, classes),
-                          dataset_batches(data, cfg), cfg, local_batches=True)
+        trainer = Trainer(
+            {"backbone": backbone, "head": head},
+            classifier_loss(backbone, classes),
+            dataset_batches(data, cfg),
+            cfg,
+            local_batches=True,
+        )
         t0 = time.perf_counter()
         for _ in range(steps):
             trainer.fit(until=trainer.step + 1)
@@ -73,9 +85,13 @@ def check_amp_training(device: str, small: bool) -> dict:
         wall = time.perf_counter() - t0
         finite = all(v == v and abs(v) != float("inf") for v in losses)
         scaler = getattr(trainer, "scaler", None)
-        out[amp] = {"pass": finite, "first_loss": losses[0], "last_loss": losses[-1],
-                    "steps_per_s": round(steps / wall, 2),
-                    "grad_scale": float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None}
+        out[amp] = {
+            "pass": finite,
+            "first_loss": losses[0],
+            "last_loss": losses[-1],
+            "steps_per_s": round(steps / wall, 2),
+            "grad_scale": float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None,
+        }
     return {"pass": all(v["pass"] for v in out.values()), **out}
 
 
@@ -95,24 +111,62 @@ def check_ddp(device: str, small: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         worker = Path(tmp) / "worker.py"
         worker.write_text(_DDP_WORKER)
-        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              f"--nproc_per_node={n}", str(worker), device], capture_output=True, text=True,
-                             timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc_per_node={n}",
+                str(worker),
+                device,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         sums = [float(m) for m in re.findall(r"RANK \d+ \d+ ([\d.]+)", run.stdout)]
         expected = n * (n + 1) / 2
         reduce_ok = run.returncode == 0 and len(sums) == n and all(s == expected for s in sums)
         t0 = time.perf_counter()
-        train = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                f"--nproc_per_node={n}", "-m", "facerec.cli", "train", "--backbone", "small-cnn",
-                                "--dataset", "synthetic", "--param", "dataset.num_ids=20", "--out",
-                                str(Path(tmp) / "run"), "--steps", "4" if small else "40", "--batch-size",
-                                str(16 * n), "--device", device],
-                               capture_output=True, text=True, timeout=600)
+        train = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc_per_node={n}",
+                "-m",
+                "facerec.cli",
+                "train",
+                "--backbone",
+                "small-cnn",
+                "--dataset",
+                "synthetic",
+                "--param",
+                "dataset.num_ids=20",
+                "--out",
+                str(Path(tmp) / "run"),
+                "--steps",
+                "4" if small else "40",
+                "--batch-size",
+                str(16 * n),
+                "--device",
+                device,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         wall = time.perf_counter() - t0
-    return {"pass": reduce_ok and train.returncode == 0, "processes": n,
-            "backend": "nccl" if device.startswith("cuda") else "gloo", "all_reduce": sums,
-            "train_wall_s": round(wall, 1),
-            "error": "" if train.returncode == 0 and reduce_ok else (run.stderr + train.stderr)[-600:]}
+    return {
+        "pass": reduce_ok and train.returncode == 0,
+        "processes": n,
+        "backend": "nccl" if device.startswith("cuda") else "gloo",
+        "all_reduce": sums,
+        "train_wall_s": round(wall, 1),
+        "error": "" if train.returncode == 0 and reduce_ok else (run.stderr + train.stderr)[-600:],
+    }
 
 
 def check_dvg_step(device: str, small: bool) -> dict:
@@ -124,8 +178,14 @@ def check_dvg_step(device: str, small: bool) -> dict:
     gen, step = _setup(size, width, batch, device)
     ours = _per_s(step(gen.train_step), batch, device)
     orig = _per_s(step(gen.original_step), batch, device)
-    return {"pass": ours > 0, "batched_pairs_per_s": round(ours, 1), "original_pairs_per_s": round(orig, 1),
-            "ratio": round(ours / orig, 2), "image_size": size, "batch": batch}
+    return {
+        "pass": ours > 0,
+        "batched_pairs_per_s": round(ours, 1),
+        "original_pairs_per_s": round(orig, 1),
+        "ratio": round(ours / orig, 2),
+        "image_size": size,
+        "batch": batch,
+    }
 
 
 def check_vec2face(device: str, small: bool) -> dict:
@@ -144,8 +204,11 @@ def check_vec2face(device: str, small: bool) -> dict:
 
     rate = _per_s(sample, ids * per_id, device, repeats=3)
     x = torch.cat(images)
-    return {"pass": bool(torch.isfinite(x).all()) and 0 <= float(x.min()) and float(x.max()) <= 1,
-            "config": config, "images_per_s": round(rate, 1)}
+    return {
+        "pass": bool(torch.isfinite(x).all()) and 0 <= float(x.min()) and float(x.max()) <= 1,
+        "config": config,
+        "images_per_s": round(rate, 1),
+    }
 
 
 def check_extraction(device: str, small: bool) -> dict:
@@ -154,8 +217,10 @@ def check_extraction(device: str, small: bool) -> dict:
     from facerec.inference import embed_tensor, low_precision_support, optimize_for_inference
 
     out = {}
-    for name, params in (("iresnet50", {"width": 16} if small else {}),
-                         ("lightcnn29", {"width": 0.25} if small else {})):
+    for name, params in (
+        ("iresnet50", {"width": 16} if small else {}),
+        ("lightcnn29", {"width": 0.25} if small else {}),
+    ):
         torch.manual_seed(0)
         model = facerec.create("backbone", name, **params).eval().to(device)
         spec = model.input_spec
@@ -176,8 +241,12 @@ def check_extraction(device: str, small: bool) -> dict:
             cos = float(torch.nn.functional.cosine_similarity(got, ref, dim=1).min())
             with torch.inference_mode():
                 rate = _per_s(lambda: fast.embed(x), batch, device)
-            row[label] = {"images_per_s": round(rate, 1), "vs_eager": round(rate / row["eager"], 2),
-                          "min_cosine": round(cos, 5), "warmup_s": round(warm, 1)}
+            row[label] = {
+                "images_per_s": round(rate, 1),
+                "vs_eager": round(rate / row["eager"], 2),
+                "min_cosine": round(cos, 5),
+                "warmup_s": round(warm, 1),
+            }
         out[name] = row
     ok = all(v["min_cosine"] >= 0.999 for r in out.values() for k, v in r.items() if isinstance(v, dict))
     return {"pass": ok, **out}
@@ -201,14 +270,25 @@ def check_faiss_gpu(device: str, small: bool) -> dict:
     t_gpu = _per_s(lambda: index.search(q.numpy(), k), p, "cpu", repeats=3)
     gallery = Gallery(g, normalise=False, backend="torch", device=device)
     t_torch = _per_s(lambda: gallery.search(q.to(device), k), p, device, repeats=3)
-    same = float((torch.from_numpy(index.search(q.numpy(), k)[1]) == gallery.search(q.to(device), k)[1]).all(1)
-                 .float().mean())
-    return {"pass": same > 0.99, "faiss_gpu_probes_per_s": round(t_gpu), "facerec_torch_gpu_probes_per_s":
-            round(t_torch), "same_top10": same}
+    same = float(
+        (torch.from_numpy(index.search(q.numpy(), k)[1]) == gallery.search(q.to(device), k)[1]).all(1).float().mean()
+    )
+    return {
+        "pass": same > 0.99,
+        "faiss_gpu_probes_per_s": round(t_gpu),
+        "facerec_torch_gpu_probes_per_s": round(t_torch),
+        "same_top10": same,
+    }
 
 
-CHECKS = {"amp_training": check_amp_training, "ddp": check_ddp, "dvg_step": check_dvg_step,
-          "vec2face_sampling": check_vec2face, "extraction": check_extraction, "faiss_gpu": check_faiss_gpu}
+CHECKS = {
+    "amp_training": check_amp_training,
+    "ddp": check_ddp,
+    "dvg_step": check_dvg_step,
+    "vec2face_sampling": check_vec2face,
+    "extraction": check_extraction,
+    "faiss_gpu": check_faiss_gpu,
+}
 
 
 def main(argv: list[str]) -> int:
@@ -222,8 +302,12 @@ def main(argv: list[str]) -> int:
         return 2
     small = not args.device.startswith("cuda")
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu-dry-run"
-    results: dict = {"device": name, "torch": torch.__version__, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "checks": {}}
+    results: dict = {
+        "device": name,
+        "torch": torch.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "checks": {},
+    }
     wanted = [w for w in args.only.split(",") if w] or list(CHECKS)
     for check in wanted:
         t0 = time.perf_counter()

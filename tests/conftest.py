@@ -27,8 +27,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def facerun(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600,
-            check: bool = True) -> subprocess.CompletedProcess:
+def facerun(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run the installed facerun console script in a subprocess, as a user would."""
     exe = Path(sys.executable).with_name("facerun")
     full_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **(env or {})}
@@ -74,9 +75,15 @@ def readme_table_commands(readme: Path, heading: str = "How to do what the origi
     return seen
 
 
-def run_readme_commands(commands: list[str], substitute: dict[str, str], *, cwd: Path,
-                        extra: dict[str, list[str]] | None = None, small: dict[str, str] | None = None,
-                        env: dict | None = None) -> dict[str, subprocess.CompletedProcess]:
+def run_readme_commands(
+    commands: list[str],
+    substitute: dict[str, str],
+    *,
+    cwd: Path,
+    extra: dict[str, list[str]] | None = None,
+    small: dict[str, str] | None = None,
+    env: dict | None = None,
+) -> dict[str, subprocess.CompletedProcess]:
     """Run README commands with their placeholders (whole words) replaced by small test data; ``small``
     maps an option to a smaller value (``--steps``: ``2``); ``extra`` appends options to commands starting
     with a prefix. Every command must succeed; returns the processes by README command."""
@@ -113,13 +120,14 @@ def readme_code_blocks(readme: Path, heading: str) -> list[tuple[str, str]]:
         raise AssertionError(f"{readme}: no section heading containing {heading!r}")
     level = len(lines[start]) - len(lines[start].lstrip("#"))
     section = []
-    for ln in lines[start + 1:]:
+    for ln in lines[start + 1 :]:
         m = re.match(r"(#+) ", ln)
         if m and len(m.group(1)) <= level:
             break
         section.append(ln)
-    return [(lang, body) for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", "\n".join(section) + "\n",
-                                                       flags=re.S | re.M)]
+    return [
+        (lang, body) for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", "\n".join(section) + "\n", flags=re.S | re.M)
+    ]
 
 
 def readme_shell_commands(readme: Path, heading: str) -> list[str]:
@@ -156,5 +164,10 @@ def readme():
     ``readme.shell(README, heading)`` / ``readme.python(...)`` give a section's shell commands / Python code."""
     import types
 
-    return types.SimpleNamespace(commands=readme_table_commands, run=run_readme_commands, root=README,
-                                 shell=readme_shell_commands, python=readme_python_blocks)
+    return types.SimpleNamespace(
+        commands=readme_table_commands,
+        run=run_readme_commands,
+        root=README,
+        shell=readme_shell_commands,
+        python=readme_python_blocks,
+    )

@@ -29,7 +29,7 @@ SKIPPED = {
     "virface-resnet101": "same Bottleneck graph as virface-resnet50 (covered), twice as deep",
     "virface-resnet152": "same Bottleneck graph as virface-resnet50 (covered), three times as deep",
     "vggface2-senet50": "full-size 224 px SE-ResNet-50 (no size parameter; ~25 s per check on 2 loaded cores); "
-                        "vggface2-resnet50 covers the family's BGR / resize-crop / Caffe-block export",
+    "vggface2-resnet50 covers the family's BGR / resize-crop / Caffe-block export",
 }
 #: backbones that cannot be exported, with the reason (none at present)
 CANNOT_EXPORT: dict[str, str] = {}
@@ -54,6 +54,7 @@ def small_params(name: str) -> dict:
 def _unit_scale_layers(net: torch.nn.Module, images: torch.Tensor) -> None:
     """Without BatchNorm: rescale every conv/linear layer, in forward order, so its output has unit
     std on ``images`` (data-dependent init; default init shrinks activations layer after layer)."""
+
     def hook(module, _inputs, output):
         std = output.std().clamp(min=1e-12)
         module.weight.div_(std)
@@ -61,8 +62,9 @@ def _unit_scale_layers(net: torch.nn.Module, images: torch.Tensor) -> None:
             module.bias.div_(std)
         return output / std
 
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     try:
         with torch.no_grad():
             net.embed(images)
@@ -107,8 +109,7 @@ def test_backbone_exports_with_dynamic_batch_and_ort_matches(name, tmp_path):
         probe = net.embed(torch.rand(2, 3, side, side))
     spread = float((probe[0] - probe[1]).abs().max())
     assert spread > 100 * TOLERANCE  # the check below can tell a wrong graph from a right one
-    result = export_onnx(net, tmp_path / f"{name}.onnx", name=name, params=small_params(name),
-                         with_preprocessing=True)
+    result = export_onnx(net, tmp_path / f"{name}.onnx", name=name, params=small_params(name), with_preprocessing=True)
     assert set(result.max_abs_diff) == {1, 7, 32}
     assert max(result.max_abs_diff.values()) <= TOLERANCE * max(1.0, result.output_scale)
     model = onnx.load(str(tmp_path / f"{name}.onnx"))

@@ -24,10 +24,31 @@ def test_iresnet50_trains_on_rec_with_bin_evaluator(tmp_path, run_facerun):
             same.append(bool(ds.labels[a] == ds.labels[b]))
         (tmp_path / f"{name}.bin").write_bytes(pickle.dumps((images, same), protocol=2))
     run = tmp_path / "run"
-    proc = run_facerun("train", "--backbone", "iresnet50", "--dataset", "rec", "--param",
-                       f"dataset.path={tmp_path / 'train.rec'}", "--param", "backbone.width=8", "--steps", "2",
-                       "--batch-size", "4", "--eval-every", "1", "--protocol", "pairs",
-                       "--param", f"protocol.data={tmp_path}/*.bin", "--param", "protocol.n_folds=2", "--out", str(run))
+    proc = run_facerun(
+        "train",
+        "--backbone",
+        "iresnet50",
+        "--dataset",
+        "rec",
+        "--param",
+        f"dataset.path={tmp_path / 'train.rec'}",
+        "--param",
+        "backbone.width=8",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "1",
+        "--protocol",
+        "pairs",
+        "--param",
+        f"protocol.data={tmp_path}/*.bin",
+        "--param",
+        "protocol.n_folds=2",
+        "--out",
+        str(run),
+    )
     evals = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [1, 2]
     assert all(0.0 <= r[f"pairs/{s}/accuracy"] <= 1.0 for r in evals for s in ("lfw", "cfp_fp"))

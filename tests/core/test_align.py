@@ -37,7 +37,7 @@ def test_similarity_transform_recovers_exact_batch(name):
     m = _random_similarity(16)
     src = _apply(m, tpl.points)  # landmarks of faces placed by a known similarity
     est = align.estimate(src.numpy(), name)
-    back = torch.stack([_apply(est[i:i + 1], src[i])[0] for i in range(16)])
+    back = torch.stack([_apply(est[i : i + 1], src[i])[0] for i in range(16)])
     np.testing.assert_allclose(back.numpy(), np.broadcast_to(tpl.points, back.shape), atol=1e-9)
 
 
@@ -55,7 +55,7 @@ def _blob_image(points, size_hw, sigma=1.5):
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     img = torch.zeros(h, w, dtype=torch.float64)
     for x, y in points:
-        img += torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+        img += torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
     return img.float().expand(3, h, w)
 
 
@@ -63,7 +63,7 @@ def _peaks(img, points, radius=4):
     out = []
     for x, y in points:
         x0, y0 = int(round(x)), int(round(y))
-        win = img[0, y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1]
+        win = img[0, y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
         iy, ix = np.unravel_index(int(win.argmax()), win.shape)
         out.append((x0 - radius + ix, y0 - radius + iy))
     return np.array(out, dtype=float)

@@ -33,16 +33,31 @@ from facerec.weights import read_checkpoint, save_weights
 
 FACERUN = str(Path(sys.executable).with_name("facerun"))
 #: the smallest real training run: 4 identities x 2 images at 32 px, a 4-wide CNN, tiny evaluation
-TINY = ("--backbone", "small-cnn", "--param", "train.batch_size=4", "--param", "backbone.width=4",
-        "--param", "dataset.num_ids=4", "--param", "dataset.per_id=2",
-        "--param", "protocol.pairs_per_fold=4", "--param", "protocol.num_folds=2")
+TINY = (
+    "--backbone",
+    "small-cnn",
+    "--param",
+    "train.batch_size=4",
+    "--param",
+    "backbone.width=4",
+    "--param",
+    "dataset.num_ids=4",
+    "--param",
+    "dataset.per_id=2",
+    "--param",
+    "protocol.pairs_per_fold=4",
+    "--param",
+    "protocol.num_folds=2",
+)
 
 
-def _run(*args: str, prefix: tuple[str, ...] = (), env: dict | None = None, timeout: int = 300,
-         cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _run(
+    *args: str, prefix: tuple[str, ...] = (), env: dict | None = None, timeout: int = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **(env or {})}
-    return subprocess.run([*prefix, FACERUN, *args], capture_output=True, text=True, env=full_env, timeout=timeout,
-                          cwd=cwd)
+    return subprocess.run(
+        [*prefix, FACERUN, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
+    )
 
 
 def _refused(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -84,8 +99,13 @@ def _copy(run: Path, to: Path) -> Path:
 def test_1_train_never_replaces_an_existing_run_or_a_users_folder(a_run, tmp_path):
     run = _copy(a_run, tmp_path / "run")
     before = _tree(run)
-    line = _refused(_run("train", *TINY, "--steps", "1", "--out", str(run)), "already holds a run", "--resume",
-                    "--overwrite", str(run))
+    line = _refused(
+        _run("train", *TINY, "--steps", "1", "--out", str(run)),
+        "already holds a run",
+        "--resume",
+        "--overwrite",
+        str(run),
+    )
     assert _tree(run) == before, line
     # the pipeline command (no --resume there) refuses too and says how to replace
     _refused(_run(*TINY, "--out", str(run)), "already holds a run", "--overwrite")
@@ -122,8 +142,20 @@ def test_2_extract_and_export_replace_only_what_they_may(tmp_path):
     other = tmp_path / "photos"
     other.mkdir()
     (other / "holiday.jpg").write_bytes(b"not facerec's")
-    export = ("data", "export", "synthetic", "--format", "folder", "--param", "num_ids=2", "--param", "per_id=2",
-              "--param", "image_size=16", "-q")
+    export = (
+        "data",
+        "export",
+        "synthetic",
+        "--format",
+        "folder",
+        "--param",
+        "num_ids=2",
+        "--param",
+        "per_id=2",
+        "--param",
+        "image_size=16",
+        "-q",
+    )
     _refused(_run(*export, "--out", str(other), "--overwrite"), str(other), "not written by facerec")
     assert _tree(other) == {"holiday.jpg": b"not facerec's"}
     # its own earlier output (it carries the marker) is replaced
@@ -152,8 +184,13 @@ def test_3_stale_temporaries_are_cleaned_and_sigterm_saves_a_checkpoint(a_run, t
     mine = run / "checkpoints" / f".train-last.safetensors.tmp{os.getpid()}"  # a live writer's: kept
     mine.write_bytes(b"\0")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([FACERUN, "train", *TINY, "--steps", "100000", "--log-every", "1", "--out", str(run),
-                             "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [FACERUN, "train", *TINY, "--steps", "100000", "--log-every", "1", "--out", str(run), "--resume"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     log = run / "log.jsonl"
     start_lines = len(log.read_text().splitlines())
     deadline = time.time() + 240
@@ -196,12 +233,14 @@ def test_4_bad_list_label_through_facerun(tmp_path):
 # --------------------------------------------------------------- 5. parameter values: types and ranges
 
 
-BAD_PARAMS = {"backbone.width=-3": "must be in [1, 1024], got -3",
-              "backbone.width=100000000000": "must be in [1, 1024], got 100000000000",
-              "backbone.width=abc": "must be an integer, got 'abc'",
-              "dataset.num_ids=1e30": "must be an integer, got 1e+30",
-              "train.lr=1e308": "must be in [0, 100], got 1e+308",
-              "train.lr=nan": "must be a finite number, got nan"}
+BAD_PARAMS = {
+    "backbone.width=-3": "must be in [1, 1024], got -3",
+    "backbone.width=100000000000": "must be in [1, 1024], got 100000000000",
+    "backbone.width=abc": "must be an integer, got 'abc'",
+    "dataset.num_ids=1e30": "must be an integer, got 1e+30",
+    "train.lr=1e308": "must be in [0, 100], got 1e+308",
+    "train.lr=nan": "must be a finite number, got nan",
+}
 
 
 @pytest.mark.parametrize(("param", "why"), BAD_PARAMS.items(), ids=BAD_PARAMS)
@@ -216,8 +255,11 @@ def test_5_parameter_values_are_checked_before_any_work(tmp_path, param, why):
 def test_5_parameter_values_are_checked_through_facerun(tmp_path):
     out = tmp_path / "run"
     # --param and the --lr flag
-    _refused(_run("train", *TINY, "--steps", "1", "--out", str(out), "--param", "backbone.width=abc"),
-             "backbone.width", "must be an integer")
+    _refused(
+        _run("train", *TINY, "--steps", "1", "--out", str(out), "--param", "backbone.width=abc"),
+        "backbone.width",
+        "must be an integer",
+    )
     _refused(_run("train", *TINY, "--steps", "1", "--out", str(out), "--lr", "nan"), "train.lr", "finite")
     assert not out.exists()  # refused before the run directory was made
 
@@ -273,10 +315,28 @@ def test_6_read_only_outputs_are_refused_before_any_work(shared_dir, what):
     commands = {
         "train": ("train", *TINY, "--steps", "1", "--out", str(ro / "run")),
         "export": ("data", "export", "synthetic", "--format", "folder", "--out", str(ro / "faces"), "-q"),
-        "extract": ("extract", "--backbone", "small-cnn", "--param", "backbone.width=4", "--data",
-                    str(shared_dir / "images"), "--out", str(ro / "f.safetensors")),
-        "weights convert": ("weights", "convert", str(original), "--arch", "small-cnn", "--param", "width=4",
-                            "--to", str(ro / "o.safetensors")),
+        "extract": (
+            "extract",
+            "--backbone",
+            "small-cnn",
+            "--param",
+            "backbone.width=4",
+            "--data",
+            str(shared_dir / "images"),
+            "--out",
+            str(ro / "f.safetensors"),
+        ),
+        "weights convert": (
+            "weights",
+            "convert",
+            str(original),
+            "--arch",
+            "small-cnn",
+            "--param",
+            "width=4",
+            "--to",
+            str(ro / "o.safetensors"),
+        ),
     }
     assert set(commands) == set(READ_ONLY_CASES)
     proc = _run(*commands[what], prefix=prefix, env=env, cwd=home)
@@ -293,10 +353,26 @@ def test_7_an_output_under_a_regular_file_is_named(tmp_path):
     afile.write_text("a file, not a folder")
     original = tmp_path / "orig.pth"
     torch.save(facerec.create("backbone", "small-cnn", width=4).state_dict(), original)
-    _refused(_run("weights", "convert", str(original), "--arch", "small-cnn", "--param", "width=4",
-                  "--to", str(afile / "o.safetensors")), str(afile), "regular file")
-    _refused(_run("data", "export", "synthetic", "--format", "folder", "--out", str(afile / "x"), "-q"),
-             str(afile), "regular file")
+    _refused(
+        _run(
+            "weights",
+            "convert",
+            str(original),
+            "--arch",
+            "small-cnn",
+            "--param",
+            "width=4",
+            "--to",
+            str(afile / "o.safetensors"),
+        ),
+        str(afile),
+        "regular file",
+    )
+    _refused(
+        _run("data", "export", "synthetic", "--format", "folder", "--out", str(afile / "x"), "-q"),
+        str(afile),
+        "regular file",
+    )
     with pytest.raises(DataError, match="afile is a regular file"):
         run_pipeline(backbone="small-cnn", out=str(afile / "run"), echo=None)
     assert afile.read_text() == "a file, not a folder"
@@ -317,12 +393,17 @@ def test_8_malicious_files_are_refused_by_the_safe_loader_in_one_line(tmp_path):
     marker = tmp_path / "PWNED"
     legacy = tmp_path / "legacy.pth"
     torch.save({"w": _Evil(marker)}, legacy, _use_new_zipfile_serialization=False)
-    _refused(_run("weights", "convert", str(legacy), "--arch", "small-cnn", "--to", str(tmp_path / "o.safetensors")),
-             str(legacy), "refused by the safe loader", "system")
+    _refused(
+        _run("weights", "convert", str(legacy), "--arch", "small-cnn", "--to", str(tmp_path / "o.safetensors")),
+        str(legacy),
+        "refused by the safe loader",
+        "system",
+    )
     bare = tmp_path / "bare.pth"
     bare.write_bytes(pickle.dumps({"w": _Evil(marker)}, protocol=4))
-    with pytest.raises(WeightsError,
-                       match=r"bare.pth: refused by the safe loader: it references (posix|os|nt)\.system"):
+    with pytest.raises(
+        WeightsError, match=r"bare.pth: refused by the safe loader: it references (posix|os|nt)\.system"
+    ):
         read_checkpoint(bare)
     assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
 
@@ -346,12 +427,18 @@ def test_9_search_refuses_non_finite_gallery_rows_with_count_and_indices(precisi
 
 #: name -> (the refusal, a call on a 50 x 8 gallery and 6 x 8 probes)
 MISMATCHES = {
-    "rank_k-10-gallery-labels": (r"10,.*50 gallery rows",
-                                 lambda g, p: metrics.rank_k(g, torch.arange(10), p, torch.arange(6))),
-    "rank_k-60-gallery-labels": (r"60,.*50 gallery rows",
-                                 lambda g, p: metrics.rank_k(g, torch.arange(60), p, torch.arange(6))),
-    "cmc-probe-labels": (r"\(3,\) labels for 6 probe rows",
-                         lambda g, p: metrics.cmc(g, torch.arange(50), p, torch.arange(3))),
+    "rank_k-10-gallery-labels": (
+        r"10,.*50 gallery rows",
+        lambda g, p: metrics.rank_k(g, torch.arange(10), p, torch.arange(6)),
+    ),
+    "rank_k-60-gallery-labels": (
+        r"60,.*50 gallery rows",
+        lambda g, p: metrics.rank_k(g, torch.arange(60), p, torch.arange(6)),
+    ),
+    "cmc-probe-labels": (
+        r"\(3,\) labels for 6 probe rows",
+        lambda g, p: metrics.cmc(g, torch.arange(50), p, torch.arange(3)),
+    ),
     "empty-scores": ("empty", lambda g, p: metrics.best_threshold_accuracy([], [])),
     "search-k": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=-1)),
     "search-dims": ("8-d .* 7-d", lambda g, p: metrics.search(g, p[:, :7])),
@@ -383,11 +470,13 @@ def test_11_huge_steps_are_refused(tmp_path):
 def _card_plugin(root: Path) -> None:
     """A real installed distribution (dist-info + entry point) registering one card for small-cnn."""
     (root / "onecard").mkdir(parents=True)
-    (root / "onecard" / "__init__.py").write_text(textwrap.dedent("""
+    (root / "onecard" / "__init__.py").write_text(
+        textwrap.dedent("""
         from facerec.weights import WeightCard, WeightFile
         FACEREC_API = 1
         CARD = WeightCard(name="one-card", arch="small-cnn", files=[WeightFile("w.safetensors", url="file:///x")])
-    """))
+    """)
+    )
     info = root / "onecard-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onecard\nVersion: 0.1\n")
@@ -397,8 +486,12 @@ def _card_plugin(root: Path) -> None:
 def test_14_messages_name_the_actual_problem(tmp_path):
     site = tmp_path / "site"
     _card_plugin(site)
-    _refused(_run("weights", "list", "--arch", "nonexistent", env={"PYTHONPATH": str(site)}),
-             "'nonexistent' matches no weight card", "archs with cards", "small-cnn")
+    _refused(
+        _run("weights", "list", "--arch", "nonexistent", env={"PYTHONPATH": str(site)}),
+        "'nonexistent' matches no weight card",
+        "archs with cards",
+        "small-cnn",
+    )
     # a .safetensors file given as an LMDB mask is named as one
     lmdb = tmp_path / "faces.lmdb"
     write_dataset(facerec.create("dataset", "synthetic", num_ids=2, per_id=1, image_size=16), lmdb, "lmdb")

@@ -41,7 +41,8 @@ def cards(tmp_path_factory):
     pkg.mkdir()
     weights = save_weights(_trained(3), pkg / "tiny.safetensors")
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
-    (pkg / "__init__.py").write_text(textwrap.dedent(f"""
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent(f"""
         from facerec.api import InputSpec
         from facerec.weights import WeightCard, WeightFile
         FACEREC_API = 1
@@ -53,14 +54,18 @@ def cards(tmp_path_factory):
         OTHER = WeightCard(name="tiny-other", arch="lightcnn-none", files=FILES)
         REMOTE = WeightCard(name="tiny-remote", arch="small-cnn", params=PARAMS,
                             files=[WeightFile("r.safetensors", hf_repo="facerec-test/absent")])
-    """))
+    """)
+    )
     info = root / f"{PLUGIN}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PLUGIN}\nVersion: 0.1\n"
-                                   "Requires-Dist: facerec-core>=1.0\n")
-    (info / "entry_points.txt").write_text(f"[facerec.weights]\ntiny-good = {PLUGIN}:GOOD\n"
-                                           f"tiny-bgr = {PLUGIN}:BGR\ntiny-other = {PLUGIN}:OTHER\n"
-                                           f"tiny-remote = {PLUGIN}:REMOTE\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {PLUGIN}\nVersion: 0.1\nRequires-Dist: facerec-core>=1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[facerec.weights]\ntiny-good = {PLUGIN}:GOOD\n"
+        f"tiny-bgr = {PLUGIN}:BGR\ntiny-other = {PLUGIN}:OTHER\n"
+        f"tiny-remote = {PLUGIN}:REMOTE\n"
+    )
     mp = pytest.MonkeyPatch()
     mp.syspath_prepend(str(root))
     refresh()
@@ -110,9 +115,21 @@ def test_cli_weights_card_goes_the_same_way(cards, tmp_path, run_facerun):
     import os
 
     env = {"PYTHONPATH": os.pathsep.join([str(cards), os.environ.get("PYTHONPATH", "")])}
-    bad = run_facerun("extract", "--backbone", "small-cnn", "--weights", "tiny-good", "--param",
-                      "backbone.width=4", "--data", str(tmp_path), "--out", str(tmp_path / "f.safetensors"),
-                      env=env, check=False)
+    bad = run_facerun(
+        "extract",
+        "--backbone",
+        "small-cnn",
+        "--weights",
+        "tiny-good",
+        "--param",
+        "backbone.width=4",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "f.safetensors"),
+        env=env,
+        check=False,
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "width=8" in bad.stderr, bad.stderr
 

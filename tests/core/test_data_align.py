@@ -22,8 +22,10 @@ from PIL import Image
 from facerec.errors import DataError
 from facerec.data.detect.released import installed_folder
 
-pytestmark = pytest.mark.skipif(installed_folder() is None, reason="MTCNN weights absent: pip install --no-deps "
-                                "facenet-pytorch==2.6.0 (the core nox session does)")
+pytestmark = pytest.mark.skipif(
+    installed_folder() is None,
+    reason="MTCNN weights absent: pip install --no-deps facenet-pytorch==2.6.0 (the core nox session does)",
+)
 
 EXPECTED_FAILURES = {"bob/b4_noface.png": "no face found", "bob/b5_corrupt.jpg": "cannot decode"}
 
@@ -34,7 +36,7 @@ def _face(shared: Path, name: str) -> Image.Image:
 
 def _canvas(size: tuple[int, int], seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size[1], 0:size[0]]
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
     base = (90 + 40 * np.sin(x / 37.0) + 30 * np.cos(y / 23.0) + rng.normal(0, 6, x.shape)).clip(0, 255)
     return Image.fromarray(np.stack([base, base * 0.9, base * 0.8], -1).astype(np.uint8))
 
@@ -117,8 +119,9 @@ def test_align_to_lmdb(tmp_path, raw, run_facerun):
     upright_dir.mkdir(parents=True)
     img = Image.open(raw / "alice/a3_rotated.jpg")
     Image.fromarray(np.asarray(img.transpose(Image.Transpose.ROTATE_270))).save(upright_dir / "a3.png")
-    run_facerun("data", "align", str(upright_dir.parent), "--out", str(tmp_path / "up.lmdb"),
-                "--template", "arcface112", "-q")
+    run_facerun(
+        "data", "align", str(upright_dir.parent), "--out", str(tmp_path / "up.lmdb"), "--template", "arcface112", "-q"
+    )
     up = LMDBDataset(tmp_path / "up.lmdb")[0]["image"]
     assert float((up - chips[2]).abs().mean()) < 0.02
     assert float((up - chips[0]).abs().mean()) > 0.04  # another photo of the same person differs more
@@ -186,13 +189,22 @@ BAD_ALIGN = {
     "missing-input": (("--out", "OUT", "--template", "arcface112"), "missing", "not a folder"),
     "output-exists": (("--out", "TAKEN", "--template", "arcface112"), "raw", "already exists"),
     "flat-input": (("--out", "OUT", "--template", "arcface112"), "flat", "no identity sub-folders"),
-    "detector": (("--out", "OUT", "--template", "arcface112", "--detector", "nope"), "raw",
-                 "no detector named 'nope'"),
-    "detector-weights": (("--out", "OUT", "--template", "arcface112", "--detector-weights", "GONE"), "raw",
-                         "neither a file nor a registered card"),
-    "detector-param": (("--out", "OUT", "--template", "arcface112", "--detector-param", "thresholds=[0.6]"), "raw",
-                       "thresholds must be three numbers"),
-    "device": (("--out", "OUT", "--template", "arcface112", "--device", "bogus"), "raw", "--device 'bogus' is not a device"),
+    "detector": (("--out", "OUT", "--template", "arcface112", "--detector", "nope"), "raw", "no detector named 'nope'"),
+    "detector-weights": (
+        ("--out", "OUT", "--template", "arcface112", "--detector-weights", "GONE"),
+        "raw",
+        "neither a file nor a registered card",
+    ),
+    "detector-param": (
+        ("--out", "OUT", "--template", "arcface112", "--detector-param", "thresholds=[0.6]"),
+        "raw",
+        "thresholds must be three numbers",
+    ),
+    "device": (
+        ("--out", "OUT", "--template", "arcface112", "--device", "bogus"),
+        "raw",
+        "--device 'bogus' is not a device",
+    ),
 }
 
 
@@ -230,8 +242,9 @@ def test_flat_folder_to_lmdb_is_unlabelled(tmp_path, raw, run_facerun):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "blank.png").write_bytes(buf.getvalue())
-    proc = run_facerun("data", "align", str(empty), "--out", str(tmp_path / "none.lmdb"), "--template", "arcface112",
-                       check=False)
+    proc = run_facerun(
+        "data", "align", str(empty), "--out", str(tmp_path / "none.lmdb"), "--template", "arcface112", check=False
+    )
     assert proc.returncode != 0 and "no face found in any of the 1 images" in proc.stderr
     assert _failures(tmp_path / "none.lmdb.failures.csv", empty) == {"blank.png": "no face found"}
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("none")) == ["none.lmdb.failures.csv"]
@@ -244,7 +257,13 @@ def test_large_photos_close_a_chunk_early(tmp_path, raw, monkeypatch):
 
     monkeypatch.setattr(raw_faces, "CHUNK_PIXELS", 100_000)  # every photo here is larger: one per chunk
     calls = []
-    result = raw_faces.align_photos(raw, tmp_path / "c.lmdb", "arcface112", MTCNN(), chunk=32,
-                                    progress=lambda done, total: calls.append((done, total)))
+    result = raw_faces.align_photos(
+        raw,
+        tmp_path / "c.lmdb",
+        "arcface112",
+        MTCNN(),
+        chunk=32,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert result.faces == 8 and result.failed == 2 and len(LMDBDataset(tmp_path / "c.lmdb")) == 8
     assert len(calls) >= 8 and calls[-1] == (10, 10) and [d for d, _ in calls] == sorted({d for d, _ in calls})

@@ -37,8 +37,9 @@ def test_export_info_convert_show(tmp_path, run_facerun):
     assert (lst.batch(range(9))["image"] - want["image"]).abs().mean() < 0.03  # JPEG q95 of the renders
     assert lst.read_raw(4) == LMDBDataset(tmp_path / "nv.lmdb").read_raw(4)  # bytes copied, not re-encoded
 
-    shown = run_facerun("data", "show", str(tmp_path / "nv" / "list.txt"), "--out", str(tmp_path / "grid.png"),
-                        "--count", "6")
+    shown = run_facerun(
+        "data", "show", str(tmp_path / "nv" / "list.txt"), "--out", str(tmp_path / "grid.png"), "--count", "6"
+    )
     assert "wrote 6 samples" in shown.stdout
     from PIL import Image
 
@@ -47,8 +48,23 @@ def test_export_info_convert_show(tmp_path, run_facerun):
 
 
 def test_show_registered_dataset(tmp_path, run_facerun):
-    run_facerun("data", "show", "synthetic", "--param", "num_ids=4", "--param", "per_id=2", "--param",
-                "image_size=48", "--out", str(tmp_path / "g.png"), "--count", "8", "--columns", "4")
+    run_facerun(
+        "data",
+        "show",
+        "synthetic",
+        "--param",
+        "num_ids=4",
+        "--param",
+        "per_id=2",
+        "--param",
+        "image_size=48",
+        "--out",
+        str(tmp_path / "g.png"),
+        "--count",
+        "8",
+        "--columns",
+        "4",
+    )
     from PIL import Image
 
     with Image.open(tmp_path / "g.png") as im:
@@ -66,8 +82,18 @@ def test_real_faces_folder_to_lmdb(shared_data, tmp_path, run_facerun):
 def test_interrupted_convert_resumes_to_the_same_result(tmp_path, run_facerun):
     """SIGKILL a real `facerun data export` mid-way, run it again: identical to an uninterrupted write."""
     params = {"num_ids": 60, "per_id": 10, "image_size": 112, "seed": 3}
-    args = ["data", "export", "synthetic", *[x for k, v in params.items() for x in ("--param", f"{k}={v}")],
-            "--format", "lmdb", "--out", str(tmp_path / "s.lmdb"), "--chunk", "16"]
+    args = [
+        "data",
+        "export",
+        "synthetic",
+        *[x for k, v in params.items() for x in ("--param", f"{k}={v}")],
+        "--format",
+        "lmdb",
+        "--out",
+        str(tmp_path / "s.lmdb"),
+        "--chunk",
+        "16",
+    ]
     exe = Path(sys.executable).with_name("facerun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([str(exe), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -99,10 +125,14 @@ def test_interrupted_convert_resumes_to_the_same_result(tmp_path, run_facerun):
 
 #: name -> (the command's arguments in a fresh folder, what its one-line error says)
 ONE_LINE_ERRORS = {
-    "convert-missing": (lambda t: ("data", "convert", str(t / "nope"), "--to", "lmdb", "--out", str(t / "x")),
-                        "does not exist"),
-    "export-bad-param": (lambda t: ("data", "export", "synthetic", "--param", "num_ids", "--format", "list",
-                                    "--out", str(t / "y")), "--param 'num_ids' is not key=value"),
+    "convert-missing": (
+        lambda t: ("data", "convert", str(t / "nope"), "--to", "lmdb", "--out", str(t / "x")),
+        "does not exist",
+    ),
+    "export-bad-param": (
+        lambda t: ("data", "export", "synthetic", "--param", "num_ids", "--format", "list", "--out", str(t / "y")),
+        "--param 'num_ids' is not key=value",
+    ),
     "info-no-images": (lambda t: ("data", "info", str(t)), "no images found"),
 }
 
@@ -119,4 +149,10 @@ def test_params_are_parsed_as_values():
     from facerec.commands.data import parse_params
 
     assert parse_params(("a=3", "b=0.5", "c=true", "d=NIR,VIS", "e=[8, 12]", "f=")) == {
-        "a": 3, "b": 0.5, "c": True, "d": "NIR,VIS", "e": [8, 12], "f": ""}
+        "a": 3,
+        "b": 0.5,
+        "c": True,
+        "d": "NIR,VIS",
+        "e": [8, 12],
+        "f": "",
+    }

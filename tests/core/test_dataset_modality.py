@@ -50,12 +50,15 @@ def _tiny_faces(root, names):
         Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(path)
 
 
-@pytest.mark.parametrize(("name", "params", "expected"), [
-    ("synthetic", {"num_ids": 2, "per_id": 2}, None),
-    ("synthetic-nir-vis", {"num_ids": 2, "vis_per_id": 1, "nir_per_id": 2}, [0, 1, 1] * 2),
-    ("synthetic-lowres", {"num_ids": 2, "per_id": 2, "resolutions": (4, 8)}, None),
-    ("synthetic-unlabeled", {"num_ids": 2, "per_id": 1}, None),
-])
+@pytest.mark.parametrize(
+    ("name", "params", "expected"),
+    [
+        ("synthetic", {"num_ids": 2, "per_id": 2}, None),
+        ("synthetic-nir-vis", {"num_ids": 2, "vis_per_id": 1, "nir_per_id": 2}, [0, 1, 1] * 2),
+        ("synthetic-lowres", {"num_ids": 2, "per_id": 2, "resolutions": (4, 8)}, None),
+        ("synthetic-unlabeled", {"num_ids": 2, "per_id": 1}, None),
+    ],
+)
 def test_synthetic_datasets_expose_modality(name, params, expected):
     mod = _check(facerec.create("dataset", name, image_size=16, **params))
     assert (None if mod is None else mod.tolist()) == expected

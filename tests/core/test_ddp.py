@@ -51,8 +51,18 @@ def build(head_kind: str):
 
 
 def config(steps: int, stop: int | None = None) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=16, lr=0.2, momentum=0.9, weight_decay=5e-4, grad_clip=5.0,
-                       schedule="cosine", log_every=1, progress=False, stop_at=stop)
+    return TrainConfig(
+        steps=steps,
+        batch_size=16,
+        lr=0.2,
+        momentum=0.9,
+        weight_decay=5e-4,
+        grad_clip=5.0,
+        schedule="cosine",
+        log_every=1,
+        progress=False,
+        stop_at=stop,
+    )
 
 
 def train(out: str, head_kind: str, steps: int, stop: int | None = None, resume: bool = False) -> None:
@@ -84,8 +94,7 @@ def _assert_same(a: Path, b: Path) -> None:
 
 
 #: the distributed jobs, all run by ONE torchrun launch (starting processes is the slow part)
-JOBS = (("ddp-arcface", "arcface", 4, None), ("ddp-partial-fc", "partial-fc", 4, None),
-        ("mixed", "partial-fc", 4, 2))
+JOBS = (("ddp-arcface", "arcface", 4, None), ("ddp-partial-fc", "partial-fc", 4, None), ("mixed", "partial-fc", 4, 2))
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +154,35 @@ def test_facerun_train_under_torchrun_claims_its_run_folder_once(tmp_path):
     and refuse ("already holds a run")."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "facerec.cli", "train", "--backbone", "small-cnn", "--param", "backbone.image_size=32", "--param",
-           "backbone.width=8", "--dataset", "synthetic", "--param", "dataset.num_ids=8", "--param",
-           "dataset.image_size=32", "--out", str(out), "--steps", "2", "--batch-size", "8"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "facerec.cli",
+        "train",
+        "--backbone",
+        "small-cnn",
+        "--param",
+        "backbone.image_size=32",
+        "--param",
+        "backbone.width=8",
+        "--dataset",
+        "synthetic",
+        "--param",
+        "dataset.num_ids=8",
+        "--param",
+        "dataset.image_size=32",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "already holds a run" not in proc.stdout + proc.stderr

@@ -84,8 +84,12 @@ def _png16_rgb(arr16: np.ndarray) -> bytes:
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_16bit_png_rgb_is_scaled_not_clipped():
@@ -145,8 +149,9 @@ def test_float_images_are_refused_in_one_line(tmp_path):
     assert str(path) in msg and "\n" not in msg and "not supported" in msg
 
 
-@pytest.mark.parametrize("name,data", [("cut.jpg", "jpeg-truncated"), ("junk.png", b"not an image at all"),
-                                       ("empty.gif", b"")])
+@pytest.mark.parametrize(
+    "name,data", [("cut.jpg", "jpeg-truncated"), ("junk.png", b"not an image at all"), ("empty.gif", b"")]
+)
 def test_broken_files_name_the_file(tmp_path, name, data):
     if data == "jpeg-truncated":
         data = _save(Image.fromarray(_scene()), "JPEG")[:200]

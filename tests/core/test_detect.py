@@ -25,8 +25,14 @@ from facerec.data.detect.patches import resized_patches
 from facerec.data.detect.released import NETS, _KEYS, convert_released, installed_folder
 from facerec.errors import ParameterError, WeightsError
 
-YALE = ["subject01.happy", "subject03.glasses", "subject05.leftlight", "subject07.surprised",
-        "subject10.normal", "subject14.wink"]
+YALE = [
+    "subject01.happy",
+    "subject03.glasses",
+    "subject05.leftlight",
+    "subject07.surprised",
+    "subject10.normal",
+    "subject14.wink",
+]
 ATT = ["s1/1.pgm", "s5/3.pgm", "s12/1.pgm", "s20/7.pgm", "s34/1.pgm", "s40/10.pgm"]
 
 
@@ -112,19 +118,22 @@ def test_nms_block_split_changes_nothing(monkeypatch):
 def test_patches_equal_area_interpolation_of_each_crop(size):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 70, 90), generator=g).float()
-    regions = torch.tensor([[0, 0, 90, 70], [10, 5, 21, 17], [3, 4, 80, 66], [-10, -5, 40, 50], [60, 40, 130, 100],
-                            [5, 5, 6, 6]])
+    regions = torch.tensor(
+        [[0, 0, 90, 70], [10, 5, 21, 17], [3, 4, 80, 66], [-10, -5, 40, 50], [60, 40, 130, 100], [5, 5, 6, 6]]
+    )
     index = torch.tensor([0, 1, 0, 1, 0, 1])
     stretch = resized_patches(images, index, regions, size, "stretch")
     zero = resized_patches(images, index, regions, size, "zero")
     for k, (x0, y0, x1, y1) in enumerate(regions.tolist()):
         img = images[index[k]]
-        crop = img[:, max(y0, 0):min(y1, 70), max(x0, 0):min(x1, 90)]
+        crop = img[:, max(y0, 0) : min(y1, 70), max(x0, 0) : min(x1, 90)]
         ref = F.interpolate(crop[None], size=(size, size), mode="area")[0]
         assert torch.allclose(stretch[k], ref, atol=1e-3)
         padded = F.pad(img, (max(-x0, 0), max(x1 - 90, 0), max(-y0, 0), max(y1 - 70, 0)))
         ox, oy = x0 + max(-x0, 0), y0 + max(-y0, 0)  # the region's origin inside the padded image
-        ref0 = F.interpolate(padded[None, :, oy:oy + (y1 - y0), ox:ox + (x1 - x0)], size=(size, size), mode="area")[0]
+        ref0 = F.interpolate(padded[None, :, oy : oy + (y1 - y0), ox : ox + (x1 - x0)], size=(size, size), mode="area")[
+            0
+        ]
         assert torch.allclose(zero[k], ref0, atol=1e-3)
     assert not torch.allclose(stretch[3], zero[3])  # the region leaving the image differs, by design
 
@@ -146,8 +155,10 @@ class _Centre(Detector):
     def detect_batch(self, images):
         self.calls.append(tuple(images.shape))
         h, w = images.shape[-2:]
-        return [Detections([[0, 0, w - 1, h - 1]], [1.0], torch.full((1, 5, 2), 0.0) + torch.tensor([w / 2, h / 2]))
-                for _ in range(images.shape[0])]
+        return [
+            Detections([[0, 0, w - 1, h - 1]], [1.0], torch.full((1, 5, 2), 0.0) + torch.tensor([w / 2, h / 2]))
+            for _ in range(images.shape[0])
+        ]
 
 
 def test_detect_groups_a_list_by_size():
@@ -173,8 +184,10 @@ def _random_original_state() -> dict[str, dict[str, torch.Tensor]]:
     for net, cls in zip(NETS, (PNet, RNet, ONet)):
         ours = cls().state_dict()
         inverse = {v: k for k, v in _KEYS[net].items()}
-        out[net] = {f"{inverse[k.rsplit('.', 1)[0]]}.{k.rsplit('.', 1)[1]}": torch.randn(v.shape, generator=g) * 0.1
-                    for k, v in ours.items()}
+        out[net] = {
+            f"{inverse[k.rsplit('.', 1)[0]]}.{k.rsplit('.', 1)[1]}": torch.randn(v.shape, generator=g) * 0.1
+            for k, v in ours.items()
+        }
     return out
 
 
@@ -187,13 +200,18 @@ def test_converter_reproduces_the_original_layout():
     o = orig["onet"]
     x = torch.randn(3, 3, 48, 48)
     h = x
-    for conv, prelu, pool in (("conv1", "prelu1", 3), ("conv2", "prelu2", 3), ("conv3", "prelu3", 2),
-                              ("conv4", "prelu4", None)):
+    for conv, prelu, pool in (
+        ("conv1", "prelu1", 3),
+        ("conv2", "prelu2", 3),
+        ("conv3", "prelu3", 2),
+        ("conv4", "prelu4", None),
+    ):
         h = F.prelu(F.conv2d(h, o[f"{conv}.weight"], o[f"{conv}.bias"]), o[f"{prelu}.weight"])
         if pool:
             h = F.max_pool2d(h, pool, 2, ceil_mode=True)
-    h = F.prelu(F.linear(h.permute(0, 3, 2, 1).reshape(3, -1), o["dense5.weight"], o["dense5.bias"]),
-                o["prelu5.weight"])
+    h = F.prelu(
+        F.linear(h.permute(0, 3, 2, 1).reshape(3, -1), o["dense5.weight"], o["dense5.bias"]), o["prelu5.weight"]
+    )
     pts = F.linear(h, o["dense6_3.weight"], o["dense6_3.bias"])
     prob = F.linear(h, o["dense6_1.weight"], o["dense6_1.bias"]).softmax(1)[:, 1]
     box = F.linear(h, o["dense6_2.weight"], o["dense6_2.bias"])
@@ -216,8 +234,12 @@ def weight_sources(tmp_path_factory, weights_folder) -> tuple[dict[str, Path], d
         for net in NETS:
             z.write(weights_folder / f"{net}.pt", f"facenet_pytorch/data/{net}.pt")
     info = convert(wheel, tmp / "mtcnn.safetensors")
-    return {"folder": weights_folder, "wheel": wheel, "safetensors": tmp / "mtcnn.safetensors",
-            "package": weights_folder.parent}, info
+    return {
+        "folder": weights_folder,
+        "wheel": wheel,
+        "safetensors": tmp / "mtcnn.safetensors",
+        "package": weights_folder.parent,
+    }, info
 
 
 def test_converted_wheel_holds_every_tensor(weight_sources, weights_folder):
@@ -240,8 +262,12 @@ def test_weights_from_folder_wheel_and_safetensors(weight_sources, source):
 
 
 #: a weights source MTCNN refuses (made in a fresh folder) -> what its one-line error says
-BAD_WEIGHTS = {"empty": "no pnet.pt", "notes.txt": "must be", "gone.whl": "neither a file",
-               "other.safetensors": "not MTCNN weights"}
+BAD_WEIGHTS = {
+    "empty": "no pnet.pt",
+    "notes.txt": "must be",
+    "gone.whl": "neither a file",
+    "other.safetensors": "not MTCNN weights",
+}
 
 
 @pytest.mark.parametrize(("name", "words"), BAD_WEIGHTS.items(), ids=BAD_WEIGHTS)
@@ -266,8 +292,10 @@ def test_weights_with_unexpected_keys_and_bad_parameters_are_refused(tmp_path, w
     broken.mkdir()
     for net in NETS:
         (broken / f"{net}.pt").write_bytes((weights_folder / f"{net}.pt").read_bytes())
-    torch.save({**torch.load(weights_folder / "rnet.pt", weights_only=True), "extra.weight": torch.zeros(1)},
-               broken / "rnet.pt")
+    torch.save(
+        {**torch.load(weights_folder / "rnet.pt", weights_only=True), "extra.weight": torch.zeros(1)},
+        broken / "rnet.pt",
+    )
     with pytest.raises(WeightsError, match="unexpected keys extra.weight"):
         MTCNN(weights=broken)
     with pytest.raises(ParameterError, match="min_size"):
@@ -317,7 +345,7 @@ def test_landmarks_land_on_the_arcface_template_on_lfw(mtcnn, shared_data):
         offsets[name] = np.stack([f.largest().landmarks[0].numpy() - ARCFACE_112 for f in found])
     mean = offsets["zero"].mean((0, 1))
     assert abs(mean[0]) < 1.0 and abs(mean[1]) < 1.0, mean
-    rms = {k: float(np.sqrt((v ** 2).sum(-1).mean())) for k, v in offsets.items()}
+    rms = {k: float(np.sqrt((v**2).sum(-1).mean())) for k, v in offsets.items()}
     assert rms["zero"] < rms["stretch"]  # why zero padding (the original MTCNN's) is the default
 
 
@@ -383,9 +411,19 @@ def test_weights_card_offline_is_one_line(tmp_path, run_facerun, shared_data):
     raw = tmp_path / "raw" / "someone"
     raw.mkdir(parents=True)
     (raw / "a.gif").write_bytes((shared_data / "yalefaces" / "subject01.happy").read_bytes())
-    proc = run_facerun("data", "align", str(raw.parent), "--out", str(tmp_path / "o.lmdb"), "--template", "arcface112",
-                       "--detector-weights", "mtcnn-facenet-pytorch", check=False,
-                       env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    proc = run_facerun(
+        "data",
+        "align",
+        str(raw.parent),
+        "--out",
+        str(tmp_path / "o.lmdb"),
+        "--template",
+        "arcface112",
+        "--detector-weights",
+        "mtcnn-facenet-pytorch",
+        check=False,
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "mtcnn-facenet-pytorch" in lines[0] and "HF_HUB_OFFLINE" in lines[0], proc.stderr

@@ -58,9 +58,14 @@ def test_schedules_by_hand():
 
 def test_optimizer_groups_no_decay_on_norm_and_bias_and_multipliers():
     backbone, head = _models()
-    t = Trainer({"backbone": backbone, "head": head}, lambda *a: None, lambda i: None,
-                TrainConfig(steps=1, lr=0.1, weight_decay=0.01, optimizer="adamw", progress=False),
-                param_groups={"backbone.out": 0.5}, frozen=("backbone.fc",))
+    t = Trainer(
+        {"backbone": backbone, "head": head},
+        lambda *a: None,
+        lambda i: None,
+        TrainConfig(steps=1, lr=0.1, weight_decay=0.01, optimizer="adamw", progress=False),
+        param_groups={"backbone.out": 0.5},
+        frozen=("backbone.fc",),
+    )
     where = {id(p): g for g in t.optimizer.param_groups for p in g["params"]}
     assert id(backbone.fc.weight) not in where and not backbone.fc.weight.requires_grad  # frozen
     assert where[id(backbone.norm.weight)]["weight_decay"] == 0.0
@@ -78,15 +83,18 @@ def test_gradient_accumulation_equals_one_big_batch():
         train_classifier(backbone, head, _data(), cfg, augment=None)
         results.append(torch.cat([p.detach().flatten() for p in (*backbone.parameters(), *head.parameters())]))
     torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=1e-4)
-    assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in (*_models(norm=False)[0].parameters(),
-                                                                               *_models(norm=False)[1].parameters())]))
+    assert not torch.equal(
+        results[0],
+        torch.cat(
+            [p.detach().flatten() for p in (*_models(norm=False)[0].parameters(), *_models(norm=False)[1].parameters())]
+        ),
+    )
 
 
 def test_grad_clip_bounds_the_update():
     backbone, head = _models()
     before = [p.detach().clone() for p in (*backbone.parameters(), *head.parameters())]
-    cfg = TrainConfig(steps=1, batch_size=16, lr=1.0, momentum=0.0, weight_decay=0.0, grad_clip=0.01,
-                      progress=False)
+    cfg = TrainConfig(steps=1, batch_size=16, lr=1.0, momentum=0.0, weight_decay=0.0, grad_clip=0.01, progress=False)
     out = train_classifier(backbone, head, _data(), cfg, augment=None)
     after = [p.detach() for p in (*backbone.parameters(), *head.parameters())]
     delta = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(after, before)))
@@ -120,8 +128,15 @@ def test_evaluators_log_and_early_stopping(tmp_path):
         calls.append(step)
         return {"score": 1.0 / len(calls)}
 
-    cfg = TrainConfig(steps=40, batch_size=8, eval_every=2, early_stopping_metric="score",
-                      early_stopping_patience=2, progress=False, log_every=1)
+    cfg = TrainConfig(
+        steps=40,
+        batch_size=8,
+        eval_every=2,
+        early_stopping_metric="score",
+        early_stopping_patience=2,
+        progress=False,
+        log_every=1,
+    )
     out = train_classifier(backbone, head, _data(), cfg, run_dir=tmp_path, evaluators=[worsening])
     assert calls == [2, 4, 6] and out["stopped_early"] and out["step"] == 6
     assert out["best"] == 1.0 and (tmp_path / "checkpoints" / "train-best.safetensors").is_file()
@@ -146,8 +161,9 @@ class MeanNormProtocol(Protocol):
 def test_protocol_evaluator_gets_the_backbone_in_eval_mode():
     backbone, head = _models()
     proto = MeanNormProtocol()
-    out = train_classifier(backbone, head, _data(), TrainConfig(steps=2, batch_size=8, progress=False),
-                           evaluators={"toy": proto})
+    out = train_classifier(
+        backbone, head, _data(), TrainConfig(steps=2, batch_size=8, progress=False), evaluators={"toy": proto}
+    )
     assert proto.seen == [False] and backbone.training
     assert out["toy/norm"] > 0
 
@@ -195,8 +211,9 @@ def test_iterable_batches_and_epochs():
         seen.append(step)
         return {"loss": modules["head"](modules["backbone"](batch["image"]), batch["label"]).loss}
 
-    t = Trainer({"backbone": backbone, "head": head}, loss_fn, batches,
-                TrainConfig(epochs=2, batch_size=8, progress=False))
+    t = Trainer(
+        {"backbone": backbone, "head": head}, loss_fn, batches, TrainConfig(epochs=2, batch_size=8, progress=False)
+    )
     out = t.fit()
     assert t.total == 4 and out["step"] == 4 and seen == [0, 1, 2, 3]
 
@@ -213,10 +230,17 @@ def test_user_errors_are_clear():
     def nan_loss(batch, modules, step):
         return {"loss": modules["head"](modules["backbone"](batch["image"]), batch["label"]).loss * float("nan")}
 
-    t = Trainer({"backbone": backbone, "head": head}, nan_loss, lambda i: _data().batch(list(range(8))),
-                TrainConfig(steps=3, batch_size=8, log_every=1, progress=False))
+    t = Trainer(
+        {"backbone": backbone, "head": head},
+        nan_loss,
+        lambda i: _data().batch(list(range(8))),
+        TrainConfig(steps=3, batch_size=8, log_every=1, progress=False),
+    )
     with pytest.raises(FacerecError, match="diverged at step 1"):
         t.fit()
     with pytest.raises(FacerecError, match="label 9 is out of range"):
-        train_classifier(*_models(), TensorDataset(torch.tensor([0, 9] * 4), images=torch.rand(8, 3, 8, 8)),
-                         TrainConfig(steps=1, batch_size=8, progress=False))
+        train_classifier(
+            *_models(),
+            TensorDataset(torch.tensor([0, 9] * 4), images=torch.rand(8, 3, 8, 8)),
+            TrainConfig(steps=1, batch_size=8, progress=False),
+        )

@@ -35,14 +35,39 @@ def test_steps_and_epochs_together_are_refused():
 
 def test_standard_recipe_paper_preset_runs_the_given_steps(tmp_path, run_facerun):
     out = tmp_path / "run"
-    run_facerun("train", "--backbone", "small-cnn", "--preset", "paper", "--param", "train.steps=2",
-                "--param", "backbone.image_size=32", "--param", "backbone.width=8", "--param", "dataset.num_ids=10",
-                "--param", "dataset.per_id=4", "--param", "train.batch_size=8", "--param", "train.warmup_steps=0",
-                "--param", "protocol.pairs_per_fold=10", "--out", str(out), cwd=tmp_path)
+    run_facerun(
+        "train",
+        "--backbone",
+        "small-cnn",
+        "--preset",
+        "paper",
+        "--param",
+        "train.steps=2",
+        "--param",
+        "backbone.image_size=32",
+        "--param",
+        "backbone.width=8",
+        "--param",
+        "dataset.num_ids=10",
+        "--param",
+        "dataset.per_id=4",
+        "--param",
+        "train.batch_size=8",
+        "--param",
+        "train.warmup_steps=0",
+        "--param",
+        "protocol.pairs_per_fold=10",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["total_steps"] == 2 and metrics["step"] == 2
-    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
-             if json.loads(line).get("kind") == "train"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "log.jsonl").read_text().splitlines()
+        if json.loads(line).get("kind") == "train"
+    ]
     assert max(steps) == 2
 
 

@@ -14,8 +14,16 @@ from facerec.data.decode import read_image
 from facerec.protocols.common import load_features, save_features
 from facerec.weights import save_weights
 
-BB = ["--backbone", "small-cnn", "--param", "backbone.width=4", "--param", "backbone.image_size=32",
-      "--param", "backbone.embedding_size=16"]
+BB = [
+    "--backbone",
+    "small-cnn",
+    "--param",
+    "backbone.width=4",
+    "--param",
+    "backbone.image_size=32",
+    "--param",
+    "backbone.embedding_size=16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,19 @@ def mini(shared_data, tmp_path_factory):
 def test_extract_folder_matches_eager_forward(mini, run_facerun, tmp_path):
     root, model, weights = mini
     out = tmp_path / "feats.safetensors"
-    proc = run_facerun("extract", *BB, "--weights", str(weights), "--data", str(root / "images"), "--out", str(out),
-                       "--batch-size", "5", "--flip")
+    proc = run_facerun(
+        "extract",
+        *BB,
+        "--weights",
+        str(weights),
+        "--data",
+        str(root / "images"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "5",
+        "--flip",
+    )
     assert "images/s" in proc.stdout and "items/s" in proc.stderr  # summary line and progress bar
     table = load_features(out)
     files = sorted((root / "images").rglob("*.jpg"))
@@ -73,10 +92,34 @@ def test_extract_image_list_and_eval_features(mini, run_facerun, tmp_path):
     feats = tmp_path / "all.safetensors"
     run_facerun("extract", *BB, "--weights", str(weights), "--data", str(root / "images"), "--out", str(feats), "-q")
     rep1, rep2 = tmp_path / "r1", tmp_path / "r2"
-    p1 = run_facerun("eval", "--features", str(feats), "--protocol", "pairs", "--data", str(root), "--out", str(rep1),
-                     "--param", "protocol.n_folds=4")
-    run_facerun("eval", *BB, "--weights", str(weights), "--protocol", "pairs", "--data", str(root), "--out", str(rep2),
-                "--param", "protocol.n_folds=4", "-q")
+    p1 = run_facerun(
+        "eval",
+        "--features",
+        str(feats),
+        "--protocol",
+        "pairs",
+        "--data",
+        str(root),
+        "--out",
+        str(rep1),
+        "--param",
+        "protocol.n_folds=4",
+    )
+    run_facerun(
+        "eval",
+        *BB,
+        "--weights",
+        str(weights),
+        "--protocol",
+        "pairs",
+        "--data",
+        str(root),
+        "--out",
+        str(rep2),
+        "--param",
+        "protocol.n_folds=4",
+        "-q",
+    )
     assert "pairs: accuracy=" in p1.stdout
     m1 = json.loads((rep1 / "metrics.json").read_text())["protocols"]["pairs"]["metrics"]
     m2 = json.loads((rep2 / "metrics.json").read_text())["protocols"]["pairs"]["metrics"]
@@ -89,6 +132,7 @@ def test_extract_image_list_and_eval_features(mini, run_facerun, tmp_path):
     assert (rep1 / "pairs_roc.csv").is_file()
     try:
         import matplotlib  # noqa: F401
+
         assert (rep1 / "pairs_roc.png").read_bytes()[:4] == b"\x89PNG"
     except ImportError:
         assert "matplotlib is not installed" in p1.stderr
@@ -110,21 +154,40 @@ def test_eval_bad_input_errors(mini, run_facerun, tmp_path):
     text = (bad / "pairs.txt").read_text().splitlines()
     text[4] = "Someone 1"
     (bad / "pairs.txt").write_text("\n".join(text) + "\n")
-    _one_line_error(run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), check=False),
-                    "pairs.txt:5", "cannot parse")
+    _one_line_error(
+        run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), check=False), "pairs.txt:5", "cannot parse"
+    )
     (bad / "pairs.txt").write_text((root / "pairs.txt").read_text())
     gone = sorted((bad / "images").rglob("*.jpg"))[0]
     gone.unlink()
-    _one_line_error(run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), "-q", check=False),
-                    "missing", gone.name, "--skip-missing")
-    ok = run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), "--skip-missing", "--json", "-q",
-                     "--param", "protocol.n_folds=2")
+    _one_line_error(
+        run_facerun("eval", *BB, "-p", "pairs", "--data", str(bad), "-q", check=False),
+        "missing",
+        gone.name,
+        "--skip-missing",
+    )
+    ok = run_facerun(
+        "eval",
+        *BB,
+        "-p",
+        "pairs",
+        "--data",
+        str(bad),
+        "--skip-missing",
+        "--json",
+        "-q",
+        "--param",
+        "protocol.n_folds=2",
+    )
     m = json.loads(ok.stdout)
     assert m["n_skipped"] >= 1 and m["n_pairs"] == 16 - m["n_skipped"]
-    _one_line_error(run_facerun("eval", *BB, "--features", "x.safetensors", "-p", "pairs", "--data", str(root),
-                                check=False), "exactly one of --backbone or --features")
-    _one_line_error(run_facerun("eval", *BB, "-p", "pairs", "--data", str(tmp_path / "nope"), check=False),
-                    "--data: not found")
+    _one_line_error(
+        run_facerun("eval", *BB, "--features", "x.safetensors", "-p", "pairs", "--data", str(root), check=False),
+        "exactly one of --backbone or --features",
+    )
+    _one_line_error(
+        run_facerun("eval", *BB, "-p", "pairs", "--data", str(tmp_path / "nope"), check=False), "--data: not found"
+    )
 
 
 def test_eval_refuses_nan_features(mini, run_facerun, tmp_path):
@@ -133,14 +196,19 @@ def test_eval_refuses_nan_features(mini, run_facerun, tmp_path):
     emb = torch.randn(len(keys), 8)
     emb[:3] = float("nan")
     save_features(tmp_path / "nan.safetensors", keys, emb)
-    proc = run_facerun("eval", "--features", str(tmp_path / "nan.safetensors"), "-p", "pairs", "--data", str(root),
-                       check=False)
+    proc = run_facerun(
+        "eval", "--features", str(tmp_path / "nan.safetensors"), "-p", "pairs", "--data", str(root), check=False
+    )
     _one_line_error(proc, "NaN")
 
 
 def test_extract_bad_data(run_facerun, tmp_path):
-    _one_line_error(run_facerun("extract", *BB, "--data", str(tmp_path / "none"),
-                                "--out", str(tmp_path / "f.safetensors"), check=False), "--data: not found")
+    _one_line_error(
+        run_facerun(
+            "extract", *BB, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "f.safetensors"), check=False
+        ),
+        "--data: not found",
+    )
 
 
 def test_extract_lmdb(mini, run_facerun, tmp_path):
@@ -150,8 +218,19 @@ def test_extract_lmdb(mini, run_facerun, tmp_path):
     root, model, weights = mini
     write_dataset(ImageFolder(root / "images"), tmp_path / "faces.lmdb", "lmdb")
     out = tmp_path / "lmdb.safetensors"
-    run_facerun("extract", *BB, "--weights", str(weights), "--data", str(tmp_path / "faces.lmdb"), "--out", str(out),
-                "-q", "--batch-size", "7")
+    run_facerun(
+        "extract",
+        *BB,
+        "--weights",
+        str(weights),
+        "--data",
+        str(tmp_path / "faces.lmdb"),
+        "--out",
+        str(out),
+        "-q",
+        "--batch-size",
+        "7",
+    )
     table = load_features(out)
     ds = LMDBDataset(tmp_path / "faces.lmdb", image_size=32)
     assert len(table) == len(ds) and table.labels.tolist() == ds.labels.tolist()
@@ -167,10 +246,32 @@ def test_extract_with_low_precision_records_it_and_refuses_it_with_no_optimize(t
     data = tmp_path / "faces"
     write_dataset(facerec.create("dataset", "synthetic", num_ids=2, per_id=3, image_size=32), data, "folder")
     out = tmp_path / "f.safetensors"
-    run_facerun("extract", "--backbone", "small-cnn", "--param", "backbone.image_size=32", "--data",
-                       str(data), "--out", str(out), "--precision", "bf16", "--quiet")
+    run_facerun(
+        "extract",
+        "--backbone",
+        "small-cnn",
+        "--param",
+        "backbone.image_size=32",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--precision",
+        "bf16",
+        "--quiet",
+    )
     table = load_features(out)
     assert table.meta["precision"] == "bf16" and table.embeddings.shape == (6, 128)
-    bad = run_facerun("extract", "--backbone", "small-cnn", "--data", str(data),
-                      "--out", str(tmp_path / "g.safetensors"), "--no-optimize", "--compile", check=False)
+    bad = run_facerun(
+        "extract",
+        "--backbone",
+        "small-cnn",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "g.safetensors"),
+        "--no-optimize",
+        "--compile",
+        check=False,
+    )
     assert bad.returncode != 0 and "--no-optimize" in bad.stderr and "Traceback" not in bad.stderr

@@ -101,14 +101,16 @@ def test_image_list_variants(tmp_path):
 def test_image_list_modality_rules(tmp_path):
     root = tmp_path / "nirvis"
     imgs = _faces(4)
-    for i, rel in enumerate(["NIR/s2_NIR_1_001.jpg", "VIS/s2_VIS_1_001.jpg", "NIR/s2_NIR_2_001.jpg",
-                             "VIS/s2_VIS_2_001.jpg"]):
+    for i, rel in enumerate(
+        ["NIR/s2_NIR_1_001.jpg", "VIS/s2_VIS_1_001.jpg", "NIR/s2_NIR_2_001.jpg", "VIS/s2_VIS_2_001.jpg"]
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(encode_jpeg(imgs[i]))
     # DVG NeurIPS: `path label domain` with domain 0 = NIR, 1 = VIS
     dvg = root / "dvg.txt"
-    dvg.write_text("NIR/s2_NIR_1_001.jpg 0 0\nVIS/s2_VIS_1_001.jpg 0 1\n"
-                   "NIR/s2_NIR_2_001.jpg 1 0\nVIS/s2_VIS_2_001.jpg 1 1\n")
+    dvg.write_text(
+        "NIR/s2_NIR_1_001.jpg 0 0\nVIS/s2_VIS_1_001.jpg 0 1\nNIR/s2_NIR_2_001.jpg 1 0\nVIS/s2_VIS_2_001.jpg 1 1\n"
+    )
     ds = ImageList(dvg, modality_rule=2, modality_values="NIR,VIS")
     assert ds.modality.tolist() == [1, 0, 1, 0]  # facerec convention: 0 = VIS, 1 = NIR
     assert ds[0]["modality"] == 1 and ds.labels.tolist() == [0, 0, 1, 1]
@@ -311,8 +313,9 @@ def test_lmdb_readonly_lockfree_and_workers(tmp_path):
         assert ds[0]["label"] == 0
         clone = pickle.loads(pickle.dumps(ds))  # pickles without the open handle
         assert clone[1]["label"] == 0
-        loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2,
-                                             multiprocessing_context="spawn" if os.name == "nt" else "fork")
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=3, num_workers=2, multiprocessing_context="spawn" if os.name == "nt" else "fork"
+        )
         labels = torch.cat([b["label"] for b in loader])
         assert labels.tolist() == [0, 0, 1, 1, 2, 2]
         assert not (path.parent / "train.lmdb-lock").exists()

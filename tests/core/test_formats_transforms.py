@@ -39,8 +39,9 @@ def test_random_crop_takes_real_windows():
 
 def test_reproducible_with_a_generator():
     x = _batch()
-    aug = T.for_backbone(InputSpec(size=24, mean=0.5, std=0.5), train=True, adaface=True, jitter=0.3,
-                         grayscale=0.2, erasing=0.5)
+    aug = T.for_backbone(
+        InputSpec(size=24, mean=0.5, std=0.5), train=True, adaface=True, jitter=0.3, grayscale=0.2, erasing=0.5
+    )
     a, b, c = aug(x, _g(7)), aug(x, _g(7)), aug(x, _g(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == x.shape and float(a.min()) >= -1 and float(a.max()) <= 1
@@ -72,15 +73,17 @@ def test_erasing_and_adaface_crop_are_rectangles():
     for b in range(16):
         zero = (erased[b] == 0).all(0)
         r0, r1, c0, c1 = _box(zero)
-        assert bool(zero[r0:r1 + 1, c0:c1 + 1].all())  # the erased region is exactly one rectangle
-        area = (r1 - r0 + 1) * (c1 - c0 + 1) / 32 ** 2
+        assert bool(zero[r0 : r1 + 1, c0 : c1 + 1].all())  # the erased region is exactly one rectangle
+        area = (r1 - r0 + 1) * (c1 - c0 + 1) / 32**2
         assert 0.02 * 0.5 <= area <= 0.33 * 1.5
         assert torch.equal(erased[b][:, ~zero], x[b][:, ~zero])
         inside = (kept[b] != 0).any(0)
         r0, r1, c0, c1 = _box(inside)
-        assert torch.equal(kept[b][:, r0:r1 + 1, c0:c1 + 1], x[b][:, r0:r1 + 1, c0:c1 + 1])  # crop kept in place
+        assert torch.equal(
+            kept[b][:, r0 : r1 + 1, c0 : c1 + 1], x[b][:, r0 : r1 + 1, c0 : c1 + 1]
+        )  # crop kept in place
         box = torch.zeros(32, 32, dtype=torch.bool)
-        box[r0:r1 + 1, c0:c1 + 1] = True
+        box[r0 : r1 + 1, c0 : c1 + 1] = True
         assert bool((kept[b][:, ~box] == 0).all())  # black outside
     assert T.RandomErasing(p=0.0)(x, _g()).equal(x)
 

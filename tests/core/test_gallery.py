@@ -60,8 +60,14 @@ def test_a_prepared_gallery_is_reused_without_copies(data):
 
 
 @needs_faiss
-@pytest.mark.parametrize("index,params", [("ivf", {"nlist": 16, "nprobe": 16}), ("hnsw", {"ef_search": 200}),
-                                          ("ivfpq", {"nlist": 8, "nprobe": 8, "pq_bytes": 16})])
+@pytest.mark.parametrize(
+    "index,params",
+    [
+        ("ivf", {"nlist": 16, "nprobe": 16}),
+        ("hnsw", {"ef_search": 200}),
+        ("ivfpq", {"nlist": 8, "nprobe": 8, "pq_bytes": 16}),
+    ],
+)
 def test_approximate_indexes_report_recall_against_the_exact_search(data, index, params):
     g, p, truth = data
     approx = Gallery(g, index=index, **params)
@@ -81,10 +87,14 @@ def _poisoned(g: torch.Tensor) -> torch.Tensor:
 
 #: name -> (the refusal, a call on the module's 3000 x 64 gallery and 200 x 64 probes)
 BAD_INPUT = {
-    "non-finite-gallery": (r"3 gallery feature\(s\) contain NaN or inf.*rows 5, 9, 70",
-                           lambda g, p: Gallery(_poisoned(g))),
-    "non-finite-probe": (r"1 probe feature\(s\)",
-                         lambda g, p: metrics.search(g, torch.cat([p[:3], torch.full((1, 64), float("nan"))]), k=2)),
+    "non-finite-gallery": (
+        r"3 gallery feature\(s\) contain NaN or inf.*rows 5, 9, 70",
+        lambda g, p: Gallery(_poisoned(g)),
+    ),
+    "non-finite-probe": (
+        r"1 probe feature\(s\)",
+        lambda g, p: metrics.search(g, torch.cat([p[:3], torch.full((1, 64), float("nan"))]), k=2),
+    ),
     "k=0": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=0)),
     "k=-1": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=-1)),
     "k=2.5": ("k must be an integer >= 1", lambda g, p: metrics.search(g, p, k=2.5)),

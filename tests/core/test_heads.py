@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 import facerec
 from facerec.errors import ParameterError
-from facerec.heads import (ArcFaceHead, CombinedMarginHead, CosFaceHead, NormSoftmaxHead, PartialFCHead,
-                           SoftmaxHead)
+from facerec.heads import ArcFaceHead, CombinedMarginHead, CosFaceHead, NormSoftmaxHead, PartialFCHead, SoftmaxHead
 
 
 def _setup(head, n=6, seed=0):
@@ -22,7 +21,7 @@ def _setup(head, n=6, seed=0):
 
 
 def _cos(head, x):
-    return (F.normalize(x.double()) @ F.normalize(head.weight.detach().double()).T)
+    return F.normalize(x.double()) @ F.normalize(head.weight.detach().double()).T
 
 
 def test_arcface_target_logit_is_s_cos_theta_plus_m():
@@ -57,8 +56,9 @@ def test_arcface_fallback_and_easy_margin_branches():
     assert cos[3] <= th  # the last row really takes the fallback branch
     easy = ArcFaceHead(2, 2, s=1.0, m=m, easy_margin=True)
     easy.weight.data.copy_(head.weight.data)
-    torch.testing.assert_close(easy(x, y).logits[:, 0], torch.where(cos > 0, torch.cos(angles + m), cos),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        easy(x, y).logits[:, 0], torch.where(cos > 0, torch.cos(angles + m), cos), atol=1e-5, rtol=0
+    )
     plain = ArcFaceHead(2, 2, s=1.0, m=m, fallback=False)
     plain.weight.data.copy_(head.weight.data)
     torch.testing.assert_close(plain(x, y).logits[:, 0], torch.cos(angles + m), atol=1e-5, rtol=0)
@@ -105,8 +105,9 @@ def test_softmax_head_and_unknown_labels_are_ignored():
     torch.testing.assert_close(out2.loss, F.cross_entropy(out2.logits[1:], y2[1:]))
 
 
-@pytest.mark.parametrize("margin,kwargs,ref_cls", [("arcface", {"m": 0.4}, ArcFaceHead),
-                                                   ("cosface", {"m": 0.3}, CosFaceHead)])
+@pytest.mark.parametrize(
+    "margin,kwargs,ref_cls", [("arcface", {"m": 0.4}, ArcFaceHead), ("cosface", {"m": 0.3}, CosFaceHead)]
+)
 def test_partial_fc_rate_one_equals_full_head(margin, kwargs, ref_cls):
     torch.manual_seed(0)
     pfc = PartialFCHead(16, 10, sample_rate=1.0, margin=margin, s=20.0, **kwargs)

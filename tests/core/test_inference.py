@@ -36,8 +36,12 @@ def test_small_cnn_folded_equals_eager():
         ref = model.embed(x)
         got = fast.embed(x)
     assert float((ref - got).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
-    torch.testing.assert_close(embed_tensor(fast, x, batch_size=4, flip=True),
-                               embed_tensor(model, x, batch_size=4, flip=True), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        embed_tensor(fast, x, batch_size=4, flip=True),
+        embed_tensor(model, x, batch_size=4, flip=True),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 class _Branchy(Backbone):
@@ -208,8 +212,13 @@ class _Tiny(Backbone):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                  nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+        )
 
     def forward(self, x):
         return self.body(x).mean((2, 3))
@@ -221,8 +230,12 @@ def test_compiled_forward_pads_short_batches_and_equals_eager():
     fast = optimize_for_inference(model, compile=True, batch_size=4)
     assert fast.facerec_batch == 4 and fast.facerec_optimized
     x = torch.rand(10, 3, 16, 16)  # batches of 3 (padded to 4) and, with flip, 6 (split into 4 + 2)
-    torch.testing.assert_close(embed_tensor(fast, x, batch_size=3, flip=True),
-                               embed_tensor(model, x, batch_size=3, flip=True), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        embed_tensor(fast, x, batch_size=3, flip=True),
+        embed_tensor(model, x, batch_size=3, flip=True),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -78,7 +78,7 @@ def _brute_kfold(s, y, k):
     accs = []
     for f in range(k):
         test = np.zeros(n, bool)
-        test[edges[f]:edges[f + 1]] = True
+        test[edges[f] : edges[f + 1]] = True
         tr_s, tr_y = s[~test], y[~test]
         cands = np.concatenate((np.unique(tr_s), [np.inf]))
         train_acc = [np.mean((tr_s >= t) == tr_y) for t in cands]
@@ -109,7 +109,7 @@ def test_kfold_grid_matches_per_threshold_loop(strict, tie):
     res = metrics.kfold_accuracy(s, y, 10, thresholds=grid, strict=strict, tie=tie)
     for f in range(10):
         test = np.zeros(600, bool)
-        test[60 * f:60 * f + 60] = True
+        test[60 * f : 60 * f + 60] = True
         pred = (s[~test][None] > grid[:, None]) if strict else (s[~test][None] >= grid[:, None])
         acc = (pred == y[~test][None]).mean(1)
         best = np.argmax(acc) if tie == "first" else len(grid) - 1 - np.argmax(acc[::-1])
@@ -130,7 +130,7 @@ def test_kfold_grid_scores_on_grid_values_every_rule(shuffled, higher, strict):
     res = metrics.kfold_accuracy(s, y, 10, thresholds=g, higher_is_same=higher, strict=strict)
     for f in range(10):
         test = np.zeros(s.size, bool)
-        test[60 * f:60 * f + 60] = True
+        test[60 * f : 60 * f + 60] = True
         d, t = s[:, None], g[None]
         pred = (d > t if strict else d >= t) if higher else (d < t if strict else d <= t)
         correct = pred == y[:, None]
@@ -138,8 +138,11 @@ def test_kfold_grid_scores_on_grid_values_every_rule(shuffled, higher, strict):
         assert res.threshold_index[f] == best and res.fold_accuracy[f] == correct[test, best].mean()
 
 
-@pytest.mark.parametrize("fn", [metrics.roc, metrics.kfold_accuracy, metrics.best_threshold_accuracy, metrics.auc],
-                         ids=lambda fn: fn.__name__)
+@pytest.mark.parametrize(
+    "fn",
+    [metrics.roc, metrics.kfold_accuracy, metrics.best_threshold_accuracy, metrics.auc],
+    ids=lambda fn: fn.__name__,
+)
 def test_nan_scores_refused_with_count(fn):
     s, y = _data(n=100)
     s[[3, 50]] = np.nan

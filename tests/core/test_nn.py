@@ -29,10 +29,13 @@ from facerec.testing import load_fixture
 from facerec.weights import load_weights
 
 
-@pytest.mark.parametrize(("fixture", "cls", "params"), [
-    ("vec2face.iresnet100", IResNet100, 65_156_160),  # the counts the original code gives (specs, 2.6)
-    ("sotafr.iresnet50_se", IResNet50SE, 43_634_368),
-])
+@pytest.mark.parametrize(
+    ("fixture", "cls", "params"),
+    [
+        ("vec2face.iresnet100", IResNet100, 65_156_160),  # the counts the original code gives (specs, 2.6)
+        ("sotafr.iresnet50_se", IResNet50SE, 43_634_368),
+    ],
+)
 def test_iresnet_state_dict_is_insightface_keys_in_order(parity_dir, fixture, cls, params):
     want = [(e["key"], tuple(e["shape"])) for e in load_fixture(fixture, parity_dir).spec["state_dict"]]
     with torch.device("meta"):
@@ -140,9 +143,27 @@ def test_facerun_trains_arcface_iresnet_with_core_alone(tmp_path, run_facerun):
     synth = facerec.create("dataset", "synthetic", num_ids=6, per_id=4, image_size=32)
     write_dataset(synth, tmp_path / "faces", "folder")
     run = tmp_path / "run"
-    run_facerun("train", "--backbone", "iresnet50", "--head", "arcface", "--dataset", "image-folder",
-                "--param", f"dataset.root={tmp_path / 'faces'}", "--param", "backbone.width=8",
-                "--param", "backbone.image_size=32", "--steps", "2", "--batch-size", "8", "--out", str(run))
+    run_facerun(
+        "train",
+        "--backbone",
+        "iresnet50",
+        "--head",
+        "arcface",
+        "--dataset",
+        "image-folder",
+        "--param",
+        f"dataset.root={tmp_path / 'faces'}",
+        "--param",
+        "backbone.width=8",
+        "--param",
+        "backbone.image_size=32",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        str(run),
+    )
     config = json.loads((run / "config.json").read_text())
     assert (config["backbone"], config["head"], config["dataset"]) == ("iresnet50", "arcface", "image-folder")
     steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r.get("kind") == "train"]

@@ -53,8 +53,9 @@ def pairs_bin(tmp_path):
 
 def test_export_dynamic_batch_metadata_and_eval_through_onnx_runtime(tmp_path, weights, pairs_bin, run_facerun):
     out = tmp_path / "model.onnx"
-    text = run_facerun("export", "--backbone", "small-cnn", "--weights", str(weights), *PARAMS,
-                       "--out", str(out)).stdout
+    text = run_facerun(
+        "export", "--backbone", "small-cnn", "--weights", str(weights), *PARAMS, "--out", str(out)
+    ).stdout
     assert "input [batch, 3, 112, 112]" in text and "at batch 32" in text
     model = onnx.load(str(out))
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -65,20 +66,65 @@ def test_export_dynamic_batch_metadata_and_eval_through_onnx_runtime(tmp_path, w
     assert meta["facerec.preprocessing"] == "none" and meta["facerec.batch"] == "dynamic"
     assert '"mean": [0.5]' in meta["facerec.input_spec"] or '"mean": [0.5' in meta["facerec.input_spec"]
     # the same protocol numbers through ONNX Runtime as through PyTorch, and embeddings within 1e-4
-    via_onnx = run_facerun("eval", "--backbone", f"onnx:{out}", "--protocol", "pairs", "--data", str(pairs_bin),
-                           "--param", "protocol.n_folds=2", "-q").stdout
-    via_torch = run_facerun("eval", "--backbone", "small-cnn", "--weights", str(weights), *PARAMS, "--protocol",
-                            "pairs", "--data", str(pairs_bin), "--param", "protocol.n_folds=2", "-q").stdout
+    via_onnx = run_facerun(
+        "eval",
+        "--backbone",
+        f"onnx:{out}",
+        "--protocol",
+        "pairs",
+        "--data",
+        str(pairs_bin),
+        "--param",
+        "protocol.n_folds=2",
+        "-q",
+    ).stdout
+    via_torch = run_facerun(
+        "eval",
+        "--backbone",
+        "small-cnn",
+        "--weights",
+        str(weights),
+        *PARAMS,
+        "--protocol",
+        "pairs",
+        "--data",
+        str(pairs_bin),
+        "--param",
+        "protocol.n_folds=2",
+        "-q",
+    ).stdout
     assert via_onnx == via_torch and "accuracy=" in via_onnx
     from facerec.data.writers import write_dataset
 
     folder = tmp_path / "faces"
 
     write_dataset(facerec.create("dataset", "synthetic", num_ids=3, per_id=3, image_size=112), folder, "folder")
-    run_facerun("extract", "--backbone", f"onnx:{out}", "--data", str(folder), "--out", str(tmp_path / "a.safetensors"),
-                "-q", "--batch-size", "4")
-    run_facerun("extract", "--backbone", "small-cnn", "--weights", str(weights), *PARAMS, "--data", str(folder),
-                "--out", str(tmp_path / "b.safetensors"), "-q", "--no-optimize")
+    run_facerun(
+        "extract",
+        "--backbone",
+        f"onnx:{out}",
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "a.safetensors"),
+        "-q",
+        "--batch-size",
+        "4",
+    )
+    run_facerun(
+        "extract",
+        "--backbone",
+        "small-cnn",
+        "--weights",
+        str(weights),
+        *PARAMS,
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "b.safetensors"),
+        "-q",
+        "--no-optimize",
+    )
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
     assert a["embeddings"].shape == (9, 32)
     assert (a["embeddings"] - b["embeddings"]).abs().max() <= 1e-4 * max(1.0, float(b["embeddings"].abs().max()))
@@ -91,8 +137,9 @@ def test_fixed_batch_with_preprocessing_folded_is_fed_in_chunks(tmp_path, weight
 
     net = facerec.create("backbone", "small-cnn", width=8, embedding_size=32)
     facerec.load_weights(net, str(weights))
-    result = export_onnx(net.eval(), tmp_path / "fixed.onnx", name="small-cnn", batch=4, with_preprocessing=True,
-                         weights=weights)
+    result = export_onnx(
+        net.eval(), tmp_path / "fixed.onnx", name="small-cnn", batch=4, with_preprocessing=True, weights=weights
+    )
     assert list(result.max_abs_diff) == [4]
     model = onnx.load(str(tmp_path / "fixed.onnx"))
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [4, 3, 112, 112]
@@ -108,8 +155,19 @@ def test_fixed_batch_with_preprocessing_folded_is_fed_in_chunks(tmp_path, weight
 @pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None, reason="--exporter dynamo needs onnxscript")
 def test_dynamo_exporter(tmp_path, weights, run_facerun):
     out = tmp_path / "d.onnx"
-    text = run_facerun("export", "--backbone", "small-cnn", "--weights", str(weights), *PARAMS, "--out", str(out),
-                       "--exporter", "dynamo", "--with-preprocessing").stdout
+    text = run_facerun(
+        "export",
+        "--backbone",
+        "small-cnn",
+        "--weights",
+        str(weights),
+        *PARAMS,
+        "--out",
+        str(out),
+        "--exporter",
+        "dynamo",
+        "--with-preprocessing",
+    ).stdout
     assert "opset 18" in text and "at batch 7" in text
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and not dims[0].HasField("dim_value")
@@ -118,14 +176,22 @@ def test_dynamo_exporter(tmp_path, weights, run_facerun):
 #: name -> (facerun arguments given the folder, the weights file and the .bin, what the one-line error says)
 BAD_INPUT = {
     "suffix": (lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.txt")), "must end in .onnx"),
-    "batch": (lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.onnx"), "--batch", "0"),
-              "--batch"),
-    "weights": (lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.onnx"),
-                                 "--weights", str(t / "no")), "neither a file nor a registered card"),
-    "missing-model": (lambda t, w, b: ("eval", "--backbone", f"onnx:{t / 'none.onnx'}", "--protocol", "pairs",
-                                       "--data", str(b)), "ONNX model not found"),
-    "not-onnx": (lambda t, w, b: ("eval", "--backbone", f"onnx:{w}", "--protocol", "pairs", "--data", str(b)),
-                 "ONNX Runtime cannot load it"),
+    "batch": (
+        lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.onnx"), "--batch", "0"),
+        "--batch",
+    ),
+    "weights": (
+        lambda t, w, b: ("export", "--backbone", "small-cnn", "--out", str(t / "m.onnx"), "--weights", str(t / "no")),
+        "neither a file nor a registered card",
+    ),
+    "missing-model": (
+        lambda t, w, b: ("eval", "--backbone", f"onnx:{t / 'none.onnx'}", "--protocol", "pairs", "--data", str(b)),
+        "ONNX model not found",
+    ),
+    "not-onnx": (
+        lambda t, w, b: ("eval", "--backbone", f"onnx:{w}", "--protocol", "pairs", "--data", str(b)),
+        "ONNX Runtime cannot load it",
+    ),
 }
 
 
@@ -148,7 +214,14 @@ def test_missing_onnx_package_says_how_to_install(tmp_path, run_facerun):
     for name in ("onnx", "onnxruntime"):
         (hide / name).mkdir(parents=True)
         (hide / name / "__init__.py").write_text(f"raise ImportError('No module named {name}')\n")
-    proc = run_facerun("export", "--backbone", "small-cnn", "--out", str(tmp_path / "m.onnx"), check=False,
-                       env={"PYTHONPATH": str(hide)})
+    proc = run_facerun(
+        "export",
+        "--backbone",
+        "small-cnn",
+        "--out",
+        str(tmp_path / "m.onnx"),
+        check=False,
+        env={"PYTHONPATH": str(hide)},
+    )
     assert proc.returncode == 1 and "facerec-core[onnx]" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.onnx").exists()

@@ -13,17 +13,40 @@ from facerec import registry
 from facerec.api import GeneratedBatch, Generator, TensorDataset
 from facerec.nn import SmallCNN
 from facerec.errors import FacerecError, ParameterError, UnknownComponentError
-from facerec.recipes import (CachedDataset, LabelledConcat, RunDir, markdown_table, parse_params, resolve_recipe,
-                             run_pipeline)
+from facerec.recipes import (
+    CachedDataset,
+    LabelledConcat,
+    RunDir,
+    markdown_table,
+    parse_params,
+    resolve_recipe,
+    run_pipeline,
+)
 
 #: tiny settings that keep a full pipeline run to seconds
-TINY = ("backbone.width=4", "backbone.embedding_size=16", "dataset.num_ids=8", "dataset.per_id=4",
-        "protocol.pairs_per_fold=8", "protocol.num_folds=2", "train.batch_size=16", "train.log_every=2")
+TINY = (
+    "backbone.width=4",
+    "backbone.embedding_size=16",
+    "dataset.num_ids=8",
+    "dataset.per_id=4",
+    "protocol.pairs_per_fold=8",
+    "protocol.num_folds=2",
+    "train.batch_size=16",
+    "train.log_every=2",
+)
 
 
 def test_parse_params_literals_and_errors():
-    got = parse_params(["backbone.width=8", "train.betas=(0.9, 0.99)", "recipe.augment=none", "head.name=arc x",
-                        "train.amp=bf16", "train.progress=false"])
+    got = parse_params(
+        [
+            "backbone.width=8",
+            "train.betas=(0.9, 0.99)",
+            "recipe.augment=none",
+            "head.name=arc x",
+            "train.amp=bf16",
+            "train.progress=false",
+        ]
+    )
     assert got["backbone"] == {"width": 8} and got["train"]["betas"] == (0.9, 0.99)
     assert got["recipe"] == {"augment": None} and got["head"] == {"name": "arc x"}
     assert got["train"]["amp"] == "bf16" and got["train"]["progress"] is False
@@ -38,8 +61,7 @@ REFUSED_BEFORE_WORK = {
     "backbone-typo": (dict(backbone="small-cn"), UnknownComponentError, "did you mean small-cnn"),
     "head-typo": (dict(backbone="small-cnn", head="arcfase"), UnknownComponentError, "arcface"),
     "head-param": (dict(backbone="small-cnn", params=("head.q=1",), head="cosface"), ParameterError, "head.q"),
-    "train-param": (dict(backbone="small-cnn", params=("train.stepz=1",)), ParameterError,
-                    "did you mean train.steps"),
+    "train-param": (dict(backbone="small-cnn", params=("train.stepz=1",)), ParameterError, "did you mean train.steps"),
     "recipe-param": (dict(backbone="small-cnn", params=("recipe.gen_stepz=1",)), ParameterError, "recipe.gen_stepz"),
     "stage": (dict(backbone="small-cnn", stage="trunk"), ParameterError, "has no stages"),
     "recipe": (dict(backbone="small-cnn", recipe="nope"), UnknownComponentError, "no recipe named 'nope'"),
@@ -64,11 +86,28 @@ def test_default_recipe_follows_the_backbone():
 
 def test_cli_pipeline_then_train_resume_is_exact(tmp_path, run_facerun):
     straight = tmp_path / "straight"
-    proc = run_facerun("--backbone", "small-cnn", "--out", str(straight), *[a for p in TINY for a in ("--param", p)],
-                       "--param", "train.steps=6", "--param", "recipe.augment=none", cwd=tmp_path)
+    proc = run_facerun(
+        "--backbone",
+        "small-cnn",
+        "--out",
+        str(straight),
+        *[a for p in TINY for a in ("--param", p)],
+        "--param",
+        "train.steps=6",
+        "--param",
+        "recipe.augment=none",
+        cwd=tmp_path,
+    )
     assert "synthetic-pairs/accuracy" in proc.stdout and "Traceback" not in proc.stderr
-    for name in ("config.json", "metrics.json", "summary.md", "log.jsonl", "backbone.safetensors",
-                 "checkpoints/train-last.safetensors", "eval/train-synthetic-pairs.json"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "summary.md",
+        "log.jsonl",
+        "backbone.safetensors",
+        "checkpoints/train-last.safetensors",
+        "eval/train-synthetic-pairs.json",
+    ):
         assert (straight / name).is_file(), name
     config = json.loads((straight / "config.json").read_text())
     assert config["head"] == "arcface" and config["dataset"] == "synthetic" and config["params"]["train"]["steps"] == 6
@@ -82,8 +121,18 @@ def test_cli_pipeline_then_train_resume_is_exact(tmp_path, run_facerun):
     model.load_state_dict(state, strict=True)
 
     split = tmp_path / "split"
-    common = ["train", "--backbone", "small-cnn", "--out", str(split), "--steps", "6",
-              *[a for p in TINY for a in ("--param", p)], "--param", "recipe.augment=none"]
+    common = [
+        "train",
+        "--backbone",
+        "small-cnn",
+        "--out",
+        str(split),
+        "--steps",
+        "6",
+        *[a for p in TINY for a in ("--param", p)],
+        "--param",
+        "recipe.augment=none",
+    ]
     run_facerun(*common, "--param", "train.stop_at=3", cwd=tmp_path)
     assert not (split / "backbone.safetensors").exists()  # interrupted: no final model yet
     run_facerun(*common, "--resume", cwd=tmp_path)
@@ -93,8 +142,9 @@ def test_cli_pipeline_then_train_resume_is_exact(tmp_path, run_facerun):
 
 
 def test_cli_errors_are_one_line(tmp_path, run_facerun):
-    proc = run_facerun("train", "--backbone", "small-cnn", "--out", str(tmp_path / "x"), "--param",
-                       "backbone.widht=3", check=False)
+    proc = run_facerun(
+        "train", "--backbone", "small-cnn", "--out", str(tmp_path / "x"), "--param", "backbone.widht=3", check=False
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "backbone.widht" in lines[0] and "did you mean width" in lines[0]
@@ -126,23 +176,35 @@ def test_generator_comparison(tmp_path, monkeypatch):
 
     def find(kind, name):
         if kind == "generator" and name == "toy":
-            return registry.Component(name="toy", kind="generator", distribution="tests", version="0",
-                                      target="tests:ToyGenerator")
+            return registry.Component(
+                name="toy", kind="generator", distribution="tests", version="0", target="tests:ToyGenerator"
+            )
         return real_find(kind, name)
 
     monkeypatch.setattr(registry, "find", find)
-    monkeypatch.setattr(registry, "load", lambda kind, name: ToyGenerator if (kind, name) == ("generator", "toy")
-                        else real_load(kind, name))
-    metrics = run_pipeline(backbone="small-cnn", generator="toy", out=str(tmp_path), echo=None,
-                           params=(*TINY, "train.steps=3", "recipe.gen_ids=3", "recipe.gen_per_id=4",
-                                   "recipe.gen_steps=2"))
+    monkeypatch.setattr(
+        registry,
+        "load",
+        lambda kind, name: ToyGenerator if (kind, name) == ("generator", "toy") else real_load(kind, name),
+    )
+    metrics = run_pipeline(
+        backbone="small-cnn",
+        generator="toy",
+        out=str(tmp_path),
+        echo=None,
+        params=(*TINY, "train.steps=3", "recipe.gen_ids=3", "recipe.gen_per_id=4", "recipe.gen_steps=2"),
+    )
     assert metrics["generator"] == {"steps": 2.0}
     assert metrics["baseline"]["step"] == 3 and metrics["with-generated"]["step"] == 3
     assert "delta/synthetic-pairs/accuracy" in metrics
     summary = (tmp_path / "summary.md").read_text()
     assert "With and without generated data" in summary and "| with-generated | 44 | 11 |" in summary
-    for name in ("backbone-baseline.safetensors", "backbone-with-generated.safetensors",
-                 "pictures/generated-samples.png", "checkpoints/with-generated-last.safetensors"):
+    for name in (
+        "backbone-baseline.safetensors",
+        "backbone-with-generated.safetensors",
+        "pictures/generated-samples.png",
+        "checkpoints/with-generated-last.safetensors",
+    ):
         assert (tmp_path / name).is_file(), name
 
 

@@ -71,8 +71,9 @@ def test_pairs_lfw_matches_manual_pipeline(model, lfw):
 
 
 def test_pairs_flip_and_compat_accuracy(model, lfw):
-    proto = facerec.create("protocol", "pairs", data=str(lfw / "pairs.txt"), max_pairs=20, flip=True,
-                           accuracy="insightface")
+    proto = facerec.create(
+        "protocol", "pairs", data=str(lfw / "pairs.txt"), max_pairs=20, flip=True, accuracy="insightface"
+    )
     keys = proto.items()
     emb = _embed(model, [proto.root / k for k in keys], flip=True)
     got = proto.evaluate_features(FeatureTable(keys, emb))
@@ -99,7 +100,7 @@ def _mini_lfw(tmp_path: Path, lfw: Path, lines: list[str], header: str | None = 
 
 def _first_lines(lfw, n_same, n_diff):
     lines = (lfw / "pairs.txt").read_text().splitlines()
-    return lines[1:1 + n_same] + lines[301:301 + n_diff]
+    return lines[1 : 1 + n_same] + lines[301 : 301 + n_diff]
 
 
 def test_missing_images_error_and_skip(model, lfw, tmp_path):
@@ -251,8 +252,10 @@ def _fabricate_ijb(tmp_path: Path, lfw: Path) -> tuple[Path, list[Path], list[st
             n += 1
             ang = float(torch.rand(1, generator=g) - 0.5) * 0.5
             s = 1.2 + float(torch.rand(1, generator=g)) * 0.5
-            m = torch.tensor([[[s * np.cos(ang), -s * np.sin(ang), 40.0], [s * np.sin(ang), s * np.cos(ang), 30.0]]],
-                             dtype=torch.float64)
+            m = torch.tensor(
+                [[[s * np.cos(ang), -s * np.sin(ang), 40.0], [s * np.sin(ang), s * np.cos(ang), 30.0]]],
+                dtype=torch.float64,
+            )
             big = warp_affine(read_image(src)[None], m, (240, 220))[0]
             name = f"{n}.jpg"
             (root / "loose_crop" / name).write_bytes(encode_jpeg(big, quality=98))

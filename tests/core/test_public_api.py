@@ -153,19 +153,28 @@ def test_plugins_use_only_the_public_api(src: Path):
 
 def test_plugin_sources_were_found():
     names = {p.parent.name for p in PLUGIN_SOURCES}
-    assert {"facerec_vec2face", "facerec_dcr", "facerec_virface", "facerec_vggface2", "facerec-dlib",
-            "facerec-template"} <= names
+    assert {
+        "facerec_vec2face",
+        "facerec_dcr",
+        "facerec_virface",
+        "facerec_vggface2",
+        "facerec-dlib",
+        "facerec-template",
+    } <= names
 
 
-@pytest.mark.parametrize(("source", "flagged"), [
-    ("from facerec.api import Backbone, InputSpec", []),
-    ("from facerec.commands.extract import check_device", ["module facerec.commands.extract is not public"]),
-    ("from facerec.engine import Trainer, no_such_name", ["facerec.engine.no_such_name is not public"]),
-    ("import facerec\nfacerec.create('backbone', 'x')\nfacerec.cli.run()", ["facerec.cli is not public"]),
-    ("from facerec import metrics as M\nM.rank_k\nM._private", ["facerec.metrics._private is not public"]),
-    ("import facerec.data.formats as F\nF.ImageList\nF.re", ["facerec.data.formats.re is not public"]),
-    ("from facerec import pipeline", ["facerec.pipeline is not public"]),
-])
+@pytest.mark.parametrize(
+    ("source", "flagged"),
+    [
+        ("from facerec.api import Backbone, InputSpec", []),
+        ("from facerec.commands.extract import check_device", ["module facerec.commands.extract is not public"]),
+        ("from facerec.engine import Trainer, no_such_name", ["facerec.engine.no_such_name is not public"]),
+        ("import facerec\nfacerec.create('backbone', 'x')\nfacerec.cli.run()", ["facerec.cli is not public"]),
+        ("from facerec import metrics as M\nM.rank_k\nM._private", ["facerec.metrics._private is not public"]),
+        ("import facerec.data.formats as F\nF.ImageList\nF.re", ["facerec.data.formats.re is not public"]),
+        ("from facerec import pipeline", ["facerec.pipeline is not public"]),
+    ],
+)
 def test_the_check_flags_what_is_not_public(source, flagged):
     assert [b.split(": ", 1)[1] for b in non_public_uses(source, "x.py")] == flagged
 

@@ -20,9 +20,12 @@ def test_quickstart_train_folder_and_lmdb(shared_data, readme, tmp_path):
     assert [c.split()[1] for c in commands] == ["train", "data", "train", "eval"], commands
     assert all("--backbone iresnet50" in c for c in commands if c.split()[1] in ("train", "eval"))
     small = ["--param", f"protocol.max_pairs={PAIRS}"]
-    done = readme.run(commands, {"../shared/data/lfw": str(shared_data / "lfw")}, cwd=tmp_path,
-                      extra={"facerun train": ["--steps", "2", "--batch-size", "8", *small],
-                             "facerun eval": [*small, "-q"]})
+    done = readme.run(
+        commands,
+        {"../shared/data/lfw": str(shared_data / "lfw")},
+        cwd=tmp_path,
+        extra={"facerun train": ["--steps", "2", "--batch-size", "8", *small], "facerun eval": [*small, "-q"]},
+    )
     for run, source in (("r50-folder", "image-folder"), ("r50-lmdb", "lmdb")):
         config = json.loads((tmp_path / run / "config.json").read_text())
         assert (config["backbone"], config["head"], config["dataset"]) == ("iresnet50", "arcface", source)

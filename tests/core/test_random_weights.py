@@ -8,8 +8,16 @@ import facerec
 from facerec.data.writers import write_dataset
 from facerec.weights import save_weights
 
-BB = ["--backbone", "small-cnn", "--param", "backbone.width=4", "--param", "backbone.image_size=32",
-      "--param", "backbone.embedding_size=8"]
+BB = [
+    "--backbone",
+    "small-cnn",
+    "--param",
+    "backbone.width=4",
+    "--param",
+    "backbone.image_size=32",
+    "--param",
+    "backbone.embedding_size=8",
+]
 PAIRS = ["-p", "synthetic-pairs", "--param", "protocol.num_folds=2", "--param", "protocol.pairs_per_fold=8", "-q"]
 
 
@@ -21,8 +29,9 @@ def test_eval_without_weights_warns_and_the_report_says_so(run_facerun, tmp_path
     # with weights: no warning, no label
     model = facerec.create("backbone", "small-cnn", width=4, image_size=32, embedding_size=8)
     save_weights(model, tmp_path / "w.safetensors")
-    proc = run_facerun("eval", *BB, *PAIRS, "--weights", str(tmp_path / "w.safetensors"),
-                       "--out", str(tmp_path / "rep2"))
+    proc = run_facerun(
+        "eval", *BB, *PAIRS, "--weights", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "rep2")
+    )
     assert "RANDOM" not in proc.stderr
     assert "random weights" not in (tmp_path / "rep2" / "summary.md").read_text()
 
@@ -30,7 +39,8 @@ def test_eval_without_weights_warns_and_the_report_says_so(run_facerun, tmp_path
 def test_extract_without_weights_warns(run_facerun, tmp_path):
     data = facerec.create("dataset", "synthetic", num_ids=2, per_id=2, image_size=32)
     write_dataset(data, tmp_path / "faces", "folder")
-    proc = run_facerun("extract", *BB, "--data", str(tmp_path / "faces"),
-                       "--out", str(tmp_path / "f.safetensors"), "-q")
+    proc = run_facerun(
+        "extract", *BB, "--data", str(tmp_path / "faces"), "--out", str(tmp_path / "f.safetensors"), "-q"
+    )
     assert "facerun extract without --weights" in proc.stderr and "RANDOM weights" in proc.stderr
     assert (tmp_path / "f.safetensors").is_file()

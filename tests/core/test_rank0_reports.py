@@ -9,8 +9,16 @@ from __future__ import annotations
 from facerec.engine.distributed import is_main_process
 from facerec.recipes import RunDir, run_pipeline
 
-TINY = ("backbone.image_size=32", "backbone.width=8", "dataset.num_ids=6", "dataset.per_id=2",
-        "train.batch_size=4", "train.steps=1", "protocol.pairs_per_fold=4", "protocol.num_folds=2")
+TINY = (
+    "backbone.image_size=32",
+    "backbone.width=8",
+    "dataset.num_ids=6",
+    "dataset.per_id=2",
+    "train.batch_size=4",
+    "train.steps=1",
+    "protocol.pairs_per_fold=4",
+    "protocol.num_folds=2",
+)
 
 
 def test_rank_from_torchrun_environment(monkeypatch):

@@ -48,15 +48,21 @@ def test_parameters_per_preset_under_the_users_values():
     assert toy_recipe(_config("paper"), None) == {"steps": 300, "mode": "exact"}
 
 
-@pytest.mark.parametrize("given, message", [
-    ("recipe.stepz=4", "--param recipe.stepz: recipe 'toy' has no parameter 'stepz' (did you mean steps?); "
-                       "accepted: steps, mode, scale, name"),
-    ("recipe.steps=0", "--param recipe.steps (recipe toy) must be in [1, 1000], got 0"),
-    ("recipe.steps=2.5", "--param recipe.steps (recipe toy) must be an integer, got 2.5"),
-    ("recipe.mode=slow", "--param recipe.mode (recipe toy) must be one of 'fast', 'exact', got 'slow'"),
-    ("recipe.scale=nan", "--param recipe.scale (recipe toy) must be a finite number, got nan"),
-    ("recipe.mode=exact", "recipe 'toy': mode 'exact' needs steps >= 10"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (
+            "recipe.stepz=4",
+            "--param recipe.stepz: recipe 'toy' has no parameter 'stepz' (did you mean steps?); "
+            "accepted: steps, mode, scale, name",
+        ),
+        ("recipe.steps=0", "--param recipe.steps (recipe toy) must be in [1, 1000], got 0"),
+        ("recipe.steps=2.5", "--param recipe.steps (recipe toy) must be an integer, got 2.5"),
+        ("recipe.mode=slow", "--param recipe.mode (recipe toy) must be one of 'fast', 'exact', got 'slow'"),
+        ("recipe.scale=nan", "--param recipe.scale (recipe toy) must be a finite number, got nan"),
+        ("recipe.mode=exact", "recipe 'toy': mode 'exact' needs steps >= 10"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors(given, message):
     with pytest.raises(ParameterError) as err:
         toy_recipe.resolve(_config("quick", given))
@@ -65,8 +71,11 @@ def test_bad_parameters_are_one_line_errors(given, message):
 
 def test_component_and_recipe_names_share_one_check():
     """registry.create, --param KIND.* and --param recipe.* refuse unknown names with one message shape."""
-    with pytest.raises(ParameterError, match=r"^head 'arcface' has no parameter 'easy_margn' \(did you mean "
-                                             r"easy_margin\?\); accepted: embedding_size, num_classes, s, m"):
+    with pytest.raises(
+        ParameterError,
+        match=r"^head 'arcface' has no parameter 'easy_margn' \(did you mean "
+        r"easy_margin\?\); accepted: embedding_size, num_classes, s, m",
+    ):
         registry.create("head", "arcface", embedding_size=4, num_classes=2, easy_margn=True)
     P.check_names(lambda **kw: None, {"anything": 1}, "f")  # takes **kwargs: any name
     assert P.accepted(ToyParams) == ["steps", "mode", "scale", "name"] and P.takes(ToyParams, "mode")
@@ -87,15 +96,23 @@ def test_info_recipe_lists_fields_types_presets_and_ranges(run_facerun):
     assert "augment: default 'flip' (one of 'flip' or none)" in text
     assert "falls back to: head arcface, dataset synthetic, protocols synthetic-pairs" in text
     data = json.loads(run_facerun("info", "recipe", "standard", "--json").stdout)
-    assert data["parameters"]["gen_steps"] == {"default": 50, "required": False, "annotation": "int", "quick": 50,
-                                               "paper": 5000, "help": "generator training steps",
-                                               "type": "an integer", "range": ">= 0"}
+    assert data["parameters"]["gen_steps"] == {
+        "default": 50,
+        "required": False,
+        "annotation": "int",
+        "quick": 50,
+        "paper": 5000,
+        "help": "generator training steps",
+        "type": "an integer",
+        "range": ">= 0",
+    }
     assert data["stages"] == [] and data["summary"].startswith("Train a backbone")
 
 
 def test_bad_recipe_parameter_through_facerun_is_one_line(tmp_path, run_facerun):
-    proc = run_facerun("--backbone", "small-cnn", "--out", str(tmp_path / "r"), "--param", "recipe.gen_ids=0",
-                       check=False)
+    proc = run_facerun(
+        "--backbone", "small-cnn", "--out", str(tmp_path / "r"), "--param", "recipe.gen_ids=0", check=False
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == ["Error: --param recipe.gen_ids (recipe standard) must be >= 1, got 0"]
     assert not (tmp_path / "r").exists()
@@ -115,7 +132,9 @@ def test_undeclared_recipe_is_a_one_line_error(tmp_path, monkeypatch):
         return {}
 
     _register(monkeypatch, "plain", plain)
-    with pytest.raises(FacerecError, match=r"^recipe 'plain' is a plain function: declare it with facerec.recipes.recipe"):
+    with pytest.raises(
+        FacerecError, match=r"^recipe 'plain' is a plain function: declare it with facerec.recipes.recipe"
+    ):
         run_pipeline(backbone="small-cnn", recipe="plain", out=str(tmp_path / "p"), echo=None)
     assert not (tmp_path / "p").exists()
     _register(monkeypatch, "broken", 42)
@@ -150,7 +169,7 @@ def test_one_roc_and_cmc_plotter(tmp_path):
     assert reports.roc_points({"scores": fpr}) is None
     if not reports.have_matplotlib():
         pytest.skip("matplotlib is not installed")
-    roc = reports.plot_roc({"a": (fpr, tpr), "b": (fpr, tpr ** 2)}, tmp_path / "roc.png", "two models")
+    roc = reports.plot_roc({"a": (fpr, tpr), "b": (fpr, tpr**2)}, tmp_path / "roc.png", "two models")
     cmc = reports.plot_cmc({"a": [0.5, 0.7, 0.9]}, tmp_path / "cmc.png", chance=0.1)
     for path in (roc, cmc):
         assert path.read_bytes()[:4] == b"\x89PNG"

@@ -35,18 +35,18 @@ def independent_read(rec: Path, idx: Path) -> dict[int, tuple]:
         key, offset = (int(v) for v in line.split("\t"))
         pos, data = offset, b""
         while True:
-            magic, lrec = struct.unpack("<II", blob[pos:pos + 8])
+            magic, lrec = struct.unpack("<II", blob[pos : pos + 8])
             assert magic == MAGIC, f"record {key}: magic {magic:x}"
             cflag, length = lrec >> 29, lrec & ((1 << 29) - 1)
-            data += blob[pos + 8:pos + 8 + length]
+            data += blob[pos + 8 : pos + 8 + length]
             pos += 8 + length + (-length % 4)
             if cflag in (0, 3):
                 break
             data += struct.pack("<I", MAGIC)
         flag, label, rid, id2 = struct.unpack("<IfQQ", data[:24])
         if flag > 0:
-            label = list(struct.unpack(f"<{flag}f", data[24:24 + 4 * flag]))
-        out[key] = (flag, label, rid, id2, data[24 + 4 * flag:])
+            label = list(struct.unpack(f"<{flag}f", data[24 : 24 + 4 * flag]))
+        out[key] = (flag, label, rid, id2, data[24 + 4 * flag :])
     return out
 
 
@@ -59,7 +59,7 @@ def independent_write(rec: Path, idx: Path, records: list[tuple[int, object, byt
         else:
             data = struct.pack("<IfQQ", 0, float(label), key, 0) + image
         lines.append(f"{key}\t{len(blob)}")
-        cuts = [i for i in range(0, len(data) - len(data) % 4, 4) if struct.unpack("<I", data[i:i + 4])[0] == MAGIC]
+        cuts = [i for i in range(0, len(data) - len(data) % 4, 4) if struct.unpack("<I", data[i : i + 4])[0] == MAGIC]
         start = 0
         for n, cut in enumerate(cuts):
             blob += struct.pack("<II", MAGIC, (1 if n == 0 else 2) << 29 | (cut - start)) + data[start:cut]
@@ -111,8 +111,11 @@ def test_reader_handles_split_records_label_vectors_and_no_header(tmp_path):
     images = [jpeg(i) for i in range(6)]
     # an image whose data holds the record magic at 4-byte aligned positions (split into 3 parts)
     tricky = b"\xff\xd8\xff\xe0" + struct.pack("<I", MAGIC) + b"abcd" + struct.pack("<I", MAGIC) + images[5][4:]
-    records = [(0, [7.0, 9.0], b""), *[(k + 1, float(k // 2), images[k]) for k in range(5)],
-               (6, [2.0, 0.5], tricky)]  # a label vector: its first entry is the label
+    records = [
+        (0, [7.0, 9.0], b""),
+        *[(k + 1, float(k // 2), images[k]) for k in range(5)],
+        (6, [2.0, 0.5], tricky),
+    ]  # a label vector: its first entry is the label
     # no identity records, header says images are 1..6 (record 7 would be the first identity)
     records[0] = (0, [7.0, 7.0], b"")
     independent_write(tmp_path / "a.rec", tmp_path / "a.idx", records)
@@ -155,8 +158,9 @@ def test_info_and_convert_both_ways_are_byte_identical(tmp_path, synthetic, run_
     text = run_facerun("data", "info", str(tmp_path / "train.rec")).stdout
     assert "identities: 4" in text and "samples: 12" in text
     run_facerun("data", "convert", str(tmp_path / "train.rec"), "--to", str(tmp_path / "train.lmdb"), "-q")
-    run_facerun("data", "convert", str(tmp_path / "train.lmdb"), "--to", str(tmp_path / "back"),
-                "--format", "rec", "-q")
+    run_facerun(
+        "data", "convert", str(tmp_path / "train.lmdb"), "--to", str(tmp_path / "back"), "--format", "rec", "-q"
+    )
     a, b = RecordIODataset(tmp_path / "train.rec"), RecordIODataset(tmp_path / "back")
     lm = open_dataset(tmp_path / "train.lmdb")
     assert a.labels.tolist() == lm.labels.tolist() == b.labels.tolist()
@@ -172,22 +176,24 @@ def test_corrupt_and_truncated_records_name_the_record_and_convert_resumes(tmp_p
     offsets = {int(k): int(o) for k, o in (ln.split("\t") for ln in (tmp_path / "train.idx").read_text().splitlines())}
     # record 10's JPEG bytes are garbage: reading (and converting) stops there, naming record 10
     bad = bytearray(good)
-    bad[offsets[10] + 8 + 24:offsets[10] + 8 + 40] = b"\0" * 16
+    bad[offsets[10] + 8 + 24 : offsets[10] + 8 + 40] = b"\0" * 16
     (tmp_path / "train.rec").write_bytes(bytes(bad))
     out = tmp_path / "out.lmdb"
-    proc = run_facerun("data", "convert", str(tmp_path / "train.rec"), "--to", str(out), "--chunk", "4", "-q",
-                       check=False)
+    proc = run_facerun(
+        "data", "convert", str(tmp_path / "train.rec"), "--to", str(out), "--chunk", "4", "-q", check=False
+    )
     assert proc.returncode == 1 and "record 10" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists() and Path(str(out) + ".partial").exists()
     # repaired, the same command resumes after the committed chunks and gives the full output
     (tmp_path / "train.rec").write_bytes(good)
     done = run_facerun("data", "convert", str(tmp_path / "train.rec"), "--to", str(out), "--chunk", "4").stdout
     assert "resumed at 8" in done and "wrote 12 images" in done
-    assert [open_dataset(out).read_raw(i) for i in range(12)] == \
-        [RecordIODataset(tmp_path / "train.rec").read_raw(i) for i in range(12)]
+    assert [open_dataset(out).read_raw(i) for i in range(12)] == [
+        RecordIODataset(tmp_path / "train.rec").read_raw(i) for i in range(12)
+    ]
     # a record whose magic is destroyed, and a file cut short inside its last record
     bad = bytearray(good)
-    bad[offsets[5]:offsets[5] + 4] = b"JUNK"
+    bad[offsets[5] : offsets[5] + 4] = b"JUNK"
     (tmp_path / "train.rec").write_bytes(bytes(bad))
     with pytest.raises(DataError, match=r"record 5\b.*magic"):
         ds = RecordIODataset(tmp_path / "train.rec")
@@ -205,8 +211,7 @@ def test_forked_dataloader_workers_open_their_own_handle(tmp_path, synthetic):
     write_dataset(synthetic, tmp_path / "train.rec", "rec")
     ds = RecordIODataset(tmp_path / "train.rec")
     ds.read_raw(0)  # the parent holds an open descriptor before the fork
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2,
-                                         multiprocessing_context="fork")
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="fork")
     images = torch.cat([b["image"] for b in loader])
     assert torch.equal(images, ds.batch(range(12))["image"].contiguous())
 
@@ -214,8 +219,18 @@ def test_forked_dataloader_workers_open_their_own_handle(tmp_path, synthetic):
 def test_extract_embeds_a_rec_set_keyed_by_record(tmp_path, synthetic, run_facerun):
     write_dataset(synthetic, tmp_path / "train.rec", "rec")
     out = tmp_path / "f.safetensors"
-    run_facerun("extract", "--backbone", "small-cnn", "--param", "backbone.width=8", "--data",
-                str(tmp_path / "train.rec"), "--out", str(out), "-q")
+    run_facerun(
+        "extract",
+        "--backbone",
+        "small-cnn",
+        "--param",
+        "backbone.width=8",
+        "--data",
+        str(tmp_path / "train.rec"),
+        "--out",
+        str(out),
+        "-q",
+    )
     from facerec.protocols.common import load_features
 
     table = load_features(out)
@@ -228,7 +243,7 @@ def test_interrupted_rec_write_resumes_to_the_same_bytes(tmp_path, synthetic):
     good = (tmp_path / "src.rec").read_bytes()
     offsets = {int(k): int(o) for k, o in (ln.split("\t") for ln in (tmp_path / "src.idx").read_text().splitlines())}
     bad = bytearray(good)
-    bad[offsets[10] + 8 + 24:offsets[10] + 8 + 40] = b"\0" * 16  # record 10's JPEG is garbage
+    bad[offsets[10] + 8 + 24 : offsets[10] + 8 + 40] = b"\0" * 16  # record 10's JPEG is garbage
     (tmp_path / "src.rec").write_bytes(bytes(bad))
     out = tmp_path / "out" / "train.rec"
     out.parent.mkdir()

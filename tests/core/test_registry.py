@@ -22,35 +22,63 @@ from facerec.errors import ComponentLoadError, ParameterError, UnknownComponentE
 
 PLUGINS = {
     # an import error at load time (a module that does not exist inside the plugin)
-    "facerec-broken": ("facerec_broken", 'FACEREC_API = 1\n',
-                       {"facerec.backbones": {"broken-net": "facerec_broken.net:Net"}}, ["facerec-core>=1.0,<2"], {}),
+    "facerec-broken": (
+        "facerec_broken",
+        "FACEREC_API = 1\n",
+        {"facerec.backbones": {"broken-net": "facerec_broken.net:Net"}},
+        ["facerec-core>=1.0,<2"],
+        {},
+    ),
     # registers a name core already has, plus one of its own
-    "facerec-dupe": ("facerec_dupe", 'FACEREC_API = 1\n',
-                     {"facerec.backbones": {"small-cnn": "facerec_dupe.net:Net", "dupe-only": "facerec_dupe.net:Net"}},
-                     ["facerec-core>=1.0,<2"],
-                     {"net.py": '"""Dupe net: a copy registered under a taken name."""\n'
-                                'from facerec.nn import SmallCNN\n\n'
-                                'class Net(SmallCNN):\n    """The duplicate network."""\n'}),
+    "facerec-dupe": (
+        "facerec_dupe",
+        "FACEREC_API = 1\n",
+        {"facerec.backbones": {"small-cnn": "facerec_dupe.net:Net", "dupe-only": "facerec_dupe.net:Net"}},
+        ["facerec-core>=1.0,<2"],
+        {
+            "net.py": '"""Dupe net: a copy registered under a taken name."""\n'
+            "from facerec.nn import SmallCNN\n\n"
+            'class Net(SmallCNN):\n    """The duplicate network."""\n'
+        },
+    ),
     # built for a future core: refused from metadata alone
-    "facerec-future": ("facerec_future", 'FACEREC_API = 2\n', {"facerec.heads": {"future-head": "facerec_future:Head"}},
-                       ["facerec-core>=2.0"], {}),
+    "facerec-future": (
+        "facerec_future",
+        "FACEREC_API = 2\n",
+        {"facerec.heads": {"future-head": "facerec_future:Head"}},
+        ["facerec-core>=2.0"],
+        {},
+    ),
     # a command named like core's `train` (plus core's own `train` must stay reachable)
-    "facerec-clash": ("facerec_clash", 'FACEREC_API = 1\n', {"facerec.commands": {"train": "facerec_clash.cmd:train"}},
-                      ["facerec-core>=1.0,<2"],
-                      {"cmd.py": 'import click\n\n\n@click.command()\ndef train():\n'
-                                 '    """The clashing train command."""\n    click.echo("clash train ran")\n'}),
+    "facerec-clash": (
+        "facerec_clash",
+        "FACEREC_API = 1\n",
+        {"facerec.commands": {"train": "facerec_clash.cmd:train"}},
+        ["facerec-core>=1.0,<2"],
+        {
+            "cmd.py": "import click\n\n\n@click.command()\ndef train():\n"
+            '    """The clashing train command."""\n    click.echo("clash train ran")\n'
+        },
+    ),
     # declares the wrong API in code only
-    "facerec-oldapi": ("facerec_oldapi", 'FACEREC_API = 0\nHead = object\n',
-                       {"facerec.heads": {"old-head": "facerec_oldapi:Head"}}, ["facerec-core"], {}),
+    "facerec-oldapi": (
+        "facerec_oldapi",
+        "FACEREC_API = 0\nHead = object\n",
+        {"facerec.heads": {"old-head": "facerec_oldapi:Head"}},
+        ["facerec-core"],
+        {},
+    ),
 }
 
 
 def _write_plugin(root: Path, dist: str, package: str, init: str, eps: dict, deps: list, files: dict) -> Path:
     src = root / dist
     (src / "src" / package).mkdir(parents=True)
-    ep_text = "".join(f'\n[project.entry-points."{g}"]\n' + "".join(f'"{n}" = "{t}"\n' for n, t in v.items())
-                      for g, v in eps.items())
-    (src / "pyproject.toml").write_text(textwrap.dedent(f"""\
+    ep_text = "".join(
+        f'\n[project.entry-points."{g}"]\n' + "".join(f'"{n}" = "{t}"\n' for n, t in v.items()) for g, v in eps.items()
+    )
+    (src / "pyproject.toml").write_text(
+        textwrap.dedent(f"""\
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -60,7 +88,9 @@ def _write_plugin(root: Path, dist: str, package: str, init: str, eps: dict, dep
         dependencies = {json.dumps(deps)}
         [tool.setuptools.packages.find]
         where = ["src"]
-        """) + ep_text)
+        """)
+        + ep_text
+    )
     (src / "src" / package / "__init__.py").write_text(f'"""{dist} test plugin."""\n{init}')
     for name, text in files.items():
         (src / "src" / package / name).write_text(text)
@@ -72,8 +102,22 @@ def plugin_site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("plugins")
     target = root / "site"
     sources = [_write_plugin(root, d, *spec) for d, spec in PLUGINS.items()]
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), *map(str, sources)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, sources),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
@@ -120,8 +164,9 @@ def test_broken_plugin_is_reported_and_others_still_work(plugin_site):
     assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.parametrize(("qualified", "doc"), [("facerec-dupe:small-cnn", "duplicate"),
-                                              ("facerec-core:small-cnn", "Small 4-stage")])
+@pytest.mark.parametrize(
+    ("qualified", "doc"), [("facerec-dupe:small-cnn", "duplicate"), ("facerec-core:small-cnn", "Small 4-stage")]
+)
 def test_a_distribution_prefix_selects_among_duplicates(plugin_site, qualified, doc):
     proc = _facerun(plugin_site, "info", "backbone", qualified, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -173,8 +218,9 @@ def test_components_reads_metadata_without_loading():
 
 
 def test_load_errors_name_the_plugin(monkeypatch):
-    comp = registry.Component(name="ghost", kind="backbone", distribution="facerec-ghost", version="1",
-                              target="facerec_ghost_missing.net:Net")
+    comp = registry.Component(
+        name="ghost", kind="backbone", distribution="facerec-ghost", version="1", target="facerec_ghost_missing.net:Net"
+    )
     monkeypatch.setattr(registry, "_scan", lambda kind: (comp,) if kind == "backbone" else ())
     with pytest.raises(ComponentLoadError, match="facerec-ghost"):
         registry.load("backbone", "ghost")
@@ -189,8 +235,11 @@ def test_plugin_command_named_like_a_core_command_keeps_core_reachable(plugin_si
     assert len(note) == 1 and "facerec-clash" in note[0] and "facerun facerec-clash:train" in note[0]
     ran = _facerun(plugin_site, "facerec-clash:train")
     assert ran.returncode == 0 and "clash train ran" in ran.stdout, ran.stderr
-    rows = [r for r in json.loads(_facerun(plugin_site, "plugins", "--json").stdout)
-            if r["kind"] == "command" and r["name"] == "train"]
+    rows = [
+        r
+        for r in json.loads(_facerun(plugin_site, "plugins", "--json").stdout)
+        if r["kind"] == "command" and r["name"] == "train"
+    ]
     assert {r["distribution"] for r in rows} == {"facerec-core", "facerec-clash"}
     assert all("duplicate" in r["error"] and "`facerun train` runs facerec-core's" in r["error"] for r in rows)
     assert "facerec-clash:train" in next(r["error"] for r in rows if r["distribution"] == "facerec-clash")

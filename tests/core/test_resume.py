@@ -21,8 +21,15 @@ class TinyNet(Backbone):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.2), nn.Linear(32, 12))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(32, 12),
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -36,15 +43,19 @@ def _data(n=96, classes=6):
 def _models(head_kind):
     torch.manual_seed(123)
     backbone = TinyNet()
-    head = ArcFaceHead(12, 6, s=16, m=0.3) if head_kind == "arcface" else \
-        PartialFCHead(12, 6, sample_rate=0.5, margin="cosface", s=16, m=0.2)
+    head = (
+        ArcFaceHead(12, 6, s=16, m=0.3)
+        if head_kind == "arcface"
+        else PartialFCHead(12, 6, sample_rate=0.5, margin="cosface", s=16, m=0.2)
+    )
     return backbone, head
 
 
 CONFIGS = {
     "sgd-cosine": dict(optimizer="sgd", schedule="cosine", warmup_steps=2, grad_clip=1.0),
-    "adamw-multistep-accum": dict(optimizer="adamw", lr=1e-3, schedule="multistep", milestones=(3, 6),
-                                  grad_accum=2, amp="bf16"),
+    "adamw-multistep-accum": dict(
+        optimizer="adamw", lr=1e-3, schedule="multistep", milestones=(3, 6), grad_accum=2, amp="bf16"
+    ),
 }
 
 
@@ -89,8 +100,7 @@ def test_resume_errors_are_clear(tmp_path):
     train_classifier(b, h, _data(), cfg, run_dir=tmp_path / "run")
     other = ArcFaceHead(12, 7)  # different number of classes
     with pytest.raises(CheckpointError, match="head.weight"):
-        Trainer({"backbone": TinyNet(), "head": other}, lambda *a: None, lambda i: None, cfg,
-                resume=tmp_path / "run")
+        Trainer({"backbone": TinyNet(), "head": other}, lambda *a: None, lambda i: None, cfg, resume=tmp_path / "run")
 
 
 def _loss(batch, modules, step):
@@ -101,8 +111,14 @@ def _trainer(run_dir, steps, loss=_loss, resume=None):
     b, h = _models("arcface")
     ds = _data()
     cfg = TrainConfig(steps=steps, batch_size=8, progress=False, log_every=1)
-    return Trainer({"backbone": b, "head": h}, loss, lambda i: ds.batch(range(8 * i % 96, 8 * i % 96 + 8)), cfg,
-                   run_dir=run_dir, resume=resume)
+    return Trainer(
+        {"backbone": b, "head": h},
+        loss,
+        lambda i: ds.batch(range(8 * i % 96, 8 * i % 96 + 8)),
+        cfg,
+        run_dir=run_dir,
+        resume=resume,
+    )
 
 
 def test_ctrl_c_writes_a_last_checkpoint_that_resumes_exactly(tmp_path):

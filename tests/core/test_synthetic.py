@@ -59,19 +59,25 @@ def test_yaw_override_and_draw_yaw():
     drawn = draw_yaw(torch.arange(2000), torch.zeros(2000, dtype=torch.long))
     assert float(drawn.abs().max()) <= 90.0 and float(drawn.abs().max()) > 60.0  # profiles occur
     assert float(drawn.abs().median()) < 20.0  # most views are near frontal
-    assert torch.allclose(render(IDS[:2], SAMPLES[:2], size=32),
-                          render(IDS[:2], SAMPLES[:2], size=32, yaw=draw_yaw(IDS[:2], SAMPLES[:2])), atol=1e-5)
+    assert torch.allclose(
+        render(IDS[:2], SAMPLES[:2], size=32),
+        render(IDS[:2], SAMPLES[:2], size=32, yaw=draw_yaw(IDS[:2], SAMPLES[:2])),
+        atol=1e-5,
+    )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(identities=torch.tensor([0.5]), samples=torch.tensor([0])), "identities"),
-    (dict(identities=torch.tensor([0, 1]), samples=torch.tensor([0])), "2 identities but 1 samples"),
-    (dict(identities=torch.tensor([-1]), samples=torch.tensor([0])), ">= 0"),
-    (dict(identities=[0], samples=[0], modality="IR"), "modality"),
-    (dict(identities=[0], samples=[0], size=8), "size"),
-    (dict(identities=[0], samples=[0], yaw=torch.tensor([1.0, 2.0])), "yaw"),
-    (dict(identities=[0], samples=[0], max_yw=3), "nuisance"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(identities=torch.tensor([0.5]), samples=torch.tensor([0])), "identities"),
+        (dict(identities=torch.tensor([0, 1]), samples=torch.tensor([0])), "2 identities but 1 samples"),
+        (dict(identities=torch.tensor([-1]), samples=torch.tensor([0])), ">= 0"),
+        (dict(identities=[0], samples=[0], modality="IR"), "modality"),
+        (dict(identities=[0], samples=[0], size=8), "size"),
+        (dict(identities=[0], samples=[0], yaw=torch.tensor([1.0, 2.0])), "yaw"),
+        (dict(identities=[0], samples=[0], max_yw=3), "nuisance"),
+    ],
+)
 def test_render_rejects_bad_input(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         render(**kwargs)
@@ -80,12 +86,38 @@ def test_render_rejects_bad_input(kwargs, match):
 def test_nuisance_knobs_make_images_easier():
     ids = torch.arange(40)
     smp = torch.ones(40, dtype=torch.long)
-    calm = render(ids, smp, size=32, max_yaw=0.0, roll_std=0.0, translate=0.0, color_jitter=0.0, glasses_prob=0.0,
-                  hat_prob=0.0, mask_prob=0.0, blur_prob=0.0, noise_max=0.0, clutter=0.0)
+    calm = render(
+        ids,
+        smp,
+        size=32,
+        max_yaw=0.0,
+        roll_std=0.0,
+        translate=0.0,
+        color_jitter=0.0,
+        glasses_prob=0.0,
+        hat_prob=0.0,
+        mask_prob=0.0,
+        blur_prob=0.0,
+        noise_max=0.0,
+        clutter=0.0,
+    )
     wild = render(ids, smp, size=32)
     # with every nuisance off, two samples of one id are closer than with the default nuisance
-    calm2 = render(ids, smp + 1, size=32, max_yaw=0.0, roll_std=0.0, translate=0.0, color_jitter=0.0,
-                   glasses_prob=0.0, hat_prob=0.0, mask_prob=0.0, blur_prob=0.0, noise_max=0.0, clutter=0.0)
+    calm2 = render(
+        ids,
+        smp + 1,
+        size=32,
+        max_yaw=0.0,
+        roll_std=0.0,
+        translate=0.0,
+        color_jitter=0.0,
+        glasses_prob=0.0,
+        hat_prob=0.0,
+        mask_prob=0.0,
+        blur_prob=0.0,
+        noise_max=0.0,
+        clutter=0.0,
+    )
     wild2 = render(ids, smp + 1, size=32)
     assert (calm - calm2).abs().mean() < (wild - wild2).abs().mean()
 
@@ -242,9 +274,21 @@ def test_cli_shows_synthetic_components_and_grid(run_facerun, tmp_path):
     assert "resolutions" in out and "image_size" in out
     out = run_facerun("info", "protocol", "synthetic-pairs").stdout
     assert "pairs_per_fold" in out
-    proc = run_facerun("data", "show", "synthetic-nir-vis", "--out", str(tmp_path / "g.png"), "--count", "10",
-                       "--param", "num_ids=5", "--param", "image_size=48")
+    proc = run_facerun(
+        "data",
+        "show",
+        "synthetic-nir-vis",
+        "--out",
+        str(tmp_path / "g.png"),
+        "--count",
+        "10",
+        "--param",
+        "num_ids=5",
+        "--param",
+        "image_size=48",
+    )
     assert (tmp_path / "g.png").stat().st_size > 1000, proc.stdout
-    bad = run_facerun("data", "show", "synthetic", "--out", str(tmp_path / "h.png"), "--param", "num_ids=0",
-                      check=False)
+    bad = run_facerun(
+        "data", "show", "synthetic", "--out", str(tmp_path / "h.png"), "--param", "num_ids=0", check=False
+    )
     assert bad.returncode != 0 and "num_ids" in bad.stderr and "Traceback" not in bad.stderr

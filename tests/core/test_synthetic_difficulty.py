@@ -95,8 +95,11 @@ def test_linear_classifier_on_8x8_pixels_stays_below_70(world):
         embed = lambda im: lin((small(im) - mu) / sd)  # noqa: E731
         features = _features(world["pairs"], world["pair_images"], embed)
         acc = world["pairs"].evaluate_features(features).metrics["accuracy"]
-        raw = world["pairs"].evaluate_features(
-            _features(world["pairs"], world["pair_images"], lambda im: (small(im) - mu) / sd)).metrics["accuracy"]
+        raw = (
+            world["pairs"]
+            .evaluate_features(_features(world["pairs"], world["pair_images"], lambda im: (small(im) - mu) / sd))
+            .metrics["accuracy"]
+        )
     assert acc < 0.70, f"a linear classifier on 8x8 pixels reaches {acc:.3f}"
     assert raw < 0.70, f"raw 8x8 pixels reach {raw:.3f}"
 

@@ -22,11 +22,12 @@ from facerec.protocols.common import plan_input
 
 
 def _blobs(points, size, sigma=1.2):
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
     img = torch.zeros(size, size, dtype=torch.float64)
     for x, y in points:
-        img += torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+        img += torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
     return img.clamp(0, 1).float().expand(3, size, size)
 
 
@@ -35,9 +36,12 @@ def _centroids(img, points, radius=4):
     out = []
     for x, y in points:
         x0, y0 = int(round(x)), int(round(y))
-        win = img[0, y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1].double()
-        ys, xs = torch.meshgrid(torch.arange(y0 - radius, y0 + radius + 1, dtype=torch.float64),
-                                torch.arange(x0 - radius, x0 + radius + 1, dtype=torch.float64), indexing="ij")
+        win = img[0, y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1].double()
+        ys, xs = torch.meshgrid(
+            torch.arange(y0 - radius, y0 + radius + 1, dtype=torch.float64),
+            torch.arange(x0 - radius, x0 + radius + 1, dtype=torch.float64),
+            indexing="ij",
+        )
         out.append(((win * xs).sum() / win.sum(), (win * ys).sum() / win.sum()))
     return np.array(out, dtype=float)
 
@@ -90,20 +94,23 @@ def test_unknown_template_is_one_line_listing_the_known_ones():
         align.Template("bad", 0, np.zeros((5, 2)))
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    (dict(size=112, color="bgr"), "color must be exactly one of RGB, BGR, GRAY, got 'bgr'"),
-    (dict(size=112, color="Gray"), "got 'Gray'"),
-    (dict(size=112, mean=(0.5, 0.5)), "mean has 2 values; a RGB input takes 1 or 3"),
-    (dict(size=112, color="GRAY", std=(1, 2, 3)), "std has 3 values; a GRAY input takes 1"),
-    (dict(size=112, std=(1.0, 0.0, 1.0)), "std must be positive"),
-    (dict(size=(112, 0)), "size must be positive"),
-    (dict(size="big"), "size must be an int"),
-    (dict(size=112, scale=0.0), "scale must be a positive number"),
-    (dict(size=112, mean=float("nan")), "mean must be finite"),
-    (dict(size=224, resize=200), "resize"),
-    (dict(size=112, template=""), "template must name"),
-    (dict(size=112, template=None), "template must name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(size=112, color="bgr"), "color must be exactly one of RGB, BGR, GRAY, got 'bgr'"),
+        (dict(size=112, color="Gray"), "got 'Gray'"),
+        (dict(size=112, mean=(0.5, 0.5)), "mean has 2 values; a RGB input takes 1 or 3"),
+        (dict(size=112, color="GRAY", std=(1, 2, 3)), "std has 3 values; a GRAY input takes 1"),
+        (dict(size=112, std=(1.0, 0.0, 1.0)), "std must be positive"),
+        (dict(size=(112, 0)), "size must be positive"),
+        (dict(size="big"), "size must be an int"),
+        (dict(size=112, scale=0.0), "scale must be a positive number"),
+        (dict(size=112, mean=float("nan")), "mean must be finite"),
+        (dict(size=224, resize=200), "resize"),
+        (dict(size=112, template=""), "template must name"),
+        (dict(size=112, template=None), "template must name"),
+    ],
+)
 def test_input_spec_is_validated_on_construction(kwargs, fragment):
     with pytest.raises(ParameterError) as err:
         InputSpec(**kwargs)
@@ -111,11 +118,13 @@ def test_input_spec_is_validated_on_construction(kwargs, fragment):
 
 
 def test_input_spec_formula_and_unknown_template_at_first_use():
-    spec = InputSpec(size=4, color="BGR", scale=255.0, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0),
-                     template="not-registered")
+    spec = InputSpec(
+        size=4, color="BGR", scale=255.0, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0), template="not-registered"
+    )
     img = torch.rand(2, 3, 4, 4)
     want = (img.flip(1) * 255.0 - torch.tensor([10.0, 20.0, 30.0]).view(1, 3, 1, 1)) / torch.tensor(
-        [2.0, 4.0, 8.0]).view(1, 3, 1, 1)
+        [2.0, 4.0, 8.0]
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(spec.prepare(img), want)
     with pytest.raises(FacerecError, match="unknown alignment template 'not-registered'"):
         spec.alignment()
@@ -134,8 +143,9 @@ def test_equivalent_templates_need_no_warp_and_others_get_one():
     assert down.load_size < 256 and down.scale == pytest.approx(1.0, abs=0.01)
 
 
-@pytest.mark.parametrize("source, target", [("arcface112", "lightcnn144"), ("vggface2", "arcface112"),
-                                            ("lightcnn144", "arcface112")])
+@pytest.mark.parametrize(
+    "source, target", [("arcface112", "lightcnn144"), ("vggface2", "arcface112"), ("lightcnn144", "arcface112")]
+)
 def test_warp_moves_landmarks_from_one_template_onto_the_other(source, target):
     src, dst = align.get_template(source), align.get_template(target)
     w = align.template_warp(src, dst, dst.size)

@@ -54,10 +54,31 @@ def test_sets_are_evaluated_separately_and_keep_their_highest_accuracy(tmp_path)
 def test_training_from_rec_runs_the_bin_sets_every_n_steps(tmp_path, run_facerun):
     make_sets(tmp_path)
     run = tmp_path / "run"
-    proc = run_facerun("train", "--backbone", "small-cnn", "--dataset", "rec",
-                       "--param", f"dataset.path={tmp_path / 'train.rec'}", "--steps", "2", "--batch-size", "8",
-                       "--eval-every", "1", "--protocol", "pairs", "--param", f"protocol.data={tmp_path}/*.bin",
-                       "--param", "protocol.n_folds=2", "--param", "backbone.width=8", "--out", str(run))
+    proc = run_facerun(
+        "train",
+        "--backbone",
+        "small-cnn",
+        "--dataset",
+        "rec",
+        "--param",
+        f"dataset.path={tmp_path / 'train.rec'}",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "1",
+        "--protocol",
+        "pairs",
+        "--param",
+        f"protocol.data={tmp_path}/*.bin",
+        "--param",
+        "protocol.n_folds=2",
+        "--param",
+        "backbone.width=8",
+        "--out",
+        str(run),
+    )
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [1, 2]
@@ -69,7 +90,22 @@ def test_training_from_rec_runs_the_bin_sets_every_n_steps(tmp_path, run_facerun
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["pairs/lfw/accuracy_highest"] >= max(r["pairs/lfw/accuracy"] for r in evals)
     assert metrics["pairs/cfp_fp/n_pairs"] == 12
-    bad = run_facerun("train", "--backbone", "small-cnn", "--dataset", "rec", "--param",
-                      f"dataset.path={tmp_path / 'train.rec'}", "--steps", "1", "--protocol", "pairs",
-                      "--param", f"protocol.data={tmp_path}/none*.bin", "--out", str(tmp_path / "r2"), check=False)
+    bad = run_facerun(
+        "train",
+        "--backbone",
+        "small-cnn",
+        "--dataset",
+        "rec",
+        "--param",
+        f"dataset.path={tmp_path / 'train.rec'}",
+        "--steps",
+        "1",
+        "--protocol",
+        "pairs",
+        "--param",
+        f"protocol.data={tmp_path}/none*.bin",
+        "--out",
+        str(tmp_path / "r2"),
+        check=False,
+    )
     assert bad.returncode == 1 and "matches no file" in bad.stderr and "Traceback" not in bad.stderr

@@ -13,8 +13,17 @@ import torch
 import facerec
 from facerec import registry
 from facerec.errors import WeightsError
-from facerec.weights import (WeightCard, WeightFile, format_of, load_weights, package_file, read_checkpoint,
-                             save_weights, sha256, weight_formats)
+from facerec.weights import (
+    WeightCard,
+    WeightFile,
+    format_of,
+    load_weights,
+    package_file,
+    read_checkpoint,
+    save_weights,
+    sha256,
+    weight_formats,
+)
 
 
 def _net():
@@ -52,8 +61,10 @@ def test_format_is_found_by_content_before_name(tmp_path):
 def test_card_file_from_an_installed_python_package():
     # facerec-core itself is an installed package: its weights/__init__.py stands in for a model file
     where = "facerec:weights/__init__.py"
-    path = package_file(WeightCard("demo", "small-cnn", [WeightFile("__init__.py", package=where)]),
-                        WeightFile("__init__.py", package=where))
+    path = package_file(
+        WeightCard("demo", "small-cnn", [WeightFile("__init__.py", package=where)]),
+        WeightFile("__init__.py", package=where),
+    )
     assert path.name == "__init__.py" and path.is_file()
     with pytest.raises(WeightsError) as err:
         f = WeightFile("m.dat", package="no_such_models_pkg:models/m.dat", pip="no-such-models==1.0")
@@ -69,10 +80,31 @@ def test_card_file_from_an_installed_python_package():
 def test_eval_records_resolved_weights_and_input_spec(shared_data, run_facerun, tmp_path):
     root = shared_data / "lfw"
     w = save_weights(_net(), tmp_path / "w.safetensors")
-    bb = ["--backbone", "small-cnn", "--param", "backbone.width=4", "--param", "backbone.image_size=32",
-          "--param", "backbone.embedding_size=16"]
-    run_facerun("eval", *bb, "--weights", str(w), "-p", "pairs", "--data", str(root), "--out", str(tmp_path / "r"),
-                "--param", "protocol.max_pairs=40", "-q")
+    bb = [
+        "--backbone",
+        "small-cnn",
+        "--param",
+        "backbone.width=4",
+        "--param",
+        "backbone.image_size=32",
+        "--param",
+        "backbone.embedding_size=16",
+    ]
+    run_facerun(
+        "eval",
+        *bb,
+        "--weights",
+        str(w),
+        "-p",
+        "pairs",
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "r"),
+        "--param",
+        "protocol.max_pairs=40",
+        "-q",
+    )
     info = json.loads((tmp_path / "r" / "metrics.json").read_text())["info"]
     assert info["weights_file"] == str(w.resolve()) and info["weights_sha256"] == sha256(w)
     assert info["input_spec"]["size"] == [32, 32] and info["input_spec"]["template"] == "arcface112"

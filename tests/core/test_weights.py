@@ -113,16 +113,37 @@ def test_cli_convert_verifies_by_strict_load(tmp_path, run_facerun):
     a = _model(7)
     torch.save({"state_dict": {"module." + k: v for k, v in a.state_dict().items()}}, tmp_path / "orig.pth")
     out = tmp_path / "small.safetensors"
-    proc = run_facerun("weights", "convert", str(tmp_path / "orig.pth"), "--arch", "small-cnn",
-                       "--param", "embedding_size=16", "--param", "width=8", "--to", str(out))
+    proc = run_facerun(
+        "weights",
+        "convert",
+        str(tmp_path / "orig.pth"),
+        "--arch",
+        "small-cnn",
+        "--param",
+        "embedding_size=16",
+        "--param",
+        "width=8",
+        "--to",
+        str(out),
+    )
     assert "verified by strict reload" in proc.stdout
     assert _same(a, load_weights(_model(8), out))
     meta = read_metadata(out)
-    assert meta["arch"] == "small-cnn" and meta["source_sha256"] == hashlib.sha256(
-        (tmp_path / "orig.pth").read_bytes()).hexdigest()
+    assert (
+        meta["arch"] == "small-cnn"
+        and meta["source_sha256"] == hashlib.sha256((tmp_path / "orig.pth").read_bytes()).hexdigest()
+    )
     # the wrong architecture parameters: one line naming the mismatch, non-zero exit
-    bad = run_facerun("weights", "convert", str(tmp_path / "orig.pth"), "--arch", "small-cnn",
-                      "--to", str(tmp_path / "bad.safetensors"), check=False)
+    bad = run_facerun(
+        "weights",
+        "convert",
+        str(tmp_path / "orig.pth"),
+        "--arch",
+        "small-cnn",
+        "--to",
+        str(tmp_path / "bad.safetensors"),
+        check=False,
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "shape mismatch" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad.safetensors").exists()
@@ -131,17 +152,20 @@ def test_cli_convert_verifies_by_strict_load(tmp_path, run_facerun):
 def _fake_plugin(root: Path, sha: str) -> None:
     """A real installed distribution (dist-info + entry point) that registers one weight card."""
     (root / "fakecards").mkdir(parents=True)
-    (root / "fakecards" / "__init__.py").write_text(textwrap.dedent(f"""
+    (root / "fakecards" / "__init__.py").write_text(
+        textwrap.dedent(f"""
         from facerec.weights import WeightCard, WeightFile
         FACEREC_API = 1
         CARD = WeightCard(name="tiny-cnn-test", arch="small-cnn", params={{"embedding_size": 16, "width": 8}},
                           files=[WeightFile("tiny.safetensors", sha256="{sha}", hf_repo="facerec-test/tiny-cnn")],
                           licence="MIT", metrics={{"synthetic-pairs": 0.93}}, origin="test fixture")
-    """))
+    """)
+    )
     info = root / "fakecards-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakecards\nVersion: 0.1\n"
-                                   "Requires-Dist: facerec-core>=1.0\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fakecards\nVersion: 0.1\nRequires-Dist: facerec-core>=1.0\n"
+    )
     (info / "entry_points.txt").write_text("[facerec.weights]\ntiny-cnn-test = fakecards:CARD\n")
 
 
@@ -204,8 +228,11 @@ def test_model_from_weights_metadata(tmp_path):
     from facerec.weights import model_from_weights
 
     a = _model(11)
-    path = save_weights(a, tmp_path / "m.safetensors", {"arch": "small-cnn", "kind": "backbone",
-                                                        "params": {"embedding_size": 16, "width": 8}})
+    path = save_weights(
+        a,
+        tmp_path / "m.safetensors",
+        {"arch": "small-cnn", "kind": "backbone", "params": {"embedding_size": 16, "width": 8}},
+    )
     b = model_from_weights(path)
     assert isinstance(b, SmallCNN) and _same(a, b)
     save_weights(a, tmp_path / "bare.safetensors")

@@ -42,8 +42,11 @@ def _memory_dataset(n: int = 10, modality: bool = False, features: bool = False)
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _lmdb_dump(path: Path) -> dict[bytes, bytes]:
@@ -130,8 +133,14 @@ def test_interrupt_then_resume_gives_the_same_result(tmp_path, fmt):
 def test_partial_of_another_job_is_discarded(tmp_path):
     ds = _memory_dataset(12)
     with pytest.raises(KeyboardInterrupt):
-        write_dataset(ds, tmp_path / "o.lmdb", "lmdb", chunk=4, source="A",
-                      progress=lambda d, t: (_ for _ in ()).throw(KeyboardInterrupt()))
+        write_dataset(
+            ds,
+            tmp_path / "o.lmdb",
+            "lmdb",
+            chunk=4,
+            source="A",
+            progress=lambda d, t: (_ for _ in ()).throw(KeyboardInterrupt()),
+        )
     r = write_dataset(ds, tmp_path / "o.lmdb", "lmdb", chunk=4, source="B")
     assert r.resumed_from == 0 and len(LMDBDataset(tmp_path / "o.lmdb")) == 12
 

@@ -11,9 +11,13 @@ import torch
 def original_checkpoint(state: dict, *, ddp: bool, centers: dict | None = None) -> dict:
     """Wrap a state dict the way the original train.py saves it (``module.`` under DDP)."""
     prefix = "module." if ddp else ""
-    return {"epoch": 3, "state_dict": {prefix + k: v for k, v in state.items()},
-            "criterion": centers or {}, "optimizer": {"state": {}, "param_groups": []},
-            "monitor": {"best": 0.5, "num_bad_epochs": 0}}
+    return {
+        "epoch": 3,
+        "state_dict": {prefix + k: v for k, v in state.items()},
+        "criterion": centers or {},
+        "optimizer": {"state": {}, "param_groups": []},
+        "monitor": {"best": 0.5, "num_bad_epochs": 0},
+    }
 
 
 @pytest.fixture
@@ -22,6 +26,7 @@ def save_original(tmp_path):
         path = tmp_path / name
         torch.save(original_checkpoint(state, ddp=ddp, centers=centers), path)
         return path
+
     return save
 
 
@@ -32,6 +37,7 @@ def load_into():
 
     def load(model: torch.nn.Module, path: Path) -> None:
         load_weights(model, path)
+
     return load
 
 
@@ -83,6 +89,8 @@ def dcr_root(tmp_path_factory) -> Path:
         _save(sc / "mugshot_frontal_cropped_all" / f"{nnn:03d}_frontal.JPG", _pattern(500 + nnn, 0, 120, 0.02))
         for d, px in zip((1, 2, 3), (24, 40, 64)):
             for cam in range(1, 6):
-                _save(sc / f"surveillance_cameras_distance_{d}" / f"{nnn:03d}_cam{cam}_{d}.jpg",
-                      _pattern(500 + nnn, 10 * d + cam, px, 0.08))
+                _save(
+                    sc / f"surveillance_cameras_distance_{d}" / f"{nnn:03d}_cam{cam}_{d}.jpg",
+                    _pattern(500 + nnn, 10 * d + cam, px, 0.08),
+                )
     return root

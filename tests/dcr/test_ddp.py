@@ -18,12 +18,46 @@ from safetensors.torch import load_file
 def test_two_process_gloo_run(tmp_path):
     out = tmp_path / "ddp"
     facerun = Path(sys.executable).with_name("facerun")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(facerun),
-           "train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--dataset", "synthetic-lowres", "--out", str(out),
-           "--param", "dataset.num_ids=8", "--param", "dataset.per_id=4", "--param", "backbone.layers=(1,1,1,1)",
-           "--param", "backbone.image_size=24", "--param", "recipe.scales=(8,12)", "--param", "train.batch_size=8",
-           "--param", "protocol.num_pairs=20", "--param", "protocol.num_ids=10", "--steps", "3",
-           "--param", "recipe.branch_steps=2", "--param", "train.log_every=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(facerun),
+        "train",
+        "--backbone",
+        "dcr-trunk",
+        "--recipe",
+        "dcr",
+        "--dataset",
+        "synthetic-lowres",
+        "--out",
+        str(out),
+        "--param",
+        "dataset.num_ids=8",
+        "--param",
+        "dataset.per_id=4",
+        "--param",
+        "backbone.layers=(1,1,1,1)",
+        "--param",
+        "backbone.image_size=24",
+        "--param",
+        "recipe.scales=(8,12)",
+        "--param",
+        "train.batch_size=8",
+        "--param",
+        "protocol.num_pairs=20",
+        "--param",
+        "protocol.num_ids=10",
+        "--steps",
+        "3",
+        "--param",
+        "recipe.branch_steps=2",
+        "--param",
+        "train.log_every=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

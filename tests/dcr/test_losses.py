@@ -51,22 +51,25 @@ def test_trunk_loss_uses_updated_centres():
 def test_cm_loss_formula_and_gradients_into_both_sides():
     torch.manual_seed(2)
     n_br, labels = 5, torch.tensor([0, 1, 2, 3])
-    crit = CMLoss(4, n_br, pairs=[(0, k) for k in range(1, n_br)], embedding_size=8,
-                  center_factor=0.008, dist_factor=0.008)
+    crit = CMLoss(
+        4, n_br, pairs=[(0, k) for k in range(1, n_br)], embedding_size=8, center_factor=0.008, dist_factor=0.008
+    )
     before = [c.centers.clone() for c in crit.centers]
     emb = {b: torch.randn(4, 8, requires_grad=True) for b in range(n_br)}
     logits = {b: torch.randn(4, 4) for b in range(n_br)}
     out = crit(emb, logits, labels)
     ce = sum(F.cross_entropy(logits[b], labels) for b in range(n_br)) / n_br
-    cen = sum(F.mse_loss(emb[b], _reference_update(before[b], emb[b].detach(), labels, 0.6)[labels])
-              for b in range(n_br)) / n_br
+    cen = (
+        sum(F.mse_loss(emb[b], _reference_update(before[b], emb[b].detach(), labels, 0.6)[labels]) for b in range(n_br))
+        / n_br
+    )
     cpl = sum(F.mse_loss(emb[0], emb[k]) for k in range(1, n_br))
     torch.testing.assert_close(out["loss"], ce + 0.008 * cen + 0.008 * cpl)
     out["loss"].backward()
     # gradient of the coupling term reaches the HR embedding (not only the LR ones)
     grad_no_coupling = torch.autograd.grad(
-        (0.008 * F.mse_loss(emb[0], _reference_update(before[0], emb[0].detach(), labels, 0.6)[labels]) / n_br),
-        emb[0])[0]
+        (0.008 * F.mse_loss(emb[0], _reference_update(before[0], emb[0].detach(), labels, 0.6)[labels]) / n_br), emb[0]
+    )[0]
     assert not torch.allclose(emb[0].grad, grad_no_coupling)
     assert sorted(crit.state_dict()) == [f"centers.{i}.centers" for i in range(n_br)]
 

@@ -41,8 +41,14 @@ def test_parity_dcr_dcrtrunk(parity_dir, save_original, load_into):
 
 
 def test_parity_dcr_dcrtrunk_raw(parity_dir, save_original, load_into):
-    _run("dcr.dcrtrunk_raw", DCR(num_classes=16, normalized_embeddings=False), parity_dir, save_original,
-         load_into, ddp=False)
+    _run(
+        "dcr.dcrtrunk_raw",
+        DCR(num_classes=16, normalized_embeddings=False),
+        parity_dir,
+        save_original,
+        load_into,
+        ddp=False,
+    )
 
 
 def test_parity_dcr_newdcrtrunk(parity_dir, save_original, load_into):

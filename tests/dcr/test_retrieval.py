@@ -46,8 +46,9 @@ def test_faiss_backend_matches_torch(rule):
     torch.manual_seed(1)
     q, r = torch.randn(200, 8), torch.randn(200, 8)
     y = torch.randint(0, 10, (200,))
-    assert precision_at_1(q, r, y, y, self_exclusion=rule, backend="faiss") == \
-        precision_at_1(q, r, y, y, self_exclusion=rule)
+    assert precision_at_1(q, r, y, y, self_exclusion=rule, backend="faiss") == precision_at_1(
+        q, r, y, y, self_exclusion=rule
+    )
 
 
 def test_bad_arguments():

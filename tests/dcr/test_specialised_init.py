@@ -14,8 +14,15 @@ from facerec_dcr.evaluation import verification_metrics
 @pytest.mark.parametrize("normalized", [False, True])
 def test_si_branches_score_like_the_trunk(normalized):
     torch.manual_seed(0)
-    model = facerec.create("backbone", "dcr-trunk", num_classes=6, image_size=24, scales=(8, 12),
-                           layers=(1, 1, 1, 1), normalized_embeddings=normalized).eval()
+    model = facerec.create(
+        "backbone",
+        "dcr-trunk",
+        num_classes=6,
+        image_size=24,
+        scales=(8, 12),
+        layers=(1, 1, 1, 1),
+        normalized_embeddings=normalized,
+    ).eval()
     images = torch.rand(40, 3, 24, 24)
     with torch.no_grad():
         trunk = model(model.input_spec.prepare(images))

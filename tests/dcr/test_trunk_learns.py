@@ -12,11 +12,40 @@ CLASSES = 10
 
 
 def _trunk_ce(run_facerun, out, *extra):
-    run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--stage", "trunk", "--out", str(out),
-                "--dataset", "synthetic-lowres", "--param", f"dataset.num_ids={CLASSES}", "--param", "dataset.per_id=6",
-                "--param", "backbone.layers=(1,1,1,1)", "--param", "backbone.image_size=24",
-                "--param", "recipe.scales=(8,)", "--param", "train.batch_size=20", "--param", "train.log_every=1",
-                "--param", "protocol.num_pairs=20", "--param", "protocol.num_ids=10", "--steps", "80", *extra)
+    run_facerun(
+        "train",
+        "--backbone",
+        "dcr-trunk",
+        "--recipe",
+        "dcr",
+        "--stage",
+        "trunk",
+        "--out",
+        str(out),
+        "--dataset",
+        "synthetic-lowres",
+        "--param",
+        f"dataset.num_ids={CLASSES}",
+        "--param",
+        "dataset.per_id=6",
+        "--param",
+        "backbone.layers=(1,1,1,1)",
+        "--param",
+        "backbone.image_size=24",
+        "--param",
+        "recipe.scales=(8,)",
+        "--param",
+        "train.batch_size=20",
+        "--param",
+        "train.log_every=1",
+        "--param",
+        "protocol.num_pairs=20",
+        "--param",
+        "protocol.num_ids=10",
+        "--steps",
+        "80",
+        *extra,
+    )
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return [r["ce"] for r in log if r.get("kind") == "train" and "ce" in r]
 

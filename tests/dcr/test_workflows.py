@@ -18,8 +18,16 @@ from PIL import Image, ImageFilter
 import facerec
 from facerec_dcr.lowres import degrade, pil_lowres, pil_to_tensor
 
-TINY = ("--param", "backbone.layers=(1,1,1,1)", "--param", "backbone.image_size=32",
-        "--param", "train.batch_size=8", "--param", "train.log_every=1")
+TINY = (
+    "--param",
+    "backbone.layers=(1,1,1,1)",
+    "--param",
+    "backbone.image_size=32",
+    "--param",
+    "train.batch_size=8",
+    "--param",
+    "train.log_every=1",
+)
 PAIRS = ("--param", "protocol.num_pairs=40", "--param", "protocol.num_ids=10")
 
 
@@ -77,9 +85,16 @@ def test_pil_views_follow_the_originals_pipeline():
         def __call__(self, img):
             return img.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.9 * float(torch.rand(()))))
 
-    spec = T.Compose([T.RandomResizedCrop(40, scale=(0.2, 1.0)),
-                      T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
-                      T.RandomApply([Blur()], p=0.5), T.RandomHorizontalFlip(), T.PILToTensor()])
+    spec = T.Compose(
+        [
+            T.RandomResizedCrop(40, scale=(0.2, 1.0)),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([Blur()], p=0.5),
+            T.RandomHorizontalFlip(),
+            T.PILToTensor(),
+        ]
+    )
     torch.manual_seed(3)
     got = pil_views(x, (8,), plus=True)
     torch.manual_seed(3)
@@ -93,28 +108,86 @@ def test_paper_preset_views_and_explicit_steps(run_facerun, tmp_path):
     """Paper preset: the original's PIL path with --aug-plus by default; --param train.steps=2 wins over its
     60 epochs (item 1); recipe knobs switch to the batched path."""
     out = tmp_path / "paper"
-    run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--stage", "trunk", "--preset", "paper",
-                "--dataset", "synthetic-lowres", "--out", str(out), *TINY, *PAIRS, "--param", "train.steps=2",
-                "--param", "dataset.num_ids=8", "--param", "dataset.per_id=4", "--param", "recipe.scales=(8,12)")
+    run_facerun(
+        "train",
+        "--backbone",
+        "dcr-trunk",
+        "--recipe",
+        "dcr",
+        "--stage",
+        "trunk",
+        "--preset",
+        "paper",
+        "--dataset",
+        "synthetic-lowres",
+        "--out",
+        str(out),
+        *TINY,
+        *PAIRS,
+        "--param",
+        "train.steps=2",
+        "--param",
+        "dataset.num_ids=8",
+        "--param",
+        "dataset.per_id=4",
+        "--param",
+        "recipe.scales=(8,12)",
+    )
     metrics = json.loads((out / "metrics.json").read_text())["trunk"]  # a --stage run files its metrics by stage
     assert metrics["trunk/total_steps"] == 2 and metrics["trunk/step"] == 2
     summary = (out / "summary.md").read_text()
     assert "training views: pil low-resolution path, aug-plus" in summary
     quick = tmp_path / "quick"
-    run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--stage", "trunk", "--dataset",
-                "synthetic-lowres", "--out", str(quick), *TINY, *PAIRS, "--param", "train.steps=1",
-                "--param", "dataset.num_ids=8", "--param", "dataset.per_id=4", "--param", "recipe.scales=(8,12)",
-                "--param", "recipe.aug_plus=true", "--param", "recipe.lowres=tensor")
+    run_facerun(
+        "train",
+        "--backbone",
+        "dcr-trunk",
+        "--recipe",
+        "dcr",
+        "--stage",
+        "trunk",
+        "--dataset",
+        "synthetic-lowres",
+        "--out",
+        str(quick),
+        *TINY,
+        *PAIRS,
+        "--param",
+        "train.steps=1",
+        "--param",
+        "dataset.num_ids=8",
+        "--param",
+        "dataset.per_id=4",
+        "--param",
+        "recipe.scales=(8,12)",
+        "--param",
+        "recipe.aug_plus=true",
+        "--param",
+        "recipe.lowres=tensor",
+    )
     assert "training views: tensor low-resolution path, aug-plus" in (quick / "summary.md").read_text()
-    bad = run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--stage", "trunk", "--out",
-                      str(tmp_path / "bad"), "--param", "recipe.lowres=opencv", check=False)
+    bad = run_facerun(
+        "train",
+        "--backbone",
+        "dcr-trunk",
+        "--recipe",
+        "dcr",
+        "--stage",
+        "trunk",
+        "--out",
+        str(tmp_path / "bad"),
+        "--param",
+        "recipe.lowres=opencv",
+        check=False,
+    )
     assert bad.returncode != 0 and "recipe.lowres" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # ------------------------------------------------------------------------- item 8: intra modes
 def test_intra_verification_scores_both_images_at_the_scale():
-    proto = facerec.create("protocol", "dcr-synthetic-lowres", image_size=32, num_pairs=40, num_ids=10,
-                           scales=(8, 12), task="IV")
+    proto = facerec.create(
+        "protocol", "dcr-synthetic-lowres", image_size=32, num_pairs=40, num_ids=10, scales=(8, 12), task="IV"
+    )
     m = proto.evaluate(pixels).metrics
     a, b = proto._ids
     img1 = render(a, torch.zeros(40, dtype=torch.long), seed=0, size=32)
@@ -123,8 +196,11 @@ def test_intra_verification_scores_both_images_at_the_scale():
         cos = F.cosine_similarity(pixels(degrade(img1, s)), pixels(degrade(img2, s))).numpy()
         assert m[f"acc_{s}"] == pytest.approx(dcr_verification(cos, proto.same.numpy(), 10).mean)
     assert m["criterion"] == pytest.approx(np.mean([m["acc_8"], m["acc_12"], m["acc_hr"]]))
-    cross = facerec.create("protocol", "dcr-synthetic-lowres", image_size=32, num_pairs=40, num_ids=10,
-                           scales=(8, 12)).evaluate(pixels).metrics
+    cross = (
+        facerec.create("protocol", "dcr-synthetic-lowres", image_size=32, num_pairs=40, num_ids=10, scales=(8, 12))
+        .evaluate(pixels)
+        .metrics
+    )
     assert cross["acc_hr"] == m["acc_hr"] and cross["criterion"] == cross["acc_mean"]
     assert m["pairs"] == 40
 
@@ -206,29 +282,76 @@ def test_batch_hard_miner_against_brute_force():
 
 
 # ------------------------------------------------- item 8: --data, verdict, recipe knobs end to end
-@pytest.mark.parametrize(("proto", "key"), [("dcr-lfw-lowres", "acc_8"), ("dcr-scface", "rank1_d1"),
-                                           ("dcr-casia-retrieval", "criterion"),
-                                           ("dcr-lfw-retrieval", "precision_at_1_8")])
+@pytest.mark.parametrize(
+    ("proto", "key"),
+    [
+        ("dcr-lfw-lowres", "acc_8"),
+        ("dcr-scface", "rank1_d1"),
+        ("dcr-casia-retrieval", "criterion"),
+        ("dcr-lfw-retrieval", "precision_at_1_8"),
+    ],
+)
 def test_protocols_take_data_on_the_command_line(run_facerun, dcr_root, proto, key):
-    proc = run_facerun("eval", "--backbone", "dcr-trunk", "--param", "backbone.layers=(1,1,1,1)",
-                       "--param", "backbone.image_size=32", "--image-size", "32", "--protocol", proto,
-                       "--data", str(dcr_root), "--json", "-q")
+    proc = run_facerun(
+        "eval",
+        "--backbone",
+        "dcr-trunk",
+        "--param",
+        "backbone.layers=(1,1,1,1)",
+        "--param",
+        "backbone.image_size=32",
+        "--image-size",
+        "32",
+        "--protocol",
+        proto,
+        "--data",
+        str(dcr_root),
+        "--json",
+        "-q",
+    )
     assert key in json.loads(proc.stdout)
 
 
 def test_sampler_miners_and_verdict_pair_count(run_facerun, tmp_path):
     """Both stages with the original's --Msampler and batch-hard miners; the verdict counts the real pairs."""
     out = tmp_path / "run"
-    proc = run_facerun("train", "--backbone", "dcr-trunk", "--recipe", "dcr", "--dataset", "synthetic-lowres",
-                       "--out", str(out), *TINY, *PAIRS, "--param", "train.steps=2", "--param", "recipe.branch_steps=1",
-                       "--param", "dataset.num_ids=6", "--param", "dataset.per_id=4", "--param", "recipe.scales=(8,)",
-                       "--param", "recipe.sampler=m-per-class", "--param", "recipe.trunk_miner=batch-hard",
-                       "--param", "recipe.branch_miner=batch-hard")
+    proc = run_facerun(
+        "train",
+        "--backbone",
+        "dcr-trunk",
+        "--recipe",
+        "dcr",
+        "--dataset",
+        "synthetic-lowres",
+        "--out",
+        str(out),
+        *TINY,
+        *PAIRS,
+        "--param",
+        "train.steps=2",
+        "--param",
+        "recipe.branch_steps=1",
+        "--param",
+        "dataset.num_ids=6",
+        "--param",
+        "dataset.per_id=4",
+        "--param",
+        "recipe.scales=(8,)",
+        "--param",
+        "recipe.sampler=m-per-class",
+        "--param",
+        "recipe.trunk_miner=batch-hard",
+        "--param",
+        "recipe.branch_miner=batch-hard",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["verdict"].endswith("one run, 40 pairs)"), metrics["verdict"]
     summary = (out / "summary.md").read_text()
     assert "sampler m-per-class (m=4); trunk miner batch-hard, branch miner batch-hard" in summary
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert {(r["stage"], r["step"]) for r in log if r.get("kind") == "train"} == {("trunk", 1), ("trunk", 2),
-                                                                                  ("branch", 1)}
+    assert {(r["stage"], r["step"]) for r in log if r.get("kind") == "train"} == {
+        ("trunk", 1),
+        ("trunk", 2),
+        ("branch", 1),
+    }
     assert "run directory" in proc.stdout

@@ -59,15 +59,35 @@ def con(w: np.ndarray, b: np.ndarray, stride: int, pad: int, version: str = "con
 
 def affine(gamma: np.ndarray, beta: np.ndarray) -> bytes:
     c = len(gamma)
-    return (string("affine_2") + tensor(np.concatenate([gamma, beta]), (2 * c, 1, 1, 1)) + alias(1, c) + alias(1, c)
-            + integer(0) + boolean(False))
+    return (
+        string("affine_2")
+        + tensor(np.concatenate([gamma, beta]), (2 * c, 1, 1, 1))
+        + alias(1, c)
+        + alias(1, c)
+        + integer(0)
+        + boolean(False)
+    )
 
 
 def bn_con(gamma, beta, mean, var, eps=1e-5) -> bytes:
     c = len(gamma)
-    return (string("bn_con2") + tensor(np.concatenate([gamma, beta]), (2 * c, 1, 1, 1)) + alias(1, c) + alias(1, c)
-            + tensor(None) + tensor(None) + tensor(mean, (1, c)) + tensor(var, (1, c)) + integer(1000) + integer(100)
-            + real(1) + real(1) + real(1) + real(0) + real(eps))
+    return (
+        string("bn_con2")
+        + tensor(np.concatenate([gamma, beta]), (2 * c, 1, 1, 1))
+        + alias(1, c)
+        + alias(1, c)
+        + tensor(None)
+        + tensor(None)
+        + tensor(mean, (1, c))
+        + tensor(var, (1, c))
+        + integer(1000)
+        + integer(100)
+        + real(1)
+        + real(1)
+        + real(1)
+        + real(0)
+        + real(eps)
+    )
 
 
 def relu(version: str = "relu_2") -> bytes:
@@ -80,12 +100,30 @@ def pool(kind: str, k: int, stride: int) -> bytes:
 
 def fc(w: np.ndarray) -> bytes:  # w: [in, out], no bias
     n_in, n_out = w.shape
-    return (string("fc_3") + integer(n_out) + integer(n_in) + tensor(w.ravel(), (n_in, n_out, 1, 1))
-            + alias(n_in, n_out) + alias() + integer(1) + real(1) + real(1) + real(1) + real(0) + boolean(False))
+    return (
+        string("fc_3")
+        + integer(n_out)
+        + integer(n_in)
+        + tensor(w.ravel(), (n_in, n_out, 1, 1))
+        + alias(n_in, n_out)
+        + alias()
+        + integer(1)
+        + real(1)
+        + real(1)
+        + real(1)
+        + real(0)
+        + boolean(False)
+    )
 
 
-def descriptor_network(seed: int = 0, *, bn_every: int = 0, loss: str = "loss_metric_2",
-                       mean=(122.782, 117.001, 104.298), old_layers: bool = False) -> tuple[bytes, dict]:
+def descriptor_network(
+    seed: int = 0,
+    *,
+    bn_every: int = 0,
+    loss: str = "loss_metric_2",
+    mean=(122.782, 117.001, 104.298),
+    old_layers: bool = False,
+) -> tuple[bytes, dict]:
     """A dlib face-descriptor file with random weights, and the state dict facerec-dlib must make of it.
     ``bn_every`` > 0 writes every n-th affine layer as a training-time batch norm (dlib freezes those on
     load); ``old_layers`` writes the oldest layer versions (con_4, relu_, add_layer without params_grad)."""
@@ -135,8 +173,9 @@ def descriptor_network(seed: int = 0, *, bn_every: int = 0, loss: str = "loss_me
     out = integer(1) + string(loss) + (real(0.04) + real(0.6) if loss == "loss_metric_2" else b"")
     out += integer(add_version) * (len(layers) - 1) + integer(1) * extras + integer(3)
     out += string("input_rgb_image_sized") + b"".join(real(m) for m in mean) + integer(150) + integer(150)
-    bottom_keep = (boolean(True) + boolean(False) + boolean(False) + tensor(None) + tensor(None) + tensor(None)
-                   + integer(1))
+    bottom_keep = (
+        boolean(True) + boolean(False) + boolean(False) + tensor(None) + tensor(None) + tensor(None) + integer(1)
+    )
     keep = boolean(True) + boolean(False) + boolean(False) + tensor(None) + tensor(None)
     if add_version == 2:
         keep += tensor(None)  # params_grad

@@ -101,13 +101,17 @@ def test_other_dlib_files_and_a_cut_one_are_one_line(models_dir, run_facerun, tm
         src.write_bytes((models_dir / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()[:10_000_000])
     else:
         src = models_dir / name
-    proc = run_facerun("weights", "convert", str(src), "--arch", "dlib-resnet29",
-                       "--to", str(tmp_path / "x.safetensors"), check=False)
+    proc = run_facerun(
+        "weights", "convert", str(src), "--arch", "dlib-resnet29", "--to", str(tmp_path / "x.safetensors"), check=False
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    want = {"cut": "truncated dlib file", "mmod_human_face_detector.dat": "loss_mmod_",
-            "shape_predictor_5_face_landmarks.dat": "not a dlib neural network file"}[name]
+    want = {
+        "cut": "truncated dlib file",
+        "mmod_human_face_detector.dat": "loss_mmod_",
+        "shape_predictor_5_face_landmarks.dat": "not a dlib neural network file",
+    }[name]
     assert want in lines[0] and src.name in lines[0]
     assert not (tmp_path / "x.safetensors").exists()
 
@@ -115,8 +119,12 @@ def test_other_dlib_files_and_a_cut_one_are_one_line(models_dir, run_facerun, tm
 def test_card_and_components_are_listed(dlib_dat, run_facerun):
     rows = json.loads(run_facerun("plugins", "--json").stdout)
     mine = {(r["kind"], r["name"]) for r in rows if r["distribution"] == "facerec-dlib"}
-    assert mine == {("backbone", "dlib-resnet29"), ("template", "dlib150"), ("weight-format", "dlib-dat"),
-                    ("weights", "dlib-resnet29")}
+    assert mine == {
+        ("backbone", "dlib-resnet29"),
+        ("template", "dlib150"),
+        ("weight-format", "dlib-dat"),
+        ("weights", "dlib-resnet29"),
+    }
     listing = run_facerun("weights", "list", "--arch", "dlib-resnet29").stdout
     assert "face-recognition-models==0.3.0" in listing and "CC0-1.0" in listing
     pulled = run_facerun("weights", "pull", "dlib-resnet29").stdout

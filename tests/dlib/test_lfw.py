@@ -16,8 +16,21 @@ TOLERANCE = 0.3
 
 def test_lfw_ten_fold_accuracy_matches_dlibs_own(dlib_dat, lfw_dir, run_facerun, tmp_path):
     out = tmp_path / "report"
-    proc = run_facerun("eval", "--backbone", "dlib-resnet29", "--weights", "dlib-resnet29", "--protocol", "pairs",
-                       "--data", str(lfw_dir), "--out", str(out), "-q", timeout=1800)
+    proc = run_facerun(
+        "eval",
+        "--backbone",
+        "dlib-resnet29",
+        "--weights",
+        "dlib-resnet29",
+        "--protocol",
+        "pairs",
+        "--data",
+        str(lfw_dir),
+        "--out",
+        str(out),
+        "-q",
+        timeout=1800,
+    )
     assert "warped to dlib150" in proc.stderr and proc.stderr.count("warped to dlib150") == 1
     line = next(ln for ln in proc.stdout.splitlines() if " over 10 folds" in ln)
     assert "% ± " in line and "TAR" in line  # accuracy ± std, TAR@FAR
@@ -36,8 +49,21 @@ def test_lfw_ten_fold_accuracy_matches_dlibs_own(dlib_dat, lfw_dir, run_facerun,
 def test_plain_resizing_is_what_the_warp_fixes(dlib_dat, lfw_dir, run_facerun):
     """On 600 of the pairs: told the images are already dlib chips, facerun only resizes them (no warp,
     as before issue 21) and loses many points."""
-    args = ["eval", "--backbone", "dlib-resnet29", "--weights", "dlib-resnet29", "--protocol", "pairs", "--data",
-            str(lfw_dir), "--param", "protocol.max_pairs=600", "--json", "-q"]
+    args = [
+        "eval",
+        "--backbone",
+        "dlib-resnet29",
+        "--weights",
+        "dlib-resnet29",
+        "--protocol",
+        "pairs",
+        "--data",
+        str(lfw_dir),
+        "--param",
+        "protocol.max_pairs=600",
+        "--json",
+        "-q",
+    ]
     warped = json.loads(run_facerun(*args).stdout)["accuracy"]
     resized = run_facerun(*args, "--data-template", "dlib150")
     assert "warped" not in resized.stderr

@@ -19,8 +19,16 @@ from facerec.data.decode import read_image
 from facerec.inference import embed_tensor, optimize_for_inference
 from facerec.protocols.common import load_features
 
-PEOPLE = ("Aaron_Peirsol", "Abdullah_Gul", "Angelina_Jolie", "Colin_Powell", "Gloria_Macapagal_Arroyo",
-          "Jennifer_Lopez", "Serena_Williams", "Vladimir_Putin")
+PEOPLE = (
+    "Aaron_Peirsol",
+    "Abdullah_Gul",
+    "Angelina_Jolie",
+    "Colin_Powell",
+    "Gloria_Macapagal_Arroyo",
+    "Jennifer_Lopez",
+    "Serena_Williams",
+    "Vladimir_Putin",
+)
 MIN_COSINE = 0.9999
 
 
@@ -82,8 +90,20 @@ def test_facerun_extract_on_chips_and_on_arcface_images_matches_dlib(faces, chip
         (tmp_path / "chips" / f.parent.name).mkdir(parents=True, exist_ok=True)
         Image.fromarray(c.permute(1, 2, 0).numpy()).save(tmp_path / "chips" / f.parent.name / f"{i:02d}.png")
     out = tmp_path / "chips.safetensors"
-    proc = run_facerun("extract", "--backbone", "dlib-resnet29", "--weights", "dlib-resnet29", "--data",
-                       str(tmp_path / "chips"), "--data-template", "dlib150", "--out", str(out), "-q")
+    proc = run_facerun(
+        "extract",
+        "--backbone",
+        "dlib-resnet29",
+        "--weights",
+        "dlib-resnet29",
+        "--data",
+        str(tmp_path / "chips"),
+        "--data-template",
+        "dlib150",
+        "--out",
+        str(out),
+        "-q",
+    )
     assert "warped" not in proc.stderr  # already dlib chips: nothing to warp
     table = load_features(out)
     order = np.argsort([k for k in table.keys_list])
@@ -94,8 +114,20 @@ def test_facerun_extract_on_chips_and_on_arcface_images_matches_dlib(faces, chip
         (tmp_path / "lfw" / f.parent.name).mkdir(parents=True, exist_ok=True)
         (tmp_path / "lfw" / f.parent.name / f.name).write_bytes(f.read_bytes())
     out2 = tmp_path / "lfw.safetensors"
-    proc = run_facerun("extract", "--backbone", "dlib-resnet29", "--weights", "dlib-resnet29", "--data",
-                       str(tmp_path / "lfw"), "--data-template", "arcface112", "--out", str(out2), "-q")
+    proc = run_facerun(
+        "extract",
+        "--backbone",
+        "dlib-resnet29",
+        "--weights",
+        "dlib-resnet29",
+        "--data",
+        str(tmp_path / "lfw"),
+        "--data-template",
+        "arcface112",
+        "--out",
+        str(out2),
+        "-q",
+    )
     assert "warped to dlib150" in proc.stderr
     t2 = load_features(out2)
     index = {f"{f.parent.name}/{f.name}": i for i, f in enumerate(faces)}
@@ -121,8 +153,8 @@ def test_dlib150_is_the_geometry_of_dlibs_own_chips(dlib, angle, scale):
 
     def centroid(x0, y0, r=5):
         x0, y0 = int(round(x0)), int(round(y0))
-        win = np.clip(chip[y0 - r:y0 + r + 1, x0 - r:x0 + r + 1] - 2, 0, None)
-        ys, xs = np.mgrid[y0 - r:y0 + r + 1, x0 - r:x0 + r + 1]
+        win = np.clip(chip[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1] - 2, 0, None)
+        ys, xs = np.mgrid[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1]
         return np.array([(win * xs).sum() / win.sum(), (win * ys).sum() / win.sum()])
 
     want = chip_position(unit)

@@ -19,8 +19,12 @@ PHOTOS_SECTION = "Your own photos"
 def test_quickstart_lfw(dlib_dat, lfw_dir, readme, run_facerun, tmp_path):
     commands = readme.shell(readme.root, LFW_SECTION)
     assert [c.split()[:2] for c in commands] == [["facerun", "eval"]], commands
-    done = readme.run(commands, {"../shared/data/lfw": str(lfw_dir)}, cwd=tmp_path,
-                      extra={"facerun eval": ["--param", "protocol.max_pairs=300", "-q"]})
+    done = readme.run(
+        commands,
+        {"../shared/data/lfw": str(lfw_dir)},
+        cwd=tmp_path,
+        extra={"facerun eval": ["--param", "protocol.max_pairs=300", "-q"]},
+    )
     proc = done[commands[0]]
     assert "warped to dlib150" in proc.stderr and " over 10 folds" in proc.stdout
     m = json.loads((tmp_path / "lfw-report" / "metrics.json").read_text())["protocols"]["pairs"]["metrics"]

@@ -25,7 +25,7 @@ def _paired_data(n_ids: int = 6, per: int = 3, size: int = 32) -> TensorDataset:
     base = torch.rand(n_ids, 3, size, size, generator=g)
     labels = torch.arange(n_ids).repeat_interleave(2 * per)
     modality = torch.tensor([1] * per + [0] * per).repeat(n_ids)
-    images = (base[labels] * 0.8 + 0.2 * torch.rand(len(labels), 3, size, size, generator=g))
+    images = base[labels] * 0.8 + 0.2 * torch.rand(len(labels), 3, size, size, generator=g)
     images[modality == 1] = images[modality == 1].mean(1, keepdim=True).expand(-1, 3, -1, -1)
     return TensorDataset(labels, images=images, modality=modality)
 

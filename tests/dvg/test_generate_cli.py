@@ -32,9 +32,28 @@ def _read_back(out, fmt):
 @pytest.mark.parametrize("fmt", ["lmdb", "folder", "list"])
 def test_generate_dvg_pairs_and_read_them_back(run_facerun, tmp_path, generator_file, fmt):
     out = tmp_path / ("gen.lmdb" if fmt == "lmdb" else "gen")
-    run_facerun("generate", "--generator", "dvg", "--weights", str(generator_file), "--param", "image_size=16",
-                "--param", "width=0.25", "--param", "num_attributes=8", "--ids", "5", "--per-id", "4",
-                "--out", str(out), "--format", fmt, "-q")
+    run_facerun(
+        "generate",
+        "--generator",
+        "dvg",
+        "--weights",
+        str(generator_file),
+        "--param",
+        "image_size=16",
+        "--param",
+        "width=0.25",
+        "--param",
+        "num_attributes=8",
+        "--ids",
+        "5",
+        "--per-id",
+        "4",
+        "--out",
+        str(out),
+        "--format",
+        fmt,
+        "-q",
+    )
     data = _read_back(out, fmt)
     assert len(data) == 5 * 4  # per identity: 2 NIR/VIS pairs
     labels = data.labels
@@ -57,14 +76,48 @@ def test_generate_dvg_without_attribute_codes_fails_cleanly(run_facerun, tmp_pat
     gen = facerec.create("generator", "dvg", image_size=16, width=0.25, num_attributes=8)  # never fitted
     path = tmp_path / "empty.safetensors"
     save_weights(gen, path, {"arch": "dvg"})
-    proc = run_facerun("generate", "--generator", "dvg", "--weights", str(path), "--param", "image_size=16",
-                       "--param", "width=0.25", "--param", "num_attributes=8", "--ids", "2", "--per-id", "2",
-                       "--out", str(tmp_path / "x.lmdb"), "-q", check=False)
+    proc = run_facerun(
+        "generate",
+        "--generator",
+        "dvg",
+        "--weights",
+        str(path),
+        "--param",
+        "image_size=16",
+        "--param",
+        "width=0.25",
+        "--param",
+        "num_attributes=8",
+        "--ids",
+        "2",
+        "--per-id",
+        "2",
+        "--out",
+        str(tmp_path / "x.lmdb"),
+        "-q",
+        check=False,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
 
 
 def test_generate_without_weights_warns(run_facerun, tmp_path):
-    proc = run_facerun("generate", "--generator", "dvg-neurips", "--param", "image_size=16", "--param", "width=0.25",
-                       "--param", "hdim=8", "--ids", "2", "--per-id", "2", "--out", str(tmp_path / "g.lmdb"), "-q")
+    proc = run_facerun(
+        "generate",
+        "--generator",
+        "dvg-neurips",
+        "--param",
+        "image_size=16",
+        "--param",
+        "width=0.25",
+        "--param",
+        "hdim=8",
+        "--ids",
+        "2",
+        "--per-id",
+        "2",
+        "--out",
+        str(tmp_path / "g.lmdb"),
+        "-q",
+    )
     assert "facerun generate without --weights" in proc.stderr and "RANDOM weights" in proc.stderr
     assert len(facerec.create("dataset", "lmdb", path=str(tmp_path / "g.lmdb"))) == 4

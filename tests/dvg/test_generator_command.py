@@ -40,15 +40,47 @@ def nir_vis(tmp_path):
 
 
 def _generate(run_facerun, weights, out, *extra, check=True):
-    return run_facerun("generate", "--generator", "dvg", "--weights", str(weights), "--ids", "3", "--per-id", "2",
-                       "--out", str(out), "-q", *extra, check=check)
+    return run_facerun(
+        "generate",
+        "--generator",
+        "dvg",
+        "--weights",
+        str(weights),
+        "--ids",
+        "3",
+        "--per-id",
+        "2",
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+        check=check,
+    )
 
 
 def test_train_generator_resumes_and_its_files_generate(run_facerun, tmp_path, nir_vis):
     root, lst, face = nir_vis
     out = tmp_path / "run"
-    args = ["dvg", "train-generator", "--img-root", str(root), "--train-list", str(lst), "--face-weights", str(face),
-            *FACE, *SMALL, "--sampler-steps", "2", "--steps", "3", "--batch-size", "2", "--out", str(out)]
+    args = [
+        "dvg",
+        "train-generator",
+        "--img-root",
+        str(root),
+        "--train-list",
+        str(lst),
+        "--face-weights",
+        str(face),
+        *FACE,
+        *SMALL,
+        "--sampler-steps",
+        "2",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = run_facerun(*args, "--stop-at", "2", check=False)
     assert proc.returncode != 0 and "stage 'generator' stopped at step 2 of 3 (--stop-at)" in proc.stderr
     assert "Traceback" not in proc.stderr and not (out / "generator.safetensors").exists()
@@ -58,17 +90,37 @@ def test_train_generator_resumes_and_its_files_generate(run_facerun, tmp_path, n
     assert [r["step"] for r in log] == [1, 2, 3]
     metrics = json.loads((out / "metrics.json").read_text())
     lines = len(lst.read_text().splitlines())
-    assert metrics["settings"]["paired_images"] == metrics["settings"]["images"] == lines and "sampler_rec" in metrics and "pix" in metrics
+    assert (
+        metrics["settings"]["paired_images"] == metrics["settings"]["images"] == lines
+        and "sampler_rec" in metrics
+        and "pix" in metrics
+    )
     # the file carries its build parameters: generate needs no --param (image size, width, codes)
     _generate(run_facerun, out / "generator.safetensors", tmp_path / "gen", "--format", "folder")
     back = facerec.create("dataset", "image-folder", root=str(tmp_path / "gen"), modality_rule=r"_(NIR|VIS)\.")
-    assert len(back) == 6 and back.batch([0])["image"].shape[-1] == 16 and sorted(back.modality.tolist()) == [0] * 3 + [1] * 3
+    assert (
+        len(back) == 6
+        and back.batch([0])["image"].shape[-1] == 16
+        and sorted(back.modality.tolist()) == [0] * 3 + [1] * 3
+    )
     # ... and so does its training checkpoint (keys under model/generator/)
     _generate(run_facerun, out / "checkpoints" / "generator-last.safetensors", tmp_path / "ck.lmdb")
     assert len(facerec.create("dataset", "lmdb", path=str(tmp_path / "ck.lmdb"))) == 6
     # a file of another generator is named as such, in one line
-    proc = run_facerun("generate", "--generator", "dvg-neurips", "--weights", str(out / "generator.safetensors"),
-                       "--ids", "2", "--per-id", "2", "--out", str(tmp_path / "x.lmdb"), check=False)
+    proc = run_facerun(
+        "generate",
+        "--generator",
+        "dvg-neurips",
+        "--weights",
+        str(out / "generator.safetensors"),
+        "--ids",
+        "2",
+        "--per-id",
+        "2",
+        "--out",
+        str(tmp_path / "x.lmdb"),
+        check=False,
+    )
     assert proc.returncode != 0 and "holds a 'dvg' generator, not 'dvg-neurips'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -82,13 +134,33 @@ def test_convert_original_checkpoints_then_generate(run_facerun, tmp_path, nir_v
         files[name] = tmp_path / f"{name}_epoch_5.pth.tar"  # the original's container, DataParallel keys
         torch.save({"epoch": 5, "state_dict": {f"module.{k}": v for k, v in module.state_dict().items()}}, files[name])
     files["sampler"] = tmp_path / "dec_epoch_45.pth.tar"
-    torch.save({"epoch": 45, "state_dict": {f"module.{k}": v for k, v in gen.identity_sampler.state_dict().items()}},
-               files["sampler"])
+    torch.save(
+        {"epoch": 45, "state_dict": {f"module.{k}": v for k, v in gen.identity_sampler.state_dict().items()}},
+        files["sampler"],
+    )
     out = tmp_path / "dvg_epoch_5.safetensors"
-    run_facerun("dvg", "convert", "--encoder-nir", str(files["encoder_nir"]), "--encoder-vis",
-                str(files["encoder_vis"]), "--decoder", str(files["decoder"]), "--identity-sampler",
-                str(files["sampler"]), "--img-root", str(root), "--train-list", str(lst), "--image-size", "16",
-                "--width", "0.125", "--out", str(out))
+    run_facerun(
+        "dvg",
+        "convert",
+        "--encoder-nir",
+        str(files["encoder_nir"]),
+        "--encoder-vis",
+        str(files["encoder_vis"]),
+        "--decoder",
+        str(files["decoder"]),
+        "--identity-sampler",
+        str(files["sampler"]),
+        "--img-root",
+        str(root),
+        "--train-list",
+        str(lst),
+        "--image-size",
+        "16",
+        "--width",
+        "0.125",
+        "--out",
+        str(out),
+    )
     loaded = facerec.weights.model_from_weights(out)
     ref = gen.state_dict()
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in ref.items() if not k.startswith("attributes"))

@@ -16,10 +16,32 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 
 # every stage of the quick preset, cut to a few steps (the sizes stay: 64 px generator, VIS control ...)
-SMALL = ["--param", "recipe.pretrain_ids=12", "--param", "recipe.pretrain_per_id=2", "--param", "train.steps=2",
-         "--param", "recipe.batch_size=8", "--param", "recipe.sampler_steps=3", "--param", "recipe.generator_steps=2",
-         "--param", "recipe.generator_batch=4", "--param", "recipe.num_pairs=16", "--param", "dataset.num_ids=6",
-         "--param", "protocol.num_ids=10", "--param", "protocol.nir_per_id=3", "--param", "recipe.write_generated=none"]
+SMALL = [
+    "--param",
+    "recipe.pretrain_ids=12",
+    "--param",
+    "recipe.pretrain_per_id=2",
+    "--param",
+    "train.steps=2",
+    "--param",
+    "recipe.batch_size=8",
+    "--param",
+    "recipe.sampler_steps=3",
+    "--param",
+    "recipe.generator_steps=2",
+    "--param",
+    "recipe.generator_batch=4",
+    "--param",
+    "recipe.num_pairs=16",
+    "--param",
+    "dataset.num_ids=6",
+    "--param",
+    "protocol.num_ids=10",
+    "--param",
+    "protocol.nir_per_id=3",
+    "--param",
+    "recipe.write_generated=none",
+]
 
 
 def _requirement_names(path: Path) -> set[str]:
@@ -35,8 +57,11 @@ def _test_only_modules() -> list[str]:
     """Top-level modules of the packages requirements/test.txt adds to the README's install."""
     readme_install = _requirement_names(ROOT / "requirements" / "base.txt")
     extra = _requirement_names(ROOT / "requirements" / "test.txt") - readme_install
-    return sorted(mod for mod, dists in md.packages_distributions().items()
-                  if any(d.lower() in extra for d in dists) and not mod.startswith("_"))
+    return sorted(
+        mod
+        for mod, dists in md.packages_distributions().items()
+        if any(d.lower() in extra for d in dists) and not mod.startswith("_")
+    )
 
 
 def test_readme_install_has_matplotlib():
@@ -64,7 +89,8 @@ def test_every_picture_the_summary_names_exists(run_facerun, tmp_path):
         "        PathFinder.invalidate_caches()\n"
         "    def find_distributions(self, *args, **kwargs):\n"
         "        return PathFinder.find_distributions(*args, **kwargs)\n"
-        "sys.meta_path[:] = [_WithoutTestPackages() if f is PathFinder else f for f in sys.meta_path]\n")
+        "sys.meta_path[:] = [_WithoutTestPackages() if f is PathFinder else f for f in sys.meta_path]\n"
+    )
     env = {"PYTHONPATH": str(site)}
     probe = run_facerun("--help", env=env)  # the blocker is active in facerun's own interpreter
     assert probe.returncode == 0
@@ -79,8 +105,15 @@ def test_every_picture_the_summary_names_exists(run_facerun, tmp_path):
     tail = proc.stdout.strip().splitlines()
     assert tail[-1].startswith("run directory:") and "summary.md" in tail[-1]
     head = "\n".join(tail[-7:-1])
-    for needle in ("face model", "without generated pairs", "with generated pairs", "rank-1", "VR@FAR=1e-2",
-                   "chance: rank-1 0.100", "with - without ="):
+    for needle in (
+        "face model",
+        "without generated pairs",
+        "with generated pairs",
+        "rank-1",
+        "VR@FAR=1e-2",
+        "chance: rank-1 0.100",
+        "with - without =",
+    ):
         assert needle in head, (needle, head)
     assert len(tail) < 15, proc.stdout
 
@@ -109,4 +142,5 @@ def test_every_picture_the_summary_names_exists(run_facerun, tmp_path):
         assert metrics[f"{arm}/synthetic-nir-vis/rank1_se"] >= 0.0
     assert "face-model/synthetic-nir-vis/vis-vis-rank1" in metrics
     assert metrics["with-minus-without/synthetic-nir-vis/rank1"] == pytest.approx(
-        metrics["with/synthetic-nir-vis/rank1"] - metrics["without/synthetic-nir-vis/rank1"])
+        metrics["with/synthetic-nir-vis/rank1"] - metrics["without/synthetic-nir-vis/rank1"]
+    )

@@ -17,11 +17,14 @@ from facerec_dvg.nirvis import CasiaNirVis, NirVisList, dvg_metrics
 def test_plugin_evaluation_reproduces_dvg_fixture(parity_dir, name):
     fx = load_fixture(name, parity_dir)
     inp = fx.inputs()
-    metrics, art = dvg_metrics(inp["gallery"], inp["gallery_labels"], inp["probe"], inp["probe_labels"],
-                               fars=(1e-2, 1e-3, 1e-4, 1e-5, 0.0))
+    metrics, art = dvg_metrics(
+        inp["gallery"], inp["gallery_labels"], inp["probe"], inp["probe_labels"], fars=(1e-2, 1e-3, 1e-4, 1e-5, 0.0)
+    )
     fx.check("rank", torch.tensor([metrics[f"rank{k}"] for k in (1, 3, 5, 10, 20)], dtype=torch.float32))
-    fx.check("tpr_at_far", torch.tensor([metrics[f"vr@far={t:.0e}"] for t in (1e-2, 1e-3, 1e-4, 1e-5, 0.0)],
-                                        dtype=torch.float64))
+    fx.check(
+        "tpr_at_far",
+        torch.tensor([metrics[f"vr@far={t:.0e}"] for t in (1e-2, 1e-3, 1e-4, 1e-5, 0.0)], dtype=torch.float64),
+    )
     fx.check("ap", torch.tensor(metrics["ap"], dtype=torch.float64))
     fx.check("eer_raw", torch.tensor(metrics["eer"], dtype=torch.float64))
     assert len(art["roc_fpr"]) == len(art["roc_tpr"]) > 2

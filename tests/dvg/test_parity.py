@@ -18,8 +18,11 @@ from facerec_dvg.lightcnn import LightCNN29
 
 @pytest.fixture(autouse=True)
 def strict_float32():
-    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-           torch.are_deterministic_algorithms_enabled())
+    old = (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.are_deterministic_algorithms_enabled(),
+    )
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.use_deterministic_algorithms(True)
@@ -79,8 +82,11 @@ def test_parity_dvgface_decoder(parity_dir, tmp_path, device):
         fx.check("nir", dec(h, inp["style"], "nir"))
         fx.check("vis", dec(h, inp["style"], "vis"))
         # The batched path (per-sample modality, one call) gives the same images.
-        both = dec(torch.cat([h, h]), torch.cat([inp["style"], inp["style"]]),
-                   torch.tensor([True, True, False, False], device=device))
+        both = dec(
+            torch.cat([h, h]),
+            torch.cat([inp["style"], inp["style"]]),
+            torch.tensor([True, True, False, False], device=device),
+        )
         fx.check("nir", both[:2])
         fx.check("vis", both[2:])
 

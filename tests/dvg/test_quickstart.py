@@ -5,9 +5,26 @@ from __future__ import annotations
 
 SECTION = "The main job: DVG-Face"
 MAIN_JOB = "facerun --backbone lightcnn29 --generator dvg"
-TINY = ["--param", "train.steps=2", "--param", "recipe.batch_size=8", "--param", "recipe.sampler_steps=3",
-        "--param", "recipe.generator_steps=2", "--param", "recipe.generator_batch=4", "--param", "recipe.num_pairs=12",
-        "--param", "dataset.num_ids=8", "--param", "protocol.num_ids=8", "--param", "protocol.nir_per_id=2"]
+TINY = [
+    "--param",
+    "train.steps=2",
+    "--param",
+    "recipe.batch_size=8",
+    "--param",
+    "recipe.sampler_steps=3",
+    "--param",
+    "recipe.generator_steps=2",
+    "--param",
+    "recipe.generator_batch=4",
+    "--param",
+    "recipe.num_pairs=12",
+    "--param",
+    "dataset.num_ids=8",
+    "--param",
+    "protocol.num_ids=8",
+    "--param",
+    "protocol.nir_per_id=2",
+]
 
 
 def test_readme_main_job_runs(readme, tmp_path):

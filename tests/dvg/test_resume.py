@@ -64,8 +64,9 @@ def test_identity_sampler_stops_and_resumes_exactly(tmp_path):
     straight = _new("dvg")
     straight.fit_identity_sampler(feats, steps=4, batch_size=8, seed=2)
     path = tmp_path / "sampler.safetensors"
-    stopped = _new("dvg").fit_identity_sampler(feats, steps=4, batch_size=8, seed=2,
-                                               checkpoint=LoopCheckpoint(path, stop_at=1))
+    stopped = _new("dvg").fit_identity_sampler(
+        feats, steps=4, batch_size=8, seed=2, checkpoint=LoopCheckpoint(path, stop_at=1)
+    )
     assert stopped["sampler_step"] == 1
     resumed = _new("dvg")
     resumed.fit_identity_sampler(feats, steps=4, batch_size=8, seed=2, checkpoint=LoopCheckpoint(path))
@@ -89,19 +90,40 @@ def test_recipe_stops_and_resumes_every_stage_exactly(run_facerun, tmp_path):
     assert (split / "checkpoints" / "generator-last.safetensors").is_file()
     assert not (split / "generator.safetensors").exists()
     run_facerun(*args, "--out", str(split), "--resume", env=env)
-    for name in ("generator.safetensors", "backbone-face-model.safetensors", "backbone-with.safetensors",
-                 "backbone-without.safetensors"):
+    for name in (
+        "generator.safetensors",
+        "backbone-face-model.safetensors",
+        "backbone-with.safetensors",
+        "backbone-without.safetensors",
+    ):
         a, b = load_file(str(straight / name)), load_file(str(split / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (straight, split))
-    for key in ("with/synthetic-nir-vis/rank1", "without/synthetic-nir-vis/rank1", "generator/pix",
-                "generator/sampler_rec", "identity-check/generated/same-cos"):
+    for key in (
+        "with/synthetic-nir-vis/rank1",
+        "without/synthetic-nir-vis/rank1",
+        "generator/pix",
+        "generator/sampler_rec",
+        "identity-check/generated/same-cos",
+    ):
         assert ma[key] == mb[key], key
     assert mb["pretrain/loss"] > 0  # (a mean over the log window, which the interruption split: not compared)
     # the generator's log is whole (steps 1..4), though its steps ran in two processes
     log = [json.loads(line) for line in (split / "generator_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     # the recipe's generator file carries its build parameters (64 px, width 0.25): generate repeats none
-    run_facerun("generate", "--generator", "dvg", "--weights", str(split / "generator.safetensors"), "--ids", "2",
-                "--per-id", "2", "--out", str(tmp_path / "g.lmdb"), "-q")
+    run_facerun(
+        "generate",
+        "--generator",
+        "dvg",
+        "--weights",
+        str(split / "generator.safetensors"),
+        "--ids",
+        "2",
+        "--per-id",
+        "2",
+        "--out",
+        str(tmp_path / "g.lmdb"),
+        "-q",
+    )
     assert facerec.create("dataset", "lmdb", path=str(tmp_path / "g.lmdb")).batch([0])["image"].shape[-1] == 64

@@ -19,8 +19,10 @@ def test_facerun_plugins_lists_exactly_the_installed_distributions(run_facerun):
     # core's built-ins are always there, registered through the same entry-point groups
     assert {"small-cnn", "arcface", "synthetic", "synthetic-pairs", "train"} <= {r["name"] for r in rows}
     # IResNet is core's (facerec.nn), whichever plugins are installed: none registers it again
-    iresnets = {r["name"]: r["distribution"] for r in rows
-                if r["kind"] == "backbone" and r["name"].startswith("iresnet")}
+    iresnets = {
+        r["name"]: r["distribution"] for r in rows if r["kind"] == "backbone" and r["name"].startswith("iresnet")
+    }
     assert iresnets == dict.fromkeys(
         ("iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "iresnet50-se", "iresnet100-se"),
-        "facerec-core")
+        "facerec-core",
+    )

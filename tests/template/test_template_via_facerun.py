@@ -10,7 +10,8 @@ import pytest
 
 pytestmark = pytest.mark.skipif(
     "facerec-template" not in os.environ.get("FACEREC_EXPECT_DISTS", "facerec-template"),
-    reason="needs the template plugin installed (nox -s template)")
+    reason="needs the template plugin installed (nox -s template)",
+)
 
 
 def test_template_components_are_listed(run_facerun):
@@ -22,11 +23,26 @@ def test_template_components_are_listed(run_facerun):
 @pytest.mark.parametrize("backbone,protocol", [("template-net", "synthetic-pairs"), ("small-cnn", "template-rank1")])
 def test_template_combines_with_core_components(run_facerun, tmp_path, backbone, protocol):
     out = tmp_path / "run"
-    run_facerun("--backbone", backbone, "--head", "cosface", "--protocol", protocol,
-                "--param", "train.steps=4", "--param", "train.batch_size=8",
-                "--param", "dataset.num_ids=8", "--param", "dataset.per_id=2",
-                "--param", f"protocol.{'num_ids=8' if protocol == 'template-rank1' else 'pairs_per_fold=20'}",
-                "--out", str(out))
+    run_facerun(
+        "--backbone",
+        backbone,
+        "--head",
+        "cosface",
+        "--protocol",
+        protocol,
+        "--param",
+        "train.steps=4",
+        "--param",
+        "train.batch_size=8",
+        "--param",
+        "dataset.num_ids=8",
+        "--param",
+        "dataset.per_id=2",
+        "--param",
+        f"protocol.{'num_ids=8' if protocol == 'template-rank1' else 'pairs_per_fold=20'}",
+        "--out",
+        str(out),
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     key = f"{protocol}/rank1" if protocol == "template-rank1" else f"{protocol}/accuracy"
     assert 0.0 <= metrics[key] <= 1.0

@@ -104,8 +104,9 @@ def test_attrop_is_bounded_per_sample_and_leaves_estimators_untouched():
     assert all(p.grad is None for m in (ident, qual) for p in m.parameters())
     # Reachable targets: every sample is accepted at once and returns exactly the checked image.
     calls.clear()
-    res = optimise_attributes(decode, rep, AttrTargets(quality=-1.0, max_iters=3, id_threshold=2.0),
-                              identity=ident, quality=qual)
+    res = optimise_attributes(
+        decode, rep, AttrTargets(quality=-1.0, max_iters=3, id_threshold=2.0), identity=ident, quality=qual
+    )
     assert bool(res.accepted.all()) and calls == [4] and torch.equal(res.vectors, rep)
 
 
@@ -152,11 +153,14 @@ def test_repvgg_training_form_is_fused():
     w3, w1 = state["layer0.rbr_dense.conv.weight"], state["layer0.rbr_1x1.conv.weight"]
 
     def bn(t, p):
-        return (t - state[p + ".running_mean"].view(1, -1, 1, 1)) / (state[p + ".running_var"].view(1, -1, 1, 1)
-                + 1e-5).sqrt() * state[p + ".weight"].view(1, -1, 1, 1) + state[p + ".bias"].view(1, -1, 1, 1)
+        return (t - state[p + ".running_mean"].view(1, -1, 1, 1)) / (
+            state[p + ".running_var"].view(1, -1, 1, 1) + 1e-5
+        ).sqrt() * state[p + ".weight"].view(1, -1, 1, 1) + state[p + ".bias"].view(1, -1, 1, 1)
 
-    want = F.relu(bn(F.conv2d(x, w3, stride=2, padding=1), "layer0.rbr_dense.bn")
-                  + bn(F.conv2d(x, w1, stride=2), "layer0.rbr_1x1.bn"))
+    want = F.relu(
+        bn(F.conv2d(x, w3, stride=2, padding=1), "layer0.rbr_dense.bn")
+        + bn(F.conv2d(x, w1, stride=2), "layer0.rbr_1x1.bn")
+    )
     assert torch.allclose(fused.layer0(x), want, atol=1e-5)
     assert "layer0.rbr_reparam.weight" in fuse_repvgg(state)
 

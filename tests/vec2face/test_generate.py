@@ -19,8 +19,10 @@ def files(tmp_path_factory):
     torch.manual_seed(0)
     g = Vec2Face(config="tiny")
     # Original training-checkpoint container, argparse.Namespace included.
-    torch.save({"model_vec2face": g.state_dict(), "model_disc": {}, "epoch": 1,
-                "args": argparse.Namespace(model="tiny")}, root / "w.pth")
+    torch.save(
+        {"model_vec2face": g.state_dict(), "model_disc": {}, "epoch": 1, "args": argparse.Namespace(model="tiny")},
+        root / "w.pth",
+    )
     np.save(root / "centers.npy", (np.random.default_rng(0).standard_normal((8, 512)) * 1.4).astype(np.float32))
     return root
 
@@ -44,10 +46,28 @@ def _pixels(recs):
 
 
 def _gen(run_facerun, files, out, *extra, check=True):
-    return run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
-                       str(files / "w.pth"), "--ids", "6", "--per-id", "3", "--condition",
-                       f"fit_centers={files / 'centers.npy'}", "--ids-per-chunk", "2", "--out", str(out),
-                       *extra, cwd=files, check=check)
+    return run_facerun(
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--weights",
+        str(files / "w.pth"),
+        "--ids",
+        "6",
+        "--per-id",
+        "3",
+        "--condition",
+        f"fit_centers={files / 'centers.npy'}",
+        "--ids-per-chunk",
+        "2",
+        "--out",
+        str(out),
+        *extra,
+        cwd=files,
+        check=check,
+    )
 
 
 def test_generate_hsface_lmdb_and_shards(run_facerun, files):
@@ -63,10 +83,31 @@ def test_generate_hsface_lmdb_and_shards(run_facerun, files):
     from facerec.cli import main
 
     for i in range(2):
-        res = CliRunner().invoke(main, ["generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
-                                        str(files / "w.pth"), "--ids", "6", "--per-id", "3", "--condition",
-                                        f"fit_centers={files / 'centers.npy'}", "--ids-per-chunk", "2",
-                                        "--out", str(files / f"s{i}.lmdb"), "--shard", f"{i}/2", "--quiet"])
+        res = CliRunner().invoke(
+            main,
+            [
+                "generate",
+                "--generator",
+                "vec2face",
+                "--param",
+                "config=tiny",
+                "--weights",
+                str(files / "w.pth"),
+                "--ids",
+                "6",
+                "--per-id",
+                "3",
+                "--condition",
+                f"fit_centers={files / 'centers.npy'}",
+                "--ids-per-chunk",
+                "2",
+                "--out",
+                str(files / f"s{i}.lmdb"),
+                "--shard",
+                f"{i}/2",
+                "--quiet",
+            ],
+        )
         assert res.exit_code == 0, res.output
     parts = _records(files / "s0.lmdb")[2] + _records(files / "s1.lmdb")[2]
     assert [r[1] for r in parts] == [r[1] for r in recs]
@@ -80,38 +121,90 @@ def test_generate_with_given_centers_uses_them(files):
 
     from facerec.cli import main
 
-    res = CliRunner().invoke(main, ["generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
-                                    str(files / "w.pth"), "--ids", "2", "--per-id", "2", "--condition",
-                                    f"centers={files / 'centers.npy'}", "--out", str(files / "c.lmdb"), "-q"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "--generator",
+            "vec2face",
+            "--param",
+            "config=tiny",
+            "--weights",
+            str(files / "w.pth"),
+            "--ids",
+            "2",
+            "--per-id",
+            "2",
+            "--condition",
+            f"centers={files / 'centers.npy'}",
+            "--out",
+            str(files / "c.lmdb"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     n, classes, _ = _records(files / "c.lmdb")
     assert (n, classes) == (4, 2)
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (("--condition", "bogus=1"), "bogus"),
-    (("--condition", "centers=missing.npy"), "missing.npy"),
-    (("--shard", "3/2"), "--shard"),
-    ((), "centers"),  # no identity source at all
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (("--condition", "bogus=1"), "bogus"),
+        (("--condition", "centers=missing.npy"), "missing.npy"),
+        (("--shard", "3/2"), "--shard"),
+        ((), "centers"),  # no identity source at all
+    ],
+)
 def test_generate_bad_input_one_line(files, extra, needle):
     # In-process through the same click group (a subprocess per case would cost ~10 s each on 2 cores).
     from click.testing import CliRunner
 
     from facerec.cli import main
 
-    res = CliRunner().invoke(main, ["generate", "--generator", "vec2face", "--param", "config=tiny", "--ids", "4",
-                                    "--per-id", "2", "--out", str(files / "bad.lmdb"), *extra])
+    res = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "--generator",
+            "vec2face",
+            "--param",
+            "config=tiny",
+            "--ids",
+            "4",
+            "--per-id",
+            "2",
+            "--out",
+            str(files / "bad.lmdb"),
+            *extra,
+        ],
+    )
     assert res.exit_code != 0
     assert needle in res.output and "Traceback" not in res.output
     # one error line; the only other line allowed is the warning that the generator has random weights
-    lines = [ln for ln in res.output.strip().splitlines()
-             if not ln.startswith("warning: facerun generate without --weights")]
+    lines = [
+        ln for ln in res.output.strip().splitlines() if not ln.startswith("warning: facerun generate without --weights")
+    ]
     assert len(lines) == 1, res.output
     assert not (files / "bad.lmdb").exists()
 
 
 def test_generate_bad_input_subprocess(run_facerun, files):
-    proc = run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--ids", "2", "--per-id",
-                       "2", "--condition", "bogus=1", "--out", str(files / "none.lmdb"), cwd=files, check=False)
+    proc = run_facerun(
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--ids",
+        "2",
+        "--per-id",
+        "2",
+        "--condition",
+        "bogus=1",
+        "--out",
+        str(files / "none.lmdb"),
+        cwd=files,
+        check=False,
+    )
     assert proc.returncode != 0 and "bogus" in proc.stderr and "Traceback" not in proc.stderr

@@ -31,8 +31,16 @@ def test_parity_vec2face_generator(parity_dir, tmp_path):
     fx = load_fixture("vec2face.generator", parity_dir)
     # A training checkpoint container (the released file holds at least 'model_vec2face').
     path = tmp_path / "vec2face_generator.pth"
-    torch.save({"model_vec2face": fx.state_dict(), "model_disc": {}, "model_ema": None, "epoch": 3,
-                "args": argparse.Namespace(model="vec2face_vit_base_patch16")}, path)
+    torch.save(
+        {
+            "model_vec2face": fx.state_dict(),
+            "model_disc": {},
+            "model_ema": None,
+            "epoch": 3,
+            "args": argparse.Namespace(model="vec2face_vit_base_patch16"),
+        },
+        path,
+    )
     with torch.device("meta"):  # skip the 174M-parameter random init: every tensor is loaded below
         empty = Vec2Face(config="base")
     model = helpers.load_original(empty.to_empty(device="cpu"), path).eval()
@@ -61,8 +69,7 @@ def test_parity_vec2face_im_decoder(parity_dir, tmp_path):
 def test_parity_vec2face_discriminator(parity_dir, tmp_path):
     fx = load_fixture("vec2face.discriminator", parity_dir)
     path = tmp_path / "checkpoint-last.pth"
-    torch.save({"model_vec2face": {}, "model_disc": fx.state_dict(), "epoch": 1,
-                "args": argparse.Namespace()}, path)
+    torch.save({"model_vec2face": {}, "model_disc": fx.state_dict(), "epoch": 1, "args": argparse.Namespace()}, path)
     disc = helpers.load_original(Discriminator(), path).eval()
     with torch.no_grad():
         fx.check("logits", disc(fx.inputs()["x"]))

@@ -52,7 +52,8 @@ def test_generate_checks_the_card_before_fetching(run_facerun, tmp_path):
     clash = run_facerun(*base, "--weights", "vec2face-generator", "--param", "config=tiny", env=env, check=False)
     assert clash.returncode != 0 and clash.stderr.strip().splitlines() == [
         "Error: generator 'vec2face': parameter config='tiny' contradicts weights 'vec2face-generator', "
-        "built with config='base'"], clash.stderr
+        "built with config='base'"
+    ], clash.stderr
     other = run_facerun(*base, "--weights", "arcface-r100-glint360k", env=env, check=False)
     assert other.returncode != 0 and "are for backbone 'iresnet100', not generator 'vec2face'" in other.stderr
     assert not (tmp_path / "g.lmdb").exists()

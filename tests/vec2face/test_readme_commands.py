@@ -31,31 +31,70 @@ def test_readme_commands_run(tmp_path, shared_data, readme):
     for f in sorted((tmp_path / "faces").glob("*/*_0001.jpg"))[:2]:
         shutil.copy(f, tmp_path / "refs" / f.name)
     torch.manual_seed(0)
-    save_weights(facerec.create("backbone", "iresnet18", width=8), tmp_path / "id.safetensors",
-                 {"arch": "iresnet18", "params": {"width": 8}})
+    save_weights(
+        facerec.create("backbone", "iresnet18", width=8),
+        tmp_path / "id.safetensors",
+        {"arch": "iresnet18", "params": {"width": 8}},
+    )
     small_pose = {"blocks": [1, 1, 1, 1], "width": [0.25, 0.25, 0.25, 0.25]}
-    save_weights(SixDRepNet(blocks=(1, 1, 1, 1), width=(0.25,) * 4), tmp_path / "pose.safetensors",
-                 {"arch": "sixdrepnet", "params": small_pose})
-    torch.save({"model_vec2face": facerec.create("generator", "vec2face", config="tiny").state_dict(),
-                "args": argparse.Namespace(model="tiny")}, tmp_path / "w.pth")
+    save_weights(
+        SixDRepNet(blocks=(1, 1, 1, 1), width=(0.25,) * 4),
+        tmp_path / "pose.safetensors",
+        {"arch": "sixdrepnet", "params": small_pose},
+    )
+    torch.save(
+        {
+            "model_vec2face": facerec.create("generator", "vec2face", config="tiny").state_dict(),
+            "args": argparse.Namespace(model="tiny"),
+        },
+        tmp_path / "w.pth",
+    )
     np.save(tmp_path / "centres.npy", (np.random.default_rng(0).standard_normal((8, 512)) * 1.4).astype(np.float32))
 
     commands = [c for c in readme.commands(README) if not c.startswith(NETWORK)]
     assert len(commands) == 11
     ident = str(tmp_path / "id.safetensors")
-    subst = {"WebFace4M": str(tmp_path / "faces"), "refs": str(tmp_path / "refs"),
-             "arcface-r100-glint360k.pth": ident, "magface-r100-glint360k.pth": ident,
-             "6DRepNet_300W_LP_AFLW2000.pth": str(tmp_path / "pose.safetensors"), "iresnet100": "iresnet18",
-             "vec2face_generator.pth": str(tmp_path / "w.pth"),
-             "center_feature_examples.npy": str(tmp_path / "centres.npy"),
-             "base": "tiny", "50000": "2", "2000": "0.5", "10": "3", "50": "2", "5": "2"}
-    done = readme.run(commands, subst, cwd=tmp_path, extra={
-        "facerun extract": ["--param", "backbone.width=8", "--no-optimize", "-q"],
-        "facerun generate": ["--param", "config=tiny", "--param", "attr_iters=1", "-q"],
-        "facerun --backbone": ["--param", "train.steps=2", "--param", "train.amp='off'",
-                               "--param", "train.batch_size=4", "--param", "backbone.width=4",
-                               "--param", "backbone.image_size=32", "--param", "protocol.pairs_per_fold=4",
-                               "--param", "protocol.num_folds=2"]})
+    subst = {
+        "WebFace4M": str(tmp_path / "faces"),
+        "refs": str(tmp_path / "refs"),
+        "arcface-r100-glint360k.pth": ident,
+        "magface-r100-glint360k.pth": ident,
+        "6DRepNet_300W_LP_AFLW2000.pth": str(tmp_path / "pose.safetensors"),
+        "iresnet100": "iresnet18",
+        "vec2face_generator.pth": str(tmp_path / "w.pth"),
+        "center_feature_examples.npy": str(tmp_path / "centres.npy"),
+        "base": "tiny",
+        "50000": "2",
+        "2000": "0.5",
+        "10": "3",
+        "50": "2",
+        "5": "2",
+    }
+    done = readme.run(
+        commands,
+        subst,
+        cwd=tmp_path,
+        extra={
+            "facerun extract": ["--param", "backbone.width=8", "--no-optimize", "-q"],
+            "facerun generate": ["--param", "config=tiny", "--param", "attr_iters=1", "-q"],
+            "facerun --backbone": [
+                "--param",
+                "train.steps=2",
+                "--param",
+                "train.amp='off'",
+                "--param",
+                "train.batch_size=4",
+                "--param",
+                "backbone.width=4",
+                "--param",
+                "backbone.image_size=32",
+                "--param",
+                "protocol.pairs_per_fold=4",
+                "--param",
+                "protocol.num_folds=2",
+            ],
+        },
+    )
     assert (tmp_path / "WebFace4M.lmdb").is_file() and (tmp_path / "WebFace4M-b.lmdb.mask.npy").is_file()
     assert (tmp_path / "workspace" / "24_try" / "generator.safetensors").is_file()
     assert any("resumed" in p.stdout or "generator.safetensors" in p.stdout for p in done.values())

@@ -42,8 +42,15 @@ def faces(tmp_path_factory, shared_data):
     torch.manual_seed(0)
     small = facerec.create("backbone", "iresnet18", width=8)
     save_weights(small, root / "id.safetensors", {"arch": "iresnet18", "params": {"width": 8}})
-    torch.save({"model_vec2face": facerec.create("generator", "vec2face", config="tiny").state_dict(),
-                "model_disc": {}, "epoch": 1, "args": argparse.Namespace(model="tiny")}, root / "w.pth")
+    torch.save(
+        {
+            "model_vec2face": facerec.create("generator", "vec2face", config="tiny").state_dict(),
+            "model_disc": {},
+            "epoch": 1,
+            "args": argparse.Namespace(model="tiny"),
+        },
+        root / "w.pth",
+    )
     return root
 
 
@@ -60,12 +67,34 @@ def test_prepare_and_train_commands(faces, run_facerun, tmp_path):
     """prepare_training_set.py + small_portion_training_mask.py + vec2face.py as facerun commands (item 11);
     the run says which loss terms are off, in its log and report (item 12)."""
     feats = tmp_path / "feats.safetensors"
-    run_facerun("extract", "--backbone", "iresnet18", "--param", "backbone.width=8", "--weights",
-                str(faces / "id.safetensors"), "--data", str(faces / "faces"), "--out", str(feats), "-q",
-                "--no-optimize")
+    run_facerun(
+        "extract",
+        "--backbone",
+        "iresnet18",
+        "--param",
+        "backbone.width=8",
+        "--weights",
+        str(faces / "id.safetensors"),
+        "--data",
+        str(faces / "faces"),
+        "--out",
+        str(feats),
+        "-q",
+        "--no-optimize",
+    )
     out = tmp_path / "train.lmdb"
-    run_facerun("vec2face", "prepare", "--data", str(faces / "faces"), "--features", str(feats), "--out", str(out),
-                "--mask-ids", "2")
+    run_facerun(
+        "vec2face",
+        "prepare",
+        "--data",
+        str(faces / "faces"),
+        "--features",
+        str(feats),
+        "--out",
+        str(out),
+        "--mask-ids",
+        "2",
+    )
     recs, classnum = _records(out)
     table = load_file(str(feats))["embeddings"]
     files = sorted((faces / "faces").glob("*/*.jpg"))
@@ -78,8 +107,22 @@ def test_prepare_and_train_commands(faces, run_facerun, tmp_path):
     want = [i for c in chosen for i, f in enumerate(files) if f.parent.name == c]
     assert np.load(str(out) + ".mask.npy").tolist() == want
     run = tmp_path / "run"
-    proc = run_facerun("vec2face", "train", "--data", str(out), "--mask", str(out) + ".mask.npy", "--config", "tiny",
-                       "--steps", "2", "--batch-size", "2", "--out", str(run))
+    proc = run_facerun(
+        "vec2face",
+        "train",
+        "--data",
+        str(out),
+        "--mask",
+        str(out) + ".mask.npy",
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        str(run),
+    )
     assert "identity loss off" in proc.stderr and "LPIPS off" in proc.stderr
     notes = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"note"' in line]
     assert "identity loss off" in notes[0]["losses_off"]
@@ -87,15 +130,44 @@ def test_prepare_and_train_commands(faces, run_facerun, tmp_path):
     assert "LPIPS off" in (run / "summary.md").read_text()
     # with an identity model the identity loss runs and is no longer reported off
     run2 = tmp_path / "run2"
-    proc = run_facerun("vec2face", "train", "--data", str(out), "--config", "tiny", "--steps", "1", "--batch-size",
-                       "2", "--identity-weights", str(faces / "id.safetensors"), "--out", str(run2))
+    proc = run_facerun(
+        "vec2face",
+        "train",
+        "--data",
+        str(out),
+        "--config",
+        "tiny",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--identity-weights",
+        str(faces / "id.safetensors"),
+        "--out",
+        str(run2),
+    )
     assert "identity loss off" not in proc.stderr
     assert any('"id"' in line for line in (run2 / "log.jsonl").read_text().splitlines())
     # the trained generator is what `facerun generate` loads
     gen_out = tmp_path / "gen.lmdb"
-    run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
-                str(run / "generator.safetensors"), "--ids", "2", "--per-id", "2", "--condition",
-                f"centers={feats}", "--out", str(gen_out), "-q")
+    run_facerun(
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--weights",
+        str(run / "generator.safetensors"),
+        "--ids",
+        "2",
+        "--per-id",
+        "2",
+        "--condition",
+        f"centers={feats}",
+        "--out",
+        str(gen_out),
+        "-q",
+    )
     assert len(_records(gen_out)[0]) == 4
 
 
@@ -134,11 +206,34 @@ def test_attrop_acceptance_is_reported(faces, run_facerun, tmp_path):
     """Per run on the terminal and per identity in OUT.report.json (item 14)."""
     out = tmp_path / "q.lmdb"
     ident = str(faces / "id.safetensors")
-    proc = run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
-                       str(faces / "w.pth"), "--ids", "3", "--per-id", "2", "--ids-per-chunk", "2",
-                       "--condition", f"fit_centers={_centres(tmp_path)}", "--param", f"identity_weights={ident}",
-                       "--param", f"quality_weights={ident}", "--param", "attr_iters=1", "--condition", "quality=5",
-                       "--out", str(out), "-q")
+    proc = run_facerun(
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--weights",
+        str(faces / "w.pth"),
+        "--ids",
+        "3",
+        "--per-id",
+        "2",
+        "--ids-per-chunk",
+        "2",
+        "--condition",
+        f"fit_centers={_centres(tmp_path)}",
+        "--param",
+        f"identity_weights={ident}",
+        "--param",
+        f"quality_weights={ident}",
+        "--param",
+        "attr_iters=1",
+        "--condition",
+        "quality=5",
+        "--out",
+        str(out),
+        "-q",
+    )
     report = json.loads((tmp_path / "q.lmdb.report.json").read_text())
     assert sorted(report["per_identity"]) == ["0", "1", "2"]
     assert report["run"]["identities"] == 3
@@ -159,20 +254,64 @@ def test_reference_image_centres_from_extract(faces, run_facerun, tmp_path):
     from facerec_vec2face.generator import load_centers
 
     refs = tmp_path / "refs.safetensors"
-    run_facerun("extract", "--backbone", "iresnet18", "--param", "backbone.width=8", "--weights",
-                str(faces / "id.safetensors"), "--data", str(faces / "refs"), "--out", str(refs), "-q", "--no-optimize")
+    run_facerun(
+        "extract",
+        "--backbone",
+        "iresnet18",
+        "--param",
+        "backbone.width=8",
+        "--weights",
+        str(faces / "id.safetensors"),
+        "--data",
+        str(faces / "refs"),
+        "--out",
+        str(refs),
+        "-q",
+        "--no-optimize",
+    )
     table = load_file(str(refs))
     assert "labels" not in table and table["embeddings"].shape[0] == 2
     assert torch.equal(load_centers(refs), table["embeddings"])
     out = tmp_path / "ref.lmdb"
-    run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights", str(faces / "w.pth"),
-                "--ids", "2", "--per-id", "3", "--condition", f"centers={refs}", "--param", "perturb_eps=(0.2,)",
-                "--param", "perturb_pct=(1.0,)", "--out", str(out), "-q")
+    run_facerun(
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--weights",
+        str(faces / "w.pth"),
+        "--ids",
+        "2",
+        "--per-id",
+        "3",
+        "--condition",
+        f"centers={refs}",
+        "--param",
+        "perturb_eps=(0.2,)",
+        "--param",
+        "perturb_pct=(1.0,)",
+        "--out",
+        str(out),
+        "-q",
+    )
     assert [r[1] for r in _records(out)[0]] == [0, 0, 0, 1, 1, 1]  # HSFace records: (jpeg, label)
     grouped = tmp_path / "grouped.safetensors"
-    run_facerun("extract", "--backbone", "iresnet18", "--param", "backbone.width=8", "--weights",
-                str(faces / "id.safetensors"), "--data", str(faces / "faces"), "--out", str(grouped), "-q",
-                "--no-optimize")
+    run_facerun(
+        "extract",
+        "--backbone",
+        "iresnet18",
+        "--param",
+        "backbone.width=8",
+        "--weights",
+        str(faces / "id.safetensors"),
+        "--data",
+        str(faces / "faces"),
+        "--out",
+        str(grouped),
+        "-q",
+        "--no-optimize",
+    )
     g = load_file(str(grouped))
     means = torch.stack([g["embeddings"][g["labels"] == k].mean(0) for k in range(3)])
     assert torch.allclose(load_centers(grouped), means, atol=1e-6)
@@ -183,9 +322,26 @@ def test_failed_generate_says_how_to_resume(faces, run_facerun, tmp_path):
     running the same command again resumes there."""
     centres = tmp_path / "few.npy"
     np.save(centres, np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32))
-    args = ("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights", str(faces / "w.pth"),
-            "--ids", "4", "--per-id", "2", "--ids-per-chunk", "2", "--condition", f"centers={centres}",
-            "--out", str(tmp_path / "g.lmdb"), "-q")
+    args = (
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--weights",
+        str(faces / "w.pth"),
+        "--ids",
+        "4",
+        "--per-id",
+        "2",
+        "--ids-per-chunk",
+        "2",
+        "--condition",
+        f"centers={centres}",
+        "--out",
+        str(tmp_path / "g.lmdb"),
+        "-q",
+    )
     proc = run_facerun(*args, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "g.lmdb.partial keeps the images written so far: run the same command again to resume" in proc.stderr
@@ -194,9 +350,27 @@ def test_failed_generate_says_how_to_resume(faces, run_facerun, tmp_path):
     again = run_facerun(*args)
     assert "resumed at image 4" in again.stdout and len(_records(tmp_path / "g.lmdb")[0]) == 8
     # a run that fails before writing anything leaves nothing behind
-    bad = run_facerun("generate", "--generator", "vec2face", "--param", "config=tiny", "--weights",
-                      str(faces / "w.pth"), "--ids", "4", "--per-id", "2", "--condition", f"fit_centers={centres}",
-                      "--param", "min_separation=-1.0", "--out", str(tmp_path / "none.lmdb"), "-q", check=False)
+    bad = run_facerun(
+        "generate",
+        "--generator",
+        "vec2face",
+        "--param",
+        "config=tiny",
+        "--weights",
+        str(faces / "w.pth"),
+        "--ids",
+        "4",
+        "--per-id",
+        "2",
+        "--condition",
+        f"fit_centers={centres}",
+        "--param",
+        "min_separation=-1.0",
+        "--out",
+        str(tmp_path / "none.lmdb"),
+        "-q",
+        check=False,
+    )
     assert bad.returncode != 0 and "min_separation" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "none.lmdb.partial").exists()
 
@@ -206,13 +380,22 @@ def test_discriminator_loads_an_original_checkpoint_alone(tmp_path):
     from facerec_vec2face.discriminator import Discriminator
 
     disc = Discriminator((16, 32, 64, 128))
-    torch.save({"model_vec2face": {}, "model_disc": disc.state_dict(), "epoch": 3,
-                "args": argparse.Namespace(model="vec2face_vit_base_patch16")}, tmp_path / "checkpoint-last.pth")
-    code = ("import sys, facerec\n"
-            "from facerec_vec2face.discriminator import Discriminator\n"
-            f"facerec.load_weights(Discriminator((16, 32, 64, 128)), {str(tmp_path / 'checkpoint-last.pth')!r})\n"
-            "assert 'facerec_vec2face.generator' not in sys.modules\n"
-            "print('loaded')\n")
+    torch.save(
+        {
+            "model_vec2face": {},
+            "model_disc": disc.state_dict(),
+            "epoch": 3,
+            "args": argparse.Namespace(model="vec2face_vit_base_patch16"),
+        },
+        tmp_path / "checkpoint-last.pth",
+    )
+    code = (
+        "import sys, facerec\n"
+        "from facerec_vec2face.discriminator import Discriminator\n"
+        f"facerec.load_weights(Discriminator((16, 32, 64, 128)), {str(tmp_path / 'checkpoint-last.pth')!r})\n"
+        "assert 'facerec_vec2face.generator' not in sys.modules\n"
+        "print('loaded')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "loaded" in proc.stdout, proc.stderr[-2000:]
 
@@ -221,12 +404,48 @@ def test_discriminator_loads_an_original_checkpoint_alone(tmp_path):
 def test_paper_preset_recipes_run_the_given_steps(recipe, run_facerun, tmp_path):
     """Item 1: --param train.steps=2 wins over the paper preset's 26 epochs in both recipes."""
     out = tmp_path / recipe
-    extra = (["--generator", "vec2face", "--param", "recipe.gen_steps=1", "--param", "recipe.gen_config=tiny",
-              "--param", "recipe.gen_batch=4"] if recipe == "vec2face" else ["--recipe", "hsface"])
-    run_facerun("--backbone", "iresnet50", *extra, "--preset", "paper", "--out", str(out), "--param", "train.steps=2",
-                "--param", "train.amp='off'", "--param", "train.batch_size=4", "--param", "backbone.width=4",
-                "--param", "backbone.image_size=32", "--param", "dataset.num_ids=4", "--param", "dataset.per_id=2",
-                "--param", "protocol.pairs_per_fold=4", "--param", "protocol.num_folds=2", cwd=tmp_path)
+    extra = (
+        [
+            "--generator",
+            "vec2face",
+            "--param",
+            "recipe.gen_steps=1",
+            "--param",
+            "recipe.gen_config=tiny",
+            "--param",
+            "recipe.gen_batch=4",
+        ]
+        if recipe == "vec2face"
+        else ["--recipe", "hsface"]
+    )
+    run_facerun(
+        "--backbone",
+        "iresnet50",
+        *extra,
+        "--preset",
+        "paper",
+        "--out",
+        str(out),
+        "--param",
+        "train.steps=2",
+        "--param",
+        "train.amp='off'",
+        "--param",
+        "train.batch_size=4",
+        "--param",
+        "backbone.width=4",
+        "--param",
+        "backbone.image_size=32",
+        "--param",
+        "dataset.num_ids=4",
+        "--param",
+        "dataset.per_id=2",
+        "--param",
+        "protocol.pairs_per_fold=4",
+        "--param",
+        "protocol.num_folds=2",
+        cwd=tmp_path,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     runs = [metrics["real"], metrics["generated"]] if recipe == "vec2face" else [metrics]
     assert all(r["total_steps"] == 2 and r["step"] == 2 for r in runs)

@@ -12,12 +12,12 @@ from PIL import Image
 import facerec
 
 
-META = '''Class_ID, Name, Sample_Num, Flag, Gender
+META = """Class_ID, Name, Sample_Num, Flag, Gender
 n000001, "Test_Person", 2, 0, m
 n000002, "A._A._Guerrero", 2, 1, f
 n000003, "Bob,_Jr.", 2, 1, m
 n000004, "C_D", 2, 1, f
-'''
+"""
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ from facerec_vggface2.data import VGGFace2List, load_canonical
 from facerec_vggface2.meta import read_identity_meta, read_image_list
 from facerec_vggface2.runtime import augment
 
-META = '''Class_ID, Name, Sample_Num, Flag, Gender
+META = """Class_ID, Name, Sample_Num, Flag, Gender
 n000001, "14th_Dalai_Lama", 424, 0, m
 n000002, "A._A._Guerrero", 315, 1, f
 n000003, "Bob,_Jr.", 205, 1, m
 n000004, "C_D", 99, 0, f
 n000005, "E_F", 120, 1, m
-'''
+"""
 
 
 def _dataset(root, ids=("n000002", "n000003", "n000001"), per_id=2, split="train", size=(180, 220)):
@@ -45,12 +45,15 @@ def test_identity_meta_labels_follow_the_original(tmp_path):
     assert meta.is_train("n000005") and not meta.is_train("n000004")
 
 
-@pytest.mark.parametrize("text,where", [
-    ("Class_ID, Name\nn1, x\n", "no column 'Flag'"),
-    ("Class_ID, Name, Flag\nn1, x, 2\n", ":2: Flag must be 0"),
-    ("Class_ID, Name, Flag\nn1, x, 1\nn1, y, 1\n", ":3: class id 'n1' appears twice"),
-    ("Class_ID, Name, Flag\nn1, x\n", ":2: expected 3 fields"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("Class_ID, Name\nn1, x\n", "no column 'Flag'"),
+        ("Class_ID, Name, Flag\nn1, x, 2\n", ":2: Flag must be 0"),
+        ("Class_ID, Name, Flag\nn1, x, 1\nn1, y, 1\n", ":3: class id 'n1' appears twice"),
+        ("Class_ID, Name, Flag\nn1, x\n", ":2: expected 3 fields"),
+    ],
+)
 def test_identity_meta_errors_name_the_line(tmp_path, text, where):
     p = tmp_path / "m.csv"
     p.write_text(text)

@@ -22,16 +22,47 @@ def test_ijb_eval_with_vggface2_backbone(vgg, ijb, run_facerun):
     """`facerun eval --protocol ijb` aligns each face to the backbone's own template (it used to fail with
     "unknown alignment template 'vggface2-loose'")."""
     root, _ = vgg
-    proc = run_facerun("eval", "--backbone", "vggface2-resnet50", "--weights", str(root / "resnet50_ft_weight.pkl"),
-                       "--protocol", "ijb", "--data", str(ijb), "--batch-size", "4", "--json", "-q")
+    proc = run_facerun(
+        "eval",
+        "--backbone",
+        "vggface2-resnet50",
+        "--weights",
+        str(root / "resnet50_ft_weight.pkl"),
+        "--protocol",
+        "ijb",
+        "--data",
+        str(ijb),
+        "--batch-size",
+        "4",
+        "--json",
+        "-q",
+    )
     metrics = _strict_json(proc.stdout)
     assert metrics["n_templates"] == 4 and metrics["n_pairs"] == 4
 
 
 def _train(root, run, steps, *extra):
-    return ("vggface2", "train", "--weights", str(root / "resnet50_ft_weight.pkl"), "--root", str(root),
-            "--list", str(root / "train_list.txt"), "--meta", str(root / "identity_meta.csv"), "--mode", "fc",
-            "--steps", str(steps), "--batch-size", "2", "--out", str(run), *extra)
+    return (
+        "vggface2",
+        "train",
+        "--weights",
+        str(root / "resnet50_ft_weight.pkl"),
+        "--root",
+        str(root),
+        "--list",
+        str(root / "train_list.txt"),
+        "--meta",
+        str(root / "identity_meta.csv"),
+        "--mode",
+        "fc",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--out",
+        str(run),
+        *extra,
+    )
 
 
 def test_train_resumes_exactly(vgg, tmp_path, run_facerun):
@@ -60,8 +91,20 @@ def test_test_json_has_no_nan_when_every_identity_is_skipped(vgg, run_facerun):
     only_test = root / "only_test_list.txt"
     only_test.write_text("test/n000001/0000_01.jpg\ntest/n000001/0001_01.jpg\n")
     out = root / "only_test.json"
-    proc = run_facerun("vggface2", "test", "--weights", str(root / "resnet50_ft_weight.pkl"), "--root", str(root),
-                       "--list", str(only_test), "--meta", str(root / "identity_meta.csv"), "--out", str(out))
+    proc = run_facerun(
+        "vggface2",
+        "test",
+        "--weights",
+        str(root / "resnet50_ft_weight.pkl"),
+        "--root",
+        str(root),
+        "--list",
+        str(only_test),
+        "--meta",
+        str(root / "identity_meta.csv"),
+        "--out",
+        str(out),
+    )
     res = _strict_json(out.read_text())
     assert res["images"] == 0 and res["top1"] is None and res["top5"] is None and res["loss"] is None
     assert res["skipped_test_split_images"] == 2 and res["skipped_test_split_identities"] == 1
@@ -72,8 +115,21 @@ def test_extract_flipped_only_as_the_original(vgg, run_facerun):
     """The original's --horizontal_flip gives the features of the mirrored images alone; --flip averages."""
     root, model = vgg
     out = root / "flipped.safetensors"
-    run_facerun("vggface2", "extract", "--weights", str(root / "resnet50_ft_weight.pkl"), "--root", str(root),
-                "--list", str(root / "train_list.txt"), "--out", str(out), "--horizontal-flip", "--batch-size", "6")
+    run_facerun(
+        "vggface2",
+        "extract",
+        "--weights",
+        str(root / "resnet50_ft_weight.pkl"),
+        "--root",
+        str(root),
+        "--list",
+        str(root / "train_list.txt"),
+        "--out",
+        str(out),
+        "--horizontal-flip",
+        "--batch-size",
+        "6",
+    )
     feats = load_file(str(out))["features"]
     data = VGGFace2List(str(root), str(root / "train_list.txt"))
     with torch.no_grad():

@@ -135,8 +135,12 @@ def test_checkpoint_parts_strict_with_and_without_module_prefix(tmp_path):
     b = facerec.create("backbone", "virface-resnet18", width=8, image_size=32, embedding_size=16)
     h = facerec.create("head", "virclass", embedding_size=16, num_classes=5)
     g = facerec.create("generator", "virface", embedding_size=16)
-    ckpt = {"epoch": 1, "backbone": {"module." + k: v for k, v in b.state_dict().items()},
-            "head": h.state_dict(), "generator": {"module." + k: v for k, v in g.state_dict().items()}}
+    ckpt = {
+        "epoch": 1,
+        "backbone": {"module." + k: v for k, v in b.state_dict().items()},
+        "head": h.state_dict(),
+        "generator": {"module." + k: v for k, v in g.state_dict().items()},
+    }
     torch.save(ckpt, tmp_path / "_epoch_0.pytorch")
     b2 = facerec.create("backbone", "virface-resnet18", width=8, image_size=32, embedding_size=16)
     g2 = facerec.create("generator", "virface", embedding_size=16)
@@ -157,24 +161,38 @@ def test_checkpoint_parts_strict_with_and_without_module_prefix(tmp_path):
     save_parts(tmp_path / "s.safetensors", backbone=b, head=h, generator=g, stage="virface")
     assert set(read_parts(tmp_path / "s.safetensors")) == {"backbone", "head", "generator"}
     h2 = facerec.create("head", "virclass", embedding_size=16, num_classes=5)
-    assert load_parts(tmp_path / "s.safetensors", backbone=b2, head=h2, generator=g2) == {"backbone", "head",
-                                                                                      "generator"}
+    assert load_parts(tmp_path / "s.safetensors", backbone=b2, head=h2, generator=g2) == {
+        "backbone",
+        "head",
+        "generator",
+    }
     assert torch.equal(h2.weight, h.weight)
 
 
 def test_convert_command(tmp_path, run_facerun):
     b = facerec.create("backbone", "virface-resnet18", embedding_size=512)
     h = facerec.create("head", "virface-arcface", embedding_size=512, num_classes=7)
-    torch.save({"epoch": 3, "backbone": {"module." + k: v for k, v in b.state_dict().items()},
-                "head": h.state_dict()}, tmp_path / "_epoch_2.pytorch")
-    proc = run_facerun("virface", "convert", str(tmp_path / "_epoch_2.pytorch"), "--arch", "resnet18",
-                       "--out", str(tmp_path / "out"))
+    torch.save(
+        {"epoch": 3, "backbone": {"module." + k: v for k, v in b.state_dict().items()}, "head": h.state_dict()},
+        tmp_path / "_epoch_2.pytorch",
+    )
+    proc = run_facerun(
+        "virface", "convert", str(tmp_path / "_epoch_2.pytorch"), "--arch", "resnet18", "--out", str(tmp_path / "out")
+    )
     assert "backbone, head (7 classes)" in proc.stdout
     b2 = facerec.create("backbone", "virface-resnet18")
     facerec.load_weights(b2, tmp_path / "out" / "backbone.safetensors")
     assert torch.equal(b2.feature.weight, b.feature.weight)
-    bad = run_facerun("virface", "convert", str(tmp_path / "_epoch_2.pytorch"), "--arch", "resnet50",
-                      "--out", str(tmp_path / "o2"), check=False)
+    bad = run_facerun(
+        "virface",
+        "convert",
+        str(tmp_path / "_epoch_2.pytorch"),
+        "--arch",
+        "resnet50",
+        "--out",
+        str(tmp_path / "o2"),
+        check=False,
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "missing" in bad.stderr
 
 

@@ -10,11 +10,32 @@ import torch
 import facerec
 from facerec_virface.checkpoints import read_parts
 
-TINY = ["--param", "train.steps=2", "--param", "train.batch_size=4", "--param", "recipe.unlabel_batch_size=3",
-        "--param", "recipe.gen_num=2", "--param", "dataset.num_ids=4", "--param", "dataset.per_id=2",
-        "--param", "recipe.unlabeled_params={'num_ids': 6}", "--param", "protocol.pairs_per_fold=4",
-        "--param", "protocol.num_folds=2", "--param", "backbone.image_size=32", "--param", "backbone.width=4",
-        "--param", "backbone.embedding_size=16"]
+TINY = [
+    "--param",
+    "train.steps=2",
+    "--param",
+    "train.batch_size=4",
+    "--param",
+    "recipe.unlabel_batch_size=3",
+    "--param",
+    "recipe.gen_num=2",
+    "--param",
+    "dataset.num_ids=4",
+    "--param",
+    "dataset.per_id=2",
+    "--param",
+    "recipe.unlabeled_params={'num_ids': 6}",
+    "--param",
+    "protocol.pairs_per_fold=4",
+    "--param",
+    "protocol.num_folds=2",
+    "--param",
+    "backbone.image_size=32",
+    "--param",
+    "backbone.width=4",
+    "--param",
+    "backbone.embedding_size=16",
+]
 
 
 def test_stage_chain_pretrain_generator_virface_virclass(tmp_path, run_facerun):
@@ -28,16 +49,18 @@ def test_stage_chain_pretrain_generator_virface_virclass(tmp_path, run_facerun):
             run_facerun(*common, "--stage", stage, "--param", f"recipe.init={init}")
         else:
             run_facerun(*common, "--stage", stage)
-    parts = {s: read_parts(tmp_path / "run" / "stages" / f"{s}.safetensors") for s in
-             ("pretrain", "generator", "virface", "virclass")}
-    assert set(parts["pretrain"]) == {"backbone", "head"} and set(parts["virface"]) == {"backbone", "head",
-                                                                                       "generator"}
+    parts = {
+        s: read_parts(tmp_path / "run" / "stages" / f"{s}.safetensors")
+        for s in ("pretrain", "generator", "virface", "virclass")
+    }
+    assert set(parts["pretrain"]) == {"backbone", "head"} and set(parts["virface"]) == {"backbone", "head", "generator"}
     # the generator stage trains the generator only: backbone and head are exactly the pretrained ones
     for part in ("backbone", "head"):
         assert all(torch.equal(v, parts["generator"][part][k]) for k, v in parts["pretrain"][part].items())
     # ... and the virface stage starts from it and changes the backbone
-    assert not torch.equal(parts["virface"]["backbone"]["feature.weight"],
-                           parts["generator"]["backbone"]["feature.weight"])
+    assert not torch.equal(
+        parts["virface"]["backbone"]["feature.weight"], parts["generator"]["backbone"]["feature.weight"]
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics) >= {"pretrain", "generator", "virface", "virclass"}
     assert "synthetic-pairs/accuracy" in metrics["virface"] and "train/mse" in metrics["generator"]
@@ -58,11 +81,22 @@ def test_demo_table(tmp_path, run_facerun):
 
 
 def test_bad_knob_is_one_line(tmp_path, run_facerun):
-    proc = run_facerun("train", "--backbone", "virface-resnet18", "--recipe", "virface", "--stage", "virfase",
-                       "--out", str(tmp_path / "x"), check=False)
+    proc = run_facerun(
+        "train",
+        "--backbone",
+        "virface-resnet18",
+        "--recipe",
+        "virface",
+        "--stage",
+        "virfase",
+        "--out",
+        str(tmp_path / "x"),
+        check=False,
+    )
     assert proc.returncode != 0 and "stages pretrain, generator, virclass, virface" in proc.stderr
-    proc = run_facerun("--backbone", "virface-resnet18", "--param", "recipe.gen_nums=3", "--out",
-                       str(tmp_path / "y"), check=False)
+    proc = run_facerun(
+        "--backbone", "virface-resnet18", "--param", "recipe.gen_nums=3", "--out", str(tmp_path / "y"), check=False
+    )
     assert proc.returncode != 0 and "recipe.gen_nums" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -70,9 +104,26 @@ def test_quick_pretrain_learns(tmp_path, run_facerun):
     """The quick preset (32 px, s=16 m=0, lr 0.1) learns from scratch: the ArcFace loss ends well below ln C,
     the loss of a uniform guess (the old preset's s=32 m=0.5 at lr 0.01 stayed far above it)."""
     num_ids = 20
-    run_facerun("train", "--backbone", "virface-resnet18", "--recipe", "virface", "--stage", "pretrain",
-                "--out", str(tmp_path / "run"), "--param", "train.steps=150", "--param", f"dataset.num_ids={num_ids}",
-                "--param", "dataset.per_id=10", "--param", "protocol.pairs_per_fold=20",
-                "--param", "protocol.num_folds=2")
+    run_facerun(
+        "train",
+        "--backbone",
+        "virface-resnet18",
+        "--recipe",
+        "virface",
+        "--stage",
+        "pretrain",
+        "--out",
+        str(tmp_path / "run"),
+        "--param",
+        "train.steps=150",
+        "--param",
+        f"dataset.num_ids={num_ids}",
+        "--param",
+        "dataset.per_id=10",
+        "--param",
+        "protocol.pairs_per_fold=20",
+        "--param",
+        "protocol.num_folds=2",
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["pretrain"]
     assert metrics["train/loss"] < 0.5 * math.log(num_ids), metrics["train/loss"]

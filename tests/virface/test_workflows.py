@@ -10,10 +10,28 @@ import pytest
 
 from facerec import recipes as R
 
-TINY = ["--param", "train.batch_size=4", "--param", "dataset.num_ids=4", "--param", "dataset.per_id=2",
-        "--param", "recipe.unlabeled_params={'num_ids': 130}", "--param", "recipe.gen_num=2",
-        "--param", "protocol.pairs_per_fold=4", "--param", "protocol.num_folds=2", "--param", "backbone.image_size=32",
-        "--param", "backbone.width=4", "--param", "backbone.embedding_size=16"]
+TINY = [
+    "--param",
+    "train.batch_size=4",
+    "--param",
+    "dataset.num_ids=4",
+    "--param",
+    "dataset.per_id=2",
+    "--param",
+    "recipe.unlabeled_params={'num_ids': 130}",
+    "--param",
+    "recipe.gen_num=2",
+    "--param",
+    "protocol.pairs_per_fold=4",
+    "--param",
+    "protocol.num_folds=2",
+    "--param",
+    "backbone.image_size=32",
+    "--param",
+    "backbone.width=4",
+    "--param",
+    "backbone.embedding_size=16",
+]
 
 
 def _config(stage: str, preset: str = "paper", train: dict | None = None) -> R.PipelineConfig:
@@ -22,12 +40,15 @@ def _config(stage: str, preset: str = "paper", train: dict | None = None) -> R.P
     return R.PipelineConfig(backbone="virface-resnet18", recipe="virface", stage=stage, preset=preset, params=params)
 
 
-@pytest.mark.parametrize("stage, epochs, lr, batch, decay", [
-    ("pretrain", 21, 0.01, 256, (8, 12, 15, 18)),
-    ("generator", 11, 0.1, 128, (8,)),
-    ("virclass", 11, 0.1, 128, (4, 6, 8)),
-    ("virface", 11, 0.1, 128, (8,)),
-])
+@pytest.mark.parametrize(
+    "stage, epochs, lr, batch, decay",
+    [
+        ("pretrain", 21, 0.01, 256, (8, 12, 15, 18)),
+        ("generator", 11, 0.1, 128, (8,)),
+        ("virclass", 11, 0.1, 128, (4, 6, 8)),
+        ("virface", 11, 0.1, 128, (8,)),
+    ],
+)
 def test_paper_preset_per_stage(stage, epochs, lr, batch, decay):
     from facerec_virface.recipe import VIRFACE_TRAIN, _settings, stage_config, virface_recipe
 
@@ -45,8 +66,20 @@ def test_paper_preset_per_stage(stage, epochs, lr, batch, decay):
 
 def test_paper_stages_run_the_given_steps(tmp_path, run_facerun):
     out = tmp_path / "run"
-    common = ["train", "--backbone", "virface-resnet18", "--recipe", "virface", "--preset", "paper", "--out", str(out),
-              "--param", "train.steps=1", *TINY]
+    common = [
+        "train",
+        "--backbone",
+        "virface-resnet18",
+        "--recipe",
+        "virface",
+        "--preset",
+        "paper",
+        "--out",
+        str(out),
+        "--param",
+        "train.steps=1",
+        *TINY,
+    ]
     run_facerun(*common, "--stage", "pretrain")
     run_facerun(*common, "--stage", "virclass")
     metrics = json.loads((out / "metrics.json").read_text())
@@ -61,8 +94,22 @@ def test_paper_stage_counts_epochs_as_the_original(tmp_path, run_facerun):
     pretrain, the longer of labelled / unlabelled for VirClass (it used to stop with 'train.epochs needs a dataset
     with a length')."""
     out = tmp_path / "run"
-    common = ["train", "--backbone", "virface-resnet18", "--recipe", "virface", "--preset", "paper", "--out", str(out),
-              "--param", "train.epochs=1", *TINY, "--param", "recipe.unlabel_batch_size=40"]
+    common = [
+        "train",
+        "--backbone",
+        "virface-resnet18",
+        "--recipe",
+        "virface",
+        "--preset",
+        "paper",
+        "--out",
+        str(out),
+        "--param",
+        "train.epochs=1",
+        *TINY,
+        "--param",
+        "recipe.unlabel_batch_size=40",
+    ]
     run_facerun(*common, "--stage", "pretrain")  # 8 labelled images, B_l 4: 2 batches
     run_facerun(*common, "--stage", "virclass")  # 130 unlabelled, B_u 40: 3 batches
     metrics = json.loads((out / "metrics.json").read_text())

@@ -13,11 +13,36 @@ from .errors import FacerecError
 from .registry import components, create, describe, load
 
 #: the public modules, imported on first use
-MODULES = ("api", "data", "engine", "errors", "heads", "inference", "metrics", "nn", "outputs", "params",
-           "protocols", "recipes", "registry", "reports", "testing", "weights")
+MODULES = (
+    "api",
+    "data",
+    "engine",
+    "errors",
+    "heads",
+    "inference",
+    "metrics",
+    "nn",
+    "outputs",
+    "params",
+    "protocols",
+    "recipes",
+    "registry",
+    "reports",
+    "testing",
+    "weights",
+)
 
-__all__ = ["API_VERSION", "__version__", "FacerecError", "components", "create", "describe", "load",
-           "load_weights", *MODULES]
+__all__ = [
+    "API_VERSION",
+    "__version__",
+    "FacerecError",
+    "components",
+    "create",
+    "describe",
+    "load",
+    "load_weights",
+    *MODULES,
+]
 
 
 def __getattr__(name: str):

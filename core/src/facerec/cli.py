@@ -56,8 +56,14 @@ class FacerunGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """The one place where a :class:`FacerecError` (bad input, from any command, core's or a plugin's,
         or while resolving one) becomes one line on stderr and a non-zero exit, as click shows its own
         errors; without ``standalone_mode`` it is raised as that :class:`click.ClickException`."""
@@ -85,16 +91,19 @@ def _core_of_duplicate(name: str, exc: DuplicateComponentError) -> registry.Comp
     core = next((c for c in dupes if c.distribution == registry.CORE_DIST), None)
     if core is None:
         return None
-    others = ", ".join(f"{c.distribution} {c.version} (run it as `facerun {c.qualified}`)"
-                       for c in dupes if c is not core)
-    click.echo(f"note: command {name!r} is also registered by {others}; running {core.distribution}'s",
-               err=True)
+    others = ", ".join(
+        f"{c.distribution} {c.version} (run it as `facerun {c.qualified}`)" for c in dupes if c is not core
+    )
+    click.echo(f"note: command {name!r} is also registered by {others}; running {core.distribution}'s", err=True)
     return core
 
 
 def _broken_command(name: str, message: str) -> click.Command:
-    @click.command(name=name, help=f"(broken plugin) {message}",
-                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.command(
+        name=name,
+        help=f"(broken plugin) {message}",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
     def broken() -> None:
         raise click.ClickException(message)
 
@@ -104,22 +113,31 @@ def _broken_command(name: str, message: str) -> click.Command:
 PIPELINE_OPTIONS = ("backbone", "head", "generator", "dataset", "protocol")
 
 
-@click.group(cls=FacerunGroup, invoke_without_command=True,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FacerunGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--backbone", "-b", help="Backbone name (see `facerun plugins`).")
 @click.option("--head", help="Head (training loss); default: the recipe's choice.")
 @click.option("--generator", "-g", help="Generator whose samples are used for training.")
 @click.option("--dataset", "-d", help="Training dataset; default: the embedded synthetic data.")
 @click.option("--protocol", "-p", multiple=True, help="Evaluation protocol (repeatable).")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="quick: minutes on a CPU; paper: the papers' schedules.")
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "paper"]),
+    default="quick",
+    show_default=True,
+    help="quick: minutes on a CPU; paper: the papers' schedules.",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<time>).")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (deletes it first).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--recipe", help="Training recipe (default: the generator's, else the backbone's, else standard).")
-@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
-              help="Extra component parameter, e.g. backbone.dropout=0.1 (repeatable).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KIND.KEY=VALUE",
+    help="Extra component parameter, e.g. backbone.dropout=0.1 (repeatable).",
+)
 @click.version_option(package_name="facerec-core", prog_name="facerun")
 @click.pass_context
 def main(ctx: click.Context, backbone: str | None, **options: Any) -> None:
@@ -165,8 +183,16 @@ def plugins(as_json: bool, check: bool) -> None:
             error = f"duplicate name, also in {', '.join(dup)}; select with {c.qualified!r}"
             if c.kind == "command" and registry.CORE_DIST in (*dup, c.distribution):
                 error += f" (`facerun {c.name}` runs {registry.CORE_DIST}'s)"
-        rows.append({"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
-                     "summary": c.summary, "error": error})
+        rows.append(
+            {
+                "kind": c.kind,
+                "name": c.name,
+                "distribution": c.distribution,
+                "version": c.version,
+                "summary": c.summary,
+                "error": error,
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -213,8 +239,12 @@ def info(kind: str, name: str, as_json: bool) -> None:
     if data.get("stages"):
         click.echo("  stages (--stage): " + ", ".join(data["stages"]))
     if data.get("defaults"):
-        click.echo("  falls back to: " + ", ".join(f"{k} {', '.join(v) if isinstance(v, (list, tuple)) else v}"
-                                                 for k, v in data["defaults"].items()))
+        click.echo(
+            "  falls back to: "
+            + ", ".join(
+                f"{k} {', '.join(v) if isinstance(v, (list, tuple)) else v}" for k, v in data["defaults"].items()
+            )
+        )
     if data["parameters"]:
         click.echo("  parameters (--param recipe.NAME=VALUE):" if kind == "recipe" else "  parameters:")
         for pname, p in data["parameters"].items():
@@ -222,8 +252,11 @@ def info(kind: str, name: str, as_json: bool) -> None:
             if "paper" in p and p["paper"] != p["default"]:  # a recipe's per-preset defaults
                 default = f"quick {p['default']!r}, paper {p['paper']!r}"
             declared = "; ".join(p[k] for k in ("type", "range") if p.get(k))
-            click.echo(f"    {pname}: {default}" + (f" ({declared})" if declared else "")
-                       + (f"  {p['help']}" if p.get("help") else ""))
+            click.echo(
+                f"    {pname}: {default}"
+                + (f" ({declared})" if declared else "")
+                + (f"  {p['help']}" if p.get("help") else "")
+            )
     if data.get("weights") is not None:
         click.echo("  weights: " + (", ".join(data["weights"]) or "none registered"))
 

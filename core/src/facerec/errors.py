@@ -30,5 +30,12 @@ class DataError(FacerecError):
     pass
 
 
-__all__ = ["FacerecError", "UnknownComponentError", "DuplicateComponentError", "ComponentLoadError",
-           "ParameterError", "WeightsError", "DataError"]
+__all__ = [
+    "FacerecError",
+    "UnknownComponentError",
+    "DuplicateComponentError",
+    "ComponentLoadError",
+    "ParameterError",
+    "WeightsError",
+    "DataError",
+]

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 
-def save_safetensors_atomic(tensors: dict[str, Any], path: str | os.PathLike,
-                            metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors_atomic(
+    tensors: dict[str, Any], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """``safetensors.torch.save_file`` to ``.NAME.tmpPID`` beside ``path``, then ``os.replace``."""
     from safetensors.torch import save_file
 

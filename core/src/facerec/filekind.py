@@ -50,8 +50,9 @@ def truncated(path: str | os.PathLike, exc: BaseException | None = None) -> bool
     """Does the file look cut short (from its own structure, or the error reading it gave)?"""
     p = Path(path)
     text = f"{type(exc).__name__}: {exc}".lower() if exc is not None else ""
-    if isinstance(exc, EOFError) or any(w in text for w in ("truncated", "unexpected eof", "ran out of input",
-                                                             "central directory", "incomplete")):
+    if isinstance(exc, EOFError) or any(
+        w in text for w in ("truncated", "unexpected eof", "ran out of input", "central directory", "incomplete")
+    ):
         return True
     k = kind(p)
     try:
@@ -76,8 +77,9 @@ def refused_global(exc: BaseException) -> str | None:
     return m.group(1) if m else "a non-data object"
 
 
-def read_failure(path: str | os.PathLike, exc: BaseException | None, expected: str, *,
-                 safetensors_hint: str = "") -> str | None:
+def read_failure(
+    path: str | os.PathLike, exc: BaseException | None, expected: str, *, safetensors_hint: str = ""
+) -> str | None:
     """One line saying why ``path`` could not be read as ``expected`` (e.g. "a pickled checkpoint"),
     when the reason is one of the named ones: safetensors in the wrong place, truncated, refused."""
     p = Path(path)
@@ -91,8 +93,10 @@ def read_failure(path: str | os.PathLike, exc: BaseException | None, expected: s
     if exc is not None:
         name = refused_global(exc)
         if name is not None:
-            return (f"{p}: refused by the safe loader: it references {name}, which is not a tensor, array or "
-                    f"plain container (nothing in it was run)")
+            return (
+                f"{p}: refused by the safe loader: it references {name}, which is not a tensor, array or "
+                f"plain container (nothing in it was run)"
+            )
     return None
 
 

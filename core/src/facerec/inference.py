@@ -28,8 +28,9 @@ def as_embedder(model: Backbone | Embedder) -> Embedder:
 
 
 @torch.inference_mode()
-def embed_batches(model: Backbone | Embedder, batches: Iterable[Tensor], *, device: str = "cpu",
-                  flip: bool = False) -> Tensor:
+def embed_batches(
+    model: Backbone | Embedder, batches: Iterable[Tensor], *, device: str = "cpu", flip: bool = False
+) -> Tensor:
     """Embed canonical image batches ([B,3,H,W] RGB in [0,1]); returns float32 [N, D] on CPU.
 
     ``flip`` adds the embedding of the mirrored image (the papers' flip test-time augmentation).
@@ -52,7 +53,7 @@ def embed_batches(model: Backbone | Embedder, batches: Iterable[Tensor], *, devi
             images = images.to(device, non_blocking=True)
             if flip:  # one forward over both halves: better batching than two calls
                 both = forward(torch.cat([images, images.flip(-1)]))
-                emb = both[: len(images)] + both[len(images):]
+                emb = both[: len(images)] + both[len(images) :]
             else:
                 emb = forward(images)
             out.append(emb.cpu())
@@ -62,11 +63,13 @@ def embed_batches(model: Backbone | Embedder, batches: Iterable[Tensor], *, devi
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
-def embed_tensor(model: Backbone | Embedder, images: Tensor, *, batch_size: int = 64, device: str = "cpu",
-                 flip: bool = False) -> Tensor:
+def embed_tensor(
+    model: Backbone | Embedder, images: Tensor, *, batch_size: int = 64, device: str = "cpu", flip: bool = False
+) -> Tensor:
     """Embed an in-memory tensor of canonical images in batches."""
-    return embed_batches(model, (images[i : i + batch_size] for i in range(0, len(images), batch_size)),
-                         device=device, flip=flip)
+    return embed_batches(
+        model, (images[i : i + batch_size] for i in range(0, len(images), batch_size)), device=device, flip=flip
+    )
 
 
 # ------------------------------------------------------------------------------ BatchNorm folding
@@ -97,8 +100,9 @@ def _fold_into(layer: _Weighted, bn: nn.modules.batchnorm._BatchNorm) -> bool:
     out_ch = layer.weight.shape[0] if not isinstance(layer, nn.ConvTranspose2d) else layer.weight.shape[1]
     if bn.num_features != out_ch:
         return False
-    gamma = (bn.weight.detach().double() if bn.weight is not None
-             else torch.ones_like(bn.running_var, dtype=torch.float64))
+    gamma = (
+        bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)
+    )
     scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(scale)
     _scale_into(layer, scale, shift - bn.running_mean.double() * scale)
@@ -116,8 +120,9 @@ def channel_affine(module: nn.Module, channels: int, spatial_dims: int = 2) -> t
         g = torch.Generator().manual_seed(0)
         x = torch.randn(shape, generator=g, dtype=torch.float64) * 3.0
         with torch.no_grad():
-            zero, one, out = (probe(t) for t in (torch.zeros(shape, dtype=torch.float64),
-                                                 torch.ones(shape, dtype=torch.float64), x))
+            zero, one, out = (
+                probe(t) for t in (torch.zeros(shape, dtype=torch.float64), torch.ones(shape, dtype=torch.float64), x)
+            )
     except Exception:  # not callable on such input: not a per-channel affine
         return None
     if not all(isinstance(t, Tensor) and t.shape == shape and t.dtype == torch.float64 for t in (zero, one, out)):
@@ -175,8 +180,12 @@ def _pairs_from_fx(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
         src = node.args[0]
         layer = modules.get(src.target) if isinstance(src, torch.fx.Node) and src.op == "call_module" else None
         wanted = _FOLDABLE if isinstance(follower, _BN) else _CONVS
-        if (isinstance(layer, wanted) and len(src.users) == 1
-                and calls.get(src.target) == 1 and calls.get(node.target) == 1):
+        if (
+            isinstance(layer, wanted)
+            and len(src.users) == 1
+            and calls.get(src.target) == 1
+            and calls.get(node.target) == 1
+        ):
             pairs.append((prefix + src.target, prefix + node.target))
     return pairs
 
@@ -186,9 +195,12 @@ def _adjacent_in_sequential(mod: nn.Module) -> list[tuple[str, str]]:
     if not isinstance(mod, nn.Sequential):
         return []
     kids = list(mod.named_children())
-    return [(n1, n2) for (n1, m1), (n2, m2) in zip(kids, kids[1:])
-            if (isinstance(m1, _FOLDABLE) and isinstance(m2, _BN))
-            or (isinstance(m1, _CONVS) and not isinstance(m2, _FOLDABLE) and next(m2.children(), None) is None)]
+    return [
+        (n1, n2)
+        for (n1, m1), (n2, m2) in zip(kids, kids[1:])
+        if (isinstance(m1, _FOLDABLE) and isinstance(m2, _BN))
+        or (isinstance(m1, _CONVS) and not isinstance(m2, _FOLDABLE) and next(m2.children(), None) is None)
+    ]
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -261,9 +273,17 @@ def low_precision_support(device: str, precision: Precision) -> str | None:
     return None
 
 
-def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_last: bool | None = None,
-                           check: bool = True, example: Tensor | None = None, compile: bool = False,
-                           precision: Precision = "fp32", batch_size: int = 32) -> nn.Module:
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    device: str = "cpu",
+    channels_last: bool | None = None,
+    check: bool = True,
+    example: Tensor | None = None,
+    compile: bool = False,
+    precision: Precision = "fp32",
+    batch_size: int = 32,
+) -> nn.Module:
     """A faster eval-mode copy of ``model`` (Backbone class and ``embed`` kept): BatchNorm folded into the
     convolution or linear layer before it, channels-last for conv nets, frozen parameters; with
     ``compile`` its forward compiled by ``torch.compile`` (inductor, weights frozen as constants, static
@@ -285,8 +305,7 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
     try:
         fast, _ = fold_batchnorm(model)
     except Exception as exc:  # never fail evaluation because an optimisation does not apply
-        warnings.warn(f"optimize_for_inference: BatchNorm folding skipped ({type(exc).__name__}: {exc})",
-                      stacklevel=2)
+        warnings.warn(f"optimize_for_inference: BatchNorm folding skipped ({type(exc).__name__}: {exc})", stacklevel=2)
         fast = copy.deepcopy(model).eval()
     for p in fast.parameters():
         p.requires_grad_(False)
@@ -295,8 +314,11 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
     fast = fast.to(device)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
-    plans = [(c, pr) for c in ((True, False) if compile else (False,))
-             for pr in ((precision, "fp32") if precision != "fp32" else ("fp32",))]
+    plans = [
+        (c, pr)
+        for c in ((True, False) if compile else (False,))
+        for pr in ((precision, "fp32") if precision != "fp32" else ("fp32",))
+    ]
     if not check:
         return _build(fast, *plans[0], device, batch_size, None)
     images = example if example is not None else _sample_input(model, batch_size if compile else 2)
@@ -316,18 +338,25 @@ def optimize_for_inference(model: nn.Module, *, device: str = "cpu", channels_la
         else:  # a badly conditioned net's own fp32 forward can be off by more than 1e-4 already
             target, bound = exact, max(TOLERANCE, 2 * relative_error(expected, exact))
         for i, (compiled, prec) in enumerate(plans):
-            candidate = _build(fast if i == len(plans) - 1 else copy.deepcopy(fast), compiled, prec, device,
-                               batch_size, images)
+            candidate = _build(
+                fast if i == len(plans) - 1 else copy.deepcopy(fast), compiled, prec, device, batch_size, images
+            )
             with torch.inference_mode():
                 got = as_embedder(candidate)(images).float()
             ok, diff = _accurate(got, target, bound, prec)
             if ok:
                 return candidate
-            warnings.warn(f"optimize_for_inference: {'compiled ' if compiled else ''}{prec} forward differs "
-                          f"({diff}); trying a more exact setting", stacklevel=2)
+            warnings.warn(
+                f"optimize_for_inference: {'compiled ' if compiled else ''}{prec} forward differs "
+                f"({diff}); trying a more exact setting",
+                stacklevel=2,
+            )
     except Exception as exc:
-        warnings.warn(f"optimize_for_inference: check failed ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}); using the eager model", stacklevel=2)
+        warnings.warn(
+            f"optimize_for_inference: check failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); using the eager model",
+            stacklevel=2,
+        )
         return eager.eval().to(device)
     finally:
         eager.train(was)
@@ -345,8 +374,9 @@ def _accurate(got: Tensor, target: Tensor, bound: float, precision: str) -> tupl
     return cos >= LOW_PRECISION_MIN_COSINE, f"least cosine {cos:.5f} < {LOW_PRECISION_MIN_COSINE}"
 
 
-def _build(fast: nn.Module, compiled: bool, precision: str, device: str, batch_size: int,
-           example: Tensor | None) -> nn.Module:
+def _build(
+    fast: nn.Module, compiled: bool, precision: str, device: str, batch_size: int, example: Tensor | None
+) -> nn.Module:
     """``fast`` with its forward run under autocast (bf16/fp16) and/or compiled; compiled ones are traced
     on ``example`` (or a random batch) now, so the warm-up cost is paid here, once."""
     forward = fast.forward

@@ -26,8 +26,9 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, mode)
 
 
-def check_writable_dir(path: str | os.PathLike, option: str = "--out", *,
-                       given: str | os.PathLike | None = None) -> Path:
+def check_writable_dir(
+    path: str | os.PathLike, option: str = "--out", *, given: str | os.PathLike | None = None
+) -> Path:
     """A folder a command will create (with its parents) or write into: it must not be a file, and
     its first existing ancestor must be a folder this process can write to. ``given``: the path the
     user typed, when ``path`` is derived from it (the folder of an output file)."""
@@ -89,8 +90,14 @@ def _stage_files(run: Path, stage: str) -> list[Path]:
     return [f for f in found if f.exists()]
 
 
-def claim_run_dir(path: str | os.PathLike, *, stage: str | None = None, resume: bool = False,
-                  overwrite: bool = False, resume_option: str | None = "--resume") -> Path:
+def claim_run_dir(
+    path: str | os.PathLike,
+    *,
+    stage: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    resume_option: str | None = "--resume",
+) -> Path:
     """Make ``path`` this command's run directory, or refuse in one line before any work.
 
     A new or empty folder is taken. A folder holding a run is continued with ``resume``, replaced
@@ -105,12 +112,17 @@ def claim_run_dir(path: str | os.PathLike, *, stage: str | None = None, resume: 
         raise ParameterError("--resume and --overwrite exclude each other: continue the run or replace it")
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 claims; the others would find its claim
         return p
-    how = (f"continue it with {resume_option} or replace it with --overwrite" if resume_option
-           else "replace it with --overwrite or choose another --out")
+    how = (
+        f"continue it with {resume_option} or replace it with --overwrite"
+        if resume_option
+        else "replace it with --overwrite or choose another --out"
+    )
     if p.is_dir() and any(e.name != RUN_MARKER for e in p.iterdir()):  # a bare marker: an empty run
         if not is_run_dir(p):
-            raise DataError(f"--out {p} is not empty and holds no facerec run; choose a new or empty folder "
-                            f"(--overwrite replaces only a facerec run)")
+            raise DataError(
+                f"--out {p} is not empty and holds no facerec run; choose a new or empty folder "
+                f"(--overwrite replaces only a facerec run)"
+            )
         if stage is None:
             earlier = True
         else:
@@ -153,5 +165,11 @@ def unclaim_if_untouched(path: Path, before: set[Path], written: set[Path], crea
         pass
 
 
-__all__ = ["RUN_MARKER", "check_output_file", "check_writable_dir", "claim_run_dir", "is_run_dir",
-           "unclaim_if_untouched"]
+__all__ = [
+    "RUN_MARKER",
+    "check_output_file",
+    "check_writable_dir",
+    "claim_run_dir",
+    "is_run_dir",
+    "unclaim_if_untouched",
+]

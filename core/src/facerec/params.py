@@ -36,8 +36,11 @@ def declared_ranges(obj: Any) -> dict[str, tuple[Any, Any]]:
     """``{name: (low, high)}`` a component (class or factory) declares for its parameters."""
     ranges = {}
     if isinstance(obj, type) and attrs.has(obj):  # attrs fields may carry their range (recipe knobs do)
-        ranges = {f.name: tuple(f.metadata["range"]) for f in attrs.fields(obj)
-                  if f.metadata.get("range", (None, None)) != (None, None)}
+        ranges = {
+            f.name: tuple(f.metadata["range"])
+            for f in attrs.fields(obj)
+            if f.metadata.get("range", (None, None)) != (None, None)
+        }
     return {**ranges, **(getattr(obj, RANGES_ATTR, None) or {})}
 
 
@@ -75,8 +78,9 @@ def check_names(obj: Any, keys: Iterable[str], owner: str, option: Callable[[str
             close = difflib.get_close_matches(key, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             lead = f"{option(key)}: " if option is not None else ""
-            raise ParameterError(f"{lead}{owner} has no parameter {key!r}{hint}; "
-                                 f"accepted: {', '.join(names) or 'none'}")
+            raise ParameterError(
+                f"{lead}{owner} has no parameter {key!r}{hint}; accepted: {', '.join(names) or 'none'}"
+            )
 
 
 def _hints(obj: Any) -> dict[str, Any]:
@@ -167,8 +171,16 @@ def _describe(kinds: tuple[Any, ...]) -> str:
         if isinstance(k, tuple):
             words.append("one of " + ", ".join(repr(v) for v in k[1]))
         else:
-            words.append({int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
-                          "path": "a path", type(None): "none"}[k])
+            words.append(
+                {
+                    int: "an integer",
+                    float: "a finite number",
+                    bool: "true or false",
+                    str: "a string",
+                    "path": "a path",
+                    type(None): "none",
+                }[k]
+            )
     return " or ".join(dict.fromkeys(words))
 
 
@@ -178,8 +190,9 @@ def _range_text(low: Any, high: Any) -> str:
     return f">= {low}" if low is not None else f"<= {high}"
 
 
-def check_value(obj: Any, key: str, value: Any, *, coerce: bool = False,
-                _known: tuple[dict, dict, dict] | None = None) -> tuple[Any, str | None]:
+def check_value(
+    obj: Any, key: str, value: Any, *, coerce: bool = False, _known: tuple[dict, dict, dict] | None = None
+) -> tuple[Any, str | None]:
     """``(value, None)`` when ``value`` suits parameter ``key`` of ``obj``, else ``(value, why)``.
 
     ``coerce`` turns numbers into strings for string parameters (values parsed from the command line).
@@ -197,8 +210,11 @@ def check_value(obj: Any, key: str, value: Any, *, coerce: bool = False,
     elif isinstance(value, float) and not math.isfinite(value):
         return value, f"must be a finite number, got {value!r}"
     low, high = ranges.get(key, (None, None))
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-            (low is not None and value < low) or (high is not None and value > high)):
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and ((low is not None and value < low) or (high is not None and value > high))
+    ):
         return value, f"must be {_range_text(low, high)}, got {value!r}"
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and not -_INT64 <= int(value) < _INT64:
         return value, f"must fit in 64 bits, got {value!r}"
@@ -248,5 +264,14 @@ def check_device(device: str, option: str = "--device") -> str:
     return device
 
 
-__all__ = ["RANGES_ATTR", "accepted", "check", "check_device", "check_names", "check_value", "declared_ranges",
-           "describe", "takes"]
+__all__ = [
+    "RANGES_ATTR",
+    "accepted",
+    "check",
+    "check_device",
+    "check_names",
+    "check_value",
+    "declared_ranges",
+    "describe",
+    "takes",
+]

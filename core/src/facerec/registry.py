@@ -81,9 +81,12 @@ def _api_problem(dist: md.Distribution | None) -> str | None:
             continue
         if req.name.lower().replace("_", "-") == CORE_DIST and req.specifier:
             if not req.specifier.contains(f"{API_MAJOR}.99", prereleases=True) and not req.specifier.contains(
-                    f"{API_MAJOR}.0", prereleases=True):
-                return (f"built for facerec-core {req.specifier}, but this is facerec API {API_VERSION}; "
-                        f"install a release of {_dist_name(dist)} made for API {API_MAJOR}.x")
+                f"{API_MAJOR}.0", prereleases=True
+            ):
+                return (
+                    f"built for facerec-core {req.specifier}, but this is facerec API {API_VERSION}; "
+                    f"install a release of {_dist_name(dist)} made for API {API_MAJOR}.x"
+                )
     return None
 
 
@@ -119,8 +122,11 @@ def _docstrings(path: Path) -> dict[str, str]:
             out[node.name] = ast.get_docstring(node) or ""
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             # module-level instances such as weight cards: summarise their literal keywords
-            words = {k.arg: k.value.value for k in node.value.keywords
-                     if k.arg and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)}
+            words = {
+                k.arg: k.value.value
+                for k in node.value.keywords
+                if k.arg and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
+            }
             text = "; ".join(words[k] for k in ("arch", "origin", "licence") if words.get(k))
             for target in node.targets:
                 if isinstance(target, ast.Name) and text:
@@ -148,9 +154,15 @@ def _scan(kind: str) -> tuple[Component, ...]:
         key = (ep.name, dname)
         if key in seen:  # the same distribution visible twice on sys.path
             continue
-        seen[key] = Component(name=ep.name, kind=kind, distribution=dname,
-                              version=(dist.version if dist else "?"), target=ep.value,
-                              summary=_summary(ep.value), error=_api_problem(dist))
+        seen[key] = Component(
+            name=ep.name,
+            kind=kind,
+            distribution=dname,
+            version=(dist.version if dist else "?"),
+            target=ep.value,
+            summary=_summary(ep.value),
+            error=_api_problem(dist),
+        )
     return tuple(sorted(seen.values(), key=lambda c: (c.name, c.distribution)))
 
 
@@ -190,8 +202,8 @@ def find(kind: str, name: str) -> Component:
     if len(found) > 1:
         both = " and ".join(f"{c.distribution} {c.version}" for c in found)
         raise DuplicateComponentError(
-            f"{kind} {short!r} is registered by {both}; pick one with "
-            + " or ".join(repr(c.qualified) for c in found))
+            f"{kind} {short!r} is registered by {both}; pick one with " + " or ".join(repr(c.qualified) for c in found)
+        )
     return found[0]
 
 
@@ -208,7 +220,8 @@ def _check_plugin_api(comp: Component) -> None:
     if int(str(declared).split(".")[0]) != API_MAJOR:
         raise ComponentLoadError(
             f"plugin {comp.distribution} {comp.version} was built for facerec API {declared}, "
-            f"but this core provides API {API_VERSION}; install a matching release")
+            f"but this core provides API {API_VERSION}; install a matching release"
+        )
 
 
 def load(kind: str, name: str) -> Any:
@@ -225,7 +238,8 @@ def load(kind: str, name: str) -> Any:
     except Exception as exc:  # a broken plugin is reported, never fatal to others
         raise ComponentLoadError(
             f"{kind} {comp.name!r} from {comp.distribution} {comp.version} failed to load "
-            f"({comp.target}): {type(exc).__name__}: {exc}") from exc
+            f"({comp.target}): {type(exc).__name__}: {exc}"
+        ) from exc
     return obj
 
 
@@ -235,8 +249,7 @@ def parameters(obj: Any) -> dict[str, inspect.Parameter]:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return {}
-    return {n: p for n, p in sig.parameters.items()
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n != "self"}
+    return {n: p for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n != "self"}
 
 
 def create(kind: str, name: str, *, weights: Any = None, **params: Any) -> Any:
@@ -287,9 +300,15 @@ def describe(kind: str, name: str) -> dict[str, Any]:
     # a registered instance (a card, a template, a weight format) is summarised by its own words, not its class's
     doc = (inspect.getdoc(obj) or "") if inspect.isclass(obj) or inspect.isroutine(obj) else ""
     info: dict[str, Any] = {
-        "name": comp.name, "kind": kind, "distribution": comp.distribution, "version": comp.version,
-        "target": comp.target, "summary": doc.splitlines()[0] if doc else comp.summary,
-        "doc": doc, "parameters": params, "paper": getattr(obj, "paper", "") or "",
+        "name": comp.name,
+        "kind": kind,
+        "distribution": comp.distribution,
+        "version": comp.version,
+        "target": comp.target,
+        "summary": doc.splitlines()[0] if doc else comp.summary,
+        "doc": doc,
+        "parameters": params,
+        "paper": getattr(obj, "paper", "") or "",
     }
     spec = getattr(obj, "input_spec", None)
     if spec is not None and attrs.has(type(spec)):
@@ -316,5 +335,4 @@ def _card_arch(comp: Component) -> str | None:
     return getattr(card, "arch", None)
 
 
-__all__ = ["GROUPS", "KINDS", "Component", "components", "find", "load", "parameters", "create", "describe",
-           "refresh"]
+__all__ = ["GROUPS", "KINDS", "Component", "components", "find", "load", "parameters", "create", "describe", "refresh"]

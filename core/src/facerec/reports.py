@@ -63,20 +63,32 @@ RANDOM_INIT = "(random init)"
 
 def random_weights_warning(command: str, what: str = "the backbone") -> str:
     """The line commands print (stderr) when they produce numbers or images from untrained weights."""
-    return (f"warning: {command} without --weights: {what} has RANDOM weights, so its output is "
-            "chance-level and says nothing about the model")
+    return (
+        f"warning: {command} without --weights: {what} has RANDOM weights, so its output is "
+        "chance-level and says nothing about the model"
+    )
 
 
 def markdown_summary(results: Mapping[str, EvalResult], info: Mapping[str, Any] | None = None) -> str:
     lines = ["# Evaluation report", ""]
     if str((info or {}).get("weights", "")) == RANDOM_INIT:
-        lines += ["> **random weights**: no `--weights` was given, the backbone is untrained; every number "
-                  "below is chance-level by construction.", ""]
+        lines += [
+            "> **random weights**: no `--weights` was given, the backbone is untrained; every number "
+            "below is chance-level by construction.",
+            "",
+        ]
     for k, v in (info or {}).items():
         lines.append(f"- **{k}**: {v}")
     for name, res in results.items():
-        lines += ["", f"## {name}", "", f"Convention: {res.convention}" if res.convention else "", "",
-                  "| metric | value |", "|---|---|"]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            f"Convention: {res.convention}" if res.convention else "",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {_fmt(float(v), k)} |" for k, v in res.metrics.items()]
         folds = res.artefacts.get("fold_accuracy")
         if folds is not None:
@@ -189,8 +201,14 @@ def _plot(name: str, fpr: np.ndarray, tpr: np.ndarray, path: Path) -> None:
     _save_figure(fig, path)
 
 
-def plot_image_pairs(groups: Mapping[str, tuple[Any, Any]], path: str | Path, names: tuple[str, str] = ("NIR", "VIS"),
-                     per_row: int = 4, inches: float = 1.15, title: str = "") -> Path:
+def plot_image_pairs(
+    groups: Mapping[str, tuple[Any, Any]],
+    path: str | Path,
+    names: tuple[str, str] = ("NIR", "VIS"),
+    per_row: int = 4,
+    inches: float = 1.15,
+    title: str = "",
+) -> Path:
     """Image pairs drawn large: per identity its two images side by side (``names``), ``per_row``
     identities per row; each group (e.g. generated, real) starts a new row. Images ``[N, 3|1, H, W]`` in [0, 1]."""
     plt = _pyplot()
@@ -198,11 +216,12 @@ def plot_image_pairs(groups: Mapping[str, tuple[Any, Any]], path: str | Path, na
     for group, (a, b) in groups.items():
         n = min(len(a), len(b))
         for start in range(0, n, per_row):
-            rows.append((group, start, a[start:start + per_row], b[start:start + per_row]))
+            rows.append((group, start, a[start : start + per_row], b[start : start + per_row]))
     if not rows:
         raise ValueError("plot_image_pairs: no images")
-    fig, axes = plt.subplots(len(rows), 2 * per_row, figsize=(2 * per_row * inches, len(rows) * (inches + 0.25)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 2 * per_row, figsize=(2 * per_row * inches, len(rows) * (inches + 0.25)), squeeze=False
+    )
     for r, (group, start, a, b) in enumerate(rows):
         for j in range(per_row):
             for side, (images, name) in enumerate(((a, names[0]), (b, names[1]))):
@@ -227,8 +246,13 @@ def have_matplotlib() -> bool:
     return True
 
 
-def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mapping[str, Any] | None = None,
-                 *, plots: bool | None = None) -> dict[str, Any]:
+def write_report(
+    out: str | Path,
+    results: Mapping[str, EvalResult],
+    info: Mapping[str, Any] | None = None,
+    *,
+    plots: bool | None = None,
+) -> dict[str, Any]:
     """Write the report files into ``out``; returns {"files": [...], "messages": [...]}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,11 +260,13 @@ def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mappi
     messages: list[str] = []
     plots = have_matplotlib() if plots is None else plots
     if not plots:
-        messages.append("matplotlib is not installed (pip install matplotlib): "
-                        "ROC/DET curves written as CSV only")
-    payload = {"info": _jsonable(dict(info or {})),
-               "protocols": {n: {"metrics": _jsonable(dict(r.metrics)), "convention": r.convention}
-                             for n, r in results.items()}}
+        messages.append("matplotlib is not installed (pip install matplotlib): ROC/DET curves written as CSV only")
+    payload = {
+        "info": _jsonable(dict(info or {})),
+        "protocols": {
+            n: {"metrics": _jsonable(dict(r.metrics)), "convention": r.convention} for n, r in results.items()
+        },
+    }
     files.append(_atomic_write(out / "metrics.json", json.dumps(payload, indent=2) + "\n"))
     files.append(_atomic_write(out / "summary.md", markdown_summary(results, info)))
     for name, res in results.items():
@@ -273,5 +299,14 @@ def write_report(out: str | Path, results: Mapping[str, EvalResult], info: Mappi
     return {"files": [str(f) for f in files], "messages": messages}
 
 
-__all__ = ["RANDOM_INIT", "have_matplotlib", "markdown_summary", "plot_cmc", "plot_image_pairs", "plot_roc",
-           "random_weights_warning", "roc_points", "write_report"]
+__all__ = [
+    "RANDOM_INIT",
+    "have_matplotlib",
+    "markdown_summary",
+    "plot_cmc",
+    "plot_image_pairs",
+    "plot_roc",
+    "random_weights_warning",
+    "roc_points",
+    "write_report",
+]

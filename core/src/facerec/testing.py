@@ -17,12 +17,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
-           "float16": torch.float16, "int32": torch.int32, "bool": torch.bool}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int64": torch.int64,
+    "float16": torch.float16,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
 
 
-def fixture_tensor(k: int, shape: list[int], init: str, A: float, B: float, C: float,
-                   weight_scale: float = 1.0) -> np.ndarray:
+def fixture_tensor(
+    k: int, shape: list[int], init: str, A: float, B: float, C: float, weight_scale: float = 1.0
+) -> np.ndarray:
     n = int(np.prod(shape)) if shape else 1
     t = np.arange(n, dtype=np.float64)
     s = np.sin(A * t + B * k + C)
@@ -85,8 +92,7 @@ class Fixture:
         w = self.spec.get("weights") or {}
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for k, entry in enumerate(self.spec.get("state_dict", [])):
-            v = fixture_tensor(k, entry["shape"], entry["init"], w["A"], w["B"], w["C"],
-                               w.get("weight_scale", 1.0))
+            v = fixture_tensor(k, entry["shape"], entry["init"], w["A"], w["B"], w["C"], w.get("weight_scale", 1.0))
             # ascontiguousarray turns 0-d arrays into shape (1,); keep the recorded shape (num_batches_tracked)
             tensor = torch.from_numpy(np.ascontiguousarray(v)).reshape(entry["shape"])
             out[entry["key"]] = tensor.to(_DTYPES[entry["dtype"]])
@@ -100,7 +106,7 @@ class Fixture:
                 out[name] = fixture_input(entry["shape"], entry["kind"], entry["D"], entry["E"])
         for name, tensor in self.outputs.items():
             if name.startswith("input_"):
-                out[name[len("input_"):]] = tensor
+                out[name[len("input_") :]] = tensor
         return out
 
     def tolerance(self, output: str) -> tuple[float, float]:
@@ -112,16 +118,19 @@ class Fixture:
         """Raise AssertionError unless ``|got - exp| <= atol + rtol*|exp|`` elementwise (exact for ints)."""
         exp = self.outputs[name]
         got = torch.as_tensor(got).detach().cpu()
-        assert tuple(got.shape) == tuple(exp.shape), \
+        assert tuple(got.shape) == tuple(exp.shape), (
             f"{self.name}.{name}: shape {tuple(got.shape)} != {tuple(exp.shape)}"
+        )
         if not exp.is_floating_point():
             assert torch.equal(got.to(exp.dtype), exp), f"{self.name}.{name}: integer output differs"
             return
         atol, rtol = self.tolerance(name)
         g, e = got.double(), exp.double()
         bad = (g - e).abs() > atol + rtol * e.abs()
-        assert not bool(bad.any()), (f"{self.name}.{name}: {int(bad.sum())} of {e.numel()} values off; "
-                                     f"max |diff| {float((g - e).abs().max()):.3g} (atol {atol}, rtol {rtol})")
+        assert not bool(bad.any()), (
+            f"{self.name}.{name}: {int(bad.sum())} of {e.numel()} values off; "
+            f"max |diff| {float((g - e).abs().max()):.3g} (atol {atol}, rtol {rtol})"
+        )
 
 
 def load_fixture(name: str, directory: str | Path) -> Fixture:

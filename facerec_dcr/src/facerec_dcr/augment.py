@@ -39,8 +39,9 @@ BLUR_SIGMA = (0.1, 2.0)
 
 def check_lowres(lowres: str) -> str:
     if lowres not in LOWRES_PATHS:
-        raise ParameterError(f"recipe.lowres must be 'tensor' (batched) or 'pil' (the original's exact path), "
-                             f"got {lowres!r}")
+        raise ParameterError(
+            f"recipe.lowres must be 'tensor' (batched) or 'pil' (the original's exact path), got {lowres!r}"
+        )
     return lowres
 
 
@@ -50,8 +51,9 @@ def flip(images: Tensor) -> Tensor:
     return torch.where(mask[:, None, None, None], images.flip(-1), images)
 
 
-def random_resized_crop(images: Tensor, size: int, scale: tuple[float, float] = CROP_SCALE,
-                        ratio: tuple[float, float] = CROP_RATIO) -> Tensor:
+def random_resized_crop(
+    images: Tensor, size: int, scale: tuple[float, float] = CROP_SCALE, ratio: tuple[float, float] = CROP_RATIO
+) -> Tensor:
     """Per-sample crop of area U(scale) x image and log-uniform aspect ratio, resized to ``size``
     (bilinear); one ``grid_sample`` for the whole batch."""
     b, _, h, w = images.shape
@@ -148,8 +150,13 @@ def original_transform(size: int, plus: bool, augment: bool = True):
     import torchvision.transforms as T
 
     if plus:
-        steps = [T.RandomResizedCrop(size, scale=CROP_SCALE), T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                 T.RandomGrayscale(p=0.2), T.RandomApply([_PILBlur()], p=0.5), T.RandomHorizontalFlip()]
+        steps = [
+            T.RandomResizedCrop(size, scale=CROP_SCALE),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([_PILBlur()], p=0.5),
+            T.RandomHorizontalFlip(),
+        ]
     else:
         steps = [T.Resize((size, size))] + ([T.RandomHorizontalFlip()] if augment else [])
     return T.Compose([*steps, T.PILToTensor()])
@@ -161,8 +168,9 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def pil_views(images: Tensor, scales: Sequence[int], *, augment: bool = True, plus: bool = False,
-              size: int | None = None) -> list[Tensor]:
+def pil_views(
+    images: Tensor, scales: Sequence[int], *, augment: bool = True, plus: bool = False, size: int | None = None
+) -> list[Tensor]:
     """[HR, LR at each scale] built per sample as the original: each LR view is ``img.resize((s, s),
     LANCZOS)`` then the training transform; every view draws its own augmentation."""
     size = size or images.shape[-1]
@@ -175,8 +183,9 @@ def pil_views(images: Tensor, scales: Sequence[int], *, augment: bool = True, pl
     return views
 
 
-def make_views(images: Tensor, scales: Sequence[int], *, lowres: str = "tensor", augment: bool = True,
-               plus: bool = False) -> list[Tensor]:
+def make_views(
+    images: Tensor, scales: Sequence[int], *, lowres: str = "tensor", augment: bool = True, plus: bool = False
+) -> list[Tensor]:
     """The training views of a canonical batch by the chosen path (see module doc)."""
     if check_lowres(lowres) == "pil":
         return pil_views(images, scales, augment=augment, plus=plus)

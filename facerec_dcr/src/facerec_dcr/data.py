@@ -75,12 +75,21 @@ class CasiaWebFace(_Subset):
 
     paper = "DCR (CS7319E1G16) CASIA-WebFace layout"
 
-    def __init__(self, root: str | os.PathLike, split: Literal["train", "val"] = "train", subset: int = 11,
-                 image_size: int = 120, list_file: str = "casia_cleaned_list.txt",
-                 image_folder: str = "120x120_120", num_classes: int | None = None, skip_corrupt: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: Literal["train", "val"] = "train",
+        subset: int = 11,
+        image_size: int = 120,
+        list_file: str = "casia_cleaned_list.txt",
+        image_folder: str = "120x120_120",
+        num_classes: int | None = None,
+        skip_corrupt: bool = False,
+    ):
         folder = _sub(root, "Casia", list_file)
-        base = ImageList(folder / list_file, root=folder / image_folder, image_size=image_size,
-                         skip_corrupt=skip_corrupt)
+        base = ImageList(
+            folder / list_file, root=folder / image_folder, image_size=image_size, skip_corrupt=skip_corrupt
+        )
         labels = base.labels.numpy()
         if (labels < 0).any():
             raise DataError(f"{folder / list_file}: every line needs a subject id")
@@ -133,11 +142,17 @@ def read_pair_list(path: str | os.PathLike, image_root: str | os.PathLike, *, sk
     if not present.all():
         bad = [str(p) for a, b in zip(first, second) for p in (a, b) if not p.is_file()]
         if not skip_missing:
-            raise DataError(f"{int((~present).sum())} pairs of {path} have missing images, e.g. {bad[0]}; "
-                            "pass skip_missing=True to drop them")
+            raise DataError(
+                f"{int((~present).sum())} pairs of {path} have missing images, e.g. {bad[0]}; "
+                "pass skip_missing=True to drop them"
+            )
     keep = np.flatnonzero(present)
-    return PairList([first[i] for i in keep], [second[i] for i in keep],
-                    torch.tensor([same[i] for i in keep]), skipped=int((~present).sum()))
+    return PairList(
+        [first[i] for i in keep],
+        [second[i] for i in keep],
+        torch.tensor([same[i] for i in keep]),
+        skipped=int((~present).sum()),
+    )
 
 
 _MUGSHOT = re.compile(r"^(\d{3})_frontal\.(jpe?g|png)$", re.IGNORECASE)
@@ -175,8 +190,9 @@ def scan_scface(root: str | os.PathLike) -> list[SCfaceImage]:
     return sorted(out, key=lambda i: (i.subject, i.distance, i.camera))
 
 
-def scface_split(images: list[SCfaceImage], split: Literal["train", "test"],
-                 train_subjects: int = SCFACE_TRAIN_SUBJECTS) -> list[SCfaceImage]:
+def scface_split(
+    images: list[SCfaceImage], split: Literal["train", "test"], train_subjects: int = SCFACE_TRAIN_SUBJECTS
+) -> list[SCfaceImage]:
     if split not in ("train", "test"):
         raise ParameterError(f"split must be train or test, got {split!r}")
     return [i for i in images if (i.subject < train_subjects) == (split == "train")]
@@ -189,8 +205,13 @@ class SCface(Dataset):
 
     paper = "SCface (Grgic et al. 2011) as used by DCR"
 
-    def __init__(self, root: str | os.PathLike, split: Literal["train", "test"] = "train", image_size: int = 120,
-                 train_subjects: int = SCFACE_TRAIN_SUBJECTS):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: Literal["train", "test"] = "train",
+        image_size: int = 120,
+        train_subjects: int = SCFACE_TRAIN_SUBJECTS,
+    ):
         self.images = scface_split(scan_scface(root), split, train_subjects)
         if not self.images:
             raise DataError(f"{root}: no SCface images in the {split} split")
@@ -209,5 +230,9 @@ class SCface(Dataset):
         from facerec.data.decode import read_image
 
         img = self.images[index]
-        return {"image": read_image(img.path, self.image_size), "label": img.subject,
-                "distance": img.distance, "camera": img.camera}
+        return {
+            "image": read_image(img.path, self.image_size),
+            "label": img.subject,
+            "distance": img.distance,
+            "camera": img.camera,
+        }

@@ -42,9 +42,13 @@ def branch_map(model: _DCR, trunk_embeddings: Tensor, index: int, device: str = 
 Images = Tensor | Mapping[str | int, Tensor]
 
 
-def collect_pairs(model: Backbone, batches: Iterable[tuple[Images, Mapping[str | int, Tensor]]], *,
-                  batch_size: int = 64, device: str = "cpu") -> tuple[Tensor | dict[str | int, Tensor],
-                                                                       dict[str | int, Tensor]]:
+def collect_pairs(
+    model: Backbone,
+    batches: Iterable[tuple[Images, Mapping[str | int, Tensor]]],
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> tuple[Tensor | dict[str | int, Tensor], dict[str | int, Tensor]]:
     """Embed (image 1, {key: image 2 at that resolution}) batches with the trunk. Image 1 is one HR batch
     (cross-resolution tasks), or a {key: batch} dict of its own resolutions (intra tasks)."""
     was_training = getattr(model, "training", False)
@@ -76,8 +80,15 @@ def _cos(a: Tensor, b: Tensor) -> np.ndarray:
     return torch.nn.functional.cosine_similarity(a, b, dim=1).numpy().astype(np.float32)
 
 
-def verification_metrics(model: Backbone, emb1: Tensor | Mapping[str | int, Tensor], emb2: Mapping[str | int, Tensor],
-                         same: Tensor, *, n_folds: int = 10, device: str = "cpu") -> tuple[dict[str, float], dict]:
+def verification_metrics(
+    model: Backbone,
+    emb1: Tensor | Mapping[str | int, Tensor],
+    emb2: Mapping[str | int, Tensor],
+    same: Tensor,
+    *,
+    n_folds: int = 10,
+    device: str = "cpu",
+) -> tuple[dict[str, float], dict]:
     """DCR 10-fold accuracy per resolution: HR image 1 vs image 2 at that resolution (task V), or, when
     ``emb1`` is a {key: embeddings} dict, image 1 and image 2 both at that resolution (task IV).
 
@@ -127,9 +138,15 @@ def verification_metrics(model: Backbone, emb1: Tensor | Mapping[str | int, Tens
     return metrics, {"fold_accuracy": folds, "fold_threshold": thresholds}
 
 
-def scface_metrics(model: Backbone, gallery: Tensor, gallery_labels: Tensor,
-                   probes: Mapping[int, tuple[Tensor, Tensor]], *, distance_scales: Mapping[int, int],
-                   device: str = "cpu") -> dict[str, float]:
+def scface_metrics(
+    model: Backbone,
+    gallery: Tensor,
+    gallery_labels: Tensor,
+    probes: Mapping[int, tuple[Tensor, Tensor]],
+    *,
+    distance_scales: Mapping[int, int],
+    device: str = "cpu",
+) -> dict[str, float]:
     """Rank-1 per distance: mugshot gallery vs surveillance probes (trunk embeddings given).
 
     For DCR models also ``branch_rank1_d<D>``: gallery through the HR branch, probes through the LR

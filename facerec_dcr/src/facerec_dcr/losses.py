@@ -87,8 +87,15 @@ class TrunkLoss(nn.Module):
     themselves (``"embedding"``), or no such term (``"none"``): the original's
     ``--trunkloss-miningin``, whose code crashed on an attribute it never set."""
 
-    def __init__(self, num_classes: int, embedding_size: int = 512, center_factor: float = 0.008,
-                 update_factor: float = 0.6, miner: str = "none", mining: str = "center"):
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_size: int = 512,
+        center_factor: float = 0.008,
+        update_factor: float = 0.6,
+        miner: str = "none",
+        mining: str = "center",
+    ):
         super().__init__()
         self.center_factor = center_factor
         self.center = CenterBuffer(num_classes, embedding_size, update_factor)
@@ -124,15 +131,24 @@ class CMLoss(nn.Module):
     ``pairs`` lists the coupled (HR branch, LR branch) indices: the repository couples branch 0
     to every LR branch, the paper couples one HR/LR pair per resolution."""
 
-    def __init__(self, num_classes: int, num_branches: int, pairs: Sequence[tuple[int, int]],
-                 embedding_size: int = 512, center_factor: float = 0.008, dist_factor: float = 0.008,
-                 update_factor: float = 0.6, miner: str = "none"):
+    def __init__(
+        self,
+        num_classes: int,
+        num_branches: int,
+        pairs: Sequence[tuple[int, int]],
+        embedding_size: int = 512,
+        center_factor: float = 0.008,
+        dist_factor: float = 0.008,
+        update_factor: float = 0.6,
+        miner: str = "none",
+    ):
         super().__init__()
         self.pairs = [tuple(p) for p in pairs]
         self.center_factor = center_factor
         self.dist_factor = dist_factor
-        self.centers = nn.ModuleList(CenterBuffer(num_classes, embedding_size, update_factor)
-                                     for _ in range(num_branches))
+        self.centers = nn.ModuleList(
+            CenterBuffer(num_classes, embedding_size, update_factor) for _ in range(num_branches)
+        )
         self.miner = _check_choice(miner, MINERS, "recipe.branch_miner")
 
     def _center_term(self, b: int, emb: Tensor, labels: Tensor) -> Tensor:
@@ -148,14 +164,21 @@ class CMLoss(nn.Module):
             return emb.new_zeros(())
         return F.mse_loss(emb[a], ref[p]) - F.mse_loss(emb[a], ref[n])
 
-    def forward(self, embeddings: Mapping[int, Tensor], logits: Mapping[int, Tensor],
-                labels: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, embeddings: Mapping[int, Tensor], logits: Mapping[int, Tensor], labels: Tensor
+    ) -> dict[str, Tensor]:
         """``embeddings``/``logits``: branch index -> batch outputs (every branch trained this step)."""
         keys = sorted(embeddings)
         ce = torch.stack([F.cross_entropy(logits[b], labels) for b in keys]).mean()
         center = torch.stack([self._center_term(b, embeddings[b], labels) for b in keys]).mean()
-        coupling = sum((F.mse_loss(embeddings[hi], embeddings[lo]) for hi, lo in self.pairs
-                        if hi in embeddings and lo in embeddings), ce.new_zeros(()))
+        coupling = sum(
+            (
+                F.mse_loss(embeddings[hi], embeddings[lo])
+                for hi, lo in self.pairs
+                if hi in embeddings and lo in embeddings
+            ),
+            ce.new_zeros(()),
+        )
         loss = ce + self.center_factor * center + self.dist_factor * coupling
         return {"loss": loss, "ce": ce.detach(), "center": center.detach(), "coupling": coupling.detach()}
 
@@ -165,8 +188,7 @@ class DCRCenterHead(Head):
 
     paper = PAPER
 
-    def __init__(self, embedding_size: int, num_classes: int, center_factor: float = 0.008,
-                 update_factor: float = 0.6):
+    def __init__(self, embedding_size: int, num_classes: int, center_factor: float = 0.008, update_factor: float = 0.6):
         super().__init__()
         self.fc = nn.Linear(embedding_size, num_classes)
         self.loss = TrunkLoss(num_classes, embedding_size, center_factor, update_factor)

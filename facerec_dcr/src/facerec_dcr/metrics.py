@@ -12,5 +12,11 @@ def dcr_verification(scores, same, n_folds: int = 10) -> KFoldResult:
     ``score > thr``, the largest threshold wins ties, contiguous folds, population std."""
     if isinstance(scores, torch.Tensor):
         scores = scores.detach().cpu().numpy()
-    return kfold_accuracy(np.asarray(scores, dtype=np.float32).astype(np.float64), same, n_folds,
-                          thresholds=np.arange(-1.0, 1.0, 0.005), strict=True, tie="last")
+    return kfold_accuracy(
+        np.asarray(scores, dtype=np.float32).astype(np.float64),
+        same,
+        n_folds,
+        thresholds=np.arange(-1.0, 1.0, 0.005),
+        strict=True,
+        tie="last",
+    )

@@ -66,8 +66,17 @@ class _DCR(Backbone):
     input_spec = InputSpec(size=120, color="RGB", mean=0.5, std=0.5, template="dcr120")
     embedding_size = 512
 
-    def _setup(self, trunk: nn.Module, *, num_classes: int, scales: Sequence[int], design: str,
-               normalized_embeddings: bool, embedding_size: int, image_size: int) -> None:
+    def _setup(
+        self,
+        trunk: nn.Module,
+        *,
+        num_classes: int,
+        scales: Sequence[int],
+        design: str,
+        normalized_embeddings: bool,
+        embedding_size: int,
+        image_size: int,
+    ) -> None:
         if design not in ("shared", "paired"):
             raise ParameterError(f"design must be 'shared' (repository) or 'paired' (paper), got {design!r}")
         scales = tuple(int(s) for s in scales)
@@ -80,12 +89,18 @@ class _DCR(Backbone):
         self.embedding_size = embedding_size
         self.input_spec = InputSpec(size=image_size, color="RGB", mean=0.5, std=0.5, template="dcr120")
         count = len(scales) + 1 if design == "shared" else 2 * len(scales)
-        self.branches = nn.ModuleList(DCRBranch(embedding_size, num_classes, normalized_embeddings)
-                                      for _ in range(count))
+        self.branches = nn.ModuleList(
+            DCRBranch(embedding_size, num_classes, normalized_embeddings) for _ in range(count)
+        )
 
     # -- forward paths ------------------------------------------------------------------------------
-    def forward(self, x: Tensor | Sequence[Tensor], *, head: Literal["embedding", "trunk", "branches"] = "embedding",
-                index: Sequence[int] = ()) -> Any:
+    def forward(
+        self,
+        x: Tensor | Sequence[Tensor],
+        *,
+        head: Literal["embedding", "trunk", "branches"] = "embedding",
+        index: Sequence[int] = (),
+    ) -> Any:
         """One entry point (so DDP sees a single forward per step):
 
         * ``head="embedding"``: network input -> trunk embedding [B, D] (the Backbone contract);
@@ -104,15 +119,20 @@ class _DCR(Backbone):
     def trunk_outputs(self, x: Tensor, with_logits: bool = True) -> tuple[Tensor, Tensor | None]:
         return self.trunk.embed_and_logits(x, with_logits)
 
-    def branch_outputs(self, trunk_embedding: Tensor, index: int,
-                       with_logits: bool = True) -> tuple[Tensor, Tensor | None]:
+    def branch_outputs(
+        self, trunk_embedding: Tensor, index: int, with_logits: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         return self.branches[index](trunk_embedding, with_logits)
 
     def forward_original(self, x: Tensor, idx: int = 0, trunk_only: bool = False) -> dict[str, Tensor | None]:
         """The original ``DCR.forward(img, idx, trunk_only)``, returning its dict of outputs."""
         emb, logits = self.trunk_outputs(x, with_logits=trunk_only)
-        out: dict[str, Tensor | None] = {"trunk_embeddings": emb, "trunk_logits": logits,
-                                         "branch_embeddings": None, "branch_logits": None}
+        out: dict[str, Tensor | None] = {
+            "trunk_embeddings": emb,
+            "trunk_logits": logits,
+            "branch_embeddings": None,
+            "branch_logits": None,
+        }
         if not trunk_only:
             out["branch_embeddings"], out["branch_logits"] = self.branch_outputs(emb, idx)
         return out
@@ -134,9 +154,11 @@ class _DCR(Backbone):
 
     def branch_embedder(self, index: int | None) -> Callable[[Tensor], Tensor]:
         """Canonical images -> embeddings through trunk + ``branches[index]`` (``None`` = the trunk)."""
+
         def embed(images: Tensor) -> Tensor:
             emb = self(self.input_spec.prepare(images))
             return emb if index is None else self.branches[index](emb, with_logits=False)[0]
+
         return embed
 
     @torch.no_grad()
@@ -185,24 +207,51 @@ def criterion_centers(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
 class DCR(_DCR):
     """DCR with the repository's trunk: BasicBlock ResNet [1,2,5,3], 512-d, coupled branches."""
 
-    def __init__(self, num_classes: int = CASIA_CLASSES, scales: Sequence[int] = DEFAULT_SCALES,
-                 design: Design = "shared", normalized_embeddings: bool = True,
-                 layers: Sequence[int] = (1, 2, 5, 3), embedding_size: int = 512, image_size: int = 120):
+    def __init__(
+        self,
+        num_classes: int = CASIA_CLASSES,
+        scales: Sequence[int] = DEFAULT_SCALES,
+        design: Design = "shared",
+        normalized_embeddings: bool = True,
+        layers: Sequence[int] = (1, 2, 5, 3),
+        embedding_size: int = 512,
+        image_size: int = 120,
+    ):
         super().__init__()
         trunk = ResNetTrunk(layers, embedding_size, num_classes, normalized_embeddings)
-        self._setup(trunk, num_classes=num_classes, scales=scales, design=design,
-                    normalized_embeddings=normalized_embeddings, embedding_size=embedding_size,
-                    image_size=image_size)
+        self._setup(
+            trunk,
+            num_classes=num_classes,
+            scales=scales,
+            design=design,
+            normalized_embeddings=normalized_embeddings,
+            embedding_size=embedding_size,
+            image_size=image_size,
+        )
 
 
 class DCRPaper(_DCR):
     """DCR with the paper-like trunk (PReLU stages; ``batch_norm=False`` is the paper's no-BN net)."""
 
-    def __init__(self, num_classes: int = CASIA_CLASSES, scales: Sequence[int] = DEFAULT_SCALES,
-                 design: Design = "shared", normalized_embeddings: bool = True, batch_norm: bool = True,
-                 layers: Sequence[int] = (1, 2, 5, 3), embedding_size: int = 512, image_size: int = 120):
+    def __init__(
+        self,
+        num_classes: int = CASIA_CLASSES,
+        scales: Sequence[int] = DEFAULT_SCALES,
+        design: Design = "shared",
+        normalized_embeddings: bool = True,
+        batch_norm: bool = True,
+        layers: Sequence[int] = (1, 2, 5, 3),
+        embedding_size: int = 512,
+        image_size: int = 120,
+    ):
         super().__init__()
         trunk = PaperTrunk(layers, embedding_size, num_classes, normalized_embeddings, batch_norm)
-        self._setup(trunk, num_classes=num_classes, scales=scales, design=design,
-                    normalized_embeddings=normalized_embeddings, embedding_size=embedding_size,
-                    image_size=image_size)
+        self._setup(
+            trunk,
+            num_classes=num_classes,
+            scales=scales,
+            design=design,
+            normalized_embeddings=normalized_embeddings,
+            embedding_size=embedding_size,
+            image_size=image_size,
+        )

@@ -60,14 +60,16 @@ def _open_rgb(path: Path) -> Image.Image:
     return Image.fromarray(u8.permute(1, 2, 0).numpy())
 
 
-def multiscale_batch(paths: Sequence[Path], scales: Sequence[int], image_size: int, lowres: str,
-                     include_hr: bool = True) -> tuple[Tensor, dict[str | int, Tensor]]:
+def multiscale_batch(
+    paths: Sequence[Path], scales: Sequence[int], image_size: int, lowres: str, include_hr: bool = True
+) -> tuple[Tensor, dict[str | int, Tensor]]:
     """Load images; return (HR [B,3,S,S], {scale: LR back at S px, 'hr': HR})."""
     if lowres == "pil":
         items = [pil_multiscale(_open_rgb(p), scales, image_size) for p in paths]
         hr = torch.stack([it["0"] for it in items])
-        out: dict[str | int, Tensor] = {s: torch.stack([it[str(k)] for it in items])
-                                        for k, s in enumerate(scales, start=1)}
+        out: dict[str | int, Tensor] = {
+            s: torch.stack([it[str(k)] for it in items]) for k, s in enumerate(scales, start=1)
+        }
     else:
         hr = torch.stack([read_image(p, image_size) for p in paths])
         out = {s: degrade(hr, s) for s in scales}
@@ -80,16 +82,27 @@ class LFWLowRes(Protocol):
     """LFW low-resolution verification (DCR): HR image 1 vs image 2 at 8/12/16/20 px, 10-fold."""
 
     paper = PAPER
-    convention = ("pairs 'rel1 rel2 label' in file order; task V: image 1 at HR, image 2 downsampled to s px and "
-                  "resized back (IV: both at s px); cosine scores; 10 contiguous folds, threshold grid "
-                  "arange(-1,1,0.005), same iff score > t, the largest threshold wins ties (DCR compat); "
-                  "acc_hr = HR vs HR; criterion = mean over the evaluated resolutions")
+    convention = (
+        "pairs 'rel1 rel2 label' in file order; task V: image 1 at HR, image 2 downsampled to s px and "
+        "resized back (IV: both at s px); cosine scores; 10 contiguous folds, threshold grid "
+        "arange(-1,1,0.005), same iff score > t, the largest threshold wins ties (DCR compat); "
+        "acc_hr = HR vs HR; criterion = mean over the evaluated resolutions"
+    )
 
-    def __init__(self, data: str | os.PathLike | None = None, pairs: str = "lfw_test_pair.txt",
-                 image_folder: str = "LFW_120x120_120", scales: Sequence[int] = DEFAULT_SCALES,
-                 image_size: int = 120, lowres: Literal["pil", "tensor"] = "pil", include_hr: bool = True,
-                 skip_missing: bool = False, n_folds: int = 10, task: Literal["V", "IV"] = "V",
-                 root: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        data: str | os.PathLike | None = None,
+        pairs: str = "lfw_test_pair.txt",
+        image_folder: str = "LFW_120x120_120",
+        scales: Sequence[int] = DEFAULT_SCALES,
+        image_size: int = 120,
+        lowres: Literal["pil", "tensor"] = "pil",
+        include_hr: bool = True,
+        skip_missing: bool = False,
+        n_folds: int = 10,
+        task: Literal["V", "IV"] = "V",
+        root: str | os.PathLike | None = None,
+    ):
         folder = _sub(_root(data, root, "dcr-lfw-lowres"), "LFW", pairs)
         self.pairs = read_pair_list(folder / pairs, folder / image_folder, skip_missing=skip_missing)
         self.scales = tuple(int(s) for s in scales)
@@ -114,11 +127,13 @@ class LFWLowRes(Protocol):
             yield img1, probes
         bar.close()
 
-    def evaluate(self, model: Backbone, *, device: str = "cpu", batch_size: int = 64,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self, model: Backbone, *, device: str = "cpu", batch_size: int = 64, progress: bool = False
+    ) -> EvalResult:
         emb1, emb2 = collect_pairs(model, self._batches(batch_size, progress), batch_size=batch_size, device=device)
-        metrics, artefacts = verification_metrics(model, emb1, emb2, self.pairs.same, n_folds=self.n_folds,
-                                                  device=device)
+        metrics, artefacts = verification_metrics(
+            model, emb1, emb2, self.pairs.same, n_folds=self.n_folds, device=device
+        )
         metrics["pairs"] = float(len(self.pairs.same))
         metrics["skipped_pairs"] = float(self.pairs.skipped)
         return EvalResult(metrics=metrics, artefacts=artefacts, convention=self.convention)
@@ -128,12 +143,19 @@ class SCfaceProtocol(Protocol):
     """SCface: 80 test mugshots as gallery vs surveillance probes (5 cameras) per distance, rank-1."""
 
     paper = PAPER
-    convention = ("gallery = one frontal mugshot per test subject (51-130), probes = cam1-5 images at distance "
-                  "d; closed-set rank-1 by cosine per distance; branches: d1 -> 8 px, d2 -> 12, d3 -> 16")
+    convention = (
+        "gallery = one frontal mugshot per test subject (51-130), probes = cam1-5 images at distance "
+        "d; closed-set rank-1 by cosine per distance; branches: d1 -> 8 px, d2 -> 12, d3 -> 16"
+    )
 
-    def __init__(self, data: str | os.PathLike | None = None, image_size: int = 120,
-                 distance_scales: Sequence[int] = (8, 12, 16), train_subjects: int = 50,
-                 root: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        data: str | os.PathLike | None = None,
+        image_size: int = 120,
+        distance_scales: Sequence[int] = (8, 12, 16),
+        train_subjects: int = 50,
+        root: str | os.PathLike | None = None,
+    ):
         root = _root(data, root, "dcr-scface")
         self.images = scface_split(scan_scface(root), "test", train_subjects)
         self.image_size = int(image_size)
@@ -141,8 +163,9 @@ class SCfaceProtocol(Protocol):
         if not any(i.distance == 0 for i in self.images) or not any(i.distance > 0 for i in self.images):
             raise ParameterError(f"{root}: the SCface test split needs mugshots and surveillance images")
 
-    def evaluate(self, model: Backbone, *, device: str = "cpu", batch_size: int = 64,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self, model: Backbone, *, device: str = "cpu", batch_size: int = 64, progress: bool = False
+    ) -> EvalResult:
         was_training = getattr(model, "training", False)
         if isinstance(model, torch.nn.Module):
             model.eval()
@@ -153,14 +176,17 @@ class SCfaceProtocol(Protocol):
             emb = {}
             for d, imgs in groups.items():
                 x = torch.stack([read_image(i.path, self.image_size) for i in imgs])
-                emb[d] = (embed_all(model, x, batch_size=batch_size, device=device),
-                          torch.tensor([i.subject for i in imgs]))
+                emb[d] = (
+                    embed_all(model, x, batch_size=batch_size, device=device),
+                    torch.tensor([i.subject for i in imgs]),
+                )
         finally:
             if was_training:
                 model.train()
         gallery, gallery_labels = emb.pop(0)
-        metrics = scface_metrics(model, gallery, gallery_labels, emb, distance_scales=self.distance_scales,
-                                 device=device)
+        metrics = scface_metrics(
+            model, gallery, gallery_labels, emb, distance_scales=self.distance_scales, device=device
+        )
         metrics["gallery"] = float(len(gallery_labels))
         return EvalResult(metrics=metrics, convention=self.convention)
 
@@ -170,13 +196,25 @@ class _Retrieval(Protocol):
     precision@1 per scale, the query's own reference excluded."""
 
     paper = PAPER
-    convention = ("query = image at s px (resized back); reference = every image of the set at HR (task R) or at "
-                  "the same s px (IR); nearest neighbour by L2 (the original's faiss IndexFlatL2); "
-                  "self_exclusion='exact' removes the query's own reference, 'drop_first' is the original's rule "
-                  "(drops rank 1 whatever it is); precision_at_1_hr = HR vs HR (IR); criterion = mean over scales")
+    convention = (
+        "query = image at s px (resized back); reference = every image of the set at HR (task R) or at "
+        "the same s px (IR); nearest neighbour by L2 (the original's faiss IndexFlatL2); "
+        "self_exclusion='exact' removes the query's own reference, 'drop_first' is the original's rule "
+        "(drops rank 1 whatever it is); precision_at_1_hr = HR vs HR (IR); criterion = mean over scales"
+    )
 
-    def _setup(self, paths: list[Path], labels: Tensor, scales: Sequence[int], image_size: int, lowres: str,
-               self_exclusion: str, backend: str, task: str, name: str) -> None:
+    def _setup(
+        self,
+        paths: list[Path],
+        labels: Tensor,
+        scales: Sequence[int],
+        image_size: int,
+        lowres: str,
+        self_exclusion: str,
+        backend: str,
+        task: str,
+        name: str,
+    ) -> None:
         self.paths, self.labels = paths, labels
         self.scales = tuple(int(s) for s in scales)
         self.image_size = int(image_size)
@@ -187,14 +225,16 @@ class _Retrieval(Protocol):
         self.backend = backend
         self.task = _task(task, RETRIEVAL_TASKS, name)
 
-    def evaluate(self, model: Backbone, *, device: str = "cpu", batch_size: int = 64,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self, model: Backbone, *, device: str = "cpu", batch_size: int = 64, progress: bool = False
+    ) -> EvalResult:
         intra = self.task == "IR"
 
         def batches():
             for i in range(0, len(self.paths), batch_size):
-                hr, probes = multiscale_batch(self.paths[i : i + batch_size], self.scales, self.image_size,
-                                              self.lowres, include_hr=intra)
+                hr, probes = multiscale_batch(
+                    self.paths[i : i + batch_size], self.scales, self.image_size, self.lowres, include_hr=intra
+                )
                 yield hr, probes
 
         hr_ref, queries = collect_pairs(model, batches(), batch_size=batch_size, device=device)
@@ -202,8 +242,9 @@ class _Retrieval(Protocol):
         metrics = {}
         for s, q in queries.items():
             ref = q if intra else hr_ref  # IR: the same images at the same scale (own image excluded)
-            metrics[f"precision_at_1_{s}"] = precision_at_1(q, ref, labels, labels, self_exclusion=self.self_exclusion,
-                                                            backend=self.backend)
+            metrics[f"precision_at_1_{s}"] = precision_at_1(
+                q, ref, labels, labels, self_exclusion=self.self_exclusion, backend=self.backend
+            )
             if is_dcr(model):
                 from .evaluation import branch_map
 
@@ -212,7 +253,8 @@ class _Retrieval(Protocol):
                 qb = branch_map(model, q, lr, device)
                 rb = branch_map(model, ref, hr, device)
                 metrics[f"branch_precision_at_1_{s}"] = precision_at_1(
-                    qb, rb, labels, labels, self_exclusion=self.self_exclusion, backend=self.backend)
+                    qb, rb, labels, labels, self_exclusion=self.self_exclusion, backend=self.backend
+                )
         metrics["criterion"] = criterion(metrics, "precision_at_1_", queries)
         if is_dcr(model):
             metrics["branch_criterion"] = criterion(metrics, "branch_precision_at_1_", queries)
@@ -222,26 +264,43 @@ class _Retrieval(Protocol):
 class CasiaRetrieval(_Retrieval):
     """CASIA-WebFace held-out fold: LR queries vs HR references of the same images, precision@1."""
 
-    def __init__(self, data: str | os.PathLike | None = None, subset: int = 0, scales: Sequence[int] = DEFAULT_SCALES,
-                 image_size: int = 120, lowres: Literal["pil", "tensor"] = "tensor",
-                 self_exclusion: Literal["exact", "drop_first"] = "exact", backend: Literal["torch", "faiss"] = "torch",
-                 task: Literal["R", "IR"] = "R", root: str | os.PathLike | None = None):
-        self.data = CasiaWebFace(_root(data, root, "dcr-casia-retrieval"), split="val", subset=subset,
-                                 image_size=image_size)
+    def __init__(
+        self,
+        data: str | os.PathLike | None = None,
+        subset: int = 0,
+        scales: Sequence[int] = DEFAULT_SCALES,
+        image_size: int = 120,
+        lowres: Literal["pil", "tensor"] = "tensor",
+        self_exclusion: Literal["exact", "drop_first"] = "exact",
+        backend: Literal["torch", "faiss"] = "torch",
+        task: Literal["R", "IR"] = "R",
+        root: str | os.PathLike | None = None,
+    ):
+        self.data = CasiaWebFace(
+            _root(data, root, "dcr-casia-retrieval"), split="val", subset=subset, image_size=image_size
+        )
         paths = [Path(self.data.base.paths[i]) for i in self.data.indices]
-        self._setup(paths, self.data.labels, scales, image_size, lowres, self_exclusion, backend, task,
-                    "dcr-casia-retrieval")
+        self._setup(
+            paths, self.data.labels, scales, image_size, lowres, self_exclusion, backend, task, "dcr-casia-retrieval"
+        )
 
 
 class LFWRetrieval(_Retrieval):
     """LFW as a retrieval set (the original's LFW task R / IR): every image of ``LFW_120x120_120``, one label
     per person folder (sorted by name; the original used ``os.listdir`` order, which varies by filesystem)."""
 
-    def __init__(self, data: str | os.PathLike | None = None, image_folder: str = "LFW_120x120_120",
-                 scales: Sequence[int] = DEFAULT_SCALES, image_size: int = 120,
-                 lowres: Literal["pil", "tensor"] = "tensor", self_exclusion: Literal["exact", "drop_first"] = "exact",
-                 backend: Literal["torch", "faiss"] = "torch", task: Literal["R", "IR"] = "R",
-                 root: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        data: str | os.PathLike | None = None,
+        image_folder: str = "LFW_120x120_120",
+        scales: Sequence[int] = DEFAULT_SCALES,
+        image_size: int = 120,
+        lowres: Literal["pil", "tensor"] = "tensor",
+        self_exclusion: Literal["exact", "drop_first"] = "exact",
+        backend: Literal["torch", "faiss"] = "torch",
+        task: Literal["R", "IR"] = "R",
+        root: str | os.PathLike | None = None,
+    ):
         folder = _sub(_root(data, root, "dcr-lfw-retrieval"), "LFW", image_folder) / image_folder
         people = sorted(d for d in os.listdir(folder) if (folder / d).is_dir())
         paths, labels = [], []
@@ -252,5 +311,6 @@ class LFWRetrieval(_Retrieval):
                     labels.append(label)
         if not paths:
             raise DataError(f"{folder}: no images in person folders")
-        self._setup(paths, torch.tensor(labels), scales, image_size, lowres, self_exclusion, backend, task,
-                    "dcr-lfw-retrieval")
+        self._setup(
+            paths, torch.tensor(labels), scales, image_size, lowres, self_exclusion, backend, task, "dcr-lfw-retrieval"
+        )

@@ -16,8 +16,17 @@ import attrs
 from facerec import registry
 from facerec.engine import Trainer, dataset_batches, seed_everything
 from facerec.errors import FacerecError
-from facerec.recipes import (PipelineConfig, RunDir, build, build_backbone, knob, recipe, save_backbone, train_config,
-                             write_summary)
+from facerec.recipes import (
+    PipelineConfig,
+    RunDir,
+    build,
+    build_backbone,
+    knob,
+    recipe,
+    save_backbone,
+    train_config,
+    write_summary,
+)
 
 from .losses import CMLoss, TrunkLoss
 from .model import DEFAULT_SCALES
@@ -44,15 +53,18 @@ class DcrParams:
     update_factor: float = knob(0.6, help="centre momentum alpha")
     augment: bool = knob(True, help="random horizontal flip (without aug_plus)")
     aug_plus: bool = knob(False, paper=True, help="--aug-plus: MoCo v2 crop, colour jitter, grey, blur, flip")
-    lowres: Literal["tensor", "pil"] = knob("tensor", paper="pil",
-                                            help="LR views: tensor (batched) or pil (the original's exact path)")
+    lowres: Literal["tensor", "pil"] = knob(
+        "tensor", paper="pil", help="LR views: tensor (batched) or pil (the original's exact path)"
+    )
     sampler: Literal["random", "m-per-class"] = knob("random", help="m-per-class: the original's --Msampler")
     m_per_class: int = knob(4, low=1, help="images per identity with the m-per-class sampler")
-    trunk_miner: Literal["none", "batch-hard"] | None = knob("none", help="--trunkloss-miner (batch-hard: "
-                                                                          "BatchHardMiner)")
+    trunk_miner: Literal["none", "batch-hard"] | None = knob(
+        "none", help="--trunkloss-miner (batch-hard: BatchHardMiner)"
+    )
     trunk_mining: Literal["center", "embedding", "none"] | None = knob("center", help="--trunkloss-miningin")
-    branch_miner: Literal["none", "batch-hard"] | None = knob("none", help="--branchloss-miner (batch-hard: "
-                                                                           "BatchHardMiner)")
+    branch_miner: Literal["none", "batch-hard"] | None = knob(
+        "none", help="--branchloss-miner (batch-hard: BatchHardMiner)"
+    )
 
     def __attrs_post_init__(self) -> None:
         for name in ("trunk_miner", "trunk_mining", "branch_miner"):  # `--param recipe.X=none` parses as None
@@ -73,10 +85,26 @@ QUICK_DATASET = {"num_ids": 100}
 DEFAULTS = {
     # Adam as the README recipes; lr 2e-3 with warm-up and cosine decay on the short synthetic runs
     # (the original: 1e-2, x0.1 at epochs 10/30 of 60)
-    "quick": {"steps": 200, "batch_size": 32, "optimizer": "adam", "lr": 2e-3, "weight_decay": 5e-4,
-              "schedule": "cosine", "warmup_steps": 10, "log_every": 10},
-    "paper": {"epochs": 60, "batch_size": 128, "optimizer": "adam", "lr": 1e-2, "weight_decay": 5e-4,
-              "schedule": "multistep", "milestones": (1 / 6, 1 / 2), "log_every": 50},
+    "quick": {
+        "steps": 200,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "warmup_steps": 10,
+        "log_every": 10,
+    },
+    "paper": {
+        "epochs": 60,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 1e-2,
+        "weight_decay": 5e-4,
+        "schedule": "multistep",
+        "milestones": (1 / 6, 1 / 2),
+        "log_every": 50,
+    },
 }
 
 
@@ -89,8 +117,9 @@ def _dataset(config: PipelineConfig, default: str, size: int, scales):
     name = config.dataset or default
     registry.find("dataset", name)
     # datasets that synthesise LR views themselves (synthetic-lowres) use the model's scales
-    data = build(config, "dataset", name, image_size=size, resolutions=tuple(scales),
-                 **(QUICK_DATASET if config.quick else {}))
+    data = build(
+        config, "dataset", name, image_size=size, resolutions=tuple(scales), **(QUICK_DATASET if config.quick else {})
+    )
     if int(getattr(data, "num_classes", 0)) <= 0:
         raise FacerecError(f"dataset {name!r} has no identity labels; the DCR stages train classifiers")
     return data
@@ -109,6 +138,7 @@ def _evaluator(protocols: dict[str, Any], model: Any, device: str, keep_branches
                 if keep_branches or not k.startswith("branch_"):
                     out[f"{name}/{k}"] = float(v)
         return out
+
     return evaluate
 
 
@@ -154,13 +184,34 @@ def _resume(config: PipelineConfig, run: RunDir, stage: str):
     return path if config.resume and path.is_file() else None
 
 
-def _fit(config: PipelineConfig, run: RunDir, stage: str, model, criterion, loss_fn, data, tcfg, frozen,
-         evaluator, p: DcrParams) -> dict[str, Any]:
+def _fit(
+    config: PipelineConfig,
+    run: RunDir,
+    stage: str,
+    model,
+    criterion,
+    loss_fn,
+    data,
+    tcfg,
+    frozen,
+    evaluator,
+    p: DcrParams,
+) -> dict[str, Any]:
     for param in model.parameters():  # a previous stage's freezing must not leak into this one
         param.requires_grad_(True)
-    trainer = Trainer({"backbone": model, "criterion": criterion}, loss_fn, _batches(data, tcfg, p), tcfg,
-                      run_dir=run.path, frozen=frozen, evaluators={"": evaluator}, resume=_resume(config, run, stage),
-                      local_batches=True, num_samples=len(data), name=stage)
+    trainer = Trainer(
+        {"backbone": model, "criterion": criterion},
+        loss_fn,
+        _batches(data, tcfg, p),
+        tcfg,
+        run_dir=run.path,
+        frozen=frozen,
+        evaluators={"": evaluator},
+        resume=_resume(config, run, stage),
+        local_batches=True,
+        num_samples=len(data),
+        name=stage,
+    )
     return trainer.fit()
 
 
@@ -169,24 +220,45 @@ def _views(p: DcrParams) -> dict[str, Any]:
 
 
 def _trunk_criterion(model, p: DcrParams) -> TrunkLoss:
-    return TrunkLoss(model.num_classes, model.embedding_size, p.center_factor, p.update_factor,
-                     miner=p.trunk_miner, mining=p.trunk_mining)
+    return TrunkLoss(
+        model.num_classes,
+        model.embedding_size,
+        p.center_factor,
+        p.update_factor,
+        miner=p.trunk_miner,
+        mining=p.trunk_mining,
+    )
 
 
 def _stage_trunk(config, run, p, model, data, tcfg, protocols) -> dict[str, Any]:
     loss_fn = trunk_loss_fn(model.scales, model.num_classes, p.augment, **_views(p))
     ev = _evaluator(protocols, model, tcfg.device, keep_branches=False)
-    return _fit(config, run, "trunk", model, _trunk_criterion(model, p), loss_fn, data, tcfg, ["backbone.branches"],
-                ev, p)
+    return _fit(
+        config, run, "trunk", model, _trunk_criterion(model, p), loss_fn, data, tcfg, ["backbone.branches"], ev, p
+    )
 
 
 def _stage_branch(config, run, p, model, data, tcfg, protocols) -> dict[str, Any]:
     if p.specialised_init and _resume(config, run, "branch") is None:
         model.specialise_branches()
-    criterion = CMLoss(model.num_classes, len(model.branches), coupling_pairs(model), model.embedding_size,
-                       p.center_factor, p.dist_factor, p.update_factor, miner=p.branch_miner)
-    loss_fn = branch_loss_fn(model.scales, model.num_classes, train_trunk=bool(p.train_trunk),
-                             trunk_bn=p.trunk_bn, augment=p.augment, **_views(p))
+    criterion = CMLoss(
+        model.num_classes,
+        len(model.branches),
+        coupling_pairs(model),
+        model.embedding_size,
+        p.center_factor,
+        p.dist_factor,
+        p.update_factor,
+        miner=p.branch_miner,
+    )
+    loss_fn = branch_loss_fn(
+        model.scales,
+        model.num_classes,
+        train_trunk=bool(p.train_trunk),
+        trunk_bn=p.trunk_bn,
+        augment=p.augment,
+        **_views(p),
+    )
     frozen = [] if p.train_trunk else ["backbone.trunk"]
     ev = _evaluator(protocols, model, tcfg.device, keep_branches=True)
     return _fit(config, run, "branch", model, criterion, loss_fn, data, tcfg, frozen, ev, p)
@@ -198,8 +270,13 @@ def _side_by_side(metrics: dict[str, Any], scales) -> list[dict[str, Any]]:
         trunk = [v for k, v in metrics.items() if k.endswith(f"/acc_{key}") and "/branch_" not in k]
         branch = [v for k, v in metrics.items() if k.endswith(f"/branch_acc_{key}")]
         if trunk or branch:
-            rows.append({"resolution": f"{key} px" if isinstance(key, int) else key,
-                         "trunk": trunk[0] if trunk else "", "branches": branch[0] if branch else ""})
+            rows.append(
+                {
+                    "resolution": f"{key} px" if isinstance(key, int) else key,
+                    "trunk": trunk[0] if trunk else "",
+                    "branches": branch[0] if branch else "",
+                }
+            )
     return rows
 
 
@@ -210,8 +287,10 @@ def _verdict(rows: list[dict[str, Any]], pairs: int | None) -> str:
         return ""
     gain = float(mean["branches"]) - float(mean["trunk"])
     counted = f"{pairs} pairs" if pairs else "pairs not counted by the protocol"
-    return (f"coupled branches {'above' if gain > 0 else 'NOT above'} the trunk on mean LR accuracy "
-            f"({mean['branches']:.4f} vs {mean['trunk']:.4f}, {gain:+.4f}; one run, {counted})")
+    return (
+        f"coupled branches {'above' if gain > 0 else 'NOT above'} the trunk on mean LR accuracy "
+        f"({mean['branches']:.4f} vs {mean['trunk']:.4f}, {gain:+.4f}; one run, {counted})"
+    )
 
 
 @recipe(params=DcrParams, stages=STAGES)
@@ -223,8 +302,7 @@ def dcr_recipe(config: PipelineConfig, run: RunDir, p: DcrParams) -> dict[str, A
     scface = stages == ["scface"]
     scales = config.kind_params("backbone").get("scales", p.scales)
     data = _dataset(config, "dcr-scface" if scface else "synthetic-lowres", size, scales)
-    overrides = {**(QUICK_BACKBONE if config.quick else {}), "num_classes": int(data.num_classes),
-                 "image_size": size}
+    overrides = {**(QUICK_BACKBONE if config.quick else {}), "num_classes": int(data.num_classes), "image_size": size}
     if "scales" not in config.kind_params("backbone"):
         overrides["scales"] = tuple(p.scales)
     model = build_backbone(config, **overrides)
@@ -233,20 +311,29 @@ def dcr_recipe(config: PipelineConfig, run: RunDir, p: DcrParams) -> dict[str, A
     if scface:
         root = config.kind_params("dataset").get("root")
         given = config.kind_params("protocol")
-        protocols = _protocols(config, size, "dcr-scface",
-                               **({"data": root} if root and not {"data", "root"} & set(given) else {}))
+        protocols = _protocols(
+            config, size, "dcr-scface", **({"data": root} if root and not {"data", "root"} & set(given) else {})
+        )
     else:
         # scored at the scales the model has branches for (recipe.scales), unless protocol.scales is given
         protocols = _protocols(config, size, "dcr-synthetic-lowres", scales=tuple(model.scales))
     preset = DEFAULTS["quick" if config.quick else "paper"]
     results: dict[str, Any] = {}
-    notes = [f"images at {size} px; scales {list(model.scales)}; branch design {model.design!r}; "
-             f"normalised embeddings {model.trunk.normalized_embeddings}; {int(data.num_classes)} classes",
-             f"training views: {p.lowres} low-resolution path, "
-             + ("aug-plus (crop, colour jitter, grey, blur, flip)" if p.aug_plus else
-                "flip" if p.augment else "no augmentation")
-             + f"; sampler {p.sampler}" + (f" (m={p.m_per_class})" if p.sampler != "random" else "")
-             + f"; trunk miner {p.trunk_miner}, branch miner {p.branch_miner}"]
+    notes = [
+        f"images at {size} px; scales {list(model.scales)}; branch design {model.design!r}; "
+        f"normalised embeddings {model.trunk.normalized_embeddings}; {int(data.num_classes)} classes",
+        f"training views: {p.lowres} low-resolution path, "
+        + (
+            "aug-plus (crop, colour jitter, grey, blur, flip)"
+            if p.aug_plus
+            else "flip"
+            if p.augment
+            else "no augmentation"
+        )
+        + f"; sampler {p.sampler}"
+        + (f" (m={p.m_per_class})" if p.sampler != "random" else "")
+        + f"; trunk miner {p.trunk_miner}, branch miner {p.branch_miner}",
+    ]
     for stage in stages:
         tcfg = train_config(config, preset)
         if stage == "branch" and len(stages) > 1 and p.branch_steps:
@@ -255,11 +342,15 @@ def dcr_recipe(config: PipelineConfig, run: RunDir, p: DcrParams) -> dict[str, A
         if stage in ("branch", "scface") and (p.init or stage == "branch" and "trunk" not in stages):
             source = p.init or run.checkpoint("trunk")
             if not p.init and not source.is_file():
-                raise FacerecError(f"--stage branch needs a trained trunk: run --stage trunk into {run.path} "
-                                   "first, or give --param recipe.init=WEIGHTS")
+                raise FacerecError(
+                    f"--stage branch needs a trained trunk: run --stage trunk into {run.path} "
+                    "first, or give --param recipe.init=WEIGHTS"
+                )
             fresh = load_init(model, source)
-            notes.append(f"{stage}: started from {source}" + (f" (classifiers re-initialised for "
-                                                              f"{model.num_classes} classes)" if fresh else ""))
+            notes.append(
+                f"{stage}: started from {source}"
+                + (f" (classifiers re-initialised for {model.num_classes} classes)" if fresh else "")
+            )
         if stage == "trunk":
             out = _stage_trunk(config, run, p, model, data, tcfg, protocols)
         elif stage == "branch":
@@ -267,12 +358,31 @@ def dcr_recipe(config: PipelineConfig, run: RunDir, p: DcrParams) -> dict[str, A
         else:  # SCface: the surveillance images are already low resolution: no synthesis
             loss_fn = trunk_loss_fn((), model.num_classes, p.augment, **_views(p))
             ev = _evaluator(protocols, model, tcfg.device, keep_branches=True)
-            out = _fit(config, run, "scface", model, _trunk_criterion(model, p), loss_fn, data, tcfg,
-                       ["backbone.branches"], ev, p)
+            out = _fit(
+                config,
+                run,
+                "scface",
+                model,
+                _trunk_criterion(model, p),
+                loss_fn,
+                data,
+                tcfg,
+                ["backbone.branches"],
+                ev,
+                p,
+            )
         # per-fold spread and thresholds stay in log.jsonl; the summary keeps accuracies
-        results.update({f"{stage}/{k}": v for k, v in out.items() if isinstance(v, (int, float, bool))
-                        and "/acc_std_" not in k and "/threshold_" not in k and "/branch_acc_std_" not in k
-                        and "/branch_threshold_" not in k})
+        results.update(
+            {
+                f"{stage}/{k}": v
+                for k, v in out.items()
+                if isinstance(v, (int, float, bool))
+                and "/acc_std_" not in k
+                and "/threshold_" not in k
+                and "/branch_acc_std_" not in k
+                and "/branch_threshold_" not in k
+            }
+        )
     save_backbone(run, model)
     if not scface:
         final = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith(f"{stages[-1]}/")}
@@ -286,10 +396,13 @@ def dcr_recipe(config: PipelineConfig, run: RunDir, p: DcrParams) -> dict[str, A
             results["verdict"] = verdict
     else:
         tables = {}
-    write_summary(run, config, {k: v for k, v in results.items() if not isinstance(v, list)}, tables,
-                  "\n".join(notes))
+    write_summary(run, config, {k: v for k, v in results.items() if not isinstance(v, list)}, tables, "\n".join(notes))
     if not scface and stages[-1] == "branch":
-        results.update({f"{r['resolution']}: trunk | branches": f"{r['trunk']:.4f} | {r['branches']:.4f}"
-                        for r in results["per_resolution"] if r["trunk"] != "" and r["branches"] != ""})
+        results.update(
+            {
+                f"{r['resolution']}: trunk | branches": f"{r['trunk']:.4f} | {r['branches']:.4f}"
+                for r in results["per_resolution"]
+                if r["trunk"] != "" and r["branches"] != ""
+            }
+        )
     return results
-

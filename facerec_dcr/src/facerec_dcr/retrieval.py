@@ -20,8 +20,7 @@ from torch import Tensor
 SelfExclusion = Literal["none", "exact", "drop_first"]
 
 
-def _nearest_torch(query: Tensor, reference: Tensor, k: int, exclude_diagonal: bool, metric: str,
-                   chunk: int) -> Tensor:
+def _nearest_torch(query: Tensor, reference: Tensor, k: int, exclude_diagonal: bool, metric: str, chunk: int) -> Tensor:
     q, r = query.float(), reference.float()
     if metric == "cosine":
         q, r = F.normalize(q, dim=1), F.normalize(r, dim=1)
@@ -53,9 +52,17 @@ def _nearest_faiss(query: Tensor, reference: Tensor, k: int, metric: str) -> Ten
     return torch.from_numpy(idx).long()
 
 
-def precision_at_1(query: Tensor, reference: Tensor, query_labels: Tensor, reference_labels: Tensor, *,
-                   self_exclusion: SelfExclusion = "none", metric: Literal["l2", "cosine"] = "l2",
-                   backend: Literal["torch", "faiss"] = "torch", chunk: int = 4096) -> float:
+def precision_at_1(
+    query: Tensor,
+    reference: Tensor,
+    query_labels: Tensor,
+    reference_labels: Tensor,
+    *,
+    self_exclusion: SelfExclusion = "none",
+    metric: Literal["l2", "cosine"] = "l2",
+    backend: Literal["torch", "faiss"] = "torch",
+    chunk: int = 4096,
+) -> float:
     """Fraction of queries whose nearest reference (L2 as the original's faiss IndexFlatL2, or
     cosine) has the query's label. With self exclusion, query i and reference i are the same
     source (e.g. an LR image and its own HR image) and must have equal counts."""

@@ -21,8 +21,10 @@ class MPerClassIndices:
         if m < 1:
             raise ParameterError(f"recipe.m_per_class must be >= 1, got {m}")
         if batch_size % m:
-            raise ParameterError(f"train.batch_size {batch_size} is not a multiple of recipe.m_per_class {m} "
-                                 "(the m-per-class sampler fills batches with m images per identity)")
+            raise ParameterError(
+                f"train.batch_size {batch_size} is not a multiple of recipe.m_per_class {m} "
+                "(the m-per-class sampler fills batches with m images per identity)"
+            )
         if (labels < 0).any():
             raise ParameterError("the m-per-class sampler needs a label for every training image")
         self.m, self.batch_size, self.seed = int(m), int(batch_size), int(seed)

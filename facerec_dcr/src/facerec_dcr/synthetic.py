@@ -34,13 +34,23 @@ class SyntheticLowResPairs(Protocol):
     """Synthetic LR verification (DCR convention): HR image 1 vs image 2 at 8/12/16/20 px, 10-fold."""
 
     paper = PAPER
-    convention = ("synthetic identities disjoint from training; image 1 HR (task IV: at s px too), image 2 "
-                  "(another sample) at s px resized back; cosine; DCR 10-fold (contiguous folds, "
-                  "grid arange(-1,1,0.005), score > t, largest threshold wins ties); acc_hr = HR vs HR")
+    convention = (
+        "synthetic identities disjoint from training; image 1 HR (task IV: at s px too), image 2 "
+        "(another sample) at s px resized back; cosine; DCR 10-fold (contiguous folds, "
+        "grid arange(-1,1,0.005), score > t, largest threshold wins ties); acc_hr = HR vs HR"
+    )
 
-    def __init__(self, image_size: int = 120, num_pairs: int = 600, num_ids: int = 200,
-                 scales: Sequence[int] = DEFAULT_SCALES, seed: int = 0, first_identity: int = 1_000_000,
-                 include_hr: bool = True, task: Literal["V", "IV"] = "V"):
+    def __init__(
+        self,
+        image_size: int = 120,
+        num_pairs: int = 600,
+        num_ids: int = 200,
+        scales: Sequence[int] = DEFAULT_SCALES,
+        seed: int = 0,
+        first_identity: int = 1_000_000,
+        include_hr: bool = True,
+        task: Literal["V", "IV"] = "V",
+    ):
         if task not in ("V", "IV"):
             raise ParameterError(f"protocol dcr-synthetic-lowres: task must be V or IV, got {task!r}")
         self.task = task
@@ -65,8 +75,9 @@ class SyntheticLowResPairs(Protocol):
                 img1 = {s: degrade(img1, s) for s in self.scales} | ({HR: img1} if self.include_hr else {})
             yield img1, probes
 
-    def evaluate(self, model: Backbone, *, device: str = "cpu", batch_size: int = 100,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self, model: Backbone, *, device: str = "cpu", batch_size: int = 100, progress: bool = False
+    ) -> EvalResult:
         emb1, emb2 = collect_pairs(model, self._batches(batch_size), batch_size=batch_size, device=device)
         metrics, artefacts = verification_metrics(model, emb1, emb2, self.same, device=device)
         metrics["pairs"] = float(len(self.same))

@@ -28,8 +28,6 @@ def _core(net: nn.Module) -> _DCR:
     return getattr(net, "module", net)  # DDP wraps the model
 
 
-
-
 def _labels(batch: Mapping[str, Any], num_classes: int, device: torch.device) -> Tensor:
     labels = torch.as_tensor(batch["label"]).long().to(device)
     if labels.numel() and (int(labels.max()) >= num_classes or int(labels.min()) < 0):
@@ -37,8 +35,9 @@ def _labels(batch: Mapping[str, Any], num_classes: int, device: torch.device) ->
     return labels
 
 
-def trunk_loss_fn(scales: Sequence[int], num_classes: int, augment: bool = True, *, lowres: str = "tensor",
-                  aug_plus: bool = False):
+def trunk_loss_fn(
+    scales: Sequence[int], num_classes: int, augment: bool = True, *, lowres: str = "tensor", aug_plus: bool = False
+):
     """Trunk stage (also SCface fine-tuning with ``scales=()``: the images are already low-res)."""
     check_lowres(lowres)
 
@@ -57,8 +56,16 @@ def trunk_loss_fn(scales: Sequence[int], num_classes: int, augment: bool = True,
     return loss_fn
 
 
-def branch_loss_fn(scales: Sequence[int], num_classes: int, *, train_trunk: bool = False,
-                   trunk_bn: str = "frozen", augment: bool = True, lowres: str = "tensor", aug_plus: bool = False):
+def branch_loss_fn(
+    scales: Sequence[int],
+    num_classes: int,
+    *,
+    train_trunk: bool = False,
+    trunk_bn: str = "frozen",
+    augment: bool = True,
+    lowres: str = "tensor",
+    aug_plus: bool = False,
+):
     if trunk_bn not in ("frozen", "train"):
         raise ParameterError(f"recipe.trunk_bn must be 'frozen' or 'train' (the original), got {trunk_bn!r}")
     check_lowres(lowres)
@@ -125,8 +132,11 @@ def load_init(model: _DCR, path: str | Path) -> list[str]:
 
     state = read_model_state(path)
     own = model.state_dict()
-    fresh = [k for k in own if k.endswith((".fc2.weight", ".fc2.bias")) and k in state
-             and tuple(state[k].shape) != tuple(own[k].shape)]
+    fresh = [
+        k
+        for k in own
+        if k.endswith((".fc2.weight", ".fc2.bias")) and k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     for k in fresh:
         state[k] = own[k]
     strict_load(model, state, str(path))

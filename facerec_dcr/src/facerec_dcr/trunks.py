@@ -39,8 +39,13 @@ class EmbeddingHead(nn.Module):
 class ResNetTrunk(EmbeddingHead):
     """The repository's default ``DCRTrunk``: torchvision ResNet with BasicBlocks ``layers`` deep."""
 
-    def __init__(self, layers: Sequence[int] = (1, 2, 5, 3), out_channels: int = 512, num_classes: int = 0,
-                 normalized_embeddings: bool = True):
+    def __init__(
+        self,
+        layers: Sequence[int] = (1, 2, 5, 3),
+        out_channels: int = 512,
+        num_classes: int = 0,
+        normalized_embeddings: bool = True,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -88,8 +93,14 @@ class PaperTrunk(EmbeddingHead):
     ``batch_norm=False`` is the original's ``--wobn`` (BN replaced by identity, as in the paper).
     """
 
-    def __init__(self, layers: Sequence[int] = (1, 2, 5, 3), out_channels: int = 512, num_classes: int = 0,
-                 normalized_embeddings: bool = True, batch_norm: bool = True):
+    def __init__(
+        self,
+        layers: Sequence[int] = (1, 2, 5, 3),
+        out_channels: int = 512,
+        num_classes: int = 0,
+        normalized_embeddings: bool = True,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         self.conv1 = conv3x3(3, 32)
         self.bn1 = nn.BatchNorm2d(32) if batch_norm else nn.Identity()

@@ -55,8 +55,11 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], what: str = "che
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
-def load_original(module: nn.Module, source: str | Path | Mapping[str, Any],
-                  convert: Callable[[Mapping[str, Any]], dict[str, Tensor]] | None = None) -> nn.Module:
+def load_original(
+    module: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    convert: Callable[[Mapping[str, Any]], dict[str, Tensor]] | None = None,
+) -> nn.Module:
     """Load an original-format checkpoint (path or already-read object) into ``module`` strictly.
 
     ``convert`` defaults to ``type(module).convert_checkpoint`` when the class has one, else

@@ -83,7 +83,7 @@ class VAEDecoder(_Original):
     def __init__(self, hdim: int = 256, image_size: int = 128, width: float = 1.0):
         super().__init__()
         n = _stages(image_size)
-        chans = [_scale(c, width) for c in DEC_RES[5 - n:]]
+        chans = [_scale(c, width) for c in DEC_RES[5 - n :]]
         self.c0 = _scale(512, width)
         self.fc = nn.Sequential(nn.Linear(hdim, self.c0 * 16), nn.ReLU(True))
         layers: list[nn.Module] = []

@@ -45,8 +45,15 @@ class DVGNeurIPS(Generator):
     output: ClassVar[str] = "image"
     recipe: ClassVar[str] = "dvg"
 
-    def __init__(self, hdim: int = 128, image_size: int = 128, width: float = 1.0,
-                 face_backbone: str = "lightcnn29", face_weights: str | None = None, lr: float = 2e-4):
+    def __init__(
+        self,
+        hdim: int = 128,
+        image_size: int = 128,
+        width: float = 1.0,
+        face_backbone: str = "lightcnn29",
+        face_weights: str | None = None,
+        lr: float = 2e-4,
+    ):
         super().__init__()
         self.hdim, self.image_size, self.width, self.lr = hdim, image_size, width, lr
         self.encoder_nir = VAEEncoder(hdim, image_size, width)
@@ -76,7 +83,9 @@ class DVGNeurIPS(Generator):
             self.set_face_model(face)
         return self._face[0]
 
-    def losses(self, nir: Tensor, vis: Tensor, warm: bool, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def losses(
+        self, nir: Tensor, vis: Tensor, warm: bool, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         """All terms for one batch; ``warm`` = first epoch (non-reconstruction terms x0.01)."""
         w = self.weights
         mu_n, lv_n = self.encoder_nir(nir)
@@ -96,9 +105,18 @@ class DVGNeurIPS(Generator):
         loss = l_rec + scale * (l_kl + l_mmd + l_ip + l_pair)
         return {"loss": loss, "rec": l_rec, "kl": l_kl, "mmd": l_mmd, "ip": l_ip, "pair": l_pair}
 
-    def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 8, device: str = "cpu", seed: int = 0,
-            progress: bool = False, log: list | None = None,
-            checkpoint: LoopCheckpoint | None = None) -> dict[str, float]:
+    def fit(
+        self,
+        dataset: Dataset,
+        *,
+        steps: int,
+        batch_size: int = 8,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        log: list | None = None,
+        checkpoint: LoopCheckpoint | None = None,
+    ) -> dict[str, float]:
         """Train on paired NIR/VIS images; the first epoch (one pass over the anchors) is the warm-up.
         ``checkpoint``: exact resume and early stop, as :meth:`facerec_dvg.dvgface.DVGFace.fit`."""
         g = torch.Generator().manual_seed(seed)
@@ -137,8 +155,9 @@ class DVGNeurIPS(Generator):
         return fake[:, :3], fake[:, 3:]
 
     @torch.no_grad()
-    def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu",
-               batch_size: int = 64) -> Iterator[GeneratedBatch]:
+    def sample(
+        self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu", batch_size: int = 64
+    ) -> Iterator[GeneratedBatch]:
         """One NIR/VIS pair per identity (the VAE has no identity/attribute split): ``per_id`` (images
         per identity, as ``facerun generate --per-id``) must be 2."""
         if per_id != 2:

@@ -41,7 +41,7 @@ def cpu_slices(fn, *tensors: Tensor) -> Tensor:
     n, c = len(tensors[0]), CPU_SLICE_ROWS
     if tensors[0].device.type != "cpu" or n <= c:
         return fn(*tensors)
-    return torch.cat([fn(*(t[i:i + c] for t in tensors)) for i in range(0, n, c)])
+    return torch.cat([fn(*(t[i : i + c] for t in tensors)) for i in range(0, n, c)])
 
 
 def face_identity(face: nn.Module, images: Tensor) -> Tensor:
@@ -72,17 +72,33 @@ class StepOutput:
     images: dict[str, Tensor]
 
 
-def _losses(w: LossWeights, nir: Tensor, vis: Tensor, id_vis: Tensor, id_noise: Tensor, z_n: Tensor, z_v: Tensor,
-            out: dict[str, Tensor], f: dict[str, Tensor]) -> StepOutput:
+def _losses(
+    w: LossWeights,
+    nir: Tensor,
+    vis: Tensor,
+    id_vis: Tensor,
+    id_noise: Tensor,
+    z_n: Tensor,
+    z_v: Tensor,
+    out: dict[str, Tensor],
+    f: dict[str, Tensor],
+) -> StepOutput:
     l_ort = w.ort * (ort_loss(z_n, id_vis) + ort_loss(z_v, id_vis))
     l1 = F.l1_loss
-    l_pix = w.pix * (l1(out["rec_nir"], nir) + l1(out["rec_vis"], vis)
-                     + w.pix_idx * (l1(out["rec_nir_idx"], nir) + l1(out["rec_vis_idx"], vis))
-                     + w.pix_fake * (l1(out["fake_nir"], nir) + l1(out["fake_vis"], vis)))
-    l_ip = -w.ip * (ang_loss(f["rec_nir"], id_vis) + ang_loss(f["rec_vis"], id_vis)
-                    + w.ip_pair * ang_loss(f["rec_nir"], f["rec_vis"])
-                    + ang_loss(f["fake_nir"], id_noise) + ang_loss(f["fake_vis"], id_noise)
-                    + w.ip_pair * ang_loss(f["fake_nir"], f["fake_vis"]))
+    l_pix = w.pix * (
+        l1(out["rec_nir"], nir)
+        + l1(out["rec_vis"], vis)
+        + w.pix_idx * (l1(out["rec_nir_idx"], nir) + l1(out["rec_vis_idx"], vis))
+        + w.pix_fake * (l1(out["fake_nir"], nir) + l1(out["fake_vis"], vis))
+    )
+    l_ip = -w.ip * (
+        ang_loss(f["rec_nir"], id_vis)
+        + ang_loss(f["rec_vis"], id_vis)
+        + w.ip_pair * ang_loss(f["rec_nir"], f["rec_vis"])
+        + ang_loss(f["fake_nir"], id_noise)
+        + ang_loss(f["fake_vis"], id_noise)
+        + w.ip_pair * ang_loss(f["fake_nir"], f["fake_vis"])
+    )
     return StepOutput(loss=l_ort + l_pix + l_ip, ort=l_ort, pix=l_pix, ip=l_ip, images=out)
 
 
@@ -112,8 +128,12 @@ class _Progress:
         eta = (self.total - step) / max(rate, 1e-9)
         vals = " ".join(f"{k}={v:.3f}" for k, v in values.items())
         end = "\n" if step == self.total else ""
-        print(f"\r{self.what} {step}/{self.total} {rate * self.items:.1f} items/s ETA {eta:.0f}s {vals}",
-              end=end, file=sys.stderr, flush=True)
+        print(
+            f"\r{self.what} {step}/{self.total} {rate * self.items:.1f} items/s ETA {eta:.0f}s {vals}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class DVGFace(Generator):
@@ -128,10 +148,19 @@ class DVGFace(Generator):
     output: ClassVar[str] = "image"
     recipe: ClassVar[str] = "dvg"
 
-    def __init__(self, image_size: int = 128, width: float = 1.0, identity_dim: int = 256, noise_dim: int = 256,
-                 face_backbone: str = "lightcnn29", face_weights: str | None = None,
-                 identity_sampler_weights: str | None = None, lr: float = 2e-4, num_attributes: int = 256,
-                 identity_weight: float = 1.0):
+    def __init__(
+        self,
+        image_size: int = 128,
+        width: float = 1.0,
+        identity_dim: int = 256,
+        noise_dim: int = 256,
+        face_backbone: str = "lightcnn29",
+        face_weights: str | None = None,
+        identity_sampler_weights: str | None = None,
+        lr: float = 2e-4,
+        num_attributes: int = 256,
+        identity_weight: float = 1.0,
+    ):
         super().__init__()
         self.image_size = image_size
         self.width = width
@@ -164,8 +193,13 @@ class DVGFace(Generator):
     def build_params(self) -> dict[str, Any]:
         """The constructor parameters that shape the networks (stored with saved weights, so that
         ``facerun generate --weights`` rebuilds the generator without repeating them)."""
-        return {"image_size": self.image_size, "width": self.width, "identity_dim": self.identity_dim,
-                "noise_dim": self.noise_dim, "num_attributes": int(self.attributes_nir.shape[0])}
+        return {
+            "image_size": self.image_size,
+            "width": self.width,
+            "identity_dim": self.identity_dim,
+            "noise_dim": self.noise_dim,
+            "num_attributes": int(self.attributes_nir.shape[0]),
+        }
 
     # -- the face model ---------------------------------------------------------------------------
     def set_face_model(self, face: nn.Module) -> None:
@@ -224,9 +258,14 @@ class DVGFace(Generator):
         z_n, z_v, s_n, s_v = self.encode(nir, vis)
         dec = self.decoder
         cat = lambda a, b: torch.cat([a, b], dim=1)  # noqa: E731
-        out = {"rec_nir": dec(cat(id_vis, z_n), s_n, "nir"), "rec_nir_idx": dec(cat(id_vis[idx], z_n), s_n, "nir"),
-               "fake_nir": dec(cat(id_noise, z_n), s_n, "nir"), "rec_vis": dec(cat(id_vis, z_v), s_v, "vis"),
-               "rec_vis_idx": dec(cat(id_vis[idx], z_v), s_v, "vis"), "fake_vis": dec(cat(id_noise, z_v), s_v, "vis")}
+        out = {
+            "rec_nir": dec(cat(id_vis, z_n), s_n, "nir"),
+            "rec_nir_idx": dec(cat(id_vis[idx], z_n), s_n, "nir"),
+            "fake_nir": dec(cat(id_noise, z_n), s_n, "nir"),
+            "rec_vis": dec(cat(id_vis, z_v), s_v, "vis"),
+            "rec_vis_idx": dec(cat(id_vis[idx], z_v), s_v, "vis"),
+            "fake_vis": dec(cat(id_noise, z_v), s_v, "vis"),
+        }
         f = {n: face_identity(face, out[n]) for n in ("rec_nir", "rec_vis", "fake_nir", "fake_vis")}
         return _losses(self.weights, nir, vis, id_vis.detach(), id_noise, z_n, z_v, out, f)
 
@@ -234,9 +273,18 @@ class DVGFace(Generator):
         params = [*self.encoder_nir.parameters(), *self.encoder_vis.parameters(), *self.decoder.parameters()]
         return torch.optim.Adam(params, lr=self.lr, betas=(0.5, 0.999))
 
-    def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 8, device: str = "cpu", seed: int = 0,
-            progress: bool = False, log: list | None = None,
-            checkpoint: LoopCheckpoint | None = None) -> dict[str, float]:
+    def fit(
+        self,
+        dataset: Dataset,
+        *,
+        steps: int,
+        batch_size: int = 8,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        log: list | None = None,
+        checkpoint: LoopCheckpoint | None = None,
+    ) -> dict[str, float]:
         """Train the dual generator on paired NIR/VIS images of ``dataset`` (face model, sampler frozen).
 
         The derangement of identities is drawn once per epoch (one pass over the anchors), as in
@@ -288,8 +336,9 @@ class DVGFace(Generator):
         return {**stats, "step": float(steps)}
 
     @torch.no_grad()
-    def store_attributes(self, dataset: Dataset, *, sampler: PairSampler | None = None,
-                         device: str = "cpu", seed: int = 0) -> None:
+    def store_attributes(
+        self, dataset: Dataset, *, sampler: PairSampler | None = None, device: str = "cpu", seed: int = 0
+    ) -> None:
         """Encode ``count`` real (NIR, VIS) pairs; sampling combines new identities with these attributes."""
         sampler = sampler or PairSampler(dataset.labels, dataset_modality(dataset))
         g = torch.Generator().manual_seed(seed + 1)
@@ -326,8 +375,9 @@ class DVGFace(Generator):
         return imgs[:n], imgs[n:]
 
     @torch.no_grad()
-    def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu",
-               batch_size: int = 64) -> Iterator[GeneratedBatch]:
+    def sample(
+        self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu", batch_size: int = 64
+    ) -> Iterator[GeneratedBatch]:
         """``per_id`` images per new identity (the Generator contract, as ``facerun generate --per-id``):
         ``per_id // 2`` NIR/VIS pairs, each pair with the attributes of one real subject; per batch NIR
         images first, then their VIS partners (modality 1/0). ``per_id`` must be even."""
@@ -349,9 +399,19 @@ class DVGFace(Generator):
             yield GeneratedBatch(labels=labels, images=imgs.cpu(), modality=modality)
 
     # -- identity sampler training (not released upstream) -----------------------------------------
-    def fit_identity_sampler(self, features: Tensor, *, steps: int, batch_size: int = 256, lr: float = 1e-3,
-                             kl_weight: float = 0.01, device: str = "cpu", seed: int = 0,
-                             progress: bool = False, checkpoint: LoopCheckpoint | None = None) -> dict[str, float]:
+    def fit_identity_sampler(
+        self,
+        features: Tensor,
+        *,
+        steps: int,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        kl_weight: float = 0.01,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        checkpoint: LoopCheckpoint | None = None,
+    ) -> dict[str, float]:
         """Train the sampler as the decoder of a VAE over unit-norm identity features of real faces.
 
         Loss per batch: ``(1 - cos(dec(z), f)).mean() + kl_weight * KL``, z reparameterised from the
@@ -388,10 +448,20 @@ class DVGFace(Generator):
         return {**stats, "sampler_step": float(max(start, end))}
 
     # -- checkpoints --------------------------------------------------------------------------------
-    def load_original(self, *, encoder_nir: str | Path | None = None, encoder_vis: str | Path | None = None,
-                      decoder: str | Path | None = None, identity_sampler: str | Path | None = None) -> None:
+    def load_original(
+        self,
+        *,
+        encoder_nir: str | Path | None = None,
+        encoder_vis: str | Path | None = None,
+        decoder: str | Path | None = None,
+        identity_sampler: str | Path | None = None,
+    ) -> None:
         """Load DVG-Face's own files (``encoder_nir_epoch_e.pth.tar`` ..., ``dec_epoch_45.pth.tar``) strictly."""
-        for module, path in ((self.encoder_nir, encoder_nir), (self.encoder_vis, encoder_vis),
-                             (self.decoder, decoder), (self.identity_sampler, identity_sampler)):
+        for module, path in (
+            (self.encoder_nir, encoder_nir),
+            (self.encoder_vis, encoder_vis),
+            (self.decoder, decoder),
+            (self.identity_sampler, identity_sampler),
+        ):
             if path is not None:
                 load_original(module, path)

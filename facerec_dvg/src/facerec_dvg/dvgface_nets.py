@@ -90,8 +90,13 @@ class Encoder(_Original):
         layers += [ConvBlock(chans[i], chans[i + 1], 3, 2, 1) for i in range(n)]
         self.conv = nn.Sequential(*layers)
         self.fc_enc = nn.Linear(chans[-1] * 16, code_dim)
-        self.fc_style = nn.Sequential(nn.Linear(code_dim, 1024), nn.LeakyReLU(0.2), nn.Linear(1024, 2048),
-                                      nn.LeakyReLU(0.2), nn.Linear(2048, num_adain_params))
+        self.fc_style = nn.Sequential(
+            nn.Linear(code_dim, 1024),
+            nn.LeakyReLU(0.2),
+            nn.Linear(1024, 2048),
+            nn.LeakyReLU(0.2),
+            nn.Linear(2048, num_adain_params),
+        )
 
     def encode(self, x: Tensor) -> Tensor:
         return F.normalize(self.fc_enc(self.conv(x).flatten(1)), dim=1)
@@ -112,7 +117,7 @@ class Decoder(_Original):
     def __init__(self, image_size: int = 128, width: float = 1.0, input_dim: int = 512):
         super().__init__()
         n = _stages(image_size)
-        chans = [_scale(c, width) for c in DEC_CHANNELS[5 - n:]]
+        chans = [_scale(c, width) for c in DEC_CHANNELS[5 - n :]]
         c_in = _scale(128, width)
         self.c_in = c_in
         self.fc = nn.Sequential(nn.Linear(input_dim, c_in * 16), nn.LeakyReLU(0.2))
@@ -121,8 +126,13 @@ class Decoder(_Original):
             layers += [ConvBlock(c_in, c, 2, 2, 0, "in", transpose=True), ResBlock(c)]
             c_in = c
         c = chans[-1]  # last stage: everything AdaIN-modulated
-        layers += [ConvBlock(c_in, c, 2, 2, 0, "adain", transpose=True), ResBlock(c, "adain"),
-                   ConvBlock(c, c, 3, 1, 1, "adain"), ResBlock(c, "adain"), ConvBlock(c, c, 3, 1, 1, "adain")]
+        layers += [
+            ConvBlock(c_in, c, 2, 2, 0, "adain", transpose=True),
+            ResBlock(c, "adain"),
+            ConvBlock(c, c, 3, 1, 1, "adain"),
+            ResBlock(c, "adain"),
+            ConvBlock(c, c, 3, 1, 1, "adain"),
+        ]
         self.conv = nn.ModuleList(layers)
         self.nir_output = nn.Conv2d(c, 3, 1)
         self.vis_output = nn.Conv2d(c, 3, 1)
@@ -137,7 +147,7 @@ class Decoder(_Original):
         c = self.adain_channels
         out = []
         for j in range(NUM_ADAIN):
-            block = style[:, 2 * c * j: 2 * c * (j + 1)]
+            block = style[:, 2 * c * j : 2 * c * (j + 1)]
             out.append((block[:, c:], block[:, :c]))  # (weight, bias)
         return out
 
@@ -160,9 +170,15 @@ class IdentitySampler(_Original):
     def __init__(self, noise_dim: int = 256, identity_dim: int = 256):
         super().__init__()
         self.noise_dim = noise_dim
-        self.fc = nn.Sequential(nn.Linear(noise_dim, 1024), nn.LeakyReLU(0.2), nn.Linear(1024, 1024),
-                                nn.LeakyReLU(0.2), nn.Linear(1024, 512), nn.LeakyReLU(0.2),
-                                nn.Linear(512, identity_dim))
+        self.fc = nn.Sequential(
+            nn.Linear(noise_dim, 1024),
+            nn.LeakyReLU(0.2),
+            nn.Linear(1024, 1024),
+            nn.LeakyReLU(0.2),
+            nn.Linear(1024, 512),
+            nn.LeakyReLU(0.2),
+            nn.Linear(512, identity_dim),
+        )
 
     def forward(self, noise: Tensor) -> Tensor:
         return F.normalize(self.fc(noise), dim=1)
@@ -173,8 +189,13 @@ class IdentityEncoder(_Original):
 
     def __init__(self, identity_dim: int = 256, noise_dim: int = 256):
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(identity_dim, 512), nn.LeakyReLU(0.2), nn.Linear(512, 1024),
-                                nn.LeakyReLU(0.2), nn.Linear(1024, 2 * noise_dim))
+        self.fc = nn.Sequential(
+            nn.Linear(identity_dim, 512),
+            nn.LeakyReLU(0.2),
+            nn.Linear(512, 1024),
+            nn.LeakyReLU(0.2),
+            nn.Linear(1024, 2 * noise_dim),
+        )
 
     def forward(self, feature: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.fc(feature).chunk(2, dim=1)

@@ -22,8 +22,9 @@ def _embed_all(models: Mapping[str, Any], images: Tensor, device: str, flip: boo
     return {arm: embed_tensor(m, images, device=device, flip=flip) for arm, m in models.items()}
 
 
-def evaluate_models(protocols: Mapping[str, Any], face: Any, tuned: Mapping[str, list[Any]], device: str,
-                    run: RunDir) -> tuple[dict[str, float], R.Comparison | None, list[dict[str, Any]]]:
+def evaluate_models(
+    protocols: Mapping[str, Any], face: Any, tuned: Mapping[str, list[Any]], device: str, run: RunDir
+) -> tuple[dict[str, float], R.Comparison | None, list[dict[str, Any]]]:
     """Every model on every protocol. Protocols that render their images (the synthetic ones) render
     them ONCE for all models; the first that exposes its score matrix gives the comparison with errors.
     Returns (flat metrics, the comparison, table rows for protocols without a score matrix)."""
@@ -39,8 +40,9 @@ def evaluate_models(protocols: Mapping[str, Any], face: Any, tuned: Mapping[str,
     for name, proto in protocols.items():
         if all(hasattr(proto, a) for a in ("images", "keys", "evaluate_features")):
             size = getattr(proto, "image_size", None) or canonical_size(face)
-            images = torch.cat([proto.images(range(s, min(s + 512, len(proto.keys))), size)
-                                for s in range(0, len(proto.keys), 512)])
+            images = torch.cat(
+                [proto.images(range(s, min(s + 512, len(proto.keys))), size) for s in range(0, len(proto.keys), 512)]
+            )
             feats = _embed_all(models, images, device, bool(getattr(proto, "flip", False)))
             results = {k: proto.evaluate_features(dict(zip(proto.keys, f))) for k, f in feats.items()}
         else:
@@ -50,8 +52,10 @@ def evaluate_models(protocols: Mapping[str, Any], face: Any, tuned: Mapping[str,
         for key, res in results.items():
             arm = key.split("#")[0]
             small = {k: v for k, v in res.artefacts.items() if k != "scores"}  # the score matrix is large
-            run.write_json(f"eval/{key.replace('#', '-seed')}-{name}.json",
-                           {"metrics": dict(res.metrics), "convention": res.convention, "artefacts": small})
+            run.write_json(
+                f"eval/{key.replace('#', '-seed')}-{name}.json",
+                {"metrics": dict(res.metrics), "convention": res.convention, "artefacts": small},
+            )
             ps = R.protocol_probe_scores(proto, res.artefacts)
             if ps is not None:
                 by_arm.setdefault(arm, []).append(ps)
@@ -73,8 +77,9 @@ def _vis_control(proto: Any, models: Mapping[str, Any], device: str) -> dict[str
     twin = copy.copy(proto)
     twin.probe_modality, twin._plan = "VIS", None
     size = getattr(twin, "image_size", None)
-    images = torch.cat([twin.images(range(s, min(s + 512, len(twin.keys))), size)
-                        for s in range(0, len(twin.keys), 512)])
+    images = torch.cat(
+        [twin.images(range(s, min(s + 512, len(twin.keys))), size) for s in range(0, len(twin.keys), 512)]
+    )
     keep = {k: m for k, m in models.items() if "#" not in k or k.endswith("#0")}
     feats = _embed_all(keep, images, device, bool(getattr(twin, "flip", False)))
     out = {}

@@ -82,36 +82,79 @@ def recognition_loss(weight: float):
     return loss_fn
 
 
-def train_stage(config: PipelineConfig, run: RunDir, name: str, backbone: Any, head: Any, batches: Batches,
-                loss_fn: Any, defaults: dict[str, Any], frozen: tuple[str, ...] = (),
-                seed: int | None = None) -> dict[str, Any]:
+def train_stage(
+    config: PipelineConfig,
+    run: RunDir,
+    name: str,
+    backbone: Any,
+    head: Any,
+    batches: Batches,
+    loss_fn: Any,
+    defaults: dict[str, Any],
+    frozen: tuple[str, ...] = (),
+    seed: int | None = None,
+) -> dict[str, Any]:
     """One resumable Trainer stage in ``stages/<name>``: the recipe's ``defaults`` under ``--param train.*``."""
     cfg = train_config(config, {"batch_size": batches.batch_size, **defaults})
     if seed is not None:
         cfg = cfg.evolve(seed=seed)
     batches.batch_size = cfg.batch_size
-    trainer = Trainer({"backbone": backbone, "head": head}, loss_fn, batches, cfg, run_dir=run.path / "stages" / name,
-                      frozen=frozen, name=name, resume=trainer_resume(config, run, name))
+    trainer = Trainer(
+        {"backbone": backbone, "head": head},
+        loss_fn,
+        batches,
+        cfg,
+        run_dir=run.path / "stages" / name,
+        frozen=frozen,
+        name=name,
+        resume=trainer_resume(config, run, name),
+    )
     result = trainer_finished(run, name, trainer.fit())
     backbone.requires_grad_(True)  # frozen stages switch requires_grad off
     head.requires_grad_(True)
     return result
 
 
-def finetune(config: PipelineConfig, run: RunDir, arm: str, face: Any, head: Any, dataset: Any, params: DvgParams,
-             pairs: tuple[Tensor, Tensor] | None, seed: int) -> tuple[Any, dict[str, Any]]:
+def finetune(
+    config: PipelineConfig,
+    run: RunDir,
+    arm: str,
+    face: Any,
+    head: Any,
+    dataset: Any,
+    params: DvgParams,
+    pairs: tuple[Tensor, Tensor] | None,
+    seed: int,
+) -> tuple[Any, dict[str, Any]]:
     """Stage I (head only) then stage II (all layers) from copies of ``face`` and ``head``; both arms of
     one seed draw the same real batches."""
     backbone, head = copy.deepcopy(face), copy.deepcopy(head)
     sgd = {"optimizer": "sgd", "lr": params.finetune_lr, "momentum": 0.9, "weight_decay": 2e-4}
     tag = f"{arm}-seed{seed}" if params.seeds > 1 else arm
-    s1 = train_stage(config, run, f"{tag}-stage1", backbone, head, Batches(dataset, params.batch_size, seed + 11),
-                     recognition_loss(0.0), {**sgd, "steps": params.stage1_steps}, frozen=("backbone",), seed=seed)
+    s1 = train_stage(
+        config,
+        run,
+        f"{tag}-stage1",
+        backbone,
+        head,
+        Batches(dataset, params.batch_size, seed + 11),
+        recognition_loss(0.0),
+        {**sgd, "steps": params.stage1_steps},
+        frozen=("backbone",),
+        seed=seed,
+    )
     n2 = params.stage2_steps
-    s2 = train_stage(config, run, f"{tag}-stage2", backbone, head,
-                     Batches(dataset, params.batch_size, seed + 12, pairs), recognition_loss(params.contrastive_weight),
-                     {**sgd, "steps": n2, "schedule": "step", "gamma": STAGE2_DECAY, "step_size": max(1, n2 // 3)},
-                     seed=seed)
+    s2 = train_stage(
+        config,
+        run,
+        f"{tag}-stage2",
+        backbone,
+        head,
+        Batches(dataset, params.batch_size, seed + 12, pairs),
+        recognition_loss(params.contrastive_weight),
+        {**sgd, "steps": n2, "schedule": "step", "gamma": STAGE2_DECAY, "step_size": max(1, n2 // 3)},
+        seed=seed,
+    )
     return backbone, {"stage1": s1, "stage2": s2}
 
 

@@ -29,8 +29,9 @@ def resized(pairs: tuple[Tensor, Tensor], size: int) -> tuple[Tensor, Tensor]:
     """Pairs at the real data's size (so that both go through the backbone's input spec alike)."""
     if pairs[0].shape[-1] == size:
         return pairs
-    nir, vis = (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-                for x in pairs)
+    nir, vis = (
+        F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True) for x in pairs
+    )
     return nir, vis
 
 
@@ -42,8 +43,10 @@ def real_pairs(dataset: Any, n: int, seed: int) -> tuple[Tensor, Tensor]:
     labels = labels[torch.randperm(len(labels), generator=g)[:n]]
     nir = sampler._partners(labels, NIR, g)
     vis = sampler._partners(labels, VIS, g)
-    return (torch.as_tensor(dataset.batch(nir.tolist())["image"]).float(),
-            torch.as_tensor(dataset.batch(vis.tolist())["image"]).float())
+    return (
+        torch.as_tensor(dataset.batch(nir.tolist())["image"]).float(),
+        torch.as_tensor(dataset.batch(vis.tolist())["image"]).float(),
+    )
 
 
 def write_generated(run: RunDir, pairs: tuple[Tensor, Tensor], fmt: str) -> str | None:
@@ -55,9 +58,11 @@ def write_generated(run: RunDir, pairs: tuple[Tensor, Tensor], fmt: str) -> str 
 
     nir, vis = pairs
     n = len(nir)
-    data = TensorDataset(torch.arange(n).repeat(2), images=torch.cat([nir, vis]),
-                         modality=torch.cat([torch.full((n,), NIR, dtype=torch.long),
-                                             torch.full((n,), VIS, dtype=torch.long)]))
+    data = TensorDataset(
+        torch.arange(n).repeat(2),
+        images=torch.cat([nir, vis]),
+        modality=torch.cat([torch.full((n,), NIR, dtype=torch.long), torch.full((n,), VIS, dtype=torch.long)]),
+    )
     out = run.path / f"generated.{fmt}" if fmt == "lmdb" else run.path / "generated"
     write_dataset(data, out, fmt, overwrite=True, source="dvg generated pairs")
     return str(out)

@@ -23,7 +23,7 @@ class LightCNNClassifier(Head):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.dropout = dropout
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
-        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # nn.Linear's default init
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Linear's default init
 
     def logits(self, embeddings: Tensor) -> Tensor:
         return F.linear(F.dropout(embeddings, self.dropout, self.training), self.weight)

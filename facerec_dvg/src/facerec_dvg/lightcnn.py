@@ -21,8 +21,10 @@ from torch import Tensor, nn
 #: Keys of the original classifiers, which belong to a head and not to the backbone.
 CLASSIFIER_KEYS = ("fc2.weight", "fc2.bias", "fc2_.weight", "fc2_.bias")
 
-PAPER_29 = ("Wu, He, Sun, Tan: A Light CNN for Deep Face Representation with Noisy Labels, TIFS 2018; "
-            "as used by Fu et al., DVG-Face, TPAMI 2021")
+PAPER_29 = (
+    "Wu, He, Sun, Tan: A Light CNN for Deep Face Representation with Noisy Labels, TIFS 2018; "
+    "as used by Fu et al., DVG-Face, TPAMI 2021"
+)
 
 
 class MFM(nn.Module):
@@ -33,12 +35,19 @@ class MFM(nn.Module):
     (cosine ~0.99 between faces at init) and cross-entropy stays at ln(classes) for hundreds of steps.
     """
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, padding: int = 1,
-                 linear: bool = False, batchnorm: bool = False):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        linear: bool = False,
+        batchnorm: bool = False,
+    ):
         super().__init__()
         self.out_channels = cout
-        self.filter = (nn.Linear(cin, 2 * cout) if linear
-                       else nn.Conv2d(cin, 2 * cout, kernel_size, stride, padding))
+        self.filter = nn.Linear(cin, 2 * cout) if linear else nn.Conv2d(cin, 2 * cout, kernel_size, stride, padding)
         self.bn = (nn.BatchNorm1d(2 * cout) if linear else nn.BatchNorm2d(2 * cout)) if batchnorm else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -52,8 +61,9 @@ class MFM(nn.Module):
 class Group(nn.Module):
     """mfm 1x1 (C -> C) then mfm kxk (C -> C_out)."""
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, padding: int = 1,
-                 batchnorm: bool = False):
+    def __init__(
+        self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, padding: int = 1, batchnorm: bool = False
+    ):
         super().__init__()
         self.conv_a = MFM(cin, cin, 1, 1, 0, batchnorm=batchnorm)
         self.conv = MFM(cin, cout, kernel_size, stride, padding, batchnorm=batchnorm)
@@ -108,8 +118,11 @@ def convert_lightcnn_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Tens
     dropped = {k: tuple(state.pop(k).shape) for k in CLASSIFIER_KEYS if k in state}
     if dropped:
         desc = ", ".join(f"{k} {list(s)}" for k, s in dropped.items())
-        warnings.warn(f"LightCNN checkpoint: classifier {desc} is not part of the backbone and was dropped "
-                      "(load it into the 'lightcnn-fc2' head if you need it)", stacklevel=2)
+        warnings.warn(
+            f"LightCNN checkpoint: classifier {desc} is not part of the backbone and was dropped "
+            "(load it into the 'lightcnn-fc2' head if you need it)",
+            stacklevel=2,
+        )
     return state
 
 
@@ -129,8 +142,14 @@ class LightCNN29(Backbone):
     #: What the quick preset of the ``dvg`` recipe builds (a few CPU minutes instead of hours).
     quick_params: ClassVar[dict] = {"image_size": 32, "width": 0.25, "batchnorm": True}
 
-    def __init__(self, embedding_size: int = 256, image_size: int = 128, width: float = 1.0,
-                 normalize: bool = False, batchnorm: bool = False):
+    def __init__(
+        self,
+        embedding_size: int = 256,
+        image_size: int = 128,
+        width: float = 1.0,
+        normalize: bool = False,
+        batchnorm: bool = False,
+    ):
         super().__init__()
         _check_size(image_size, 16)
         self.embedding_size = embedding_size
@@ -176,8 +195,14 @@ class LightCNN9(Backbone):
     embedding_size = 256
     quick_params: ClassVar[dict] = {"image_size": 32, "width": 0.25, "batchnorm": True}
 
-    def __init__(self, embedding_size: int = 256, image_size: int = 128, width: float = 1.0,
-                 normalize: bool = False, batchnorm: bool = False):
+    def __init__(
+        self,
+        embedding_size: int = 256,
+        image_size: int = 128,
+        width: float = 1.0,
+        normalize: bool = False,
+        batchnorm: bool = False,
+    ):
         super().__init__()
         _check_size(image_size, 16)
         self.embedding_size = embedding_size
@@ -186,9 +211,17 @@ class LightCNN9(Backbone):
         c1, c2, c3, c4 = _channels((48, 96, 192, 128), width)
         pool = lambda: nn.MaxPool2d(2, 2, ceil_mode=True)  # noqa: E731
         bn = batchnorm
-        self.features_ = nn.Sequential(MFM(1, c1, 5, 1, 2, batchnorm=bn), pool(), Group(c1, c2, batchnorm=bn), pool(),
-                                       Group(c2, c3, batchnorm=bn), pool(), Group(c3, c4, batchnorm=bn),
-                                       Group(c4, c4, batchnorm=bn), pool())
+        self.features_ = nn.Sequential(
+            MFM(1, c1, 5, 1, 2, batchnorm=bn),
+            pool(),
+            Group(c1, c2, batchnorm=bn),
+            pool(),
+            Group(c2, c3, batchnorm=bn),
+            pool(),
+            Group(c3, c4, batchnorm=bn),
+            Group(c4, c4, batchnorm=bn),
+            pool(),
+        )
         side = image_size // 16
         self.fc1 = MFM(c4 * side * side, embedding_size, linear=True)
 
@@ -203,4 +236,4 @@ class LightCNN9(Backbone):
     def convert_checkpoint(cls, checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
         # Upstream names the conv stack ``features``; ours is ``features_`` (``features`` is the method).
         state = convert_lightcnn_checkpoint(checkpoint)
-        return {("features_" + k[len("features"):] if k.startswith("features.") else k): v for k, v in state.items()}
+        return {("features_" + k[len("features") :] if k.startswith("features.") else k): v for k, v in state.items()}

@@ -32,8 +32,9 @@ class LoopCheckpoint:
     """Where a loop saves (``path``), how often (``every`` steps; 0: only when it stops) and where it stops
     as if interrupted (``stop_at``, like ``train.stop_at``). ``path=None``: no checkpoints at all."""
 
-    def __init__(self, path: str | Path | None, every: int = 0, stop_at: int | None = None,
-                 meta: Mapping[str, Any] | None = None):
+    def __init__(
+        self, path: str | Path | None, every: int = 0, stop_at: int | None = None, meta: Mapping[str, Any] | None = None
+    ):
         self.path = Path(path) if path is not None else None
         self.every = int(every)
         self.stop_at = stop_at
@@ -42,8 +43,13 @@ class LoopCheckpoint:
     def exists(self) -> bool:
         return self.path is not None and self.path.is_file()
 
-    def restore(self, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, rng: torch.Generator,
-                extra: Mapping[str, Tensor] | None = None) -> tuple[int, dict[str, Tensor], dict[str, Any]]:
+    def restore(
+        self,
+        modules: Mapping[str, nn.Module],
+        optimizer: torch.optim.Optimizer,
+        rng: torch.Generator,
+        extra: Mapping[str, Tensor] | None = None,
+    ) -> tuple[int, dict[str, Tensor], dict[str, Any]]:
         """Load the saved state into ``modules``/``optimizer``/``rng`` (strict). Returns (step, extra tensors,
         loop meta: ``stats``, ``log``); (0, ``extra``, {}) when there is nothing to resume from."""
         extra = dict(extra or {})
@@ -63,11 +69,23 @@ class LoopCheckpoint:
         """Save after this step: every ``every`` steps and at the run's last step."""
         return self.path is not None and (bool(self.every and step % self.every == 0) or step >= end)
 
-    def save(self, step: int, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer,
-             rng: torch.Generator, extra: Mapping[str, Tensor] | None = None, stats: Mapping[str, float] | None = None,
-             log: list | None = None) -> None:
+    def save(
+        self,
+        step: int,
+        modules: Mapping[str, nn.Module],
+        optimizer: torch.optim.Optimizer,
+        rng: torch.Generator,
+        extra: Mapping[str, Tensor] | None = None,
+        stats: Mapping[str, float] | None = None,
+        log: list | None = None,
+    ) -> None:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, "loop": {"stats": dict(stats or {}), "log": list(log or [])}}
-        save_checkpoint(self.path, {**modules, "loop": _LoopState(rng, dict(extra or {}))}, step=step,
-                        optimizer=optimizer, meta=meta)
+        save_checkpoint(
+            self.path,
+            {**modules, "loop": _LoopState(rng, dict(extra or {}))},
+            step=step,
+            optimizer=optimizer,
+            meta=meta,
+        )

@@ -44,8 +44,11 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    eps = torch.randn(mu.shape, generator=generator, device="cpu").to(mu) if generator is not None \
+    eps = (
+        torch.randn(mu.shape, generator=generator, device="cpu").to(mu)
+        if generator is not None
         else torch.randn_like(mu)
+    )
     return mu + eps * (0.5 * logvar).exp()
 
 

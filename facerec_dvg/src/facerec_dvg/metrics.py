@@ -28,8 +28,14 @@ class DVGResult:
     eer_raw: float
 
 
-def dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks: Sequence[int] = (1, 3, 5, 10, 20),
-                   fars: Sequence[float] = (1e-2, 1e-3, 1e-4, 1e-5, 0.0)) -> DVGResult:
+def dvg_evaluation(
+    gallery,
+    gallery_labels,
+    probe,
+    probe_labels,
+    ranks: Sequence[int] = (1, 3, 5, 10, 20),
+    fars: Sequence[float] = (1e-2, 1e-3, 1e-4, 1e-5, 0.0),
+) -> DVGResult:
     """Cosine [G, P] matrix, closed-set rank-k, and over all G x P pairs TPR@FAR with the strict 'first FAR
     above' rule, AP and DVG's EER."""
     S = cosine_scores(gallery, probe)
@@ -39,5 +45,10 @@ def dvg_evaluation(gallery, gallery_labels, probe, probe_labels, ranks: Sequence
     same = (gl[:, None] == pl[None, :]).numpy().ravel()
     flat = S.numpy().ravel()
     curve = roc(flat, same, drop_intermediate=True)
-    return DVGResult(score_matrix=S, rank=r, tpr_at_far=tar_at_far(flat, same, fars, rule="above", curve=curve),
-                     ap=average_precision(flat, same), eer_raw=dvg_eer(flat, same, curve=curve))
+    return DVGResult(
+        score_matrix=S,
+        rank=r,
+        tpr_at_far=tar_at_far(flat, same, fars, rule="above", curve=curve),
+        ap=average_precision(flat, same),
+        eer_raw=dvg_eer(flat, same, curve=curve),
+    )

@@ -31,21 +31,40 @@ class NirVisList(ImageList):
 
     paper = "Fu et al., DVG-Face (TPAMI 2021) / DVG (NeurIPS 2019) list files"
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None, layout: str = "dvgface",
-                 modality_rule: int | str | None = None, modality_values: str | None = None,
-                 image_size: int | None = 128, skip_corrupt: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        root: str | os.PathLike | None = None,
+        layout: str = "dvgface",
+        modality_rule: int | str | None = None,
+        modality_values: str | None = None,
+        image_size: int | None = 128,
+        skip_corrupt: bool = False,
+    ):
         if layout not in ("dvgface", "dvg"):
             raise ParameterError(f"layout must be 'dvgface' or 'dvg', got {layout!r}")
         if modality_rule in (None, ""):
             modality_rule = 2 if layout == "dvg" else DEFAULT_RULE
         if modality_values is None:
             modality_values = "NIR,VIS" if layout == "dvg" else "VIS,NIR"
-        super().__init__(path, root, modality_rule=modality_rule, modality_values=modality_values,
-                         image_size=image_size, skip_corrupt=skip_corrupt)
+        super().__init__(
+            path,
+            root,
+            modality_rule=modality_rule,
+            modality_values=modality_values,
+            image_size=image_size,
+            skip_corrupt=skip_corrupt,
+        )
 
 
-def dvg_metrics(gallery: Tensor, gallery_labels: Tensor, probe: Tensor, probe_labels: Tensor,
-                ranks: Sequence[int] = RANKS, fars: Sequence[float] = FARS) -> tuple[dict[str, float], dict[str, Any]]:
+def dvg_metrics(
+    gallery: Tensor,
+    gallery_labels: Tensor,
+    probe: Tensor,
+    probe_labels: Tensor,
+    ranks: Sequence[int] = RANKS,
+    fars: Sequence[float] = FARS,
+) -> tuple[dict[str, float], dict[str, Any]]:
     """DVG's evaluation (:func:`facerec_dvg.metrics.dvg_evaluation`).
 
     Returns flat metrics (``rank1``..., ``vr@far=1e-03``..., ``ap``, ``eer``) and artefacts (ROC points).
@@ -77,7 +96,25 @@ class CasiaNirVis(IdentificationProtocol):
 
     paper: ClassVar[str] = "Li et al., CASIA NIR-VIS 2.0 (CVPRW 2013); evaluated as in DVG / DVG-Face"
 
-    def __init__(self, data: str, gallery: str | None = None, probe: str | None = None, images: str | None = None,
-                 image_size: int | None = None, flip: bool = False, skip_missing: bool = False):
-        super().__init__(data, gallery, probe, images=images, image_size=image_size, flip=flip,
-                         skip_missing=skip_missing, ranks=RANKS, fars=FARS, far_rule="above")
+    def __init__(
+        self,
+        data: str,
+        gallery: str | None = None,
+        probe: str | None = None,
+        images: str | None = None,
+        image_size: int | None = None,
+        flip: bool = False,
+        skip_missing: bool = False,
+    ):
+        super().__init__(
+            data,
+            gallery,
+            probe,
+            images=images,
+            image_size=image_size,
+            flip=flip,
+            skip_missing=skip_missing,
+            ranks=RANKS,
+            fars=FARS,
+            far_rule="above",
+        )

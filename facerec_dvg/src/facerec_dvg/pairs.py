@@ -21,7 +21,9 @@ def dataset_modality(dataset: Dataset) -> Tensor:
     for start in range(0, len(dataset), 256):
         batch = dataset.batch(range(start, min(start + 256, len(dataset))))
         if "modality" not in batch:
-            raise DataError(f"dataset {type(dataset).__name__} has no 'modality' metadata: DVG needs NIR and VIS images")
+            raise DataError(
+                f"dataset {type(dataset).__name__} has no 'modality' metadata: DVG needs NIR and VIS images"
+            )
         parts.append(torch.as_tensor(batch["modality"]).long())
     return torch.cat(parts)
 
@@ -86,4 +88,3 @@ def fetch_images(dataset: Dataset, indices: Tensor, size: int, device: str | tor
     if tuple(images.shape[-2:]) != (size, size):
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return images.to(device)
-

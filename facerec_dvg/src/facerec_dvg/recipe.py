@@ -25,8 +25,18 @@ import numpy as np
 from facerec.api import Backbone
 from facerec.engine import seed_everything
 from facerec.errors import FacerecError
-from facerec.recipes import (CachedDataset, PipelineConfig, RunDir, build, build_backbone, build_head,
-                             canonical_size, recipe, save_backbone, write_summary)
+from facerec.recipes import (
+    CachedDataset,
+    PipelineConfig,
+    RunDir,
+    build,
+    build_backbone,
+    build_head,
+    canonical_size,
+    recipe,
+    save_backbone,
+    write_summary,
+)
 
 from . import report as R
 from .evaluation import evaluate_models
@@ -41,8 +51,8 @@ DEFAULT_DATASET = "synthetic-nir-vis"
 DEFAULT_PROTOCOL = "synthetic-nir-vis"
 DEFAULT_HEAD = "lightcnn-fc2"  # the released LightCNN's classifier layer
 #: quick preset sizes (each overridable with --param dataset.* / protocol.* / generator.*)
-QUICK_PAIRED = {"num_ids": 40}                       # paired NIR-VIS identities (CASIA: 357)
-QUICK_PROTOCOL = {"num_ids": 200, "nir_per_id": 8}   # held-out identities, NIR probes each
+QUICK_PAIRED = {"num_ids": 40}  # paired NIR-VIS identities (CASIA: 357)
+QUICK_PROTOCOL = {"num_ids": 200, "nir_per_id": 8}  # held-out identities, NIR probes each
 QUICK_GENERATOR = {"image_size": 64, "width": 0.25}
 PRETRAIN_ID_OFFSET = 100_000  # synthetic pretraining identities: disjoint from the paired set and the protocols
 
@@ -64,7 +74,9 @@ def dvg_recipe(config: PipelineConfig, run: RunDir, params: DvgParams) -> dict[s
     device = config.device
     config.dataset = config.dataset or DEFAULT_DATASET  # resolved names: config.json and summary.md say what ran
     config.protocols = config.protocols or (DEFAULT_PROTOCOL,)
-    seed_everything(config.seed)  # every init from --seed (torch seeds each process at random): runs repeat, resume is exact
+    seed_everything(
+        config.seed
+    )  # every init from --seed (torch seeds each process at random): runs repeat, resume is exact
     backbone_cls = facerec.load("backbone", config.backbone)
     quick = dict(getattr(backbone_cls, "quick_params", {}) or {}) if config.quick else {}
     face: Backbone = build_backbone(config, **quick)
@@ -72,21 +84,42 @@ def dvg_recipe(config: PipelineConfig, run: RunDir, params: DvgParams) -> dict[s
     gen_size = int(face.input_spec.size[0])
     gen_size = 1 << max(3, min(7, gen_size.bit_length() - 1))  # the generators need a power of two <= 128
     gen_params = dict(QUICK_GENERATOR) if config.quick else {}
-    gen = build(config, "generator", config.generator, image_size=gen_params.pop("image_size", gen_size),
-                identity_dim=face.embedding_size, **gen_params)
+    gen = build(
+        config,
+        "generator",
+        config.generator,
+        image_size=gen_params.pop("image_size", gen_size),
+        identity_dim=face.embedding_size,
+        **gen_params,
+    )
     gen_size = int(gen.image_size)
     check_identity_sampler(gen, params.sampler_steps)
     size = _data_size(face, gen_size)
     synthetic_data = config.dataset == DEFAULT_DATASET
-    paired = build(config, "dataset", config.dataset, image_size=size,
-                   **({**(QUICK_PAIRED if config.quick else {}), "nuisance": params.nuisance} if synthetic_data else {}))
+    paired = build(
+        config,
+        "dataset",
+        config.dataset,
+        image_size=size,
+        **({**(QUICK_PAIRED if config.quick else {}), "nuisance": params.nuisance} if synthetic_data else {}),
+    )
     dataset_modality(paired)  # fail early when the data has no modality
     # every stage draws from it many times: render/decode once, kept as 8-bit images
     dataset = CachedDataset(paired, storage="uint8", fill=True)
-    protocols = {n: build(config, "protocol", n, image_size=size,
-                          **({**(QUICK_PROTOCOL if config.quick else {}), "nuisance": params.nuisance}
-                             if n == DEFAULT_PROTOCOL else {}))
-                 for n in config.protocols}
+    protocols = {
+        n: build(
+            config,
+            "protocol",
+            n,
+            image_size=size,
+            **(
+                {**(QUICK_PROTOCOL if config.quick else {}), "nuisance": params.nuisance}
+                if n == DEFAULT_PROTOCOL
+                else {}
+            ),
+        )
+        for n in config.protocols
+    }
     head = build_head(config, face.embedding_size, dataset.num_classes, name=config.head or DEFAULT_HEAD)
     config.head = config.head or DEFAULT_HEAD
     metrics: dict[str, Any] = {"device": device_name(device)}
@@ -100,20 +133,53 @@ def dvg_recipe(config: PipelineConfig, run: RunDir, params: DvgParams) -> dict[s
         stages.done("face model: released weights", str(params.pretrained), "-", "-", "-", canonical)
     else:
         pre_data = CachedDataset(  # VIS faces only: no modality needed
-            facerec.create("dataset", "synthetic", num_ids=params.pretrain_ids, per_id=params.pretrain_per_id,
-                           image_size=canonical, id_offset=PRETRAIN_ID_OFFSET, nuisance=params.nuisance),
-            storage="uint8", fill=True)
+            facerec.create(
+                "dataset",
+                "synthetic",
+                num_ids=params.pretrain_ids,
+                per_id=params.pretrain_per_id,
+                image_size=canonical,
+                id_offset=PRETRAIN_ID_OFFSET,
+                nuisance=params.nuisance,
+            ),
+            storage="uint8",
+            fill=True,
+        )
         # Its own classifier is thrown away, as the released LightCNN's 80013-class fc2 is: stage I then
         # learns the recognition head on the frozen face model.
-        pre_head = facerec.create("head", params.pretrain_head or config.head, embedding_size=face.embedding_size,
-                                  num_classes=params.pretrain_ids)
-        res = train_stage(config, run, "pretrain", face, pre_head, Batches(pre_data, params.batch_size, config.seed),
-                          recognition_loss(0.0), {"optimizer": "adam", "lr": params.pretrain_lr, "weight_decay": 0.0,
-                                                  "steps": params.pretrain_steps, "schedule": "cosine", "log_every": 50})
+        pre_head = facerec.create(
+            "head",
+            params.pretrain_head or config.head,
+            embedding_size=face.embedding_size,
+            num_classes=params.pretrain_ids,
+        )
+        res = train_stage(
+            config,
+            run,
+            "pretrain",
+            face,
+            pre_head,
+            Batches(pre_data, params.batch_size, config.seed),
+            recognition_loss(0.0),
+            {
+                "optimizer": "adam",
+                "lr": params.pretrain_lr,
+                "weight_decay": 0.0,
+                "steps": params.pretrain_steps,
+                "schedule": "cosine",
+                "log_every": 50,
+            },
+        )
         metrics["pretrain/loss"] = res.get("train/loss")
         metrics["pretrain/chance_loss"] = float(np.log(params.pretrain_ids))
-        stages.done("face model: pretraining", "synthetic VIS faces", params.pretrain_ids, len(pre_data),
-                    f"{res['step']} x {params.batch_size}", canonical)
+        stages.done(
+            "face model: pretraining",
+            "synthetic VIS faces",
+            params.pretrain_ids,
+            len(pre_data),
+            f"{res['step']} x {params.batch_size}",
+            canonical,
+        )
         del pre_data
     face.eval()
     save_backbone(run, face, "backbone-face-model.safetensors")
@@ -122,20 +188,34 @@ def dvg_recipe(config: PipelineConfig, run: RunDir, params: DvgParams) -> dict[s
     frozen_face = copy.deepcopy(face).to(device)
     gen.set_face_model(frozen_face)
     if hasattr(gen, "fit_identity_sampler"):  # released: frozen; else trained (resumably)
-        metrics.update(identity_sampler_stage(config, run, gen, frozen_face, dataset, params.sampler_steps,
-                                              stages, paired_ids))
+        metrics.update(
+            identity_sampler_stage(config, run, gen, frozen_face, dataset, params.sampler_steps, stages, paired_ids)
+        )
     log: list = []
-    gen_stats = gen.fit(dataset, steps=params.generator_steps, batch_size=params.generator_batch, device=device,
-                        seed=config.seed, progress=True, log=log,
-                        checkpoint=loop_checkpoint(config, run, "generator", generator_metadata(config.generator, gen)))
+    gen_stats = gen.fit(
+        dataset,
+        steps=params.generator_steps,
+        batch_size=params.generator_batch,
+        device=device,
+        seed=config.seed,
+        progress=True,
+        log=log,
+        checkpoint=loop_checkpoint(config, run, "generator", generator_metadata(config.generator, gen)),
+    )
     loop_finished("generator", gen_stats.pop("step", params.generator_steps), params.generator_steps)
     metrics.update({f"generator/{k}": v for k, v in gen_stats.items()})
     run.write_text("generator_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
     from facerec.weights import save_weights
 
     save_weights(gen, run.file("generator.safetensors"), generator_metadata(config.generator, gen))
-    stages.done(f"dual generator ({config.generator})", f"{config.dataset} (paired NIR-VIS)", paired_ids,
-                len(dataset), f"{params.generator_steps} x {params.generator_batch} pairs", gen_size)
+    stages.done(
+        f"dual generator ({config.generator})",
+        f"{config.dataset} (paired NIR-VIS)",
+        paired_ids,
+        len(dataset),
+        f"{params.generator_steps} x {params.generator_batch} pairs",
+        gen_size,
+    )
 
     # 3. generated pairs
     generated = sample_pairs(gen, params.num_pairs, config.seed + 5, device)
@@ -158,16 +238,27 @@ def dvg_recipe(config: PipelineConfig, run: RunDir, params: DvgParams) -> dict[s
             tuned[arm].append(model)
     for arm, runs in tuned.items():
         save_backbone(run, runs[0], f"backbone-{arm}.safetensors")
-    stages.done("fine-tuning without / with generated pairs" + (f" x {params.seeds} seeds" if params.seeds > 1 else ""),
-                f"{config.dataset} (+ {len(pairs[0])} generated pairs)", paired_ids, len(dataset),
-                f"{steps['stage1']['step']} + {steps['stage2']['step']} each", canonical)
+    stages.done(
+        "fine-tuning without / with generated pairs" + (f" x {params.seeds} seeds" if params.seeds > 1 else ""),
+        f"{config.dataset} (+ {len(pairs[0])} generated pairs)",
+        paired_ids,
+        len(dataset),
+        f"{steps['stage1']['step']} + {steps['stage2']['step']} each",
+        canonical,
+    )
 
     # 5. evaluate all
     eval_metrics, comparison, other_rows = evaluate_models(protocols, face, tuned, device, run)
     metrics.update(eval_metrics)
     proto0 = next(iter(protocols.values()))
-    stages.done("evaluation", ", ".join(config.protocols), getattr(proto0, "num_ids", "-"),
-                len(getattr(proto0, "keys", [])) or "-", "-", size)
+    stages.done(
+        "evaluation",
+        ", ".join(config.protocols),
+        getattr(proto0, "num_ids", "-"),
+        len(getattr(proto0, "keys", [])) or "-",
+        "-",
+        size,
+    )
 
     # 6. report
     pictures, messages = R.draw_pictures(run.path, comparison, generated, resized(real, gen_size))
@@ -179,24 +270,35 @@ def dvg_recipe(config: PipelineConfig, run: RunDir, params: DvgParams) -> dict[s
         metrics.update(comparison.metrics())
         run.headline = R.headline(comparison, params.seeds)
         text = "**" + R.verdict(comparison.difference()) + "**"
-        tables["Comparison (held-out identities, NIR probes vs VIS gallery, ± bootstrap SE over probes)"] = \
+        tables["Comparison (held-out identities, NIR probes vs VIS gallery, ± bootstrap SE over probes)"] = (
             R.comparison_rows(comparison)
+        )
     if other_rows:
         tables["Other protocols"] = other_rows
     tables["Generated identities (face-model cosine, NIR vs VIS)"] = check
     tables["Pictures"] = R.pictures_section(pictures, messages)
-    changed = [] if not config.quick else [
-        f"contrastive weight {params.contrastive_weight} (paper 0.001)",
-        f"stage I / II {params.stage1_steps} / {params.stage2_steps} steps (paper 4 / 15 epochs)",
-        f"face model pretrained from scratch on {params.pretrain_ids} synthetic VIS identities "
-        "(paper: released LightCNN-29 v2 from MS-Celeb-1M)"]
+    changed = (
+        []
+        if not config.quick
+        else [
+            f"contrastive weight {params.contrastive_weight} (paper 0.001)",
+            f"stage I / II {params.stage1_steps} / {params.stage2_steps} steps (paper 4 / 15 epochs)",
+            f"face model pretrained from scratch on {params.pretrain_ids} synthetic VIS identities "
+            "(paper: released LightCNN-29 v2 from MS-Celeb-1M)",
+        ]
+    )
     if changed:
         text += "\n\nQuick preset, changed from the paper: " + "; ".join(changed) + "."
     metrics["seconds/stages"] = {r["stage"]: r["wall s"] for r in stages.rows}
-    write_summary(run, config, {k: v for k, v in metrics.items() if not isinstance(v, dict)}, tables=tables,
-                  text=text, setup=stages.rows, title="DVG-Face: recognition with and without generated NIR-VIS pairs")
+    write_summary(
+        run,
+        config,
+        {k: v for k, v in metrics.items() if not isinstance(v, dict)},
+        tables=tables,
+        text=text,
+        setup=stages.rows,
+        title="DVG-Face: recognition with and without generated NIR-VIS pairs",
+    )
     if written:
         metrics["generated/written_to"] = written
     return metrics
-
-

@@ -79,10 +79,17 @@ class Comparison:
         for arm, ps in self.vis_control.items():
             out[f"{arm}/{p}/vis-vis-rank1"] = float((ps.rank == 0).float().mean())
         d = self.difference()
-        out.update({f"with-minus-without/{p}/rank1": d.value, f"with-minus-without/{p}/rank1_se": d.se,
-                    f"with-minus-without/{p}/rank1_low95": d.low, f"with-minus-without/{p}/rank1_high95": d.high,
-                    f"{p}/chance_rank1": self.chance_rank1, f"{p}/probes": float(self.num_probes),
-                    f"{p}/gallery": float(self.gallery_size)})
+        out.update(
+            {
+                f"with-minus-without/{p}/rank1": d.value,
+                f"with-minus-without/{p}/rank1_se": d.se,
+                f"with-minus-without/{p}/rank1_low95": d.low,
+                f"with-minus-without/{p}/rank1_high95": d.high,
+                f"{p}/chance_rank1": self.chance_rank1,
+                f"{p}/probes": float(self.num_probes),
+                f"{p}/gallery": float(self.gallery_size),
+            }
+        )
         return out
 
 
@@ -94,8 +101,7 @@ def verdict(d: stats.Estimate) -> str:
         word = "generated pairs HURT"
     else:
         word = "no clear difference"
-    return (f"{word}: with - without = {d.value:+.3f} rank-1 (95% interval {d.low:+.3f} .. {d.high:+.3f}, "
-            f"{z:+.1f} SE)")
+    return f"{word}: with - without = {d.value:+.3f} rank-1 (95% interval {d.low:+.3f} .. {d.high:+.3f}, {z:+.1f} SE)"
 
 
 def _pm(e: stats.Estimate) -> str:
@@ -106,9 +112,12 @@ def headline(c: Comparison, seeds: int) -> str:
     """The few lines the run ends with."""
     est = c.estimates()
     per_seed = c.per_seed()
-    lines = [f"DVG-Face on {c.protocol}: NIR probes vs VIS gallery, {c.num_probes} probes of {c.gallery_size} "
-             f"held-out identities (± = bootstrap SE over probes" + (f"; mean of {seeds} fine-tuning seeds" if seeds > 1
-                                                                       else "") + ")"]
+    lines = [
+        f"DVG-Face on {c.protocol}: NIR probes vs VIS gallery, {c.num_probes} probes of {c.gallery_size} "
+        f"held-out identities (± = bootstrap SE over probes"
+        + (f"; mean of {seeds} fine-tuning seeds" if seeds > 1 else "")
+        + ")"
+    ]
     width = max(len(v) for v in ARMS.values())
     for arm, name in ARMS.items():
         if arm not in est:
@@ -129,23 +138,33 @@ def comparison_rows(c: Comparison) -> list[dict[str, Any]]:
     for arm, name in ARMS.items():
         if arm not in est:
             continue
-        row: dict[str, Any] = {"model": name, "NIR-VIS rank-1": _pm(est[arm]["rank1"]),
-                               "rank-1 95% interval": f"{est[arm]['rank1'].low:.3f} .. {est[arm]['rank1'].high:.3f}",
-                               "VR@FAR=1e-2": _pm(est[arm]["vr"])}
+        row: dict[str, Any] = {
+            "model": name,
+            "NIR-VIS rank-1": _pm(est[arm]["rank1"]),
+            "rank-1 95% interval": f"{est[arm]['rank1'].low:.3f} .. {est[arm]['rank1'].high:.3f}",
+            "VR@FAR=1e-2": _pm(est[arm]["vr"]),
+        }
         if arm in c.vis_control:
             row["VIS-VIS rank-1"] = f"{float((c.vis_control[arm].rank == 0).float().mean()):.3f}"
         if len(per_seed[arm]) > 1:
             row["rank-1 per seed"] = ", ".join(f"{v:.3f}" for v in per_seed[arm])
         rows.append(row)
-    rows.append({"model": "chance", "NIR-VIS rank-1": f"{c.chance_rank1:.3f}", "rank-1 95% interval": "",
-                 "VR@FAR=1e-2": f"{FAR:.3f}"})
+    rows.append(
+        {
+            "model": "chance",
+            "NIR-VIS rank-1": f"{c.chance_rank1:.3f}",
+            "rank-1 95% interval": "",
+            "VR@FAR=1e-2": f"{FAR:.3f}",
+        }
+    )
     return rows
 
 
 # ------------------------------------------------------------------------------ generated identities
 @torch.no_grad()
-def identity_check(face: Any, generated: tuple[Tensor, Tensor], real: tuple[Tensor, Tensor] | None,
-                   device: str) -> list[dict[str, Any]]:
+def identity_check(
+    face: Any, generated: tuple[Tensor, Tensor], real: tuple[Tensor, Tensor] | None, device: str
+) -> list[dict[str, Any]]:
     """Face-model cosine between the NIR and the VIS image of ONE identity against that between
     DIFFERENT identities, for generated pairs (and real pairs, as the reference)."""
     net = face.module if hasattr(face, "module") else face
@@ -153,8 +172,10 @@ def identity_check(face: Any, generated: tuple[Tensor, Tensor], real: tuple[Tens
     net.eval()
 
     def embed(x: Tensor) -> Tensor:
-        parts = [F.normalize(net(net.input_spec.prepare(x[i:i + 128].to(device))).float(), dim=1).cpu()
-                 for i in range(0, len(x), 128)]
+        parts = [
+            F.normalize(net(net.input_spec.prepare(x[i : i + 128].to(device))).float(), dim=1).cpu()
+            for i in range(0, len(x), 128)
+        ]
         return torch.cat(parts)
 
     rows = []
@@ -165,17 +186,24 @@ def identity_check(face: Any, generated: tuple[Tensor, Tensor], real: tuple[Tens
         c = embed(pair[0][:n]) @ embed(pair[1][:n]).T
         same = c.diag()
         off = c[~torch.eye(n, dtype=torch.bool)]
-        rows.append({"pairs": name, "n": n, "same identity NIR-VIS cosine": f"{same.mean():.3f} ± {same.std():.3f}",
-                     "different identities": f"{off.mean():.3f} ± {off.std():.3f}",
-                     "same > every different (rank-1 of NIR among VIS)":
-                         f"{float((c.argmax(1) == torch.arange(n)).float().mean()):.3f}"})
+        rank1 = float((c.argmax(1) == torch.arange(n)).float().mean())
+        rows.append(
+            {
+                "pairs": name,
+                "n": n,
+                "same identity NIR-VIS cosine": f"{same.mean():.3f} ± {same.std():.3f}",
+                "different identities": f"{off.mean():.3f} ± {off.std():.3f}",
+                "same > every different (rank-1 of NIR among VIS)": f"{rank1:.3f}",
+            }
+        )
     net.train(was)
     return rows
 
 
 # ------------------------------------------------------------------------------ pictures
-def draw_pictures(run_dir: Path, c: Comparison | None, generated: tuple[Tensor, Tensor],
-                  real: tuple[Tensor, Tensor] | None) -> tuple[list[str], list[str]]:
+def draw_pictures(
+    run_dir: Path, c: Comparison | None, generated: tuple[Tensor, Tensor], real: tuple[Tensor, Tensor] | None
+) -> tuple[list[str], list[str]]:
     """CMC, ROC (three models, chance) and the generated pairs beside real ones; returns (written
     picture paths relative to the run, messages about pictures that could not be drawn)."""
     from facerec import reports
@@ -185,25 +213,36 @@ def draw_pictures(run_dir: Path, c: Comparison | None, generated: tuple[Tensor, 
     written = []
     if c is not None:
         names = {ARMS[a]: runs[0] for a, runs in c.runs.items()}  # the first seed's run
-        reports.plot_cmc({n: stats.cmc(ps, 20) for n, ps in names.items()}, run_dir / "pictures/cmc.png",
-                         title=f"CMC, NIR probes vs VIS gallery ({c.gallery_size} ids)", chance=c.chance_rank1)
-        reports.plot_roc({n: stats.roc_curve(ps) for n, ps in names.items()}, run_dir / "pictures/roc.png",
-                         title="ROC, NIR probes vs VIS gallery (all pairs)")
+        reports.plot_cmc(
+            {n: stats.cmc(ps, 20) for n, ps in names.items()},
+            run_dir / "pictures/cmc.png",
+            title=f"CMC, NIR probes vs VIS gallery ({c.gallery_size} ids)",
+            chance=c.chance_rank1,
+        )
+        reports.plot_roc(
+            {n: stats.roc_curve(ps) for n, ps in names.items()},
+            run_dir / "pictures/roc.png",
+            title="ROC, NIR probes vs VIS gallery (all pairs)",
+        )
         written += ["pictures/cmc.png", "pictures/roc.png"]
     groups = {"generated": (generated[0][:8], generated[1][:8])}
     if real is not None:
         groups["real"] = (real[0][:4], real[1][:4])
-    reports.plot_image_pairs(groups, run_dir / "pictures/generated_pairs.png",
-                             title="generated NIR/VIS pairs of new identities (one identity per pair), "
-                                   "real pairs of the training set below")
+    reports.plot_image_pairs(
+        groups,
+        run_dir / "pictures/generated_pairs.png",
+        title="generated NIR/VIS pairs of new identities (one identity per pair), real pairs of the training set below",
+    )
     written.append("pictures/generated_pairs.png")
     return written, []
 
 
 def pictures_section(pictures: Sequence[str], messages: Sequence[str]) -> str:
-    captions = {"pictures/cmc.png": "CMC of the face model and the two fine-tunings (first seed), chance dashed",
-                "pictures/roc.png": "ROC (VR against FAR) of the three models, chance dashed",
-                "pictures/generated_pairs.png": "generated NIR/VIS pairs (one new identity each) beside real pairs"}
+    captions = {
+        "pictures/cmc.png": "CMC of the face model and the two fine-tunings (first seed), chance dashed",
+        "pictures/roc.png": "ROC (VR against FAR) of the three models, chance dashed",
+        "pictures/generated_pairs.png": "generated NIR/VIS pairs (one new identity each) beside real pairs",
+    }
     lines = [f"- {captions.get(p, p)}: `{p}`\n\n  ![{p}]({p})" for p in pictures]
     lines += [f"- {m}" for m in messages]
     return "\n".join(lines) if lines else "(none)"

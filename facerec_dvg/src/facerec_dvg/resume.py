@@ -33,8 +33,10 @@ class StageStopped(FacerecError):
 
 
 def _stopped(stage: str, step: int, total: int, option: str = "train.stop_at", who: str = "dvg recipe") -> StageStopped:
-    return StageStopped(f"{who}: stage {stage!r} stopped at step {step} of {total} ({option}); "
-                        f"run the same command with --resume (without {option}) to continue")
+    return StageStopped(
+        f"{who}: stage {stage!r} stopped at step {step} of {total} ({option}); "
+        f"run the same command with --resume (without {option}) to continue"
+    )
 
 
 # -- recognition stages (core's Trainer) ------------------------------------------------------------------
@@ -60,8 +62,9 @@ def trainer_finished(run: RunDir, name: str, result: dict[str, Any]) -> dict[str
 
 
 # -- the hand-written loops (identity sampler, dual generator) ---------------------------------------------
-def loop_checkpoint(config: PipelineConfig, run: RunDir, name: str,
-                    meta: dict[str, Any] | None = None) -> LoopCheckpoint:
+def loop_checkpoint(
+    config: PipelineConfig, run: RunDir, name: str, meta: dict[str, Any] | None = None
+) -> LoopCheckpoint:
     """Checkpoint of loop ``name``: continued from with ``--resume``; a fresh run starts from scratch."""
     path = run.checkpoint(name)
     if not config.resume and path.is_file():
@@ -78,21 +81,29 @@ def loop_finished(stage: str, step: float, total: int, option: str = "train.stop
 def generator_metadata(arch: str, gen: Any) -> dict[str, Any]:
     """What a saved generator says about itself: ``facerun generate --weights`` rebuilds it from this alone."""
     params = gen.build_params() if callable(getattr(gen, "build_params", None)) else {}
-    return {"arch": arch, "kind": "generator", "params": params, "image_size": int(gen.image_size),
-            "format": "facerec-safetensors-1"}
+    return {
+        "arch": arch,
+        "kind": "generator",
+        "params": params,
+        "image_size": int(gen.image_size),
+        "format": "facerec-safetensors-1",
+    }
 
 
 # -- the identity sampler: released and frozen, or trained ---------------------------------------------------
 def check_identity_sampler(gen: Any, steps: int) -> None:
     """``recipe.sampler_steps=0`` keeps the sampler as it is: only meaningful with released weights."""
     if hasattr(gen, "fit_identity_sampler") and steps == 0 and not getattr(gen, "identity_sampler_source", None):
-        raise ParameterError("recipe.sampler_steps=0 keeps the identity sampler untrained: give the released one "
-                             "with --param generator.identity_sampler_weights=dec_epoch_45.pth.tar (it then stays "
-                             "frozen), or train one with recipe.sampler_steps >= 1")
+        raise ParameterError(
+            "recipe.sampler_steps=0 keeps the identity sampler untrained: give the released one "
+            "with --param generator.identity_sampler_weights=dec_epoch_45.pth.tar (it then stays "
+            "frozen), or train one with recipe.sampler_steps >= 1"
+        )
 
 
-def identity_sampler_stage(config: PipelineConfig, run: RunDir, gen: Any, face: Any, dataset: Any, steps: int,
-                           stages: Any, paired_ids: int) -> dict[str, Any]:
+def identity_sampler_stage(
+    config: PipelineConfig, run: RunDir, gen: Any, face: Any, dataset: Any, steps: int, stages: Any, paired_ids: int
+) -> dict[str, Any]:
     """The released sampler stays frozen (the paper samples identities from it); otherwise a sampler is trained
     on the face model's features of the paired set, resumably. Returns the stage's metrics."""
     released = getattr(gen, "identity_sampler_source", None)
@@ -103,11 +114,19 @@ def identity_sampler_stage(config: PipelineConfig, run: RunDir, gen: Any, face: 
     import torch
     from facerec.inference import embed_batches
 
-    chunks = (torch.as_tensor(dataset.batch(list(range(s, min(s + 128, len(dataset)))))["image"])
-              for s in range(0, len(dataset), 128))
+    chunks = (
+        torch.as_tensor(dataset.batch(list(range(s, min(s + 128, len(dataset)))))["image"])
+        for s in range(0, len(dataset), 128)
+    )
     feats = embed_batches(face, chunks, device=config.device)
-    stats = gen.fit_identity_sampler(feats, steps=steps, device=config.device, seed=config.seed, progress=True,
-                                     checkpoint=loop_checkpoint(config, run, "identity-sampler"))
+    stats = gen.fit_identity_sampler(
+        feats,
+        steps=steps,
+        device=config.device,
+        seed=config.seed,
+        progress=True,
+        checkpoint=loop_checkpoint(config, run, "identity-sampler"),
+    )
     loop_finished("identity-sampler", stats.pop("sampler_step"), steps)
     stages.done("identity sampler", "face-model features of the paired set", paired_ids, len(dataset), steps, "-")
     return {f"generator/{k}": v for k, v in stats.items()}

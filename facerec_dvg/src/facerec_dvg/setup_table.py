@@ -27,9 +27,18 @@ class Stages:
         now = time.perf_counter()
         seconds = round(now - self.t0, 1)
         self.t0 = now
-        self.rows.append({"stage": stage, "data": data, "identities": identities, "images": images, "steps": steps,
-                          "image size": size if size == "-" else f"{size} px", "device": self.device,
-                          "wall s": f"{seconds:.1f}"})
+        self.rows.append(
+            {
+                "stage": stage,
+                "data": data,
+                "identities": identities,
+                "images": images,
+                "steps": steps,
+                "image size": size if size == "-" else f"{size} px",
+                "device": self.device,
+                "wall s": f"{seconds:.1f}",
+            }
+        )
         return seconds
 
 

@@ -23,9 +23,9 @@ REPLICATES = 500
 class ProbeScores:
     """One model's scores, reduced to what rank-k, ROC and the bootstrap need (probes with a gallery mate)."""
 
-    rank: Tensor        # [P] 0-based rank of the mate among the gallery
-    genuine: Tensor     # [P] score of the mate
-    impostor: Tensor    # [P, G-1] the other gallery scores (each probe has exactly one mate)
+    rank: Tensor  # [P] 0-based rank of the mate among the gallery
+    genuine: Tensor  # [P] score of the mate
+    impostor: Tensor  # [P, G-1] the other gallery scores (each probe has exactly one mate)
 
     @property
     def num_probes(self) -> int:
@@ -66,15 +66,15 @@ def _vr_weighted(ps: ProbeScores, weights: Tensor, far: float) -> Tensor:
         owner = order // per_probe  # the probe of each sorted impostor score
         out, ok = torch.empty(len(weights)), True
         for start in range(0, len(weights), 64):
-            w = weights[start:start + 64]
+            w = weights[start : start + 64]
             cum = torch.cumsum(w[:, owner], 1)
-            k = torch.searchsorted(cum, allowed[start:start + 64].view(-1, 1), right=True).view(-1)
+            k = torch.searchsorted(cum, allowed[start : start + 64].view(-1, 1), right=True).view(-1)
             if k_top < len(imp) and bool((k >= k_top).any()):
                 ok = False
                 break
             # accept genuine scores strictly above the first impostor score that may not be accepted
             thr = torch.where(k < k_top, top[k.clamp(max=k_top - 1)], torch.tensor(-float("inf")))
-            out[start:start + 64] = (w * (ps.genuine.view(1, -1) > thr.view(-1, 1))).sum(1) / w.sum(1)
+            out[start : start + 64] = (w * (ps.genuine.view(1, -1) > thr.view(-1, 1))).sum(1) / w.sum(1)
         if ok:
             return out
     raise AssertionError("unreachable: the full impostor set always holds the threshold")
@@ -106,7 +106,7 @@ def bootstrap_weights(num_probes: int, replicates: int = REPLICATES, seed: int =
 class Estimate:
     value: float
     se: float
-    low: float   # 95 % percentile interval
+    low: float  # 95 % percentile interval
     high: float
 
     def as_dict(self) -> dict[str, float]:
@@ -118,8 +118,9 @@ def _estimate(value: float, reps: Tensor) -> Estimate:
     return Estimate(value=float(value), se=float(reps.double().std()), low=lo, high=hi)
 
 
-def bootstrap_metrics(models: Mapping[str, Sequence[ProbeScores]], far: float = 1e-2,
-                      replicates: int = REPLICATES, seed: int = 0) -> dict[str, dict[str, Estimate]]:
+def bootstrap_metrics(
+    models: Mapping[str, Sequence[ProbeScores]], far: float = 1e-2, replicates: int = REPLICATES, seed: int = 0
+) -> dict[str, dict[str, Estimate]]:
     """Rank-1 and VR@``far`` with bootstrap SE per model. Each model may have several runs (seeds) on the
     same probes: its value is the mean over runs, resampled with the same probe draw."""
     p = next(iter(models.values()))[0].num_probes
@@ -129,13 +130,16 @@ def bootstrap_metrics(models: Mapping[str, Sequence[ProbeScores]], far: float = 
         hits = torch.stack([(r.rank == 0).float() for r in runs]).mean(0)
         r1 = (w @ hits) / w.sum(1)
         vr = torch.stack([_vr_weighted(r, w, far) for r in runs]).mean(0)
-        out[name] = {"rank1": _estimate(float(hits.mean()), r1),
-                     "vr": _estimate(float(np.mean([vr_at_far(r, far) for r in runs])), vr)}
+        out[name] = {
+            "rank1": _estimate(float(hits.mean()), r1),
+            "vr": _estimate(float(np.mean([vr_at_far(r, far) for r in runs])), vr),
+        }
     return out
 
 
-def paired_difference(a: Sequence[ProbeScores], b: Sequence[ProbeScores], replicates: int = REPLICATES,
-                      seed: int = 0) -> Estimate:
+def paired_difference(
+    a: Sequence[ProbeScores], b: Sequence[ProbeScores], replicates: int = REPLICATES, seed: int = 0
+) -> Estimate:
     """Rank-1 of ``a`` minus rank-1 of ``b`` (each averaged over its runs), paired bootstrap over probes."""
     ha = torch.stack([(r.rank == 0).float() for r in a]).mean(0)
     hb = torch.stack([(r.rank == 0).float() for r in b]).mean(0)

@@ -53,13 +53,20 @@ class _Adam:
         self.t += 1
         self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
         self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
-        denom = (self.v / (1 - self.b2 ** self.t)).sqrt_().add_(self.eps)
-        self.p.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1 ** self.t))
+        denom = (self.v / (1 - self.b2**self.t)).sqrt_().add_(self.eps)
+        self.p.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1**self.t))
 
 
-def optimise_attributes(decode: Callable[[Tensor], Tensor], rep: Tensor, targets: AttrTargets, *,
-                        identity: Embedder, quality: QualityEstimator | None = None,
-                        pose: PoseEstimator | None = None, class_rep: Tensor | None = None) -> AttrResult:
+def optimise_attributes(
+    decode: Callable[[Tensor], Tensor],
+    rep: Tensor,
+    targets: AttrTargets,
+    *,
+    identity: Embedder,
+    quality: QualityEstimator | None = None,
+    pose: PoseEstimator | None = None,
+    class_rep: Tensor | None = None,
+) -> AttrResult:
     """``decode(v)`` -> images in [-1,1] (already clipped). Samples that never pass keep their last try."""
     ref = (class_rep if class_rep is not None else rep).detach()
     v = rep.detach().clone().requires_grad_(True)

@@ -67,5 +67,3 @@ def differentiable_yaw(model: PoseEstimator, images: Tensor) -> Tensor:
 
 def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     return 1 - F.cosine_similarity(a, b, dim=1)
-
-

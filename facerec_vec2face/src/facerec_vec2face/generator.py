@@ -26,10 +26,10 @@ from .estimators import Embedder, PoseEstimator, QualityEstimator
 from .sampling import IdentitySampler, SeparatedIdentities, perturb
 from .vit import CONFIGS, MaskConfig, NetConfig, Vec2FaceNet, net_config
 
-PAPER = ("Wu, Singh, Tian, Zheng, Bowyer: Vec2Face: Scaling Face Dataset Generation with Loosely "
-         "Constrained Vectors, ICLR 2025 (arXiv 2409.02979)")
-
-
+PAPER = (
+    "Wu, Singh, Tian, Zheng, Bowyer: Vec2Face: Scaling Face Dataset Generation with Loosely "
+    "Constrained Vectors, ICLR 2025 (arXiv 2409.02979)"
+)
 
 
 def load_centers(path: str | Path) -> Tensor:
@@ -109,12 +109,23 @@ class Vec2Face(Generator, Vec2FaceNet):
     output: ClassVar[str] = "image"
     recipe: ClassVar[str] = "vec2face"
 
-    def __init__(self, config: str = "base", rep_dim: int | None = None, mask_min: float = 0.1,
-                 mask_max: float = 1.0, mask_mu: float = 0.15, mask_std: float = 0.25,
-                 perturb_eps: Sequence[float] = (0.3, 0.5, 0.7), perturb_pct: Sequence[float] = (0.4, 0.4, 0.2),
-                 min_separation: float | None = None, identity_weights: str | None = None,
-                 quality_weights: str | None = None, pose_weights: str | None = None,
-                 attr_iters: int = 5, quality_target: float = 27.0):
+    def __init__(
+        self,
+        config: str = "base",
+        rep_dim: int | None = None,
+        mask_min: float = 0.1,
+        mask_max: float = 1.0,
+        mask_mu: float = 0.15,
+        mask_std: float = 0.25,
+        perturb_eps: Sequence[float] = (0.3, 0.5, 0.7),
+        perturb_pct: Sequence[float] = (0.4, 0.4, 0.2),
+        min_separation: float | None = None,
+        identity_weights: str | None = None,
+        quality_weights: str | None = None,
+        pose_weights: str | None = None,
+        attr_iters: int = 5,
+        quality_target: float = 27.0,
+    ):
         if config not in CONFIGS:
             raise ParameterError(f"unknown Vec2Face config {config!r}; choose one of {', '.join(CONFIGS)}")
         cfg: NetConfig = net_config(config, **({"rep_dim": rep_dim} if rep_dim else {}))
@@ -143,8 +154,12 @@ class Vec2Face(Generator, Vec2FaceNet):
         return unwrap_state_dict(checkpoint, prefixes=("module.",))
 
     # -- estimators ----------------------------------------------------------------------------
-    def set_estimators(self, identity: torch.nn.Module | None = None, quality: torch.nn.Module | None = None,
-                       pose: torch.nn.Module | None = None) -> None:
+    def set_estimators(
+        self,
+        identity: torch.nn.Module | None = None,
+        quality: torch.nn.Module | None = None,
+        pose: torch.nn.Module | None = None,
+    ) -> None:
         """Attach frozen estimators (ArcFace-like identity model, MagFace quality model, 6DRepNet)."""
         if identity is not None:
             self._estimators["identity"] = Embedder(identity)
@@ -174,14 +189,17 @@ class Vec2Face(Generator, Vec2FaceNet):
         object.__setattr__(self, "identity_sampler", IdentitySampler.fit(centers))
         return self.identity_sampler
 
-    def identities(self, num_ids: int, *, seed: int = 0, first_id: int = 0,
-                   centers: Tensor | str | None = None) -> Tensor:
+    def identities(
+        self, num_ids: int, *, seed: int = 0, first_id: int = 0, centers: Tensor | str | None = None
+    ) -> Tensor:
         """Identity vectors for ids ``first_id .. first_id+num_ids-1``: given centres or PCA-Gaussian draws."""
         if centers is not None:
             centers = load_centers(centers) if isinstance(centers, (str, Path)) else torch.as_tensor(centers)
             if first_id + num_ids > len(centers):
-                raise DataError(f"asked for identities {first_id}..{first_id + num_ids - 1} but the centre file "
-                                f"holds {len(centers)}")
+                raise DataError(
+                    f"asked for identities {first_id}..{first_id + num_ids - 1} but the centre file "
+                    f"holds {len(centers)}"
+                )
             out = centers[first_id : first_id + num_ids].float()
         elif self.identity_sampler is not None:
             sampler: IdentitySampler = self.identity_sampler
@@ -192,8 +210,10 @@ class Vec2Face(Generator, Vec2FaceNet):
             else:
                 out = torch.cat([sampler.sample(1, generator=_seeded(seed, 1, first_id + i)) for i in range(num_ids)])
         else:
-            raise ParameterError("vec2face needs identity vectors: pass centers=<file.npy>, fit_centers=<file.npy>, "
-                                 "or fit the generator first")
+            raise ParameterError(
+                "vec2face needs identity vectors: pass centers=<file.npy>, fit_centers=<file.npy>, "
+                "or fit the generator first"
+            )
         if out.shape[1] != self.config.rep_dim:
             raise DataError(f"identity vectors have {out.shape[1]} dims, the generator expects {self.config.rep_dim}")
         return out
@@ -211,10 +231,21 @@ class Vec2Face(Generator, Vec2FaceNet):
         """Vectors -> images clipped to [-1, 1] (one mask rate per call, positions per sample)."""
         return self(rep, generator=generator, rate=rate).image.clamp(-1, 1)
 
-    def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu", batch_size: int = 64,
-               first_id: int = 0, centers: Tensor | str | None = None, fit_centers: Tensor | str | None = None,
-               yaw: float | None = None, quality: float | None = None,
-               progress: bool = False) -> Iterator[GeneratedBatch]:
+    def sample(
+        self,
+        num_ids: int,
+        per_id: int,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        batch_size: int = 64,
+        first_id: int = 0,
+        centers: Tensor | str | None = None,
+        fit_centers: Tensor | str | None = None,
+        yaw: float | None = None,
+        quality: float | None = None,
+        progress: bool = False,
+    ) -> Iterator[GeneratedBatch]:
         """Yield canonical images ([0,1]) per identity; labels are ``first_id + i``, ``per_id`` each.
 
         ``centers`` uses given vectors as identities; ``fit_centers`` fits the PCA-Gaussian on them
@@ -249,23 +280,35 @@ class Vec2Face(Generator, Vec2FaceNet):
                 vecs, rates, noise = [], [], []
                 for j in range(len(chunk)):
                     g = _seeded(seed, 3, first_id + start + j)
-                    vecs.append(perturb(chunk[j : j + 1].cpu(), per_id, eps=self.perturb_eps,
-                                        pct=self.perturb_pct, generator=g))
+                    vecs.append(
+                        perturb(chunk[j : j + 1].cpu(), per_id, eps=self.perturb_eps, pct=self.perturb_pct, generator=g)
+                    )
                     rates.append(self.draw_rates(per_id, g))
                     noise.append(torch.rand(per_id, self.num_tokens, generator=g))
                 v, r, z = torch.cat(vecs).to(device), torch.cat(rates), torch.cat(noise)
                 if steer and yaw is not None:
-                    res = self._attrop(v, quality=quality, yaw=yaw, seed=seed, stream=(4, first_id + start),
-                                       class_rep=chunk.repeat_interleave(per_id, 0))
+                    res = self._attrop(
+                        v,
+                        quality=quality,
+                        yaw=yaw,
+                        seed=seed,
+                        stream=(4, first_id + start),
+                        class_rep=chunk.repeat_interleave(per_id, 0),
+                    )
                     images = res.images
                     met = res.accepted.view(len(chunk), per_id).sum(1).tolist()
                     for j, k in enumerate(met):
                         report.setdefault(first_id + start + j, {}).update(samples=per_id, samples_accepted=int(k))
                 else:
                     with torch.no_grad():
-                        images = torch.cat([self(v[i : i + batch_size], rate=r[i : i + batch_size],
-                                                 noise=z[i : i + batch_size]).image.clamp(-1, 1)
-                                            for i in range(0, len(v), batch_size)])
+                        images = torch.cat(
+                            [
+                                self(
+                                    v[i : i + batch_size], rate=r[i : i + batch_size], noise=z[i : i + batch_size]
+                                ).image.clamp(-1, 1)
+                                for i in range(0, len(v), batch_size)
+                            ]
+                        )
                 labels = torch.arange(first_id + start, first_id + start + len(chunk)).repeat_interleave(per_id)
                 yield GeneratedBatch(labels=labels, images=((images.float() + 1) / 2).clamp(0, 1).cpu())
         finally:
@@ -278,8 +321,16 @@ class Vec2Face(Generator, Vec2FaceNet):
         and keeps it per identity in ``OUT.report.json``."""
         return dict(getattr(self, "_last_report", {}) or {})
 
-    def _attrop(self, vecs: Tensor, *, quality: float | None, yaw: float | None, seed: int, stream: tuple[int, int],
-                class_rep: Tensor | None = None) -> AttrResult:
+    def _attrop(
+        self,
+        vecs: Tensor,
+        *,
+        quality: float | None,
+        yaw: float | None,
+        seed: int,
+        stream: tuple[int, int],
+        class_rep: Tensor | None = None,
+    ) -> AttrResult:
         ident = self.estimator("identity")
         q_model = self.estimator("quality")
         p_model = self.estimator("pose")
@@ -287,27 +338,50 @@ class Vec2Face(Generator, Vec2FaceNet):
             raise ParameterError("yaw control needs a pose estimator (pose_weights=6DRepNet file)")
         if quality is not None and q_model is None:
             raise ParameterError("quality control needs a quality estimator (quality_weights=MagFace file)")
-        targets = AttrTargets(quality=quality if quality is not None else self.attr.quality, yaw=yaw,
-                              max_iters=self.attr.max_iters, lr=self.attr.lr)
+        targets = AttrTargets(
+            quality=quality if quality is not None else self.attr.quality,
+            yaw=yaw,
+            max_iters=self.attr.max_iters,
+            lr=self.attr.lr,
+        )
         gen = _seeded(seed, *stream)
         for p in self.parameters():
             p.requires_grad_(False)
         try:
-            res = optimise_attributes(lambda v: self.decode(v, gen), vecs, targets, identity=ident,
-                                      quality=q_model, pose=p_model, class_rep=class_rep)
+            res = optimise_attributes(
+                lambda v: self.decode(v, gen),
+                vecs,
+                targets,
+                identity=ident,
+                quality=q_model,
+                pose=p_model,
+                class_rep=class_rep,
+            )
         finally:
             for p in self.parameters():
                 p.requires_grad_(True)
         return res
 
     # -- training ------------------------------------------------------------------------------
-    def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 32, device: str = "cpu", seed: int = 0,
-            progress: bool = False, **options: Any) -> dict[str, Any]:
+    def fit(
+        self,
+        dataset: Dataset,
+        *,
+        steps: int,
+        batch_size: int = 32,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        **options: Any,
+    ) -> dict[str, Any]:
         """Train on a dataset of images with identity features (``feature`` per sample, or an identity
         model via ``set_estimators(identity=...)`` that computes them). See :mod:`.training`. The result's
         ``losses_off`` names the loss terms left out (identity loss without an identity model, LPIPS without
         its weight files); the run says so on the terminal and in ``log.jsonl`` too."""
         from .training import TrainOptions, train_generator
 
-        return train_generator(self, dataset, TrainOptions(steps=steps, batch_size=batch_size, device=device,
-                                                           seed=seed, progress=progress, **options))
+        return train_generator(
+            self,
+            dataset,
+            TrainOptions(steps=steps, batch_size=batch_size, device=device, seed=seed, progress=progress, **options),
+        )

@@ -20,7 +20,7 @@ from facerec.errors import WeightsError
 
 def _gauss(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
     x = torch.arange(size, device=device, dtype=dtype) - size // 2
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -36,11 +36,11 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0, win_size: int = 11, sigm
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x ** 2
-    syy = blur(y * y) - mu_y ** 2
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(y * y) - mu_y**2
     sxy = blur(x * y) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
-    return (((2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)) * cs).mean()
+    return (((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)) * cs).mean()
 
 
 # ---------------------------------------------------------------------------------------- LPIPS
@@ -108,9 +108,19 @@ class LossWeights:
     gan: float = 1.0
 
 
-def generator_losses(real: Tensor, fake: Tensor, logits: Tensor, gt_tokens: Tensor, *, weights: LossWeights,
-                     features: Tensor | None, identity: nn.Module | None, lpips: LPIPS | None,
-                     disc_logits_fake: Tensor | None, gan_on: bool) -> dict[str, Tensor]:
+def generator_losses(
+    real: Tensor,
+    fake: Tensor,
+    logits: Tensor,
+    gt_tokens: Tensor,
+    *,
+    weights: LossWeights,
+    features: Tensor | None,
+    identity: nn.Module | None,
+    lpips: LPIPS | None,
+    disc_logits_fake: Tensor | None,
+    gan_on: bool,
+) -> dict[str, Tensor]:
     """All generator-side terms (images in [-1, 1]); returns the parts and ``nll``/``ae``."""
     out: dict[str, Tensor] = {"rec": F.mse_loss(fake, real)}
     nll = out["rec"]
@@ -136,4 +146,4 @@ def generator_losses(real: Tensor, fake: Tensor, logits: Tensor, gt_tokens: Tens
 
 def discriminator_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     """LSGAN: 0.5 * (mean((D(x)-1)^2) + mean(D(x_hat)^2))."""
-    return 0.5 * (((logits_real - 1) ** 2).mean() + (logits_fake ** 2).mean())
+    return 0.5 * (((logits_real - 1) ** 2).mean() + (logits_fake**2).mean())

@@ -62,8 +62,16 @@ class Mid(nn.Module):
 class PixelDecoder(nn.Module):
     """z [B, z_channels, s, s] -> image [B, out_ch, s*2^(L-1), ...] in [-1, 1] space (not clamped)."""
 
-    def __init__(self, ch: int = 128, ch_mult: Sequence[int] = (1, 1, 2, 2, 4), num_res_blocks: int = 2,
-                 z_channels: int = 256, out_ch: int = 3, norm_groups: int = 32, dropout: float = 0.0):
+    def __init__(
+        self,
+        ch: int = 128,
+        ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
+        num_res_blocks: int = 2,
+        z_channels: int = 256,
+        out_ch: int = 3,
+        norm_groups: int = 32,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.num_levels = len(ch_mult)
         block_in = ch * ch_mult[-1]

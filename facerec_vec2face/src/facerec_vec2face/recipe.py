@@ -17,17 +17,47 @@ from facerec.data.transforms import Compose, RandomErasing, RandomHorizontalFlip
 from facerec.engine import seed_everything, train_classifier
 from facerec.engine.distributed import is_main_process
 from facerec.inference import embed_tensor
-from facerec.recipes import (NoParams, PipelineConfig, RunDir, build_backbone, build_dataset, build_head,
-                             build_protocols, evaluate_protocols, knob, recipe, save_backbone, train_config,
-                             write_summary)
+from facerec.recipes import (
+    NoParams,
+    PipelineConfig,
+    RunDir,
+    build_backbone,
+    build_dataset,
+    build_head,
+    build_protocols,
+    evaluate_protocols,
+    knob,
+    recipe,
+    save_backbone,
+    train_config,
+    write_summary,
+)
 
 #: FR training per preset (quick: CPU minutes; paper: SOTA-FR's HSFace10K config, 26 epochs, /10 at 12/20/24).
 FR_TRAIN = {
-    "quick": {"steps": 100, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-              "schedule": "cosine", "warmup_steps": 10, "grad_clip": 5.0, "log_every": 10},
-    "paper": {"epochs": 26, "batch_size": 512, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-              "schedule": "multistep", "milestones": (12 / 26, 20 / 26, 24 / 26), "grad_clip": 5.0,
-              "amp": "fp16", "log_every": 20},
+    "quick": {
+        "steps": 100,
+        "batch_size": 64,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "warmup_steps": 10,
+        "grad_clip": 5.0,
+        "log_every": 10,
+    },
+    "paper": {
+        "epochs": 26,
+        "batch_size": 512,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "multistep",
+        "milestones": (12 / 26, 20 / 26, 24 / 26),
+        "grad_clip": 5.0,
+        "amp": "fp16",
+        "log_every": 20,
+    },
 }
 #: Quick-preset backbone size (the user's --param backbone.* wins): 32x32 faces, narrow trunk.
 QUICK_BACKBONE = {"image_size": 32, "width": 8}
@@ -82,8 +112,9 @@ def _all_images(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([p["image"].float() for p in parts]), torch.cat([torch.as_tensor(p["label"]) for p in parts])
 
 
-def _train_fr(config: PipelineConfig, run: RunDir, data: Any, protocols: dict, stage: str,
-              backbone_over: dict, augment: Any) -> tuple[dict[str, Any], Any]:
+def _train_fr(
+    config: PipelineConfig, run: RunDir, data: Any, protocols: dict, stage: str, backbone_over: dict, augment: Any
+) -> tuple[dict[str, Any], Any]:
     seed_everything(config.seed)
     backbone = build_backbone(config, **backbone_over)
     name = config.head or "arcface"
@@ -93,8 +124,16 @@ def _train_fr(config: PipelineConfig, run: RunDir, data: Any, protocols: dict, s
     head = build_head(config, backbone.embedding_size, int(data.num_classes), name=name, **margin)
     tcfg = train_config(config, FR_TRAIN[config.preset])
     resume = config.resume and run.checkpoint(stage).is_file()
-    result = train_classifier(backbone, head, data, tcfg, run_dir=run.path, name=stage, augment=augment,
-                              resume=run.checkpoint(stage) if resume else None)
+    result = train_classifier(
+        backbone,
+        head,
+        data,
+        tcfg,
+        run_dir=run.path,
+        name=stage,
+        augment=augment,
+        resume=run.checkpoint(stage) if resume else None,
+    )
     result.update(evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
     save_backbone(run, backbone, f"backbone-{stage}.safetensors")
     return result, backbone
@@ -119,13 +158,22 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir, knobs: Vec2FaceParams) 
     feats = embed_tensor(fr, images, device=config.device).clone()  # out of inference mode: trained on
     # 2. Vec2Face on (image, feature) pairs, with the trained FR model as the identity loss.
     # build_generator's first argument is named ``config`` too: create with the merged params directly.
-    gen = facerec.create("generator", config.generator,
-                         **{"config": knobs.gen_config, **config.kind_params("generator")}).to(config.device)
+    gen = facerec.create(
+        "generator", config.generator, **{"config": knobs.gen_config, **config.kind_params("generator")}
+    ).to(config.device)
     gen.set_estimators(identity=fr)
-    fit = gen.fit(FeatureImages(images, feats, labels), steps=int(knobs.gen_steps),
-                  batch_size=int(knobs.gen_batch), device=config.device, seed=config.seed, progress=True,
-                  lr=float(knobs.gen_lr), warmup_steps=min(10, int(knobs.gen_steps) // 10),
-                  disc_start=knobs.disc_start, run_dir=str(run.path))
+    fit = gen.fit(
+        FeatureImages(images, feats, labels),
+        steps=int(knobs.gen_steps),
+        batch_size=int(knobs.gen_batch),
+        device=config.device,
+        seed=config.seed,
+        progress=True,
+        lr=float(knobs.gen_lr),
+        warmup_steps=min(10, int(knobs.gen_steps) // 10),
+        disc_start=knobs.disc_start,
+        run_dir=str(run.path),
+    )
     metrics["generator"] = fit
     # 3. New identities from the centres' PCA-Gaussian, same size as the real set.
     centres = torch.zeros(int(labels.max()) + 1, feats.shape[1]).index_add_(0, labels, feats)
@@ -136,26 +184,43 @@ def vec2face_recipe(config: PipelineConfig, run: RunDir, knobs: Vec2FaceParams) 
     generated = gen.as_dataset(num_ids, per_id, seed=config.seed, device=config.device)
     recon = gen.decode(feats[:8].to(config.device)).cpu()
     if is_main_process():  # under torchrun rank 0 alone writes pictures
-        save_grid(generated.data[: 8 * min(num_ids, 4)].float(), run.file("pictures/vec2face-generated.png"),
-                  labels=generated.labels[: 8 * min(num_ids, 4)], ncol=8)
-        save_grid(torch.cat([images[:8], (recon.float() + 1) / 2]).clamp(0, 1),
-                  run.file("pictures/vec2face-reconstructions.png"), ncol=8)
+        save_grid(
+            generated.data[: 8 * min(num_ids, 4)].float(),
+            run.file("pictures/vec2face-generated.png"),
+            labels=generated.labels[: 8 * min(num_ids, 4)],
+            ncol=8,
+        )
+        save_grid(
+            torch.cat([images[:8], (recon.float() + 1) / 2]).clamp(0, 1),
+            run.file("pictures/vec2face-reconstructions.png"),
+            ncol=8,
+        )
     # 4. FR on the generated set.
     synth, _ = _train_fr(config, run, generated, protocols, "generated", over, augment)
     metrics["generated"] = synth
     rows = []
     for stage, data, res in (("real", dataset, real), ("generated", generated, synth)):
-        rows.append({"training data": stage, "samples": len(data), "classes": int(data.num_classes),
-                     **{k: v for k, v in res.items() if "/" in k and not k.startswith("train/")}})
+        rows.append(
+            {
+                "training data": stage,
+                "samples": len(data),
+                "classes": int(data.num_classes),
+                **{k: v for k, v in res.items() if "/" in k and not k.startswith("train/")},
+            }
+        )
     for key, value in rows[0].items():
         if "/" in key and isinstance(value, float) and isinstance(rows[1].get(key), float):
             metrics[f"real/{key}"] = value
             metrics[f"generated/{key}"] = rows[1][key]
-    write_summary(run, config, {k: v for k, v in metrics.items() if not isinstance(v, dict)},
-                  tables={"FR trained on real vs Vec2Face-generated data (same size)": rows},
-                  text="Generated faces: pictures/vec2face-generated.png; reconstructions (top: real, "
-                       "bottom: decoded from its feature): pictures/vec2face-reconstructions.png\n\n"
-                       f"Generator loss terms left out: {fit.get('losses_off', 'none')}")
+    write_summary(
+        run,
+        config,
+        {k: v for k, v in metrics.items() if not isinstance(v, dict)},
+        tables={"FR trained on real vs Vec2Face-generated data (same size)": rows},
+        text="Generated faces: pictures/vec2face-generated.png; reconstructions (top: real, "
+        "bottom: decoded from its feature): pictures/vec2face-reconstructions.png\n\n"
+        f"Generator loss terms left out: {fit.get('losses_off', 'none')}",
+    )
     return metrics
 
 

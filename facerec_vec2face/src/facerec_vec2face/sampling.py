@@ -34,8 +34,14 @@ class IdentitySampler:
         std = s[:k] / (len(centers) - 1) ** 0.5
         return cls(mean.float(), vh[:k].float(), std.float())
 
-    def sample(self, n: int, *, generator: torch.Generator | None = None,
-               min_separation: float | None = None, max_draws: int = 50) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        min_separation: float | None = None,
+        max_draws: int = 50,
+    ) -> Tensor:
         """``n`` vectors; with ``min_separation`` every pair has cosine < that value (greedy rejection over a
         candidate stream drawn from ``generator``; an error after ``max_draws`` blocks that add nothing)."""
         if min_separation is None:
@@ -61,8 +67,9 @@ class SeparatedIdentities:
     (a Python loop over the block's candidates only): the Python work is linear in the candidates, the
     products n^2 * D flops in BLAS."""
 
-    def __init__(self, sampler: IdentitySampler, threshold: float, generator_of, *, block: int = 256,
-                 patience: int = 50):
+    def __init__(
+        self, sampler: IdentitySampler, threshold: float, generator_of, *, block: int = 256, patience: int = 50
+    ):
         self.sampler, self.threshold, self.generator_of = sampler, float(threshold), generator_of
         self.block, self.patience = int(block), int(patience)
         d = sampler.mean.numel()
@@ -104,9 +111,11 @@ class SeparatedIdentities:
             else:
                 idle += 1
                 if idle >= self.patience:
-                    raise ParameterError(f"could not draw {n} identities with pairwise cosine < {self.threshold} "
-                                     f"(got {self.count}; {self.patience} blocks of {self.block} candidates added "
-                                     "none); lower min_separation")
+                    raise ParameterError(
+                        f"could not draw {n} identities with pairwise cosine < {self.threshold} "
+                        f"(got {self.count}; {self.patience} blocks of {self.block} candidates added "
+                        "none); lower min_separation"
+                    )
         return self._kept[:n].clone()
 
 
@@ -121,8 +130,14 @@ def _counts(rows: int, pct: Sequence[float]) -> list[int]:
     return counts
 
 
-def perturb(vectors: Tensor, per_id: int, *, eps: Sequence[float] = (0.3, 0.5, 0.7),
-            pct: Sequence[float] = (0.4, 0.4, 0.2), generator: torch.Generator | None = None) -> Tensor:
+def perturb(
+    vectors: Tensor,
+    per_id: int,
+    *,
+    eps: Sequence[float] = (0.3, 0.5, 0.7),
+    pct: Sequence[float] = (0.4, 0.4, 0.2),
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Each identity repeated ``per_id`` times plus Gaussian noise (std eps_k for a pct_k share of rows,
     shuffled), each row rescaled to its identity's norm. Rows are identity-major: [N * per_id, D]."""
     base = vectors.repeat_interleave(per_id, dim=0)

@@ -38,8 +38,9 @@ class RepBlock(nn.Module):
 class SixDRepNet(nn.Module):
     """Face crop -> rotation matrix [B,3,3] (columns x, y, z of the Gram-Schmidt of the 6-D output)."""
 
-    def __init__(self, blocks: tuple[int, ...] = B1_BLOCKS, width: tuple[float, ...] = B1_WIDTH, groups: int = 2,
-                 base: int = 64):
+    def __init__(
+        self, blocks: tuple[int, ...] = B1_BLOCKS, width: tuple[float, ...] = B1_WIDTH, groups: int = 2, base: int = 64
+    ):
         super().__init__()
         self.layer0 = RepBlock(3, min(base, int(base * width[0])), 2, 1)
         cin = min(base, int(base * width[0]))
@@ -111,8 +112,10 @@ def fuse_repvgg(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if not re.search(r"\.rbr_(dense|1x1|identity)\.", k):
             out[k] = v
     for blk in blocks:
+
         def bn(prefix: str) -> dict[str, Tensor]:
             return {n: state[f"{prefix}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")}
+
         try:
             k3, b3 = _fuse(state[f"{blk}.rbr_dense.conv.weight"], bn(f"{blk}.rbr_dense.bn"))
             k1, b1 = _fuse(state[f"{blk}.rbr_1x1.conv.weight"], bn(f"{blk}.rbr_1x1.bn"))

@@ -73,8 +73,10 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
         identity.to(opts.device)
     probe = dataset[0]
     if "feature" not in probe and identity is None:
-        raise FacerecError("training vec2face needs identity features: a dataset with 'feature' entries, or "
-                           "an identity model (generator.set_estimators(identity=...) / identity_weights=...)")
+        raise FacerecError(
+            "training vec2face needs identity features: a dataset with 'feature' entries, or "
+            "an identity model (generator.set_estimators(identity=...) / identity_weights=...)"
+        )
     lpips = None
     if opts.lpips_vgg_weights or opts.lpips_lin_weights:
         if not (opts.lpips_vgg_weights and opts.lpips_lin_weights):
@@ -87,12 +89,27 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
     if use_gan:
         dims = opts.disc_dims or ((64, 128, 256, 512) if size >= 64 else (16, 32, 64, 128))
         modules["discriminator"] = Discriminator(dims)
-    cfg = TrainConfig(steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr, optimizer="adamw",
-                      betas=(0.9, 0.99), weight_decay=opts.weight_decay, schedule="cosine",
-                      warmup_steps=opts.warmup_steps, amp=opts.amp, grad_clip=opts.grad_clip, seed=opts.seed,
-                      device=opts.device, progress=opts.progress, log_every=opts.log_every,
-                      checkpoint_every=opts.checkpoint_every, find_unused_parameters=True, min_lr=opts.min_lr,
-                      grad_accum=opts.grad_accum, num_workers=opts.num_workers)
+    cfg = TrainConfig(
+        steps=opts.steps,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        optimizer="adamw",
+        betas=(0.9, 0.99),
+        weight_decay=opts.weight_decay,
+        schedule="cosine",
+        warmup_steps=opts.warmup_steps,
+        amp=opts.amp,
+        grad_clip=opts.grad_clip,
+        seed=opts.seed,
+        device=opts.device,
+        progress=opts.progress,
+        log_every=opts.log_every,
+        checkpoint_every=opts.checkpoint_every,
+        find_unused_parameters=True,
+        min_lr=opts.min_lr,
+        grad_accum=opts.grad_accum,
+        num_workers=opts.num_workers,
+    )
     from .generator import _seeded
 
     def loss_fn(batch: Mapping[str, Any], mods: Mapping[str, torch.nn.Module], step: int) -> dict[str, Tensor]:
@@ -106,8 +123,18 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
         fake = out.image
         gan_on = use_gan and step >= int(opts.disc_start or 0)
         d_fake = mods["discriminator"](fake) if gan_on else None
-        terms = generator_losses(real, fake, out.logits, out.gt_tokens, weights=opts.weights, features=feats,
-                                 identity=identity, lpips=lpips, disc_logits_fake=d_fake, gan_on=gan_on)
+        terms = generator_losses(
+            real,
+            fake,
+            out.logits,
+            out.gt_tokens,
+            weights=opts.weights,
+            features=feats,
+            identity=identity,
+            lpips=lpips,
+            disc_logits_fake=d_fake,
+            gan_on=gan_on,
+        )
         loss = terms["ae"]
         if gan_on:
             terms["d"] = discriminator_loss(mods["discriminator"](real), mods["discriminator"](fake.detach()))
@@ -117,15 +144,24 @@ def train_generator(gen: Vec2Face, dataset: Dataset, opts: TrainOptions) -> dict
     saved_mask = gen.mask
     gen.mask = opts.mask
     try:
-        trainer = Trainer(modules, loss_fn, dataset_batches(dataset, cfg), cfg, run_dir=opts.run_dir,
-                          resume=(Path(opts.run_dir) if opts.resume and opts.run_dir else None),
-                          local_batches=True, num_samples=len(dataset), name="vec2face")
+        trainer = Trainer(
+            modules,
+            loss_fn,
+            dataset_batches(dataset, cfg),
+            cfg,
+            run_dir=opts.run_dir,
+            resume=(Path(opts.run_dir) if opts.resume and opts.run_dir else None),
+            local_batches=True,
+            num_samples=len(dataset),
+            name="vec2face",
+        )
         result = trainer.fit()
     finally:
         gen.mask = saved_mask
         gen.eval()
-    out: dict[str, Any] = {k: float(v) for k, v in result.items() if isinstance(v, (int, float))
-                           and not isinstance(v, bool)}
+    out: dict[str, Any] = {
+        k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     out["losses_off"] = "; ".join(notes) if notes else "none"
     return out
 
@@ -134,13 +170,17 @@ def losses_off(identity: bool, lpips: bool, weights: LossWeights) -> list[str]:
     """The terms of the original's generator loss that this run leaves out, and why."""
     notes = []
     if not identity:
-        notes.append("identity loss off: no identity model (give identity_weights=arcface-r100-glint360k.pth, "
-                     "--identity-weights, or generator.set_estimators(identity=...))")
+        notes.append(
+            "identity loss off: no identity model (give identity_weights=arcface-r100-glint360k.pth, "
+            "--identity-weights, or generator.set_estimators(identity=...))"
+        )
     elif not weights.identity:
         notes.append("identity loss off: its weight is 0")
     if not lpips:
-        notes.append("LPIPS off: it needs the VGG16 weights and LPIPS's vgg.pth (lpips_vgg_weights, "
-                     "lpips_lin_weights / --lpips-vgg, --lpips-lin)")
+        notes.append(
+            "LPIPS off: it needs the VGG16 weights and LPIPS's vgg.pth (lpips_vgg_weights, "
+            "lpips_lin_weights / --lpips-vgg, --lpips-lin)"
+        )
     return notes
 
 

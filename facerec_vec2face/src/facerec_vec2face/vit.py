@@ -143,8 +143,10 @@ class NetConfig:
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if 2 ** (len(self.ch_mult) - 1) != self.patch_size:
-            raise ValueError(f"the pixel decoder upsamples by 2^{len(self.ch_mult) - 1}, "
-                             f"which must equal patch_size {self.patch_size}")
+            raise ValueError(
+                f"the pixel decoder upsamples by 2^{len(self.ch_mult) - 1}, "
+                f"which must equal patch_size {self.patch_size}"
+            )
 
 
 CONFIGS: dict[str, NetConfig] = {
@@ -152,9 +154,21 @@ CONFIGS: dict[str, NetConfig] = {
     "large": NetConfig(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=1024),
     "huge": NetConfig(embed_dim=1280, depth=32, num_heads=16, decoder_embed_dim=1280),
     # CPU tests and the quick demo: 32x32 faces, 16 tokens, a few hundred thousand parameters.
-    "tiny": NetConfig(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
-                      decoder_depth=2, decoder_num_heads=4, z_channels=32, ch=16, ch_mult=(1, 1, 2, 2),
-                      num_res_blocks=1, norm_groups=8),
+    "tiny": NetConfig(
+        img_size=32,
+        patch_size=8,
+        embed_dim=64,
+        depth=2,
+        num_heads=4,
+        decoder_embed_dim=64,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        z_channels=32,
+        ch=16,
+        ch_mult=(1, 1, 2, 2),
+        num_res_blocks=1,
+        norm_groups=8,
+    ),
 }
 
 
@@ -166,7 +180,7 @@ class Vec2FaceNet(nn.Module):
         c = self.config = config
         self.mask = mask
         self.grid = c.img_size // c.patch_size
-        self.num_tokens = self.grid ** 2
+        self.num_tokens = self.grid**2
         n = self.num_tokens
         self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.embed_dim)
         self.token_emb = TokenEmbedding(n + 1, c.embed_dim, c.drop)
@@ -177,8 +191,9 @@ class Vec2FaceNet(nn.Module):
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim)
         self.decoder_pos_embed_learned = nn.Parameter(torch.zeros(1, n + 1, c.decoder_embed_dim))
-        self.decoder_blocks = nn.ModuleList(Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio, c.drop)
-                                            for _ in range(c.decoder_depth))
+        self.decoder_blocks = nn.ModuleList(
+            Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio, c.drop) for _ in range(c.decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(c.decoder_embed_dim, eps=1e-6)
         self.im_decoder_proj = nn.Linear(c.decoder_embed_dim, c.z_channels)
         self.im_decoder = PixelDecoder(c.ch, c.ch_mult, c.num_res_blocks, c.z_channels, 3, c.norm_groups)
@@ -199,8 +214,15 @@ class Vec2FaceNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # -- masking -------------------------------------------------------------------------------
-    def draw_masks(self, batch: int, *, device: torch.device, rate: float | Tensor | None = None,
-                   noise: Tensor | None = None, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def draw_masks(
+        self,
+        batch: int,
+        *,
+        device: torch.device,
+        rate: float | Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """(drop, all_masked) boolean masks [B, L]: the ``ceil(L*min)`` / ``ceil(L*rate)`` lowest noise.
 
         ``rate`` is one value for the batch (the original) or one per sample ([B] tensor).
@@ -229,9 +251,15 @@ class Vec2FaceNet(nn.Module):
         return self.mask.sample_rates(count, generator)
 
     # -- forward -------------------------------------------------------------------------------
-    def forward(self, rep: Tensor, *, rate: float | Tensor | None = None, noise: Tensor | None = None,
-                masks: tuple[Tensor, Tensor] | None = None,
-                generator: torch.Generator | None = None) -> Vec2FaceOutput:
+    def forward(
+        self,
+        rep: Tensor,
+        *,
+        rate: float | Tensor | None = None,
+        noise: Tensor | None = None,
+        masks: tuple[Tensor, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Vec2FaceOutput:
         b = rep.shape[0]
         e = self.latent_prior_proj_f(rep)  # (B, D)
         tokens = self.feature_token(e.unsqueeze(-1)).permute(0, 2, 1)  # (B, L, D): w_j*e + b_j
@@ -270,5 +298,3 @@ def net_config(name: str | NetConfig, **overrides: object) -> NetConfig:
     else:
         raise ValueError(f"unknown Vec2Face config {name!r}; choose one of {', '.join(CONFIGS)}")
     return attrs.evolve(base, **overrides) if overrides else base
-
-

@@ -73,7 +73,7 @@ def convert_vggface2_checkpoint(checkpoint: Mapping[str, Any], *, se: bool) -> d
     state = {}
     for name, value in _unwrap(checkpoint).items():
         name = str(name)
-        name = name[len("module."):] if name.startswith("module.") else name
+        name = name[len("module.") :] if name.startswith("module.") else name
         state[name] = _tensor(name, value)
     want = expected_keys(se)
     allowed = set(want) | {"fc.weight", "fc.bias"}
@@ -86,11 +86,15 @@ def convert_vggface2_checkpoint(checkpoint: Mapping[str, Any], *, se: bool) -> d
         missing.append("fc.bias" if "fc.weight" in state else "fc.weight")
     if missing or unexpected:
         arch = "SE-ResNet-50" if se else "ResNet-50"
-        other = " (is this a SE-ResNet-50 file?)" if not se and any(".conv4." in k for k in unexpected) else (
-            " (is this a ResNet-50 file?)" if se and any(".conv4." in k for k in missing) else "")
+        other = (
+            " (is this a SE-ResNet-50 file?)"
+            if not se and any(".conv4." in k for k in unexpected)
+            else (" (is this a ResNet-50 file?)" if se and any(".conv4." in k for k in missing) else "")
+        )
         raise WeightsError(
             f"not a VGGFace2 {arch} checkpoint{other}: missing {len(missing)} keys "
-            f"{_short(missing)}, unexpected {len(unexpected)} keys {_short(unexpected)}")
+            f"{_short(missing)}, unexpected {len(unexpected)} keys {_short(unexpected)}"
+        )
     ordered = {k: state[k] for k in want}
     if "fc.weight" in state:
         ordered["fc.weight"], ordered["fc.bias"] = state["fc.weight"], state["fc.bias"]

@@ -48,8 +48,9 @@ class VGGFace2List(Dataset):
     else ``root/test/line``).
     """
 
-    def __init__(self, root: str, list_file: str, meta_file: str | None = None, image_size: int = 256,
-                 split: str | None = None):
+    def __init__(
+        self, root: str, list_file: str, meta_file: str | None = None, image_size: int = 256, split: str | None = None
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"dataset root {self.root} is not a directory")
@@ -60,8 +61,10 @@ class VGGFace2List(Dataset):
         if self.meta is not None:
             unknown = [e for e in self.entries if e.class_id not in self.meta.labels]
             if unknown:
-                raise DataError(f"{list_file}: class id {unknown[0].class_id!r} (of {unknown[0].path!r}) is not in "
-                                f"{meta_file}; {len(unknown)} lines affected")
+                raise DataError(
+                    f"{list_file}: class id {unknown[0].class_id!r} (of {unknown[0].path!r}) is not in "
+                    f"{meta_file}; {len(unknown)} lines affected"
+                )
             self._labels = torch.tensor([self.meta.labels[e.class_id] for e in self.entries])
             self.num_classes = len(self.meta.labels)
             self.num_train_classes = self.meta.num_train

@@ -22,12 +22,13 @@ from .convert import convert_vggface2_checkpoint
 MEAN_BGR = (91.4953, 103.8827, 131.0912)
 #: Training identities of VGGFace2 (the classifier width of the released weights).
 N_TRAIN_IDENTITIES = 8631
-PAPER = ("Cao, Shen, Xie, Parkhi, Zisserman: VGGFace2: A dataset for recognising faces across pose and age, "
-         "FG 2018 (PyTorch port: cydonia999/VGGFace2-pytorch)")
+PAPER = (
+    "Cao, Shen, Xie, Parkhi, Zisserman: VGGFace2: A dataset for recognising faces across pose and age, "
+    "FG 2018 (PyTorch port: cydonia999/VGGFace2-pytorch)"
+)
 #: Core's ``vggface2`` alignment template is this geometry: a 256 loose crop (the ArcFace layout scaled to
 #: 224/1.3, centred, as the dataset's 1.3x detector box), resized 256 and centre-cropped 224.
-VGGFACE2_SPEC = InputSpec(size=224, color="BGR", scale=255.0, mean=MEAN_BGR, std=1.0, resize=256,
-                          template="vggface2")
+VGGFACE2_SPEC = InputSpec(size=224, color="BGR", scale=255.0, mean=MEAN_BGR, std=1.0, resize=256, template="vggface2")
 
 
 class Bottleneck(nn.Module):
@@ -50,8 +51,7 @@ class Bottleneck(nn.Module):
             self.conv5 = nn.Conv2d(out // 16, out, 1)
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != out:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)

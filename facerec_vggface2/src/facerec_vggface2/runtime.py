@@ -29,8 +29,9 @@ def arch_class(arch: str) -> type[_VGGFace2Net]:
     for name, cls in ARCHS.items():
         if key == name or key in (f"{name}_ft", f"{name}_scratch"):
             return cls
-    raise ParameterError(f"unknown --arch {arch!r}; use one of {', '.join(ARCH_TYPES)} "
-                         f"(or vggface2-resnet50 / vggface2-senet50)")
+    raise ParameterError(
+        f"unknown --arch {arch!r}; use one of {', '.join(ARCH_TYPES)} (or vggface2-resnet50 / vggface2-senet50)"
+    )
 
 
 def _classes_in(weights: Path) -> int:
@@ -66,11 +67,19 @@ def build_model(arch: str, weights: str | None, device: str = "cpu") -> _VGGFace
     return model.to(device)
 
 
-def loader(dataset: VGGFace2List, batch_size: int, workers: int, shuffle: bool = False,
-           seed: int = 0) -> torch.utils.data.DataLoader:
+def loader(
+    dataset: VGGFace2List, batch_size: int, workers: int, shuffle: bool = False, seed: int = 0
+) -> torch.utils.data.DataLoader:
     gen = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                       generator=gen, drop_last=shuffle, persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=gen,
+        drop_last=shuffle,
+        persistent_workers=False,
+    )
 
 
 def _progress(done: int, total: int, start: float, label: str, enabled: bool) -> None:
@@ -78,8 +87,7 @@ def _progress(done: int, total: int, start: float, label: str, enabled: bool) ->
         return
     rate = done / max(time.perf_counter() - start, 1e-9)
     eta = (total - done) / max(rate, 1e-9)
-    print(f"\r{label} {done}/{total}  {rate:.1f} img/s  ETA {eta:.0f}s", end="" if done < total else "\n",
-          flush=True)
+    print(f"\r{label} {done}/{total}  {rate:.1f} img/s  ETA {eta:.0f}s", end="" if done < total else "\n", flush=True)
 
 
 #: ``flip`` modes of :func:`extract_features`: none; the mean of the image's and its mirror's features;
@@ -88,8 +96,17 @@ FLIP_MODES = ("none", "average", "flipped")
 
 
 @torch.inference_mode()
-def extract_features(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: int = 32, workers: int = 0,
-                     flip: bool | str = False, l2: bool = False, device: str = "cpu", progress: bool = False) -> Tensor:
+def extract_features(
+    model: _VGGFace2Net,
+    dataset: VGGFace2List,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    flip: bool | str = False,
+    l2: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Tensor:
     """Features of every list entry, in list order: [N, 2048] float32. ``flip``: ``"average"`` (or True)
     averages with the mirrored image, ``"flipped"`` gives the mirrored image's alone; ``l2`` normalises."""
     mode = {True: "average", False: "none"}.get(flip, flip) if isinstance(flip, bool) else flip
@@ -111,24 +128,37 @@ def extract_features(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: 
     return torch.cat(out)
 
 
-def save_features(path: str | Path, features: Tensor, dataset: VGGFace2List, *, arch: str, flip: bool | str,
-                  l2: bool) -> Path:
+def save_features(
+    path: str | Path, features: Tensor, dataset: VGGFace2List, *, arch: str, flip: bool | str, l2: bool
+) -> Path:
     """One safetensors file: ``features`` [N, D] and ``labels`` [N]; the list paths in the metadata."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    meta = {"paths": json.dumps(dataset.paths), "arch": arch, "flip": str(flip), "l2": str(l2),
-            "format": "facerec-vggface2-features/1"}
+    meta = {
+        "paths": json.dumps(dataset.paths),
+        "arch": arch,
+        "flip": str(flip),
+        "l2": str(l2),
+        "format": "facerec-vggface2-features/1",
+    }
     save_file({"features": features.contiguous(), "labels": dataset.labels.clone()}, str(tmp), metadata=meta)
     os.replace(tmp, path)
     return path
 
 
 @torch.inference_mode()
-def evaluate_topk(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: int = 32, workers: int = 0,
-                  device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+def evaluate_topk(
+    model: _VGGFace2Net,
+    dataset: VGGFace2List,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Top-1/top-5 and CE over the classifier for images of training identities; images of test-split
     identities (Flag 0 in identity_meta.csv, labels >= the number of training identities) are counted and
     reported instead of crashing the loss as in the original."""
@@ -138,8 +168,10 @@ def evaluate_topk(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: int
     width = model.fc.out_features
     n_train = dataset.num_train_classes
     if n_train > width:
-        raise ParameterError(f"the classifier has {width} outputs but the meta file lists {n_train} training "
-                             "identities; use the meta file the weights were trained with")
+        raise ParameterError(
+            f"the classifier has {width} outputs but the meta file lists {n_train} training "
+            "identities; use the meta file the weights were trained with"
+        )
     n = loss_sum = top1 = top5 = skipped = 0
     skipped_ids: set[int] = set()
     start = time.perf_counter()
@@ -161,9 +193,15 @@ def evaluate_topk(model: _VGGFace2Net, dataset: VGGFace2List, *, batch_size: int
         done += len(labels)
         _progress(done, len(dataset), start, "test", progress)
     # With no image of a training identity there is no accuracy: None (JSON null), never NaN (invalid JSON).
-    return {"images": n, "top1": top1 / n if n else None, "top5": top5 / n if n else None,
-            "loss": loss_sum / n if n else None, "skipped_test_split_images": skipped,
-            "skipped_test_split_identities": len(skipped_ids), "classifier_classes": width}
+    return {
+        "images": n,
+        "top1": top1 / n if n else None,
+        "top5": top5 / n if n else None,
+        "loss": loss_sum / n if n else None,
+        "skipped_test_split_images": skipped,
+        "skipped_test_split_identities": len(skipped_ids),
+        "classifier_classes": width,
+    }
 
 
 def _train_spec() -> InputSpec:
@@ -193,11 +231,19 @@ def _order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     return [perm[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
-def run_settings(dataset: VGGFace2List, *, mode: str, batch_size: int, seed: int, lr: float,
-                 backbone_lr: float) -> dict[str, Any]:
+def run_settings(
+    dataset: VGGFace2List, *, mode: str, batch_size: int, seed: int, lr: float, backbone_lr: float
+) -> dict[str, Any]:
     """What a resumed run must share with the run it continues (stored in the checkpoint)."""
-    return {"mode": mode, "batch_size": batch_size, "classes": dataset.num_train_classes, "images": len(dataset),
-            "seed": seed, "lr": lr, "backbone_lr": backbone_lr}
+    return {
+        "mode": mode,
+        "batch_size": batch_size,
+        "classes": dataset.num_train_classes,
+        "images": len(dataset),
+        "seed": seed,
+        "lr": lr,
+        "backbone_lr": backbone_lr,
+    }
 
 
 def check_resumable(checkpoint: str | Path | None, settings: dict[str, Any]) -> None:
@@ -210,17 +256,33 @@ def check_resumable(checkpoint: str | Path | None, settings: dict[str, Any]) -> 
     for key, value in settings.items():
         if saved.get(key) != value:
             flag = "--" + key.replace("_", "-") if key not in ("classes", "images") else "the training list"
-            raise ParameterError(f"--resume: the run in {Path(checkpoint).parent} used {key} {saved.get(key)!r}, "
-                                 f"now {value!r} ({flag} must stay the same to continue it)")
+            raise ParameterError(
+                f"--resume: the run in {Path(checkpoint).parent} used {key} {saved.get(key)!r}, "
+                f"now {value!r} ({flag} must stay the same to continue it)"
+            )
 
 
-def train_classifier(model: _VGGFace2Net, dataset: VGGFace2List, *, mode: str = "fc", steps: int = 100,
-                     batch_size: int = 32, lr: float = 0.1, backbone_lr: float = 0.01, momentum: float = 0.9,
-                     weight_decay: float = 0.0, step_size: int = 1_000_000, gamma: float = 0.1,
-                     workers: int = 0, device: str = "cpu", seed: int = 1337,
-                     log: Callable[[dict[str, Any]], None] | None = None,
-                     checkpoint: str | Path | None = None, checkpoint_every: int = 0,
-                     resume: bool = False) -> dict[str, float]:
+def train_classifier(
+    model: _VGGFace2Net,
+    dataset: VGGFace2List,
+    *,
+    mode: str = "fc",
+    steps: int = 100,
+    batch_size: int = 32,
+    lr: float = 0.1,
+    backbone_lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    step_size: int = 1_000_000,
+    gamma: float = 0.1,
+    workers: int = 0,
+    device: str = "cpu",
+    seed: int = 1337,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+) -> dict[str, float]:
     """Train as the original (config 1): SGD, fc.weight at ``lr``, fc.bias at 2*lr without weight decay,
     StepLR per iteration. ``mode="fc"`` trains the classifier only with the backbone frozen in eval mode (the
     original left it in train mode, so BN statistics drifted); ``mode="full"`` trains everything.
@@ -244,8 +306,10 @@ def train_classifier(model: _VGGFace2Net, dataset: VGGFace2List, *, mode: str = 
     torch.manual_seed(seed)
     model.fc = nn.Linear(2048, dataset.num_train_classes).to(device)  # the original reset fc after loading
     model.num_classes = dataset.num_train_classes
-    groups = [{"params": [model.fc.weight], "lr": lr, "weight_decay": weight_decay, "base_lr": lr},
-              {"params": [model.fc.bias], "lr": 2 * lr, "weight_decay": 0.0, "base_lr": 2 * lr}]
+    groups = [
+        {"params": [model.fc.weight], "lr": lr, "weight_decay": weight_decay, "base_lr": lr},
+        {"params": [model.fc.bias], "lr": 2 * lr, "weight_decay": 0.0, "base_lr": 2 * lr},
+    ]
     body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
     if mode == "full":
         groups.append({"params": body, "lr": backbone_lr, "weight_decay": weight_decay, "base_lr": backbone_lr})
@@ -291,8 +355,15 @@ def train_classifier(model: _VGGFace2Net, dataset: VGGFace2List, *, mode: str = 
             acc = float((logits.argmax(1) == labels).float().mean())
             loss_avg, acc_avg = float(loss), acc
             if log is not None:
-                log({"step": step, "loss": float(loss), "top1": acc, "lr": opt.param_groups[0]["lr"],
-                     "items_per_s": (step - done) * batch_size / (time.perf_counter() - start)})
+                log(
+                    {
+                        "step": step,
+                        "loss": float(loss),
+                        "top1": acc,
+                        "lr": opt.param_groups[0]["lr"],
+                        "items_per_s": (step - done) * batch_size / (time.perf_counter() - start),
+                    }
+                )
             if checkpoint_every and step % checkpoint_every == 0 and step < steps:
                 save()
             if step >= steps:

@@ -36,7 +36,7 @@ def convert_part(checkpoint: Mapping[str, Any], part: str) -> dict[str, Tensor]:
     for name, value in state.items():
         name = str(name)
         while name.startswith("module."):
-            name = name[len("module."):]
+            name = name[len("module.") :]
         if not isinstance(value, Tensor):
             try:
                 value = torch.as_tensor(value)

@@ -15,13 +15,26 @@ def virface() -> None:
 
 @virface.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--arch", default="resnet50", show_default=True,
-              help="Backbone of the checkpoint: resnet18/34/50/101/152 (or a registered backbone name).")
+@click.option(
+    "--arch",
+    default="resnet50",
+    show_default=True,
+    help="Backbone of the checkpoint: resnet18/34/50/101/152 (or a registered backbone name).",
+)
 @click.option("--embedding-size", "--feat-len", "embedding_size", default=512, show_default=True, type=int)
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for backbone.safetensors, head.safetensors and generator.safetensors.")
-@click.option("--param", "params", multiple=True, metavar="backbone.KEY=VALUE",
-              help="Other backbone parameter for non-standard nets, e.g. backbone.width=32 (repeatable).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for backbone.safetensors, head.safetensors and generator.safetensors.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="backbone.KEY=VALUE",
+    help="Other backbone parameter for non-standard nets, e.g. backbone.width=32 (repeatable).",
+)
 def convert(checkpoint: str, arch: str, embedding_size: int, out: str, params: tuple[str, ...]) -> None:
     """Strictly load every part of a VirFace `_epoch_N.pytorch` (with or without `module.`) and save each
     as safetensors (the backbone file works with `facerun eval --weights`)."""
@@ -48,13 +61,22 @@ def convert(checkpoint: str, arch: str, embedding_size: int, out: str, params: t
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for part, module, arch_name in (("backbone", backbone, name), ("head", head, "virinstance"),
-                                    ("generator", generator, "virface")):
+    for part, module, arch_name in (
+        ("backbone", backbone, name),
+        ("head", head, "virinstance"),
+        ("generator", generator, "virface"),
+    ):
         if part in loaded:
-            meta = {"arch": arch_name, "kind": part, "source": Path(checkpoint).name,
-                    "params": json.dumps({"embedding_size": embedding_size, **(extra if part == "backbone" else {})}
-                                         if part != "head" else
-                                         {"embedding_size": embedding_size, "num_classes": num_ids})}
+            meta = {
+                "arch": arch_name,
+                "kind": part,
+                "source": Path(checkpoint).name,
+                "params": json.dumps(
+                    {"embedding_size": embedding_size, **(extra if part == "backbone" else {})}
+                    if part != "head"
+                    else {"embedding_size": embedding_size, "num_classes": num_ids}
+                ),
+            }
             written[part] = str(save_weights(module, folder / f"{part}.safetensors", meta))
     click.echo(f"{Path(checkpoint).name}: {', '.join(sorted(loaded))} ({num_ids} classes) -> {folder}")
     for part, path in written.items():

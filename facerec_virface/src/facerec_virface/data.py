@@ -38,8 +38,16 @@ class VirFaceList(ImageList):
 
     paper = "VirFace (CVPR 2021) meta-list format"
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None, unlabeled: bool = False,
-                 remap: bool = True, crop: bool = False, image_size: int | None = 112, skip_corrupt: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        root: str | os.PathLike | None = None,
+        unlabeled: bool = False,
+        remap: bool = True,
+        crop: bool = False,
+        image_size: int | None = 112,
+        skip_corrupt: bool = False,
+    ):
         super().__init__(path, root=root, image_size=image_size, skip_corrupt=skip_corrupt)
         self.crop = bool(crop)
         self.label_map: dict[int, int] = {}
@@ -49,8 +57,10 @@ class VirFaceList(ImageList):
             return
         if (self._labels < 0).any():
             line = int(np.nonzero(self._labels < 0)[0][0])
-            raise DataError(f"{self.list_path}: entry {line + 1} ({self.relpaths[line]!r}) has no label; "
-                            "pass unlabeled=True for an unlabelled list")
+            raise DataError(
+                f"{self.list_path}: entry {line + 1} ({self.relpaths[line]!r}) has no label; "
+                "pass unlabeled=True for an unlabelled list"
+            )
         if remap:
             ids, new = np.unique(self._labels, return_inverse=True)
             self.label_map = {int(k): i for i, k in enumerate(ids)}

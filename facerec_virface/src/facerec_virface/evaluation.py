@@ -24,13 +24,18 @@ def compat_normalise(features: Tensor, batch_size: int) -> Tensor:
     return torch.cat([F.normalize(chunk, dim=0) for chunk in features.split(batch_size)])
 
 
-def compat_pair_accuracy(emb1: Tensor, emb2: Tensor, same: Tensor, *, batch_size: int | None = None,
-                         ) -> dict[str, float]:
+def compat_pair_accuracy(
+    emb1: Tensor,
+    emb2: Tensor,
+    same: Tensor,
+    *,
+    batch_size: int | None = None,
+) -> dict[str, float]:
     """Cosine of each pair (after the original's dim-0 normalisation when ``batch_size`` is given) and the
     single best-threshold accuracy, named as the original logs it."""
     if batch_size:
         both = compat_normalise(torch.cat([emb1, emb2]).float(), batch_size)
-        emb1, emb2 = both[: len(emb1)], both[len(emb1):]
+        emb1, emb2 = both[: len(emb1)], both[len(emb1) :]
     scores = F.cosine_similarity(emb1.float(), emb2.float(), dim=1)
     best = compat_best_threshold(scores.double().numpy(), same.numpy().astype(bool))
     return {"compat_accuracy": best.accuracy, "compat_threshold": best.threshold}
@@ -47,8 +52,10 @@ class CompatPairs:
         if not (hasattr(protocol, "items") and hasattr(protocol, "pairs")):
             raise ParameterError(f"recipe.compat_metric needs a pairs protocol, not {type(protocol).__name__}")
         self.protocol, self.norm_batch = protocol, norm_batch
-        self.convention = (getattr(protocol, "convention", "") + "; compat_*: VirFace single best threshold "
-                           "over the whole set (score >= t), optimistic")
+        self.convention = (
+            getattr(protocol, "convention", "") + "; compat_*: VirFace single best threshold "
+            "over the whole set (score >= t), optimistic"
+        )
 
     def evaluate(self, model, *, device: str = "cpu", batch_size: int = 64, progress: bool = False):
         from facerec.api import EvalResult
@@ -91,14 +98,20 @@ class RenderedOnce:
         from facerec.inference import embed_tensor
 
         if self._images is None:
-            self._images = torch.cat([self.protocol.images(torch.arange(i, min(i + 256, len(self.protocol))),
-                                                           self._size)
-                                      for i in range(0, len(self.protocol), 256)])
-        feats = embed_tensor(model, self._images, batch_size=batch_size, device=device,
-                             flip=bool(getattr(self.protocol, "flip", False)))
+            self._images = torch.cat(
+                [
+                    self.protocol.images(torch.arange(i, min(i + 256, len(self.protocol))), self._size)
+                    for i in range(0, len(self.protocol), 256)
+                ]
+            )
+        feats = embed_tensor(
+            model, self._images, batch_size=batch_size, device=device, flip=bool(getattr(self.protocol, "flip", False))
+        )
         return self.protocol.evaluate_features(dict(zip(self.protocol.keys, feats)))
 
 
 def render_once(protocols: dict, image_size: int) -> dict:
-    return {n: RenderedOnce(p, image_size) if hasattr(p, "images") and hasattr(p, "keys") else p
-            for n, p in protocols.items()}
+    return {
+        n: RenderedOnce(p, image_size) if hasattr(p, "images") and hasattr(p, "keys") else p
+        for n, p in protocols.items()
+    }

@@ -47,8 +47,9 @@ class VirFaceGenerator(Generator):
     def decode(self, z: Tensor) -> Tensor:
         return self.de2(F.relu(self.de1(z)))
 
-    def forward(self, x: Tensor, gen_weight: bool = False,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, gen_weight: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """-> (un-normalised reconstruction, mean, logvar); ``gen_weight`` decodes from the mean."""
         mean, logvar = self.encode(x)
         if gen_weight:
@@ -66,16 +67,31 @@ class VirFaceGenerator(Generator):
         z = self.reparameterise(mean.expand(k, *mean.shape), logvar.expand(k, *logvar.shape), generator)
         return F.normalize(self.decode(z.reshape(-1, mean.shape[-1])), dim=1)
 
-    def losses(self, features: Tensor, targets: Tensor, generator: torch.Generator | None = None,
-               ) -> tuple[Tensor, Tensor, Tensor]:
+    def losses(
+        self,
+        features: Tensor,
+        targets: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(MSE of normalised reconstructions to normalised targets, KL mean, reconstructions) on normalised input."""
         rec, mean, logvar = self(F.normalize(features), generator=generator)
         rec = F.normalize(rec)
         return F.mse_loss(rec, F.normalize(targets)), kl_divergence(mean, logvar), rec
 
-    def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 32, device: str = "cpu", seed: int = 0,
-            progress: bool = False, lr: float = 0.1, mse_weight: float = 5e3, kl_weight: float = 2.0,
-            targets: Tensor | None = None) -> dict[str, float]:
+    def fit(
+        self,
+        dataset: Dataset,
+        *,
+        steps: int,
+        batch_size: int = 32,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        lr: float = 0.1,
+        mse_weight: float = 5e3,
+        kl_weight: float = 2.0,
+        targets: Tensor | None = None,
+    ) -> dict[str, float]:
         """Train on a feature dataset (``feature`` + ``label``): reconstructions of normalised features must
         match their class target (``targets[label]``, e.g. the head's class weights; default: class means)."""
         labels = dataset.labels
@@ -99,8 +115,16 @@ class VirFaceGenerator(Generator):
         return {"mse": float(mse.detach()), "kl": float(kl.detach())}
 
     @torch.no_grad()
-    def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu", batch_size: int = 64,
-               anchors: Tensor | None = None) -> Iterator[GeneratedBatch]:
+    def sample(
+        self,
+        num_ids: int,
+        per_id: int,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        batch_size: int = 64,
+        anchors: Tensor | None = None,
+    ) -> Iterator[GeneratedBatch]:
         """Virtual identities: each anchor (given embeddings, else random unit vectors) gets ``per_id``
         generated instances; labels 0..num_ids-1, ``per_id`` rows each, in order."""
         gen = torch.Generator().manual_seed(seed)
@@ -110,7 +134,7 @@ class VirFaceGenerator(Generator):
         self.to(device).eval()
         per_batch = max(1, batch_size // max(per_id, 1))
         for start in range(0, num_ids, per_batch):
-            a = anchors[start:start + per_batch].to(device)
+            a = anchors[start : start + per_batch].to(device)
             mean, logvar = self.encode(a)
             eps = torch.randn((len(a), per_id, mean.shape[1]), generator=gen).to(device)
             z = mean[:, None] + torch.exp(logvar / 2)[:, None] * eps

@@ -38,8 +38,9 @@ class VirFaceArcFace(Head):
 
     paper = PAPER
 
-    def __init__(self, embedding_size: int = 512, num_classes: int = 84282, s: float = 32.0, m: float = 0.5,
-                 dropout: float = 0.5):
+    def __init__(
+        self, embedding_size: int = 512, num_classes: int = 84282, s: float = 32.0, m: float = 0.5, dropout: float = 0.5
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -96,8 +97,9 @@ class VirClassHead(VirFaceArcFace):
 class VirInstanceHead(VirClassHead):
     """VirInstance: VirClass plus generated features (``generated=``) classified as their own virtual class."""
 
-    def forward(self, embeddings: Tensor, labels: Tensor, unlabeled: Tensor | None = None,
-                generated: Tensor | None = None) -> HeadOutput:
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, unlabeled: Tensor | None = None, generated: Tensor | None = None
+    ) -> HeadOutput:
         x, y, u = self.split(embeddings, labels)
         if unlabeled is not None:
             u = unlabeled
@@ -106,6 +108,13 @@ class VirInstanceHead(VirClassHead):
             return out
         gl, gt = self.instance_logits(generated, u)
         loss_vi = F.cross_entropy(gl, gt)
-        return HeadOutput(loss=out.loss + loss_vi, logits=out.logits,
-                          extras={"instance_logits": gl, "instance_targets": gt, "loss_label": out.loss.detach(),
-                                  "loss_instance": loss_vi.detach()})
+        return HeadOutput(
+            loss=out.loss + loss_vi,
+            logits=out.logits,
+            extras={
+                "instance_logits": gl,
+                "instance_targets": gt,
+                "loss_label": out.loss.detach(),
+                "loss_instance": loss_vi.detach(),
+            },
+        )

@@ -33,10 +33,26 @@ from .stages import STAGES, StageSettings, run_stage
 #: quick: 800 steps at lr 0.1 (measured, 1 thread: 60 steps at lr 0.01 left the loss at 18.8 and pairs at
 #: chance; 800 steps on 300 ids reach loss 4.3 < ln 300 and 0.73 pair accuracy).
 VIRFACE_TRAIN = {
-    "quick": {"steps": 800, "batch_size": 32, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
-              "schedule": "cosine", "warmup_steps": 20, "log_every": 50},
-    "paper": {"epochs": 11, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3,
-              "schedule": "multistep", "milestones": (8 / 11,), "log_every": 100},
+    "quick": {
+        "steps": 800,
+        "batch_size": 32,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-3,
+        "schedule": "cosine",
+        "warmup_steps": 20,
+        "log_every": 50,
+    },
+    "paper": {
+        "epochs": 11,
+        "batch_size": 128,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-3,
+        "schedule": "multistep",
+        "milestones": (8 / 11,),
+        "log_every": 100,
+    },
 }
 
 
@@ -75,8 +91,9 @@ class VirfaceParams:
     generator_steps: int | None = knob(None, low=1, help="demo: generator-stage steps (default: half the budget)")
     seeds: int = knob(1, low=1, help="demo: number of seeds averaged (1 keeps the quick demo in CPU minutes)")
     compat_metric: bool = knob(False, help="also report the repository's single best-threshold accuracy")
-    compat_norm_batch: int | None = knob(None, low=0, help="... with its per-batch dim-0 normalisation "
-                                                            "(400 for LFW, 200 for CFP)")
+    compat_norm_batch: int | None = knob(
+        None, low=0, help="... with its per-batch dim-0 normalisation (400 for LFW, 200 for CFP)"
+    )
 
 
 def stage_config(config: R.PipelineConfig, tcfg: Any, stage: str) -> Any:
@@ -84,8 +101,9 @@ def stage_config(config: R.PipelineConfig, tcfg: Any, stage: str) -> Any:
     if config.quick:
         return tcfg
     given = config.kind_params("train")
-    paper = {k: v for k, v in PAPER_STAGES[stage].items() if k not in given
-             and not (k == "epochs" and "steps" in given)}
+    paper = {
+        k: v for k, v in PAPER_STAGES[stage].items() if k not in given and not (k == "epochs" and "steps" in given)
+    }
     return tcfg.evolve(**paper)
 
 
@@ -101,8 +119,12 @@ QUICK_HEAD = {"s": 16.0, "m": 0.0}
 DEMO_LABELLED = {"quick": {"num_ids": 300, "per_id": 15}, "paper": {}}
 DEMO_UNLABELLED = {"quick": {"num_ids": 600, "per_id": 1}, "paper": {}}
 DEMO_PROTOCOL = {"quick": {"pairs_per_fold": 60}, "paper": {}}
-HEADS = {"pretrain": "virface-arcface", "generator": "virface-arcface", "virclass": "virclass",
-         "virface": "virinstance"}
+HEADS = {
+    "pretrain": "virface-arcface",
+    "generator": "virface-arcface",
+    "virclass": "virclass",
+    "virface": "virinstance",
+}
 PREVIOUS = {"generator": "pretrain", "virclass": "pretrain", "virface": "generator"}
 
 
@@ -119,14 +141,15 @@ def _backbone(config: R.PipelineConfig) -> Any:
     return R.build_backbone(config, **overrides)
 
 
-def _datasets(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams,
-              demo: bool = False) -> tuple[Any, Any]:
+def _datasets(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams, demo: bool = False) -> tuple[Any, Any]:
     name_l = config.dataset or R.DEFAULT_DATASET
     defaults = DEMO_LABELLED[config.preset] if demo and name_l == R.DEFAULT_DATASET else {}
     labelled = R.build_dataset(config, backbone, **defaults)
     if not labelled.num_classes:
-        raise FacerecError(f"dataset {config.dataset or R.DEFAULT_DATASET!r} has no labels; VirFace needs a "
-                           "labelled set (pass the unlabelled one as recipe.unlabeled)")
+        raise FacerecError(
+            f"dataset {config.dataset or R.DEFAULT_DATASET!r} has no labels; VirFace needs a "
+            "labelled set (pass the unlabelled one as recipe.unlabeled)"
+        )
     name = knobs.unlabeled
     obj = registry.load("dataset", name)
     params = dict(knobs.unlabeled_params or {})
@@ -139,12 +162,16 @@ def _datasets(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams,
 
 
 def _settings(knobs: VirfaceParams) -> StageSettings:
-    return StageSettings(unlabel_batch_size=knobs.unlabel_batch_size, gen_num=knobs.gen_num,
-                         mse_weight=float(knobs.mse_weight), kl_weight=float(knobs.kl_weight), flip=knobs.flip)
+    return StageSettings(
+        unlabel_batch_size=knobs.unlabel_batch_size,
+        gen_num=knobs.gen_num,
+        mse_weight=float(knobs.mse_weight),
+        kl_weight=float(knobs.kl_weight),
+        flip=knobs.flip,
+    )
 
 
-def _protocols(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams,
-               demo: bool = False) -> dict[str, Any]:
+def _protocols(config: R.PipelineConfig, backbone: Any, knobs: VirfaceParams, demo: bool = False) -> dict[str, Any]:
     names = config.protocols or (R.DEFAULT_PROTOCOL,)
     overrides = DEMO_PROTOCOL[config.preset] if demo and names == (R.DEFAULT_PROTOCOL,) else {}
     protocols = R.build_protocols(config, backbone, **overrides)
@@ -160,8 +187,9 @@ def materialise(dataset: Any, chunk: int = 256) -> Any:
     from facerec.api import TensorDataset
 
     n = len(dataset)
-    images = torch.cat([torch.as_tensor(dataset.batch(list(range(i, min(i + chunk, n))))["image"]).float()
-                        for i in range(0, n, chunk)])
+    images = torch.cat(
+        [torch.as_tensor(dataset.batch(list(range(i, min(i + chunk, n))))["image"]).float() for i in range(0, n, chunk)]
+    )
     labels = dataset.labels.clone() if dataset.num_classes else torch.full((n,), -1, dtype=torch.long)
     return TensorDataset(labels, images=images)
 
@@ -169,10 +197,8 @@ def materialise(dataset: Any, chunk: int = 256) -> Any:
 def _modules(config, labelled, knobs, backbone=None):
     backbone = backbone if backbone is not None else _backbone(config)
     quick = QUICK_HEAD if config.quick else {}
-    head = R.build_head(config, backbone.embedding_size, int(labelled.num_classes), name=HEADS["virface"],
-                        **quick)
-    generator = registry.create("generator", config.generator or "virface",
-                                embedding_size=backbone.embedding_size)
+    head = R.build_head(config, backbone.embedding_size, int(labelled.num_classes), name=HEADS["virface"], **quick)
+    generator = registry.create("generator", config.generator or "virface", embedding_size=backbone.embedding_size)
     return backbone, head, generator
 
 
@@ -190,28 +216,55 @@ def run_one_stage(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams)
     if init is None and stage in PREVIOUS:
         init = run.path / "stages" / f"{PREVIOUS[stage]}.safetensors"
         if not Path(init).is_file():
-            raise FacerecError(f"stage {stage!r} starts from the {PREVIOUS[stage]!r} stage: run --stage "
-                               f"{PREVIOUS[stage]} with this --out first, or give --param recipe.init=CHECKPOINT")
+            raise FacerecError(
+                f"stage {stage!r} starts from the {PREVIOUS[stage]!r} stage: run --stage "
+                f"{PREVIOUS[stage]} with this --out first, or give --param recipe.init=CHECKPOINT"
+            )
     if init is not None:
-        loaded = load_parts(init, backbone=backbone, head=head,
-                            generator=generator if stage == "virface" else None,
-                            optional_generator=stage != "virface")
+        loaded = load_parts(
+            init,
+            backbone=backbone,
+            head=head,
+            generator=generator if stage == "virface" else None,
+            optional_generator=stage != "virface",
+        )
         if stage == "virface" and "generator" not in loaded:
             raise FacerecError(f"{init}: stage 'virface' needs a checkpoint with a generator (run 'generator')")
     tcfg = stage_config(config, R.train_config(config, VIRFACE_TRAIN[config.preset]), stage)
     settings = _settings(knobs)
     protocols = _protocols(config, backbone, knobs)
-    result = run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
-                       unlabelled=unlabelled, config=tcfg, settings=settings, run_dir=run.path,
-                       evaluators=protocols if stage != "generator" else (), resume=config.resume)
-    result.update({"labelled_batch": tcfg.batch_size, "unlabelled_batch": settings.unlabel_batch_size,
-                   "epochs": tcfg.epochs or 0, "lr": tcfg.lr})
+    result = run_stage(
+        stage,
+        backbone=backbone,
+        head=head,
+        generator=generator,
+        labelled=labelled,
+        unlabelled=unlabelled,
+        config=tcfg,
+        settings=settings,
+        run_dir=run.path,
+        evaluators=protocols if stage != "generator" else (),
+        resume=config.resume,
+    )
+    result.update(
+        {
+            "labelled_batch": tcfg.batch_size,
+            "unlabelled_batch": settings.unlabel_batch_size,
+            "epochs": tcfg.epochs or 0,
+            "lr": tcfg.lr,
+        }
+    )
     if stage != "generator" and result.get("finished"):
         if not any(k.startswith(tuple(protocols)) for k in result):
             result.update(R.evaluate_protocols(protocols, backbone, device=config.device, run=run, tag=f"{stage}-"))
     if is_main_process():  # under torchrun rank 0 alone writes files
-        save_parts(run.file(f"stages/{stage}.safetensors"), backbone=backbone, head=head,
-                   generator=generator if stage in ("generator", "virface") else None, stage=stage)
+        save_parts(
+            run.file(f"stages/{stage}.safetensors"),
+            backbone=backbone,
+            head=head,
+            generator=generator if stage in ("generator", "virface") else None,
+            stage=stage,
+        )
     R.save_backbone(run, backbone)
     return result
 
@@ -230,8 +283,10 @@ def run_demo(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams) -> d
 
     tcfg = R.train_config(config, VIRFACE_TRAIN[config.preset])
     if tcfg.epochs is not None:
-        raise ParameterError("the VirFace demo compares the methods at one step budget: give --param train.steps=N "
-                             "with --preset paper, or run the paper's stages with --stage")
+        raise ParameterError(
+            "the VirFace demo compares the methods at one step budget: give --param train.steps=N "
+            "with --preset paper, or run the paper's stages with --stage"
+        )
     steps = tcfg.total_steps()
     gen_steps = int(knobs.generator_steps or max(1, steps // 2))
     settings = _settings(knobs)
@@ -248,26 +303,55 @@ def run_demo(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams) -> d
         backbone, head, generator = _modules(config, labelled, knobs, backbone)
         sub = run.path / f"seed{seed}"
         _say(f"seed {seed}: pretrain ({steps} steps)")
-        run_stage("pretrain", backbone=backbone, head=head, generator=None, labelled=labelled, unlabelled=None,
-                  config=stage_config(config, scfg, "pretrain"), settings=settings, run_dir=sub)
+        run_stage(
+            "pretrain",
+            backbone=backbone,
+            head=head,
+            generator=None,
+            labelled=labelled,
+            unlabelled=None,
+            config=stage_config(config, scfg, "pretrain"),
+            settings=settings,
+            run_dir=sub,
+        )
         got = {"pretrain": R.evaluate_protocols(protocols, backbone, device=config.device)}
         _say(f"seed {seed}: pretrain accuracy {_accuracy(got['pretrain']):.4f}")
         start = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()))
-        variants = (("pretrain-continued", ("pretrain",)), ("virclass", ("virclass",)),
-                    ("virface", ("generator", "virface")))
+        variants = (
+            ("pretrain-continued", ("pretrain",)),
+            ("virclass", ("virclass",)),
+            ("virface", ("generator", "virface")),
+        )
         for name, chain in variants:
             backbone.load_state_dict(start[0])
             head.load_state_dict(start[1])
             seed_everything(seed + 1)
             for stage in chain:
                 _say(f"seed {seed}: {name}: stage {stage}")
-                cfg = (scfg.evolve(steps=gen_steps, warmup_steps=0) if stage == "generator"
-                       else stage_config(config, scfg, stage))
-                run_stage(stage, backbone=backbone, head=head, generator=generator, labelled=labelled,
-                          unlabelled=unlabelled, config=cfg, settings=settings, run_dir=sub / name)
+                cfg = (
+                    scfg.evolve(steps=gen_steps, warmup_steps=0)
+                    if stage == "generator"
+                    else stage_config(config, scfg, stage)
+                )
+                run_stage(
+                    stage,
+                    backbone=backbone,
+                    head=head,
+                    generator=generator,
+                    labelled=labelled,
+                    unlabelled=unlabelled,
+                    config=cfg,
+                    settings=settings,
+                    run_dir=sub / name,
+                )
             if name == "virface" and is_main_process():
-                save_parts(run.file(f"seed{seed}/virface.safetensors"), backbone=backbone, head=head,
-                           generator=generator, stage="virface")
+                save_parts(
+                    run.file(f"seed{seed}/virface.safetensors"),
+                    backbone=backbone,
+                    head=head,
+                    generator=generator,
+                    stage="virface",
+                )
             got[name] = R.evaluate_protocols(protocols, backbone, device=config.device)
             _say(f"seed {seed}: {name} accuracy {_accuracy(got[name]):.4f}")
         for name, m in got.items():
@@ -275,25 +359,43 @@ def run_demo(config: R.PipelineConfig, run: R.RunDir, knobs: VirfaceParams) -> d
         per_seed.append({"seed": seed, **{name: _accuracy(m) for name, m in got.items()}})
         if config.device.startswith("cuda"):
             torch.cuda.empty_cache()
-    budget = {"pretrain": f"{steps}", "pretrain-continued": f"{steps} + {steps}",
-              "virclass": f"{steps} + {steps}", "virface": f"{steps} + {gen_steps} (generator) + {steps}"}
+    budget = {
+        "pretrain": f"{steps}",
+        "pretrain-continued": f"{steps} + {steps}",
+        "virclass": f"{steps} + {steps}",
+        "virface": f"{steps} + {gen_steps} (generator) + {steps}",
+    }
     table = []
     metrics: dict[str, Any] = {"seeds": len(per_seed)}
     for name, values in rows.items():
         mean = statistics.fmean(values)
         std = statistics.pstdev(values) if len(values) > 1 else 0.0
-        table.append({"method": name, "steps": budget[name], "accuracy mean": mean, "accuracy std": std,
-                      "per seed": ", ".join(f"{v:.4f}" for v in values)})
+        table.append(
+            {
+                "method": name,
+                "steps": budget[name],
+                "accuracy mean": mean,
+                "accuracy std": std,
+                "per seed": ", ".join(f"{v:.4f}" for v in values),
+            }
+        )
         metrics[f"{name}/accuracy"] = mean
         metrics[f"{name}/accuracy_std"] = std
     protocol_names = ", ".join(config.protocols or (R.DEFAULT_PROTOCOL,))
-    text = (f"Labelled: {config.dataset or R.DEFAULT_DATASET}; unlabelled: {knobs.unlabeled}; protocol: "
-            f"{protocol_names}; {len(per_seed)} seeds from {config.seed}; B_l {tcfg.batch_size}, "
-            f"B_u {settings.unlabel_batch_size}, gen_num {settings.gen_num}, MSE weight {settings.mse_weight:g}, "
-            f"KL weight {settings.kl_weight:g}.")
+    text = (
+        f"Labelled: {config.dataset or R.DEFAULT_DATASET}; unlabelled: {knobs.unlabeled}; protocol: "
+        f"{protocol_names}; {len(per_seed)} seeds from {config.seed}; B_l {tcfg.batch_size}, "
+        f"B_u {settings.unlabel_batch_size}, gen_num {settings.gen_num}, MSE weight {settings.mse_weight:g}, "
+        f"KL weight {settings.kl_weight:g}."
+    )
     run.write_json("demo.json", {"table": table, "per_seed": per_seed, "note": text})
-    R.write_summary(run, config, {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                    tables={"VirFace demo: pair accuracy (mean over seeds)": table}, text=text)
+    R.write_summary(
+        run,
+        config,
+        {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        tables={"VirFace demo: pair accuracy (mean over seeds)": table},
+        text=text,
+    )
     _say("\n" + R.markdown_table(table) + "\n" + text)
     return metrics
 

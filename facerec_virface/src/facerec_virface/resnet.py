@@ -17,10 +17,17 @@ from facerec.nn import BasicBlock, Bottleneck
 
 from .checkpoints import convert_part
 
-PAPER = ("Li, Guo, Li, Chen, Wang, Zuo, Zhang: VirFace: Enhancing Face Recognition via Unlabeled Shallow Data, "
-         "CVPR 2021 (sandwichfish/VirFace)")
-LAYERS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
-          101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
+PAPER = (
+    "Li, Guo, Li, Chen, Wang, Zuo, Zhang: VirFace: Enhancing Face Recognition via Unlabeled Shallow Data, "
+    "CVPR 2021 (sandwichfish/VirFace)"
+)
+LAYERS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
 
 
 def _map_side(image_size: int) -> int:
@@ -51,7 +58,7 @@ class VirFaceResNet(Backbone):
         self.bn1 = nn.BatchNorm2d(width)
         cin = width
         for i, n in enumerate(counts):
-            planes = width * 2 ** i
+            planes = width * 2**i
             blocks = []
             for b in range(n):
                 blocks.append(block(cin, planes, 2 if b == 0 else 1))

@@ -60,10 +60,20 @@ def epoch_batches(labelled: Any, unlabelled: Any | None, b_l: int, b_u: int) -> 
     return max(1, n)
 
 
-def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generator: VirFaceGenerator | None,
-              labelled: Any, unlabelled: Any | None, config: TrainConfig, settings: StageSettings,
-              run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
-              resume: bool = False) -> dict[str, Any]:
+def run_stage(
+    stage: str,
+    *,
+    backbone: nn.Module,
+    head: VirFaceArcFace,
+    generator: VirFaceGenerator | None,
+    labelled: Any,
+    unlabelled: Any | None,
+    config: TrainConfig,
+    settings: StageSettings,
+    run_dir: str | Path | None = None,
+    evaluators: Sequence | Mapping = (),
+    resume: bool = False,
+) -> dict[str, Any]:
     """Train one stage in place (modules are updated) and return the Trainer's final metrics."""
     if stage not in STAGES:
         raise FacerecError(f"unknown VirFace stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -74,8 +84,9 @@ def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generato
         raise FacerecError(f"stage {stage!r} needs an unlabelled dataset")
     if stage in ("generator", "virface") and generator is None:
         raise FacerecError(f"stage {stage!r} needs the VirFace generator")
-    batches = MergedBatches(labelled, unlabelled if needs_unlabelled else None, config.batch_size,
-                            s.unlabel_batch_size, seed=config.seed)
+    batches = MergedBatches(
+        labelled, unlabelled if needs_unlabelled else None, config.batch_size, s.unlabel_batch_size, seed=config.seed
+    )
     if stage == "generator":
         # Backbone and head stay frozen in eval mode; only the generator sees gradients.
         backbone.eval().requires_grad_(False)
@@ -88,8 +99,12 @@ def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generato
             mse, kl, rec = modules["generator"].losses(f, target)
             with torch.no_grad():
                 gen_acc = (F.linear(rec, F.normalize(head.weight)).argmax(1) == batch["label"]).float().mean()
-            return {"loss": s.mse_weight * mse + s.kl_weight * kl, "mse": mse.detach(), "kl": kl.detach(),
-                    "gen_acc": gen_acc}
+            return {
+                "loss": s.mse_weight * mse + s.kl_weight * kl,
+                "mse": mse.detach(),
+                "kl": kl.detach(),
+                "gen_acc": gen_acc,
+            }
 
         modules: dict[str, nn.Module] = {"generator": generator}
         evaluators = ()
@@ -108,8 +123,12 @@ def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generato
             # the generator is fed detached features; the class weights W[y] are NOT detached (as the original)
             mse, kl, _ = gen.losses(f_l.detach(), head.weight[y])
             loss = out.loss + s.mse_weight * mse + s.kl_weight * kl
-            logs = {"loss": loss, "mse": mse.detach(), "kl": kl.detach(),
-                    "loss_instance": out.extras.get("loss_instance", torch.zeros(()))}
+            logs = {
+                "loss": loss,
+                "mse": mse.detach(),
+                "kl": kl.detach(),
+                "loss_instance": out.extras.get("loss_instance", torch.zeros(())),
+            }
             acc = _acc(out.logits, y)
             if acc is not None:
                 logs["acc"] = acc
@@ -133,10 +152,21 @@ def run_stage(stage: str, *, backbone: nn.Module, head: VirFaceArcFace, generato
 
         modules = {"backbone": backbone, "head": head}
     try:
-        trainer = Trainer(modules, loss_fn, batches, config, run_dir=run_dir, evaluators=evaluators,
-                          resume=True if resume else None, local_batches=False, name=stage,
-                          num_samples=epoch_batches(labelled, unlabelled if needs_unlabelled else None,
-                                                    config.batch_size, s.unlabel_batch_size) * config.batch_size)
+        trainer = Trainer(
+            modules,
+            loss_fn,
+            batches,
+            config,
+            run_dir=run_dir,
+            evaluators=evaluators,
+            resume=True if resume else None,
+            local_batches=False,
+            name=stage,
+            num_samples=epoch_batches(
+                labelled, unlabelled if needs_unlabelled else None, config.batch_size, s.unlabel_batch_size
+            )
+            * config.batch_size,
+        )
         return trainer.fit()
     finally:
         backbone.requires_grad_(True)

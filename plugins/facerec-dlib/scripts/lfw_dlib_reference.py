@@ -31,8 +31,10 @@ CHUNK = 256
 
 
 def _chips(paths: list[Path], warp) -> np.ndarray:
-    out = [(warp(b) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-           for b in iter_image_batches(paths, image_size=warp.load_size, batch_size=64)]
+    out = [
+        (warp(b) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        for b in iter_image_batches(paths, image_size=warp.load_size, batch_size=64)
+    ]
     return torch.cat(out).numpy()  # [N, 150, 150, 3] RGB uint8
 
 
@@ -74,21 +76,35 @@ def main() -> int:
         np.savez(tmp, dlib=ref, port=port, dlib_cpu_s=t1 - t0, port_cpu_s=t2 - t1)
         tmp.rename(target)
         done += len(chips)
-        print(f"chunk {start}: {len(chips)} images, dlib {len(chips) / (t1 - t0):.1f} / port "
-              f"{len(chips) / (t2 - t1):.1f} images per CPU second", file=sys.stderr)
+        print(
+            f"chunk {start}: {len(chips)} images, dlib {len(chips) / (t1 - t0):.1f} / port "
+            f"{len(chips) / (t2 - t1):.1f} images per CPU second",
+            file=sys.stderr,
+        )
     parts = [np.load(args.cache / f"chunk{s:06d}.npz") for s in range(0, len(keys), CHUNK)]
     ref, port = np.concatenate([p["dlib"] for p in parts]), np.concatenate([p["port"] for p in parts])
-    cpu = {"dlib": sum(float(p["dlib_cpu_s"]) for p in parts),
-           "facerec-dlib": sum(float(p["port_cpu_s"]) for p in parts)}
+    cpu = {
+        "dlib": sum(float(p["dlib_cpu_s"]) for p in parts),
+        "facerec-dlib": sum(float(p["port_cpu_s"]) for p in parts),
+    }
     cos = (ref * port).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(port, axis=1)
     for name, emb in (("dlib", ref), ("facerec-dlib", port)):
         m = proto.evaluate_features(FeatureTable(keys, torch.from_numpy(emb).float())).metrics
-        print(json.dumps({"embedder": name, "chips": "facerec warp arcface112->dlib150, rounded to uint8",
-                          "accuracy": round(100 * m["accuracy"], 2), "std": round(100 * m["accuracy_std"], 2),
-                          **{k: round(100 * v, 2) for k, v in m.items() if k.startswith("tar@")},
-                          "n_pairs": int(m["n_pairs"]), "images": len(emb),
-                          "images_per_cpu_s": round(len(emb) / cpu[name], 1),
-                          "torch_threads": torch.get_num_threads()}))
+        print(
+            json.dumps(
+                {
+                    "embedder": name,
+                    "chips": "facerec warp arcface112->dlib150, rounded to uint8",
+                    "accuracy": round(100 * m["accuracy"], 2),
+                    "std": round(100 * m["accuracy_std"], 2),
+                    **{k: round(100 * v, 2) for k, v in m.items() if k.startswith("tar@")},
+                    "n_pairs": int(m["n_pairs"]),
+                    "images": len(emb),
+                    "images_per_cpu_s": round(len(emb) / cpu[name], 1),
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
+        )
     print(json.dumps({"cosine_port_vs_dlib_min": float(cos.min()), "mean": float(cos.mean())}))
     return 0
 

@@ -37,8 +37,11 @@ ENGINES = ("x86", "fbgemm", "onednn")
 
 def available() -> bool:
     """Whether torch has the int8 products (x86 builds do; torch marks them deprecated) on a checked engine."""
-    return (hasattr(torch.ops.quantized, "linear_dynamic") and hasattr(torch.ops.quantized, "linear_prepack")
-            and torch.backends.quantized.engine in ENGINES)
+    return (
+        hasattr(torch.ops.quantized, "linear_dynamic")
+        and hasattr(torch.ops.quantized, "linear_prepack")
+        and torch.backends.quantized.engine in ENGINES
+    )
 
 
 def _pack_rows(x: torch.Tensor):
@@ -70,8 +73,10 @@ def _pair_scores(gallery, probe, g_idx, p_idx) -> torch.Tensor:
 
 def _scores_in_chunks(gallery, probe, g_idx, p_idx) -> torch.Tensor:
     """:func:`_pair_scores` in chunks of :data:`PAIRS`."""
-    return torch.cat([_pair_scores(gallery, probe, g_idx[i : i + PAIRS], p_idx[i : i + PAIRS])
-                      for i in range(0, len(g_idx), PAIRS)] or [gallery.new_empty(0)])
+    return torch.cat(
+        [_pair_scores(gallery, probe, g_idx[i : i + PAIRS], p_idx[i : i + PAIRS]) for i in range(0, len(g_idx), PAIRS)]
+        or [gallery.new_empty(0)]
+    )
 
 
 def search(gallery: torch.Tensor, probe: torch.Tensor, k: int, margin: float) -> tuple[torch.Tensor, torch.Tensor]:

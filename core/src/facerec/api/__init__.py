@@ -93,12 +93,21 @@ class Generator(nn.Module):
     output: ClassVar[Literal["image", "feature"]] = "image"
     paper: ClassVar[str] = ""
 
-    def fit(self, dataset: Dataset, *, steps: int, batch_size: int = 32, device: str = "cpu",
-            seed: int = 0, progress: bool = False) -> dict[str, float]:  # pragma: no cover - interface
+    def fit(
+        self,
+        dataset: Dataset,
+        *,
+        steps: int,
+        batch_size: int = 32,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> dict[str, float]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def sample(self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu",
-               batch_size: int = 64) -> Iterator[GeneratedBatch]:  # pragma: no cover - interface
+    def sample(
+        self, num_ids: int, per_id: int, *, seed: int = 0, device: str = "cpu", batch_size: int = 64
+    ) -> Iterator[GeneratedBatch]:  # pragma: no cover - interface
         """Yield batches; labels run 0..num_ids-1 in order, ``per_id`` samples each."""
         raise NotImplementedError
 
@@ -148,8 +157,13 @@ class Dataset(torch.utils.data.Dataset):
 class TensorDataset(Dataset):
     """An in-memory dataset of images or features with labels (and optional modality)."""
 
-    def __init__(self, labels: Tensor, images: Tensor | None = None, features: Tensor | None = None,
-                 modality: Tensor | None = None):
+    def __init__(
+        self,
+        labels: Tensor,
+        images: Tensor | None = None,
+        features: Tensor | None = None,
+        modality: Tensor | None = None,
+    ):
         data = images if images is not None else features
         if data is None or (images is not None and features is not None):
             raise ValueError("TensorDataset needs exactly one of images or features")
@@ -162,8 +176,12 @@ class TensorDataset(Dataset):
     @classmethod
     def from_batches(cls, batches: Iterator[GeneratedBatch]) -> TensorDataset:
         parts = list(batches)
-        cat = lambda name: (torch.cat([getattr(p, name) for p in parts])  # noqa: E731
-                            if parts and getattr(parts[0], name) is not None else None)
+
+        def cat(name: str) -> Tensor | None:
+            return (
+                torch.cat([getattr(p, name) for p in parts]) if parts and getattr(parts[0], name) is not None else None
+            )
+
         labels = torch.cat([p.labels for p in parts]) if parts else torch.empty(0, dtype=torch.long)
         return cls(labels, images=cat("images"), features=cat("features"), modality=cat("modality"))
 
@@ -216,16 +234,18 @@ class Protocol:
     convention: str = ""
     paper: ClassVar[str] = ""
 
-    def evaluate(self, model: Backbone | Embedder, *, device: str = "cpu", batch_size: int = 64,
-                 progress: bool = False) -> EvalResult:  # pragma: no cover - interface
+    def evaluate(
+        self, model: Backbone | Embedder, *, device: str = "cpu", batch_size: int = 64, progress: bool = False
+    ) -> EvalResult:  # pragma: no cover - interface
         raise NotImplementedError
 
     def evaluate_features(self, features: Mapping[str, Tensor]) -> EvalResult:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} cannot score precomputed features")
 
 
-def unwrap_state_dict(checkpoint: Mapping[str, Any], key: str = "state_dict",
-                      prefixes: Sequence[str] = ("module.",)) -> dict[str, Tensor]:
+def unwrap_state_dict(
+    checkpoint: Mapping[str, Any], key: str = "state_dict", prefixes: Sequence[str] = ("module.",)
+) -> dict[str, Tensor]:
     """Take ``checkpoint[key]`` when present and strip DataParallel/DDP prefixes from every key."""
     state = checkpoint.get(key, checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
     if not isinstance(state, Mapping):
@@ -234,11 +254,26 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any], key: str = "state_dict",
     for name, value in state.items():
         for prefix in prefixes:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
         out[name] = value if isinstance(value, Tensor) else torch.as_tensor(value)
     return out
 
 
-__all__ = ["MODALITIES", "COLORS", "InputSpec", "Backbone", "Head", "HeadOutput", "Generator", "GeneratedBatch",
-           "Dataset", "TensorDataset", "Protocol", "EvalResult", "Embedder", "Detector", "Detections",
-           "unwrap_state_dict"]
+__all__ = [
+    "MODALITIES",
+    "COLORS",
+    "InputSpec",
+    "Backbone",
+    "Head",
+    "HeadOutput",
+    "Generator",
+    "GeneratedBatch",
+    "Dataset",
+    "TensorDataset",
+    "Protocol",
+    "EvalResult",
+    "Embedder",
+    "Detector",
+    "Detections",
+    "unwrap_state_dict",
+]

@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import Tensor
 
+
 def _float_tensor(value: Any) -> Tensor:
     return torch.as_tensor(value, dtype=torch.float32)
 
@@ -30,9 +31,11 @@ class Detections:
 
     def __attrs_post_init__(self) -> None:
         k = self.scores.shape[0] if self.scores.dim() == 1 else -1
-        if (k < 0 or tuple(self.boxes.shape) != (k, 4) or tuple(self.landmarks.shape) != (k, 5, 2)):
-            raise ValueError(f"Detections need boxes [K, 4], scores [K] and landmarks [K, 5, 2]; got "
-                             f"{tuple(self.boxes.shape)}, {tuple(self.scores.shape)}, {tuple(self.landmarks.shape)}")
+        if k < 0 or tuple(self.boxes.shape) != (k, 4) or tuple(self.landmarks.shape) != (k, 5, 2):
+            raise ValueError(
+                f"Detections need boxes [K, 4], scores [K] and landmarks [K, 5, 2]; got "
+                f"{tuple(self.boxes.shape)}, {tuple(self.scores.shape)}, {tuple(self.landmarks.shape)}"
+            )
 
     @classmethod
     def empty(cls) -> Detections:
@@ -75,8 +78,10 @@ class Detector:
         if isinstance(images, Tensor) and images.dim() == 4:
             return self.detect_batch(_check_images(images))
         if isinstance(images, Tensor) and images.dim() == 3:
-            raise ValueError("detect takes a batch [B, 3, H, W] or a list of [3, H, W] images; "
-                             "got one image [3, H, W] (add a batch dimension)")
+            raise ValueError(
+                "detect takes a batch [B, 3, H, W] or a list of [3, H, W] images; "
+                "got one image [3, H, W] (add a batch dimension)"
+            )
         images = list(images)
         for img in images:
             if not isinstance(img, Tensor) or img.dim() != 3:

@@ -62,8 +62,10 @@ def _check_spec(spec: InputSpec) -> None:
         raise _spec_error(f"std must be positive, got {spec.std}")
     if spec.resize is not None:
         if isinstance(spec.resize, bool) or not isinstance(spec.resize, int) or spec.resize < max(spec.size):
-            raise _spec_error(f"resize (the shorter side before the centre crop) must be an int >= the input size "
-                              f"{max(spec.size)}, got {spec.resize!r}")
+            raise _spec_error(
+                f"resize (the shorter side before the centre crop) must be an int >= the input size "
+                f"{max(spec.size)}, got {spec.resize!r}"
+            )
     if not isinstance(spec.template, str) or not spec.template.strip():
         raise _spec_error(f"template must name a registered alignment template, got {spec.template!r}")
 

@@ -74,29 +74,63 @@ def _dataset_from(source: str, params: dict[str, Any]):
     return registry.create("dataset", source, **params), source
 
 
-def _write(dataset: Any, out: str, fmt: str, source: str, quality: int, skip_corrupt: bool, overwrite: bool,
-           image_size: int | None, quiet: bool, chunk: int) -> None:
+def _write(
+    dataset: Any,
+    out: str,
+    fmt: str,
+    source: str,
+    quality: int,
+    skip_corrupt: bool,
+    overwrite: bool,
+    image_size: int | None,
+    quiet: bool,
+    chunk: int,
+) -> None:
     from ..data.writers import write_dataset
 
-    result = write_dataset(dataset, out, fmt, quality=quality, skip_corrupt=skip_corrupt, overwrite=overwrite,
-                           source=source, image_size=image_size, chunk=chunk,
-                           progress=Progress(f"writing {fmt}", quiet))
+    result = write_dataset(
+        dataset,
+        out,
+        fmt,
+        quality=quality,
+        skip_corrupt=skip_corrupt,
+        overwrite=overwrite,
+        source=source,
+        image_size=image_size,
+        chunk=chunk,
+        progress=Progress(f"writing {fmt}", quiet),
+    )
     resumed = f", resumed at {result.resumed_from}" if result.resumed_from else ""
     skipped = f", skipped {result.skipped} corrupt" if result.skipped or skip_corrupt else ""
-    click.echo(f"wrote {result.written} images of {result.num_classes} identities to {result.path} "
-               f"({fmt}{resumed}{skipped})")
+    click.echo(
+        f"wrote {result.written} images of {result.num_classes} identities to {result.path} ({fmt}{resumed}{skipped})"
+    )
 
 
 _common_write = [
-    click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-                 help="JPEG quality for images that must be (re-)encoded; stored JPEGs are copied as they are."),
-    click.option("--image-size", type=click.IntRange(8, 4096), default=None,
-                 help="Resize every image to this square size (re-encodes)."),
+    click.option(
+        "--quality",
+        type=click.IntRange(1, 100),
+        default=95,
+        show_default=True,
+        help="JPEG quality for images that must be (re-)encoded; stored JPEGs are copied as they are.",
+    ),
+    click.option(
+        "--image-size",
+        type=click.IntRange(8, 4096),
+        default=None,
+        help="Resize every image to this square size (re-encodes).",
+    ),
     click.option("--skip-corrupt", is_flag=True, help="Skip unreadable images and report how many."),
     click.option("--overwrite", is_flag=True, help="Replace an existing output."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line."),
-    click.option("--chunk", type=click.IntRange(1, 1 << 20), default=256, show_default=True,
-                 help="Images per committed chunk (an interrupted write resumes from the last one)."),
+    click.option(
+        "--chunk",
+        type=click.IntRange(1, 1 << 20),
+        default=256,
+        show_default=True,
+        help="Images per committed chunk (an interrupted write resumes from the last one).",
+    ),
 ]
 
 
@@ -129,15 +163,20 @@ def _output(to: str, out: str | None, fmt: str | None) -> tuple[str, str]:
         raise ParameterError("give the output path once: --to PATH [--format F], or --to FORMAT --out PATH")
     fmt = fmt or _SUFFIX_FORMATS.get(Path(to).suffix.lower())
     if fmt is None:
-        raise ParameterError(f"--to {to}: cannot tell the output format from the name; "
-                             f"pass --format {'|'.join(_FORMATS)}")
+        raise ParameterError(
+            f"--to {to}: cannot tell the output format from the name; pass --format {'|'.join(_FORMATS)}"
+        )
     return fmt, to
 
 
 @data.command()
 @click.argument("src")
-@click.option("--to", "to", required=True,
-              help="Output path (format from its suffix: .lmdb, .rec; else --format), or a format with --out.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    help="Output path (format from its suffix: .lmdb, .rec; else --format), or a format with --out.",
+)
 @click.option("--format", "out_format", type=click.Choice(_FORMATS), help="Output format (when --to is a path).")
 @click.option("--out", type=click.Path(), help="Output path, with --to FORMAT (a file for lmdb/.rec, else a folder).")
 @click.option("--root", help="Image root of a list file (default: the list's folder).")
@@ -147,8 +186,19 @@ def _output(to: str, out: str | None, fmt: str | None) -> tuple[str, str]:
 @click.option("--mask", type=click.Path(), help="LMDB index mask .npy (write only the masked records).")
 @click.option("--idx", type=click.Path(), help="RecordIO index of a .rec (default: beside it, same name).")
 @_with(_common_write)
-def convert(src: str, to: str, out_format: str | None, out: str | None, quality: int, image_size: int | None,
-            skip_corrupt: bool, overwrite: bool, quiet: bool, chunk: int, **fmt_params: Any) -> None:
+def convert(
+    src: str,
+    to: str,
+    out_format: str | None,
+    out: str | None,
+    quality: int,
+    image_size: int | None,
+    skip_corrupt: bool,
+    overwrite: bool,
+    quiet: bool,
+    chunk: int,
+    **fmt_params: Any,
+) -> None:
     """Convert SRC (image list, image folder, LMDB or RecordIO .rec) to another format; resumes when
     interrupted. ``--to train.lmdb`` / ``--to train.rec`` pick the format from the suffix."""
     from ..data.formats import open_dataset
@@ -180,14 +230,20 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
 
     partial = Path(path + ".partial")
     if not Path(path).exists() and partial.exists():
-        raise DataError(f"{path} is not finished ({partial} holds an interrupted write; run the command again "
-                        f"to resume it)")
+        raise DataError(
+            f"{path} is not finished ({partial} holds an interrupted write; run the command again to resume it)"
+        )
     fmt = detect_format(path)
     ds: Any = open_dataset(path, **{k: v for k, v in fmt_params.items() if v is not None})
     labels = ds.labels
-    report: dict[str, Any] = {"path": str(path), "format": fmt, "samples": len(ds),
-                              "identities": int(labels[labels >= 0].unique().numel()),
-                              "num_classes": ds.num_classes, "unlabelled": int((labels < 0).sum())}
+    report: dict[str, Any] = {
+        "path": str(path),
+        "format": fmt,
+        "samples": len(ds),
+        "identities": int(labels[labels >= 0].unique().numel()),
+        "num_classes": ds.num_classes,
+        "unlabelled": int((labels < 0).sum()),
+    }
     if ds.modality is not None:
         report["modality"] = {"VIS": int((ds.modality == 0).sum()), "NIR": int((ds.modality == 1).sum())}
     if fmt == "lmdb":
@@ -205,8 +261,11 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
         counts = labels[labels >= 0].bincount()
         counts = counts[counts > 0]
         if len(counts):
-            report["images_per_identity"] = {"min": int(counts.min()), "median": float(counts.float().median()),
-                                             "max": int(counts.max())}
+            report["images_per_identity"] = {
+                "min": int(counts.min()),
+                "median": float(counts.float().median()),
+                "max": int(counts.max()),
+            }
         first = ds[0]
         report["image_size"] = list(first["image"].shape[-2:])
         if "feature" in first:
@@ -226,8 +285,18 @@ def info(path: str, as_json: bool, **fmt_params: Any) -> None:
 @click.option("--out", required=True, type=click.Path(), help="Output folder (or LMDB file).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Dataset parameter (repeatable).")
 @_with(_common_write)
-def export(name: str, fmt: str, out: str, params: tuple[str, ...], quality: int, image_size: int | None,
-           skip_corrupt: bool, overwrite: bool, quiet: bool, chunk: int) -> None:
+def export(
+    name: str,
+    fmt: str,
+    out: str,
+    params: tuple[str, ...],
+    quality: int,
+    image_size: int | None,
+    skip_corrupt: bool,
+    overwrite: bool,
+    quiet: bool,
+    chunk: int,
+) -> None:
     """Write a registered dataset (e.g. synthetic) to real files in the papers' layouts.
 
     --overwrite replaces only an earlier facerec output (it carries a marker); anything else is refused."""
@@ -236,8 +305,18 @@ def export(name: str, fmt: str, out: str, params: tuple[str, ...], quality: int,
     check_output(out, overwrite, "--out")  # before the dataset is even opened
     kwargs = parse_params(params)
     dataset, source = _dataset_from(name, kwargs)
-    _write(dataset, out, fmt, f"{source} {json.dumps(kwargs, sort_keys=True, default=str)}", quality,
-           skip_corrupt, overwrite, image_size, quiet, chunk)
+    _write(
+        dataset,
+        out,
+        fmt,
+        f"{source} {json.dumps(kwargs, sort_keys=True, default=str)}",
+        quality,
+        skip_corrupt,
+        overwrite,
+        image_size,
+        quiet,
+        chunk,
+    )
 
 
 @data.command()
@@ -273,29 +352,67 @@ def show(name: str, out: str, params: tuple[str, ...], count: int, columns: int)
 
 @data.command()
 @click.argument("raw", type=click.Path())
-@click.option("--out", required=True, type=click.Path(),
-              help="Output: NAME.lmdb for an LMDB, anything else for a folder (one sub-folder per identity).")
-@click.option("--template", required=True,
-              help="Alignment template the chips are warped to (a name facerec.data.align knows, e.g. arcface112).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="Output: NAME.lmdb for an LMDB, anything else for a folder (one sub-folder per identity).",
+)
+@click.option(
+    "--template",
+    required=True,
+    help="Alignment template the chips are warped to (a name facerec.data.align knows, e.g. arcface112).",
+)
 @click.option("--detector", default="mtcnn", show_default=True, help="Registered face detector.")
 @click.option("--detector-weights", help="Detector weights: a file, folder or card (default: the detector's own).")
-@click.option("--detector-param", "detector_params", multiple=True, metavar="KEY=VALUE",
-              help="Other detector parameter, e.g. thresholds=[0.6,0.7,0.8] (repeatable).")
-@click.option("--min-size", type=click.IntRange(1, 1 << 16), help="Smallest face side searched, in pixels "
-              "(default: the detector's; 20 for mtcnn).")
-@click.option("--largest/--all", "largest", default=True,
-              help="Keep only the largest face of each photo (default) or every face found.")
+@click.option(
+    "--detector-param",
+    "detector_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Other detector parameter, e.g. thresholds=[0.6,0.7,0.8] (repeatable).",
+)
+@click.option(
+    "--min-size",
+    type=click.IntRange(1, 1 << 16),
+    help="Smallest face side searched, in pixels (default: the detector's; 20 for mtcnn).",
+)
+@click.option(
+    "--largest/--all",
+    "largest",
+    default=True,
+    help="Keep only the largest face of each photo (default) or every face found.",
+)
 @click.option("--size", type=click.IntRange(8, 4096), help="Chip side in pixels (default: the template's).")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
-              help="Photos per detection batch and per committed chunk (a killed run resumes from the last).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Photos per detection batch and per committed chunk (a killed run resumes from the last).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-              help="JPEG quality of the chips.")
+@click.option(
+    "--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality of the chips."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-def align(raw: str, out: str, template: str, detector: str, detector_weights: str | None,
-          detector_params: tuple[str, ...], min_size: int | None, largest: bool, size: int | None, batch_size: int,
-          device: str, quality: int, overwrite: bool, quiet: bool) -> None:
+def align(
+    raw: str,
+    out: str,
+    template: str,
+    detector: str,
+    detector_weights: str | None,
+    detector_params: tuple[str, ...],
+    min_size: int | None,
+    largest: bool,
+    size: int | None,
+    batch_size: int,
+    device: str,
+    quality: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Detect and align the faces in RAW (photos in identity sub-folders, or flat) into chips.
 
     Photos where no face is found, or that cannot be read, are listed in OUT.failures.csv (path,
@@ -320,11 +437,24 @@ def align(raw: str, out: str, template: str, detector: str, detector_weights: st
     if check_device(device) != "cpu":
         params["device"] = device
     det = registry.create("detector", detector, **params)
-    result = align_photos(raw, out, tpl.name, det, detector_name=detector, detector_params=params,
-                          select="largest" if largest else "all", size=size, chunk=batch_size, quality=quality,
-                          overwrite=overwrite, progress=Progress("aligning", quiet))
+    result = align_photos(
+        raw,
+        out,
+        tpl.name,
+        det,
+        detector_name=detector,
+        detector_params=params,
+        select="largest" if largest else "all",
+        size=size,
+        chunk=batch_size,
+        quality=quality,
+        overwrite=overwrite,
+        progress=Progress("aligning", quiet),
+    )
     resumed = f", resumed at image {result.resumed_from}" if result.resumed_from else ""
     ids = f" of {result.identities} identities" if result.identities else " (unlabelled)"
-    click.echo(f"aligned {result.faces} faces{ids} from {result.images - result.failed} of {result.images} images "
-               f"to {result.path} (template {result.template}{resumed}); {result.failed} images without a face or "
-               f"unreadable, listed in {result.failures_csv}")
+    click.echo(
+        f"aligned {result.faces} faces{ids} from {result.images - result.failed} of {result.images} images "
+        f"to {result.path} (template {result.template}{resumed}); {result.failed} images without a face or "
+        f"unreadable, listed in {result.failures_csv}"
+    )

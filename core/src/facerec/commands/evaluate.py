@@ -12,8 +12,16 @@ from ..errors import DataError, ParameterError
 from .extract import speed_options
 
 
-def build_protocol(name: str, data: str | None, params: dict[str, Any], *, skip_missing: bool,
-                   flip: bool, image_size: int | None, data_template: str | None = None) -> Any:
+def build_protocol(
+    name: str,
+    data: str | None,
+    params: dict[str, Any],
+    *,
+    skip_missing: bool,
+    flip: bool,
+    image_size: int | None,
+    data_template: str | None = None,
+) -> Any:
     """Create the protocol with ``data`` and the CLI switches it accepts (clear error otherwise)."""
     from .. import registry
 
@@ -37,37 +45,70 @@ def build_protocol(name: str, data: str | None, params: dict[str, Any], *, skip_
         params.setdefault("image_size", image_size)
     if data_template is not None:
         if "template" not in accepted:
-            raise ParameterError(f"protocol {name!r} does not take --data-template (its images are not "
-                                 "pre-aligned, or it aligns them itself)")
+            raise ParameterError(
+                f"protocol {name!r} does not take --data-template (its images are not "
+                "pre-aligned, or it aligns them itself)"
+            )
         params.setdefault("template", data_template)
     return registry.create("protocol", name, **params)
 
 
 @click.command(name="eval")
 @click.option("--backbone", "-b", help="Backbone name, or onnx:FILE for an exported model (or use --features).")
-@click.option("--weights", "-w", help="Weights for the backbone: a file (safetensors or any registered original "
-              "format) or a card name (`facerun weights list`).")
-@click.option("--features", "-f", type=click.Path(dir_okay=False),
-              help="Precomputed features.safetensors from `facerun extract` (instead of --backbone).")
+@click.option(
+    "--weights",
+    "-w",
+    help="Weights for the backbone: a file (safetensors or any registered original "
+    "format) or a card name (`facerun weights list`).",
+)
+@click.option(
+    "--features",
+    "-f",
+    type=click.Path(dir_okay=False),
+    help="Precomputed features.safetensors from `facerun extract` (instead of --backbone).",
+)
 @click.option("--protocol", "-p", required=True, help="Protocol name, e.g. pairs, identification, ijb.")
 @click.option("--data", type=click.Path(), help="The protocol's data: root folder or file (pairs.txt, .bin).")
-@click.option("--data-template", help="The alignment template the data's images are aligned to (pairs: arcface112 "
-              "unless told); warped to the backbone's where they differ.")
+@click.option(
+    "--data-template",
+    help="The alignment template the data's images are aligned to (pairs: arcface112 "
+    "unless told); warped to the backbone's where they differ.",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder: metrics.json, summary.md, curves.")
 @click.option("--flip", is_flag=True, help="Flip test-time augmentation (protocols that support it).")
 @click.option("--skip-missing", is_flag=True, help="Evaluate without missing images; their count is reported.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
-@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
-              help="protocol.* or backbone.* parameter, e.g. protocol.accuracy=insightface (repeatable).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KIND.KEY=VALUE",
+    help="protocol.* or backbone.* parameter, e.g. protocol.accuracy=insightface (repeatable).",
+)
 @speed_options
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate(backbone: str | None, weights: str | None, features: str | None, protocol: str, data: str | None,
-             data_template: str | None, out: str | None, flip: bool, skip_missing: bool, batch_size: int, device: str,
-             image_size: int | None, params: tuple[str, ...], compile_: bool, precision: str, as_json: bool,
-             quiet: bool) -> None:
+def evaluate(
+    backbone: str | None,
+    weights: str | None,
+    features: str | None,
+    protocol: str,
+    data: str | None,
+    data_template: str | None,
+    out: str | None,
+    flip: bool,
+    skip_missing: bool,
+    batch_size: int,
+    device: str,
+    image_size: int | None,
+    params: tuple[str, ...],
+    compile_: bool,
+    precision: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Evaluate a backbone (or precomputed features) on a protocol; writes a report with --out."""
     from ..params import check_device
     from ..recipes import parse_params
@@ -81,8 +122,15 @@ def evaluate(backbone: str | None, weights: str | None, features: str | None, pr
         raise DataError(f"--data: not found: {data}")
     parsed = parse_params(params)
     device = check_device(device)
-    proto = build_protocol(protocol, data, parsed["protocol"], skip_missing=skip_missing, flip=flip,
-                           image_size=image_size, data_template=data_template)
+    proto = build_protocol(
+        protocol,
+        data,
+        parsed["protocol"],
+        skip_missing=skip_missing,
+        flip=flip,
+        image_size=image_size,
+        data_template=data_template,
+    )
     info: dict[str, Any] = {"protocol": protocol, "data": str(Path(data).resolve()) if data else ""}
     if features is not None:
         if flip:
@@ -93,8 +141,9 @@ def evaluate(backbone: str | None, weights: str | None, features: str | None, pr
         info.update(features=str(Path(features).resolve()), backbone=table.meta.get("backbone", "?"))
         result = proto.evaluate_features(table)
     else:
-        model, _, provenance = build_backbone(backbone, weights, [p for p in params if p.startswith("backbone.")],
-                                              device)
+        model, _, provenance = build_backbone(
+            backbone, weights, [p for p in params if p.startswith("backbone.")], device
+        )
         info.update(backbone=backbone, precision=precision, **provenance)
         if getattr(proto, "template", None) is not None:  # protocols of pre-aligned images: how they reach the model
             from ..protocols.common import plan_input
@@ -109,14 +158,21 @@ def evaluate(backbone: str | None, weights: str | None, features: str | None, pr
     if as_json:
         click.echo(json.dumps({k: float(v) for k, v in result.metrics.items()}, indent=2))
     else:
-        click.echo(f"{protocol}: " + ", ".join(f"{k}={float(v):.4f}" if not k.startswith("n_") else f"{k}={int(v)}"
-                                               for k, v in result.metrics.items()))
+        click.echo(
+            f"{protocol}: "
+            + ", ".join(
+                f"{k}={float(v):.4f}" if not k.startswith("n_") else f"{k}={int(v)}" for k, v in result.metrics.items()
+            )
+        )
         m = result.metrics
         if "accuracy" in m and "accuracy_std" in m and "n_folds" in m:  # the line a paper would quote
-            tars = "; ".join(f"TAR {100 * float(v):.2f}% at FAR {k.split('=')[1]}" for k, v in m.items()
-                             if k.startswith("tar@far="))
-            click.echo(f"{protocol}: accuracy {100 * float(m['accuracy']):.2f}% ± {100 * float(m['accuracy_std']):.2f} "
-                       f"over {int(m['n_folds'])} folds" + (f"; {tars}" if tars else ""))
+            tars = "; ".join(
+                f"TAR {100 * float(v):.2f}% at FAR {k.split('=')[1]}" for k, v in m.items() if k.startswith("tar@far=")
+            )
+            click.echo(
+                f"{protocol}: accuracy {100 * float(m['accuracy']):.2f}% ± {100 * float(m['accuracy_std']):.2f} "
+                f"over {int(m['n_folds'])} folds" + (f"; {tars}" if tars else "")
+            )
     if out is not None:
         from ..reports import write_report
 

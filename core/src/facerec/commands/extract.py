@@ -45,12 +45,21 @@ def build_backbone(name: str, weights: str | None, params: Sequence[str], device
 
 def speed_options(f):
     """--compile / --precision, shared by extract and eval."""
-    f = click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-                     help="bf16/fp16 autocast (native on GPUs and CPUs with AMX / AVX-512-BF16), checked "
-                          "against the float64 forward (every embedding's cosine >= 0.999).")(f)
-    return click.option("--compile", "compile_", is_flag=True,
-                        help="torch.compile the forward (inductor, frozen weights): a warm-up of seconds to "
-                             "minutes, then faster batches on some models (see docs/benchmarks.md).")(f)
+    f = click.option(
+        "--precision",
+        type=click.Choice(["fp32", "bf16", "fp16"]),
+        default="fp32",
+        show_default=True,
+        help="bf16/fp16 autocast (native on GPUs and CPUs with AMX / AVX-512-BF16), checked "
+        "against the float64 forward (every embedding's cosine >= 0.999).",
+    )(f)
+    return click.option(
+        "--compile",
+        "compile_",
+        is_flag=True,
+        help="torch.compile the forward (inductor, frozen weights): a warm-up of seconds to "
+        "minutes, then faster batches on some models (see docs/benchmarks.md).",
+    )(f)
 
 
 def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch_size: int) -> Any:
@@ -67,8 +76,9 @@ def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch
         return model
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fast = optimize_for_inference(model, device=device, compile=compile_, precision=precision,
-                                      batch_size=batch_size)
+        fast = optimize_for_inference(
+            model, device=device, compile=compile_, precision=precision, batch_size=batch_size
+        )
     for w in caught:
         click.echo(f"note: {str(w.message).splitlines()[0]}", err=True)
     return fast
@@ -76,26 +86,50 @@ def fast_model(model: Any, device: str, *, compile_: bool, precision: str, batch
 
 @click.command(name="extract")
 @click.option("--backbone", "-b", required=True, help="Backbone name (see `facerun plugins`), or onnx:FILE.")
-@click.option("--weights", "-w", help="Weights: a file (safetensors or any registered original format) or a card name "
-              "(`facerun weights list`).")
+@click.option(
+    "--weights",
+    "-w",
+    help="Weights: a file (safetensors or any registered original format) or a card name (`facerun weights list`).",
+)
 @click.option("--data", required=True, type=click.Path(), help="Image folder, image list (path [label]), LMDB or .rec.")
-@click.option("--data-template", help="The alignment template the images are aligned to (default: what the data "
-              "declares, e.g. an LMDB's __template__); warped to the backbone's where they differ.")
+@click.option(
+    "--data-template",
+    help="The alignment template the images are aligned to (default: what the data "
+    "declares, e.g. an LMDB's __template__); warped to the backbone's where they differ.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors feature file.")
 @click.option("--flip", is_flag=True, help="Add the embedding of the mirrored image (flip TTA).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--image-size", type=click.IntRange(min=8), help="Load images at this size (default: the backbone's).")
-@click.option("--no-optimize", is_flag=True,
-              help="Use the plain eager forward (no BatchNorm folding / channels-last).")
+@click.option("--no-optimize", is_flag=True, help="Use the plain eager forward (no BatchNorm folding / channels-last).")
 @speed_options
-@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
-              help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KIND.KEY=VALUE",
+    help="backbone.* or dataset.* parameter, e.g. backbone.embedding_size=256 (repeatable).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-def extract(backbone: str, weights: str | None, data: str, data_template: str | None, out: str, flip: bool,
-            batch_size: int, device: str, image_size: int | None, no_optimize: bool, compile_: bool, precision: str,
-            params: tuple[str, ...], quiet: bool, overwrite: bool) -> None:
+def extract(
+    backbone: str,
+    weights: str | None,
+    data: str,
+    data_template: str | None,
+    out: str,
+    flip: bool,
+    batch_size: int,
+    device: str,
+    image_size: int | None,
+    no_optimize: bool,
+    compile_: bool,
+    precision: str,
+    params: tuple[str, ...],
+    quiet: bool,
+    overwrite: bool,
+) -> None:
     """Embed images (folder, list or LMDB) into a features.safetensors file (batched, inference mode)."""
     import time
 
@@ -120,13 +154,29 @@ def extract(backbone: str, weights: str | None, data: str, data_template: str | 
     if not no_optimize:
         model = fast_model(model, device, compile_=compile_, precision=precision, batch_size=batch_size)
     start = time.perf_counter()
-    emb = embed_images(model, image_batches(ds, batch_size), len(ds), device=device, flip=flip,
-                       progress=not quiet, desc="extract", optimize=not no_optimize, plan=plan)
+    emb = embed_images(
+        model,
+        image_batches(ds, batch_size),
+        len(ds),
+        device=device,
+        flip=flip,
+        progress=not quiet,
+        desc="extract",
+        optimize=not no_optimize,
+        plan=plan,
+    )
     elapsed = time.perf_counter() - start
     labels = None if getattr(ds, "unlabelled", False) else ds.labels
-    meta = {"backbone": backbone, **provenance, "data": str(Path(data).resolve()),
-            "flip": str(bool(flip)), "image_size": str(plan.load_size), "precision": precision, **plan.record(),
-            "format": "facerec-features-1"}
+    meta = {
+        "backbone": backbone,
+        **provenance,
+        "data": str(Path(data).resolve()),
+        "flip": str(bool(flip)),
+        "image_size": str(plan.load_size),
+        "precision": precision,
+        **plan.record(),
+        "format": "facerec-features-1",
+    }
     try:
         save_features(out, keys, emb, labels if labels is not None and labels.numel() == len(keys) else None, meta)
     except OSError as exc:
@@ -135,8 +185,10 @@ def extract(backbone: str, weights: str | None, data: str, data_template: str | 
         from ..reports import random_weights_warning
 
         click.echo(random_weights_warning("facerun extract"), err=True)
-    click.echo(f"wrote {out}: {emb.shape[0]} x {emb.shape[1]} features in {elapsed:.1f}s "
-               f"({emb.shape[0] / max(elapsed, 1e-9):.1f} images/s)")
+    click.echo(
+        f"wrote {out}: {emb.shape[0]} x {emb.shape[1]} features in {elapsed:.1f}s "
+        f"({emb.shape[0] / max(elapsed, 1e-9):.1f} images/s)"
+    )
 
 
 __all__ = ["extract", "build_backbone", "fast_model", "speed_options", "FacerecError"]

@@ -57,8 +57,18 @@ def _shard(text: str | None, num_ids: int) -> tuple[int, int]:
 class GeneratedIdentities:
     """A lazy facerec Dataset over generator samples: identity blocks are drawn when the writer asks."""
 
-    def __init__(self, generator: Any, first: int, last: int, per_id: int, *, seed: int, device: str,
-                 batch_size: int, conditions: dict[str, Any]):
+    def __init__(
+        self,
+        generator: Any,
+        first: int,
+        last: int,
+        per_id: int,
+        *,
+        seed: int,
+        device: str,
+        batch_size: int,
+        conditions: dict[str, Any],
+    ):
         self.gen, self.first, self.per_id = generator, first, per_id
         self.num_ids = last - first
         self.seed, self.device, self.batch_size = seed, device, batch_size
@@ -95,8 +105,9 @@ class GeneratedIdentities:
         else:
             seed = self.seed * 1_000_003 + first_id
         t0 = time.perf_counter()
-        parts = list(self.gen.sample(hi - lo, self.per_id, seed=seed, device=self.device,
-                                     batch_size=self.batch_size, **kwargs))
+        parts = list(
+            self.gen.sample(hi - lo, self.per_id, seed=seed, device=self.device, batch_size=self.batch_size, **kwargs)
+        )
         self.seconds += time.perf_counter() - t0
         report = getattr(self.gen, "generation_report", None)
         if callable(report):
@@ -117,8 +128,9 @@ class GeneratedIdentities:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--generator", "-g", "name", required=True, help="Registered generator (see `facerun plugins`).")
-@click.option("--weights", "-w",
-              help="Weights: a file (original or safetensors) or a card name (`facerun weights list`).")
+@click.option(
+    "--weights", "-w", help="Weights: a file (original or safetensors) or a card name (`facerun weights list`)."
+)
 @click.option("--ids", type=click.IntRange(1), required=True, help="Number of identities (all shards together).")
 @click.option("--per-id", type=click.IntRange(1), required=True, help="Images per identity.")
 @click.option("--out", required=True, type=click.Path(), help="Output: data.lmdb (or a folder with --format).")
@@ -127,18 +139,44 @@ class GeneratedIdentities:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--ids-per-chunk", type=click.IntRange(1), default=16, show_default=True,
-              help="Identities generated and committed per chunk (the resume granularity).")
+@click.option(
+    "--ids-per-chunk",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="Identities generated and committed per chunk (the resume granularity).",
+)
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Generator constructor parameter.")
-@click.option("--condition", "conditions", multiple=True, metavar="KEY=VALUE",
-              help="Sampling condition passed to the generator's sample() (e.g. centers=c.npy, yaw=45).")
-@click.option("--quality", "jpeg_quality", type=click.IntRange(1, 100), default=95, show_default=True,
-              help="JPEG quality.")
+@click.option(
+    "--condition",
+    "conditions",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Sampling condition passed to the generator's sample() (e.g. centers=c.npy, yaw=45).",
+)
+@click.option(
+    "--quality", "jpeg_quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fmt: str, shard: str | None,
-             seed: int, device: str, batch_size: int, ids_per_chunk: int, params: tuple[str, ...],
-             conditions: tuple[str, ...], jpeg_quality: int, overwrite: bool, quiet: bool) -> None:
+def generate(
+    name: str,
+    weights: str | None,
+    ids: int,
+    per_id: int,
+    out: str,
+    fmt: str,
+    shard: str | None,
+    seed: int,
+    device: str,
+    batch_size: int,
+    ids_per_chunk: int,
+    params: tuple[str, ...],
+    conditions: tuple[str, ...],
+    jpeg_quality: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Generate an identity-labelled image set with any generator (HSFace LMDB layout)."""
     from .. import registry
     from ..params import check_device
@@ -165,8 +203,10 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
     takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
     for key in cond:
         if key not in accepted and not takes_any:
-            raise ParameterError(f"--condition {key}: generator {name!r} sample() has no such option; "
-                                 f"it accepts {', '.join(k for k in accepted if k not in ('self',))}")
+            raise ParameterError(
+                f"--condition {key}: generator {name!r} sample() has no such option; "
+                f"it accepts {', '.join(k for k in accepted if k not in ('self',))}"
+            )
     if state is not None:
         from ..weights import strict_load
 
@@ -181,13 +221,23 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
         from ..reports import random_weights_warning
 
         click.echo(random_weights_warning("facerun generate", f"generator {name!r}"), err=True)
-    dataset = GeneratedIdentities(gen, first, last, per_id, seed=seed, device=device, batch_size=batch_size,
-                                  conditions=cond)
+    dataset = GeneratedIdentities(
+        gen, first, last, per_id, seed=seed, device=device, batch_size=batch_size, conditions=cond
+    )
     from ..data.writers import write_dataset
 
-    source = repr({"generator": name, "weights": str(Path(weights).resolve()) if weights else None,
-                   "params": ctor, "conditions": cond, "ids": ids, "per_id": per_id, "shard": [first, last],
-                   "seed": seed})
+    source = repr(
+        {
+            "generator": name,
+            "weights": str(Path(weights).resolve()) if weights else None,
+            "params": ctor,
+            "conditions": cond,
+            "ids": ids,
+            "per_id": per_id,
+            "shard": [first, last],
+            "seed": seed,
+        }
+    )
     t0 = time.perf_counter()
     progress = Progress("generating", quiet)
     report_path = Path(str(out) + ".report.json")
@@ -203,16 +253,26 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
     partial = Path(str(out) + ".partial")
     resuming = partial.exists()
     try:
-        result = write_dataset(dataset, out, fmt, quality=jpeg_quality, chunk=ids_per_chunk * per_id,
-                               overwrite=overwrite, source=source, progress=committed)
+        result = write_dataset(
+            dataset,
+            out,
+            fmt,
+            quality=jpeg_quality,
+            chunk=ids_per_chunk * per_id,
+            overwrite=overwrite,
+            source=source,
+            progress=committed,
+        )
     except (Exception, KeyboardInterrupt) as exc:
         if not partial.exists():
             raise
         if not resuming and not commits:  # nothing was written: leave nothing behind
             _remove(partial)
             raise
-        hint = (f"{partial} keeps the images written so far: run the same command again to resume from there, "
-                f"or delete {partial} to start over")
+        hint = (
+            f"{partial} keeps the images written so far: run the same command again to resume from there, "
+            f"or delete {partial} to start over"
+        )
         if isinstance(exc, DataError | ParameterError):
             raise type(exc)(f"{str(exc).splitlines()[0]}; {hint}") from None
         click.echo(f"generation stopped ({type(exc).__name__}); {hint}", err=True)
@@ -223,9 +283,11 @@ def generate(name: str, weights: str | None, ids: int, per_id: int, out: str, fm
     if dataset.report:
         totals = _write_report(report_path, dataset.report, first)
         click.echo(f"attribute control: {totals['summary']} (per identity: {report_path})")
-    click.echo(f"wrote {result.written} images of identities {first}..{last - 1} to {result.path} "
-               f"({fmt}{resumed}; {rate:.1f} images/s overall, "
-               f"generator {dataset.generated_images / max(dataset.seconds, 1e-9):.1f} images/s)")
+    click.echo(
+        f"wrote {result.written} images of identities {first}..{last - 1} to {result.path} "
+        f"({fmt}{resumed}; {rate:.1f} images/s overall, "
+        f"generator {dataset.generated_images / max(dataset.seconds, 1e-9):.1f} images/s)"
+    )
 
 
 def _stored_generator(path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -48,11 +48,30 @@ def _train_options(func: Any) -> Any:
 @click.option("--recipe", help="Recipe (default: the generator's, else the backbone's, else standard).")
 @click.option("--stage", help="Recipe stage, for recipes that train in stages.")
 @_train_options
-@click.option("--param", "params", multiple=True, metavar="KIND.KEY=VALUE",
-              help="Component/train/recipe parameter, e.g. head.m=0.4, train.amp=bf16 (repeatable).")
-def train(backbone: str, head: str | None, generator: str | None, dataset: str | None, protocol: tuple[str, ...],
-          out: str, resume: bool, overwrite: bool, preset: str, seed: int, device: str, recipe: str | None,
-          stage: str | None, params: tuple[str, ...], **train_opts: Any) -> None:
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KIND.KEY=VALUE",
+    help="Component/train/recipe parameter, e.g. head.m=0.4, train.amp=bf16 (repeatable).",
+)
+def train(
+    backbone: str,
+    head: str | None,
+    generator: str | None,
+    dataset: str | None,
+    protocol: tuple[str, ...],
+    out: str,
+    resume: bool,
+    overwrite: bool,
+    preset: str,
+    seed: int,
+    device: str,
+    recipe: str | None,
+    stage: str | None,
+    params: tuple[str, ...],
+    **train_opts: Any,
+) -> None:
     """Train a backbone + head [+ generator] on a dataset; checkpoints, logs and metrics go to --out.
 
     An existing run in --out is never replaced silently: --resume continues it, --overwrite replaces it.
@@ -62,6 +81,20 @@ def train(backbone: str, head: str | None, generator: str | None, dataset: str |
     # repr keeps nan/inf/huge values intact for the one parameter check every train.* value goes through
     extra = tuple(f"train.{k}={v!r}" for k, v in train_opts.items() if v is not None)
     # errors (FacerecError) become one line in facerun's group, which also keeps their exit code
-    run_pipeline(backbone=backbone, head=head, generator=generator, dataset=dataset, protocol=protocol,
-                 preset=preset, out=out, seed=seed, device=device, params=(*extra, *params), recipe=recipe,
-                 stage=stage, resume=resume, overwrite=overwrite, echo=click.echo)
+    run_pipeline(
+        backbone=backbone,
+        head=head,
+        generator=generator,
+        dataset=dataset,
+        protocol=protocol,
+        preset=preset,
+        out=out,
+        seed=seed,
+        device=device,
+        params=(*extra, *params),
+        recipe=recipe,
+        stage=stage,
+        resume=resume,
+        overwrite=overwrite,
+        echo=click.echo,
+    )

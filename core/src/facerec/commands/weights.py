@@ -68,9 +68,11 @@ def convert(original: str, arch: str, params: tuple[str, ...], out: str) -> None
 
     check_output_file(out, "--to", overwrite=True)  # writable, not under a file: known before converting
     info = do_convert(resolve(original), arch, out, parse_params(params))
-    click.echo(f"wrote {info['out']}: {info['kind']} {arch} from a {info['source_format']} file, "
-               f"{info['tensors']} tensors, {info['parameters']:,} values, sha256 {info['sha256'][:16]}... "
-               "(verified by strict reload)")
+    click.echo(
+        f"wrote {info['out']}: {info['kind']} {arch} from a {info['source_format']} file, "
+        f"{info['tensors']} tensors, {info['parameters']:,} values, sha256 {info['sha256'][:16]}... "
+        "(verified by strict reload)"
+    )
 
 
 @weights.command()

@@ -34,8 +34,10 @@ from torch import Tensor
 
 from ..errors import DataError
 
-ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                        [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
 
 
 def _points(value: Any) -> np.ndarray:
@@ -83,14 +85,24 @@ def _centred(points: np.ndarray, scale: float, size: int) -> np.ndarray:
 
 
 # core's built-ins, registered in core/pyproject.toml like any plugin's templates
-ARCFACE112 = Template("arcface112", 112, ARCFACE_112,
-                      origin="insightface's 112x112 ArcFace template (the 96x112 one shifted 8 px in x)")
-LIGHTCNN144 = Template("lightcnn144", 144, _scaled(ARCFACE_112, 128 / 112, 8.0),
-                       origin="LightCNN/DVG 144x144 (ArcFace layout scaled to the central 128 crop)")
-DCR120 = Template("dcr120", 120, _scaled(ARCFACE_112, 120 / 112, 0.0),
-                  origin="DCR 120x120 (ArcFace layout scaled to 120)")
-VGGFACE2 = Template("vggface2", 256, _centred(ARCFACE_112, 224 / 112 / 1.3, 256),
-                    origin="VGGFace2 loose 256x256 crop (resize 256, centre crop 224; 1.3x detector box)")
+ARCFACE112 = Template(
+    "arcface112", 112, ARCFACE_112, origin="insightface's 112x112 ArcFace template (the 96x112 one shifted 8 px in x)"
+)
+LIGHTCNN144 = Template(
+    "lightcnn144",
+    144,
+    _scaled(ARCFACE_112, 128 / 112, 8.0),
+    origin="LightCNN/DVG 144x144 (ArcFace layout scaled to the central 128 crop)",
+)
+DCR120 = Template(
+    "dcr120", 120, _scaled(ARCFACE_112, 120 / 112, 0.0), origin="DCR 120x120 (ArcFace layout scaled to 120)"
+)
+VGGFACE2 = Template(
+    "vggface2",
+    256,
+    _centred(ARCFACE_112, 224 / 112 / 1.3, 256),
+    origin="VGGFace2 loose 256x256 crop (resize 256, centre crop 224; 1.3x detector box)",
+)
 
 #: Core's built-in templates (``templates()`` / ``get_template`` also see every plugin's).
 TEMPLATES: dict[str, Template] = {t.name: t for t in (ARCFACE112, LIGHTCNN144, DCR120, VGGFACE2)}
@@ -117,8 +129,10 @@ def get_template(name: str | Template) -> Template:
         known = _registered_names()
         if name.rpartition(":")[2] in known:  # registered, but broken or ambiguous: say that
             raise DataError(f"alignment template {name!r}: {exc}") from None
-        raise DataError(f"unknown alignment template {name!r}; known: {', '.join(known) or 'none'} "
-                        "(plugins add templates through the facerec.templates entry points)") from None
+        raise DataError(
+            f"unknown alignment template {name!r}; known: {', '.join(known) or 'none'} "
+            "(plugins add templates through the facerec.templates entry points)"
+        ) from None
     if not isinstance(obj, Template):
         raise DataError(f"alignment template {name!r} is registered as {type(obj).__name__}, not a Template")
     short = name.rpartition(":")[2]
@@ -142,12 +156,14 @@ def similarity_transform(src: Tensor, dst: Tensor) -> Tensor:
     if dst.dim() == 2:
         dst = dst[None].expand(src.shape[0], -1, -1)
     if src.shape[-1] != 2 or src.shape[-2] < 2 or src.shape != dst.shape:
-        raise DataError(f"landmarks must be [B, N, 2] matching the template, got {tuple(src.shape)} "
-                        f"for a template of {tuple(dst.shape[1:])}")
+        raise DataError(
+            f"landmarks must be [B, N, 2] matching the template, got {tuple(src.shape)} "
+            f"for a template of {tuple(dst.shape[1:])}"
+        )
     n = src.shape[1]
     mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
     xs, xd = src - mu_s, dst - mu_d
-    var_s = (xs ** 2).sum((1, 2)) / n
+    var_s = (xs**2).sum((1, 2)) / n
     cov = xd.transpose(1, 2) @ xs / n  # [B, 2, 2]
     u, sig, vh = torch.linalg.svd(cov)
     d = torch.ones(src.shape[0], 2, dtype=torch.float64)
@@ -162,12 +178,12 @@ def similarity_transform(src: Tensor, dst: Tensor) -> Tensor:
 def _pixel_to_norm(size_hw: tuple[int, int]) -> Tensor:
     """3x3 map from pixel coords (centres at integers) to grid_sample coords (align_corners=False)."""
     h, w = size_hw
-    return torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
 
 
-def warp_affine(images: Tensor, matrices: Tensor, size: int | tuple[int, int], *,
-                mode: str = "bilinear") -> Tensor:
+def warp_affine(images: Tensor, matrices: Tensor, size: int | tuple[int, int], *, mode: str = "bilinear") -> Tensor:
     """Warp ``images`` [B, C, H, W] with pixel-space matrices [B, 2, 3] (input -> output, like
     ``cv2.warpAffine``) to ``size``; outside pixels are 0."""
     out_hw = (size, size) if isinstance(size, int) else (size[0], size[1])
@@ -177,8 +193,11 @@ def warp_affine(images: Tensor, matrices: Tensor, size: int | tuple[int, int], *
     m[:, 2, 2] = 1.0
     inv = torch.linalg.inv(m)  # output pixel -> input pixel
     theta = _pixel_to_norm((images.shape[-2], images.shape[-1])) @ inv @ torch.linalg.inv(_pixel_to_norm(out_hw))
-    grid = F.affine_grid(theta[:, :2].to(images.dtype if images.is_floating_point() else torch.float32),
-                         [b, images.shape[1], *out_hw], align_corners=False)
+    grid = F.affine_grid(
+        theta[:, :2].to(images.dtype if images.is_floating_point() else torch.float32),
+        [b, images.shape[1], *out_hw],
+        align_corners=False,
+    )
     x = images if images.is_floating_point() else images.float()
     out = F.grid_sample(x, grid.to(x.device), mode=mode, padding_mode="zeros", align_corners=False)
     return out
@@ -204,8 +223,9 @@ def align(images: Tensor, landmarks, template: str | Template = "arcface112", si
     return warp_affine(images, m, out).clamp_(0.0, 1.0)
 
 
-def align_list(images: Sequence[Tensor], landmarks, template: str | Template = "arcface112",
-               size: int | None = None) -> Tensor:
+def align_list(
+    images: Sequence[Tensor], landmarks, template: str | Template = "arcface112", size: int | None = None
+) -> Tensor:
     """Align images of different sizes ([3, H, W] each): transforms estimated in one batch, warped
     per image (grid_sample needs one input size per call)."""
     tpl = get_template(template)
@@ -239,19 +259,24 @@ class TemplateWarp:
     def __call__(self, images: Tensor) -> Tensor:
         """Warp a batch ``[B, C, load_size, load_size]`` to ``[B, C, out_size, out_size]``."""
         if tuple(images.shape[-2:]) != (self.load_size, self.load_size):
-            raise DataError(f"images of {tuple(images.shape[-2:])} px reached a warp planned for "
-                            f"{self.load_size}x{self.load_size} ({self.source.name} -> {self.target.name})")
+            raise DataError(
+                f"images of {tuple(images.shape[-2:])} px reached a warp planned for "
+                f"{self.load_size}x{self.load_size} ({self.source.name} -> {self.target.name})"
+            )
         m = self.matrix.to(images.device)[None].expand(images.shape[0], 2, 3)
         return warp_affine(images, m, self.out_size).clamp_(0.0, 1.0)
 
     def describe(self) -> str:
-        return (f"images aligned to {self.source.name} ({self.load_size} px) are warped to {self.target.name} "
-                f"({self.out_size} px): one similarity transform between the two templates' points, "
-                f"scale {self.scale:.3f}, zero fill outside")
+        return (
+            f"images aligned to {self.source.name} ({self.load_size} px) are warped to {self.target.name} "
+            f"({self.out_size} px): one similarity transform between the two templates' points, "
+            f"scale {self.scale:.3f}, zero fill outside"
+        )
 
 
-def template_warp(source: str | Template, target: str | Template, out_size: int | None = None,
-                  load_size: int | None = None) -> TemplateWarp | None:
+def template_warp(
+    source: str | Template, target: str | Template, out_size: int | None = None, load_size: int | None = None
+) -> TemplateWarp | None:
     """The warp from images aligned to ``source`` to ``target`` at ``out_size`` (default: the
     target's size), or None where the two templates agree at that size (a resize is exact then).
 
@@ -272,5 +297,15 @@ def template_warp(source: str | Template, target: str | Template, out_size: int 
     return TemplateWarp(src, dst, int(load_size), out, m)
 
 
-__all__ = ["Template", "TemplateWarp", "get_template", "templates", "template_warp", "similarity_transform",
-           "warp_affine", "estimate", "align", "align_list"]
+__all__ = [
+    "Template",
+    "TemplateWarp",
+    "get_template",
+    "templates",
+    "template_warp",
+    "similarity_transform",
+    "warp_affine",
+    "estimate",
+    "align",
+    "align_list",
+]

@@ -67,8 +67,11 @@ class CachedDataset(Dataset):
             if value.dim() == 0 or len(value) != len(indices):
                 continue
             if key == "image":
-                value = (value.float().clamp(0, 1) * 255).round().to(torch.uint8) if self.storage == "uint8" \
+                value = (
+                    (value.float().clamp(0, 1) * 255).round().to(torch.uint8)
+                    if self.storage == "uint8"
                     else value.to(torch.float16)
+                )
             elif key == "label":
                 value = value.long()
             if key not in self._store:

@@ -29,10 +29,25 @@ from ..errors import DataError
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Suffixes image folders/lists accept without sniffing (extension-less files are sniffed).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".pnm", ".gif", ".bmp",
-                            ".tif", ".tiff", ".webp"})
-_MAGICS = (JPEG_MAGIC, PNG_MAGIC, b"GIF87a", b"GIF89a", b"BM", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6",
-           b"II*\x00", b"MM\x00*", b"RIFF")
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".pnm", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+)
+_MAGICS = (
+    JPEG_MAGIC,
+    PNG_MAGIC,
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF",
+)
 
 
 _OPS: object | None = None
@@ -117,8 +132,10 @@ def _pil_rgb(data: bytes, source: str) -> np.ndarray:
             gray = _to_8bit(arr, top)
             return np.repeat(gray[..., None], 3, axis=2)
         if mode == "F" or mode.startswith("RGB;16") or mode.startswith("RGBA;16"):
-            raise ValueError(f"{mode} images (floating point or 16-bit colour PIL cannot scale) are not supported; "
-                             f"convert the file to 8- or 16-bit PNG")
+            raise ValueError(
+                f"{mode} images (floating point or 16-bit colour PIL cannot scale) are not supported; "
+                f"convert the file to 8- or 16-bit PNG"
+            )
         return np.array(im.convert("RGB"), dtype=np.uint8)
 
 
@@ -150,14 +167,16 @@ def to_canonical(images: Tensor, image_size: int | tuple[int, int] | None = None
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if tuple(x.shape[-2:]) != size:
             batched = x.dim() == 4
-            x = F.interpolate(x if batched else x[None], size=size, mode="bilinear", align_corners=False,
-                              antialias=True).clamp_(0.0, 1.0)
+            x = F.interpolate(
+                x if batched else x[None], size=size, mode="bilinear", align_corners=False, antialias=True
+            ).clamp_(0.0, 1.0)
             x = x if batched else x[0]
     return x
 
 
-def decode_image(data: bytes | bytearray | memoryview, source: str = "<bytes>",
-                 image_size: int | tuple[int, int] | None = None) -> Tensor:
+def decode_image(
+    data: bytes | bytearray | memoryview, source: str = "<bytes>", image_size: int | tuple[int, int] | None = None
+) -> Tensor:
     """Image bytes -> canonical float image ``[3, H, W]`` RGB in [0, 1]."""
     return to_canonical(decode_uint8(data, source), image_size)
 
@@ -193,5 +212,13 @@ def encode_jpeg(image: Tensor, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["IMAGE_SUFFIXES", "looks_like_image", "read_bytes", "read_image", "decode_image", "decode_uint8",
-           "to_canonical", "encode_jpeg"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "looks_like_image",
+    "read_bytes",
+    "read_image",
+    "decode_image",
+    "decode_uint8",
+    "to_canonical",
+    "encode_jpeg",
+]

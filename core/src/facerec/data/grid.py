@@ -17,8 +17,14 @@ from ..errors import DataError, ParameterError
 _TEXT_H = 12  # pixels per caption line under a tile
 
 
-def save_grid(images: Tensor, path: str | os.PathLike, labels: Sequence | Tensor | None = None,
-              captions: Sequence[str] | None = None, ncol: int = 8, pad: int = 2) -> Path:
+def save_grid(
+    images: Tensor,
+    path: str | os.PathLike,
+    labels: Sequence | Tensor | None = None,
+    captions: Sequence[str] | None = None,
+    ncol: int = 8,
+    pad: int = 2,
+) -> Path:
     """Write ``images`` ``[N, 3 or 1, H, W]`` (float in [0, 1]) as a PNG grid of ``ncol`` columns.
 
     ``labels`` (one per image) are drawn under each tile as ``id <label>``; ``captions`` (one string

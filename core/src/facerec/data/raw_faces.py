@@ -75,8 +75,10 @@ def scan_photos(root: str | os.PathLike) -> PhotoFolder:
     labels: list[int] = []
     if subdirs:
         if loose:
-            raise DataError(f"{root / loose[0]} lies beside the identity folders of {root} "
-                            f"({len(loose)} such images); move them into an identity folder")
+            raise DataError(
+                f"{root / loose[0]} lies beside the identity folders of {root} "
+                f"({len(loose)} such images); move them into an identity folder"
+            )
         for label, name in enumerate(subdirs):
             for f in sorted(p for p in (root / name).rglob("*") if p.is_file() and _is_image_file(p)):
                 files.append(f.relative_to(root).as_posix())
@@ -120,8 +122,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _decode(folder: PhotoFolder, start: int, count: int, display: Callable[[str], str]
-            ) -> tuple[range, list[int], list[torch.Tensor], list[list[str]]]:
+def _decode(
+    folder: PhotoFolder, start: int, count: int, display: Callable[[str], str]
+) -> tuple[range, list[int], list[torch.Tensor], list[list[str]]]:
     """Decode up to ``count`` photos from ``start``, fewer when they exceed CHUNK_PIXELS."""
     ok, images, failed = [], [], []
     pixels = 0
@@ -149,14 +152,15 @@ def _detect(detector: Detector, images: list[torch.Tensor]) -> list[Detections]:
     for shape, members in groups.items():
         per_call = max(1, DETECT_PIXELS // (shape[1] * shape[2]))
         for lo in range(0, len(members), per_call):
-            part = members[lo:lo + per_call]
+            part = members[lo : lo + per_call]
             for i, det in zip(part, detector.detect(torch.stack([images[i] for i in part]))):
                 out[i] = det
     return [d if d is not None else Detections.empty() for d in out]
 
 
-def _align(images: list[torch.Tensor], faces: list[tuple[int, torch.Tensor]], template: str,
-           size: int | None) -> list[torch.Tensor]:
+def _align(
+    images: list[torch.Tensor], faces: list[tuple[int, torch.Tensor]], template: str, size: int | None
+) -> list[torch.Tensor]:
     """Chips for ``(image position, landmarks [5, 2])`` pairs, warped per group of same-sized images."""
     chips: list[torch.Tensor | None] = [None] * len(faces)
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -165,7 +169,7 @@ def _align(images: list[torch.Tensor], faces: list[tuple[int, torch.Tensor]], te
     for shape, members in groups.items():
         per_call = max(1, DETECT_PIXELS // (shape[1] * shape[2]))
         for lo in range(0, len(members), per_call):
-            part = members[lo:lo + per_call]
+            part = members[lo : lo + per_call]
             batch = torch.stack([images[faces[k][0]] for k in part]).float().div_(255.0)
             landmarks = torch.stack([faces[k][1] for k in part])
             for k, chip in zip(part, align.align(batch, landmarks, template, size)):
@@ -173,11 +177,22 @@ def _align(images: list[torch.Tensor], faces: list[tuple[int, torch.Tensor]], te
     return chips  # type: ignore[return-value]
 
 
-def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str, detector: Detector, *,
-                 detector_name: str = "", detector_params: dict[str, Any] | None = None,
-                 fmt: str | None = None, select: str = "largest", size: int | None = None, chunk: int = 32,
-                 quality: int = 95, overwrite: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> AlignResult:
+def align_photos(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    template: str,
+    detector: Detector,
+    *,
+    detector_name: str = "",
+    detector_params: dict[str, Any] | None = None,
+    fmt: str | None = None,
+    select: str = "largest",
+    size: int | None = None,
+    chunk: int = 32,
+    quality: int = 95,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> AlignResult:
     """Detect, align and write every photo under ``root``; see the module doc. ``fmt`` defaults to
     ``lmdb`` for an ``.lmdb`` output and ``folder`` otherwise."""
     tpl = align.get_template(template)  # unknown names fail here, before any work
@@ -189,18 +204,27 @@ def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str,
     fmt = fmt or ("lmdb" if out.suffix.lower() in (".lmdb", ".mdb") else "folder")
     folder = scan_photos(root)
     if fmt == "folder" and not folder.identities:
-        raise DataError(f"{folder.root} has no identity sub-folders, and a folder output needs identities; "
-                        f"write an LMDB (--out NAME.lmdb) or put the photos into one folder per identity")
+        raise DataError(
+            f"{folder.root} has no identity sub-folders, and a folder output needs identities; "
+            f"write an LMDB (--out NAME.lmdb) or put the photos into one folder per identity"
+        )
     shown = str(root)
 
     def display(rel: str) -> str:
         return os.path.join(shown, rel)
 
-    job = {"task": "align", "source": str(folder.root.resolve()), "files": len(folder.files),
-           "fingerprint": folder.fingerprint, "template": tpl.name, "size": size or tpl.size,
-           "detector": detector_name, "detector_params": json.dumps(detector_params or {}, sort_keys=True,
-                                                                   default=str),
-           "select": select, "quality": quality}
+    job = {
+        "task": "align",
+        "source": str(folder.root.resolve()),
+        "files": len(folder.files),
+        "fingerprint": folder.fingerprint,
+        "template": tpl.name,
+        "size": size or tpl.size,
+        "detector": detector_name,
+        "detector_params": json.dumps(detector_params or {}, sort_keys=True, default=str),
+        "select": select,
+        "quality": quality,
+    }
     output = ChunkedOutput(out, fmt, job, overwrite)
     total = len(folder.files)
     failures = output.skipped
@@ -218,10 +242,12 @@ def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str,
                 owners.append(i)
         chips = _align(images, faces, tpl.name, size) if faces else []
         written = output.written
-        items = [(written + k, encode_jpeg(chip, quality), folder.labels[i], -1, None)
-                 for k, (chip, i) in enumerate(zip(chips, owners))]
+        items = [
+            (written + k, encode_jpeg(chip, quality), folder.labels[i], -1, None)
+            for k, (chip, i) in enumerate(zip(chips, owners))
+        ]
         # failures in source order, whichever step found them
-        order = {display(f): n for n, f in enumerate(folder.files[indices.start:indices.stop])}
+        order = {display(f): n for n, f in enumerate(folder.files[indices.start : indices.stop])}
         failures = failures + sorted(failed, key=lambda row: order[row[0]])
         output.commit(items, indices.stop, failures)
         if progress is not None:
@@ -231,14 +257,31 @@ def align_photos(root: str | os.PathLike, out: str | os.PathLike, template: str,
     if output.written == 0:
         output.discard()
         raise DataError(f"no face found in any of the {total} images of {folder.root}; reasons in {csv_path}")
-    meta = {"template": tpl.name, "size": size or tpl.size, "detector": detector_name,
-            "detector_params": detector_params or {}, "select": select, "source": str(folder.root.resolve()),
-            "identities": list(folder.identities), "images": total, "faces": output.written,
-            "failed": len(failures), "failures_csv": csv_path.name}
+    meta = {
+        "template": tpl.name,
+        "size": size or tpl.size,
+        "detector": detector_name,
+        "detector_params": detector_params or {},
+        "select": select,
+        "source": str(folder.root.resolve()),
+        "identities": list(folder.identities),
+        "images": total,
+        "faces": output.written,
+        "failed": len(failures),
+        "failures_csv": csv_path.name,
+    }
     blob = json.dumps(meta, indent=2, default=str).encode()
     output.finish(records={TEMPLATE_KEY: tpl.name.encode(), ALIGN_KEY: blob}, files={SIDECAR: blob})
-    return AlignResult(path=out, failures_csv=csv_path, images=total, faces=output.written, failed=len(failures),
-                       identities=len(folder.identities), resumed_from=output.resumed_from, template=tpl.name)
+    return AlignResult(
+        path=out,
+        failures_csv=csv_path,
+        images=total,
+        faces=output.written,
+        failed=len(failures),
+        identities=len(folder.identities),
+        resumed_from=output.resumed_from,
+        template=tpl.name,
+    )
 
 
 def read_template(path: str | os.PathLike) -> str | None:

@@ -74,8 +74,10 @@ def decode_record(buf: bytes | memoryview, where: str) -> tuple[bytes, int]:
             raise DataError(f"{where}: truncated (record header at byte {pos} of {len(view)} read)")
         magic, lrec = struct.unpack_from("<II", view, pos)
         if magic != MAGIC:
-            raise DataError(f"{where}: bad record magic 0x{magic:08x} (expected 0x{MAGIC:08x}); "
-                            "not a RecordIO record or a wrong index offset")
+            raise DataError(
+                f"{where}: bad record magic 0x{magic:08x} (expected 0x{MAGIC:08x}); "
+                "not a RecordIO record or a wrong index offset"
+            )
         cflag, length = lrec >> 29, lrec & _LENGTH_MASK
         if cflag > 3 or (cflag in (2, 3) and not parts) or (cflag in (0, 1) and parts):
             raise DataError(f"{where}: continuation flag {cflag} out of sequence")
@@ -104,7 +106,7 @@ def unpack_image_record(data: bytes, where: str) -> tuple[float | np.ndarray, in
         raise DataError(f"{where}: record of {len(data)} bytes is shorter than the {HEADER.size}-byte image header")
     flag, label, key, id2 = HEADER.unpack_from(data)
     if flag == 0:
-        return float(label), key, id2, data[HEADER.size:]
+        return float(label), key, id2, data[HEADER.size :]
     end = HEADER.size + 4 * flag
     if flag >= MAX_LENGTH // 4 or end > len(data):
         raise DataError(f"{where}: header announces {flag} labels but the record has {len(data)} bytes")
@@ -123,16 +125,16 @@ def read_index(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with warnings.catch_warnings():  # a parse stop is caught by the count check below
         warnings.simplefilter("ignore")
         try:
-            flat = np.fromstring(text.decode("ascii"), dtype=np.int64, sep=" ") if text else \
-                np.empty(0, np.int64)
+            flat = np.fromstring(text.decode("ascii"), dtype=np.int64, sep=" ") if text else np.empty(0, np.int64)
         except (UnicodeDecodeError, ValueError):
             flat = np.empty(0, np.int64)
     if len(flat) != 2 * n_lines:
         for no, line in enumerate(text.split(b"\n"), 1):  # name the first bad line
             fields = line.strip().split(b"\t")
             if len(fields) != 2 or not all(f.strip().isdigit() for f in fields):
-                raise DataError(f"{path} line {no}: expected 'key<TAB>offset' integers, got "
-                                f"{line[:60].decode(errors='replace')!r}")
+                raise DataError(
+                    f"{path} line {no}: expected 'key<TAB>offset' integers, got {line[:60].decode(errors='replace')!r}"
+                )
         raise DataError(f"{path}: not a RecordIO index")
     keys, offsets = flat[0::2].copy(), flat[1::2].copy()
     if len(offsets) and (offsets.min() < 0 or _has_duplicates(offsets)):
@@ -247,12 +249,18 @@ def gather_headers(path: Path, offsets: np.ndarray, chunk: int = 1 << 16) -> dic
         mm = np.memmap(path, dtype=np.uint8, mode="r", shape=(size,))
         cols = np.arange(40, dtype=np.int64)
         for lo in range(0, n, chunk):
-            pos = offsets[lo:lo + chunk, None] + cols
+            pos = offsets[lo : lo + chunk, None] + cols
             inside = pos < size
-            rows[lo:lo + chunk] = np.where(inside, mm[np.minimum(pos, size - 1)], 0)
+            rows[lo : lo + chunk] = np.where(inside, mm[np.minimum(pos, size - 1)], 0)
         del mm
     words = rows.view("<u4")  # [n, 10]
     lrec = words[:, 1]
-    return {"magic": words[:, 0], "cflag": lrec >> 29, "length": lrec & _LENGTH_MASK, "flag": words[:, 2],
-            "label": rows[:, 12:16].copy().view("<f4")[:, 0], "vec0": rows[:, 32:36].copy().view("<f4")[:, 0],
-            "vec1": rows[:, 36:40].copy().view("<f4")[:, 0]}
+    return {
+        "magic": words[:, 0],
+        "cflag": lrec >> 29,
+        "length": lrec & _LENGTH_MASK,
+        "flag": words[:, 2],
+        "label": rows[:, 12:16].copy().view("<f4")[:, 0],
+        "vec0": rows[:, 32:36].copy().view("<f4")[:, 0],
+        "vec1": rows[:, 36:40].copy().view("<f4")[:, 0],
+    }

@@ -17,8 +17,9 @@ from .formats.base import _ImageDataset
 def _resolve_paths(path: Path, idx: str | os.PathLike | None) -> tuple[Path, Path]:
     rec = path / rio.REC_NAME if path.is_dir() else path
     if not rec.is_file():
-        raise DataError(f"RecordIO file not found: {rec}" + (" (expected train.rec in the folder)"
-                                                              if path.is_dir() else ""))
+        raise DataError(
+            f"RecordIO file not found: {rec}" + (" (expected train.rec in the folder)" if path.is_dir() else "")
+        )
     return rec, Path(idx) if idx is not None else rec.with_suffix(".idx")
 
 
@@ -41,8 +42,13 @@ class RecordIODataset(_ImageDataset):
 
     paper = "insightface training sets (ArcFace, Deng et al., CVPR 2019): MXNet RecordIO"
 
-    def __init__(self, path: str | os.PathLike, idx: str | os.PathLike | None = None,
-                 image_size: int | None = None, skip_corrupt: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        idx: str | os.PathLike | None = None,
+        image_size: int | None = None,
+        skip_corrupt: bool = False,
+    ):
         self.path, self.idx_path = _resolve_paths(Path(path), idx)
         self._file_id = rio.file_id(self.path)
         self.file_size = os.path.getsize(self.path)
@@ -57,8 +63,10 @@ class RecordIODataset(_ImageDataset):
             self.indexed = False
         if len(offsets) and offsets.max() >= self.file_size:
             bad = int(np.argmax(offsets >= self.file_size))
-            raise DataError(f"{self.path} record {int(keys[bad])}: index offset {int(offsets[bad])} is past the "
-                            f"end of the file ({self.file_size} bytes); truncated .rec or wrong .idx")
+            raise DataError(
+                f"{self.path} record {int(keys[bad])}: index offset {int(offsets[bad])} is past the "
+                f"end of the file ({self.file_size} bytes); truncated .rec or wrong .idx"
+            )
         self.num_records = len(keys)
         # where each record ends: the next record's offset in the file (or the file's end)
         order = np.argsort(offsets, kind="stable")
@@ -93,8 +101,10 @@ class RecordIODataset(_ImageDataset):
         if len(keys) and np.array_equal(keys, np.arange(len(keys))):  # the usual 0..N-1
             missing = wanted[(wanted < 0) | (wanted >= len(keys))]
             if len(missing):
-                raise DataError(f"{self.idx_path}: record {int(missing[0])} is not indexed "
-                                f"({len(missing)} of {len(wanted)} records missing)")
+                raise DataError(
+                    f"{self.idx_path}: record {int(missing[0])} is not indexed "
+                    f"({len(missing)} of {len(wanted)} records missing)"
+                )
             return wanted.astype(np.int64)
         order = np.argsort(keys)
         pos = np.clip(np.searchsorted(keys[order], wanted), 0, max(len(keys) - 1, 0))
@@ -120,10 +130,11 @@ class RecordIODataset(_ImageDataset):
         label, _, _, _ = self._read_key(0)
         if not isinstance(label, np.ndarray):
             return None  # no header record: record 0 is an image
-        if len(label) < 2 or not (1 <= label[0] <= label[1]) or label[0] != int(label[0]) or \
-                label[1] != int(label[1]):
-            raise DataError(f"{self.path} record 0: header record label {label[:4].tolist()} is not "
-                            "(first identity record, end of identity records)")
+        if len(label) < 2 or not (1 <= label[0] <= label[1]) or label[0] != int(label[0]) or label[1] != int(label[1]):
+            raise DataError(
+                f"{self.path} record 0: header record label {label[:4].tolist()} is not "
+                "(first identity record, end of identity records)"
+            )
         return int(label[0]), int(label[1])
 
     # --------------------------------------------------------------------------------- labels
@@ -145,15 +156,21 @@ class RecordIODataset(_ImageDataset):
         ranges do not tile the image records in order."""
         ranges = self.identity_ranges
         n = len(self.keys)
-        if ranges is None or not len(ranges) or ranges[0, 0] != 1 or ranges[-1, 1] != n + 1 or \
-                (ranges[:, 1] <= ranges[:, 0]).any() or (ranges[1:, 0] != ranges[:-1, 1]).any():
+        if (
+            ranges is None
+            or not len(ranges)
+            or ranges[0, 0] != 1
+            or ranges[-1, 1] != n + 1
+            or (ranges[:, 1] <= ranges[:, 0]).any()
+            or (ranges[1:, 0] != ranges[:-1, 1]).any()
+        ):
             return None
         first, last = ranges[:, 0] - 1, ranges[:, 1] - 2  # sample positions of the records
         head = rio.gather_headers(self.path, self._offsets[np.concatenate([first, last])])
         lab = self._header_labels(head, np.concatenate([first, last]))
         if lab is None:
             return None
-        a, b = lab[: len(first)], lab[len(first):]
+        a, b = lab[: len(first)], lab[len(first) :]
         if (a != b).any():
             return None
         return np.repeat(a, ranges[:, 1] - ranges[:, 0])
@@ -162,13 +179,15 @@ class RecordIODataset(_ImageDataset):
         """Every gathered record starts with the magic and fits in the file (else: the first bad one, named)."""
         bad = np.flatnonzero(head["magic"] != rio.MAGIC)
         if len(bad):
-            raise DataError(f"{name(bad[0])}: bad record magic 0x{int(head['magic'][bad[0]]):08x}; "
-                            "corrupt .rec or wrong .idx")
+            raise DataError(
+                f"{name(bad[0])}: bad record magic 0x{int(head['magic'][bad[0]]):08x}; corrupt .rec or wrong .idx"
+            )
         end = offsets + 8 + head["length"].astype(np.int64)
         cut = np.flatnonzero(end > self.file_size)
         if len(cut):
-            raise DataError(f"{name(cut[0])}: truncated (the record needs {int(end[cut[0]])} bytes, "
-                            f"the file has {self.file_size})")
+            raise DataError(
+                f"{name(cut[0])}: truncated (the record needs {int(end[cut[0]])} bytes, the file has {self.file_size})"
+            )
 
     def _header_labels(self, head: dict[str, np.ndarray], positions: np.ndarray) -> np.ndarray | None:
         """Integer labels from gathered headers; records split by the writer are read whole."""
@@ -207,7 +226,7 @@ class RecordIODataset(_ImageDataset):
             magic, lrec, flag = _PLAIN.unpack_from(raw)
             stop = 8 + (lrec & _LENGTH_MASK)
             if magic == rio.MAGIC and lrec >> 29 == 0 and flag == 0 and _PLAIN.size + 20 < stop <= len(raw):
-                return raw[8 + rio.HEADER.size:stop]
+                return raw[8 + rio.HEADER.size : stop]
         image = self._unpack(index)[3]
         if not image:
             raise DataError(f"{self.describe_item(index)}: record holds no image bytes")

@@ -56,8 +56,14 @@ class RecWriter(JournalledWriter):
         self.rec, self.idx = tmp / rio.REC_NAME, tmp / rio.IDX_NAME
         header = rio.encode_record(rio.pack_image_record([0.0, 0.0], b"", key=0))
         self._header = header
-        super().__init__(tmp, job, valid=self.rec.is_file() and self.idx.is_file(), rec_bytes=len(header),
-                         idx_bytes=4, image_size=None)
+        super().__init__(
+            tmp,
+            job,
+            valid=self.rec.is_file() and self.idx.is_file(),
+            rec_bytes=len(header),
+            idx_bytes=4,
+            image_size=None,
+        )
         for path, key in ((self.rec, "rec_bytes"), (self.idx, "idx_bytes")):
             if path.stat().st_size < self.journal[key]:
                 raise DataError(f"{path} is shorter than its journal; delete {tmp} and write again")
@@ -91,8 +97,13 @@ class RecWriter(JournalledWriter):
         self._append(self.rec, rec_data)
         self._append(self.idx, idx_data)
         self.rows.append(items)  # rows may run ahead of the journal, never behind
-        self.journal.update(done=done, written=written + len(items), skipped=list(skipped),
-                            rec_bytes=pos, idx_bytes=int(self.journal["idx_bytes"]) + len(idx_data))
+        self.journal.update(
+            done=done,
+            written=written + len(items),
+            skipped=list(skipped),
+            rec_bytes=pos,
+            idx_bytes=int(self.journal["idx_bytes"]) + len(idx_data),
+        )
         self._write_journal(self.journal)
         self.done, self.skipped = done, list(skipped)
 
@@ -118,8 +129,7 @@ class RecWriter(JournalledWriter):
             f.flush()
             os.fsync(f.fileno())
         h, w = self.journal["image_size"] or (0, 0)
-        _write_atomic(self.tmp / rio.PROPERTY_NAME,
-                      rio.property_text(int(labels.max()) + 1 if n else 0, h, w).encode())
+        _write_atomic(self.tmp / rio.PROPERTY_NAME, rio.property_text(int(labels.max()) + 1 if n else 0, h, w).encode())
         (self.tmp / _JOURNAL).unlink()
         (self.tmp / ".facerec-rows.bin").unlink()
 
@@ -130,6 +140,8 @@ class RecWriter(JournalledWriter):
             _install(self.tmp, out, overwrite)
             return
         for kind in ("idx", "property", "rec"):
-            os.replace(self.tmp / {"rec": rio.REC_NAME, "idx": rio.IDX_NAME, "property": rio.PROPERTY_NAME}[kind],
-                       targets[kind])
+            os.replace(
+                self.tmp / {"rec": rio.REC_NAME, "idx": rio.IDX_NAME, "property": rio.PROPERTY_NAME}[kind],
+                targets[kind],
+            )
         _clear(self.tmp)

@@ -35,8 +35,14 @@ class _SyntheticBase(Dataset):
 
     paper = "facerec built-in synthetic faces (no paper)"
     #: checked before anything is rendered (facerec.params); subclasses share them
-    param_ranges = {"num_ids": (1, 10**8), "per_id": (1, 10**6), "vis_per_id": (1, 10**6), "nir_per_id": (1, 10**6),
-                    "image_size": (16, 4096), "id_offset": (0, 2**40)}
+    param_ranges = {
+        "num_ids": (1, 10**8),
+        "per_id": (1, 10**6),
+        "vis_per_id": (1, 10**6),
+        "nir_per_id": (1, 10**6),
+        "image_size": (16, 4096),
+        "id_offset": (0, 2**40),
+    }
 
     def __init__(self, num_ids: int, per_id: int, image_size: int, seed: int, id_offset: int, nuisance=None):
         owner = type(self).__name__
@@ -72,8 +78,12 @@ class _SyntheticBase(Dataset):
         local, sample = self._ids(idx)
         ident = local + self.id_offset
         images = render(ident, sample, seed=self.seed, size=self.image_size, modality=modality, nuisance=self.nuisance)
-        return {"image": images, "label": local, "identity": ident,
-                "pose": draw_yaw(ident, sample, seed=self.seed, nuisance=self.nuisance)}
+        return {
+            "image": images,
+            "label": local,
+            "identity": ident,
+            "pose": draw_yaw(ident, sample, seed=self.seed, nuisance=self.nuisance),
+        }
 
 
 class SyntheticFaces(_SyntheticBase):
@@ -83,8 +93,15 @@ class SyntheticFaces(_SyntheticBase):
     ``pose`` (yaw degrees). The quick preset's default is 300 ids x 15 images.
     """
 
-    def __init__(self, num_ids: int = 300, per_id: int = 15, image_size: int = 112, seed: int = 0,
-                 id_offset: int = 0, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_ids: int = 300,
+        per_id: int = 15,
+        image_size: int = 112,
+        seed: int = 0,
+        id_offset: int = 0,
+        nuisance: str | dict | None = None,
+    ):
         super().__init__(num_ids, per_id, image_size, seed, id_offset, nuisance)
 
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
@@ -98,8 +115,16 @@ class SyntheticNirVis(_SyntheticBase):
     Items add ``modality``. Defaults: 300 ids x (4 VIS + 6 NIR), like CASIA's NIR-heavy split.
     """
 
-    def __init__(self, num_ids: int = 300, vis_per_id: int = 4, nir_per_id: int = 6, image_size: int = 112,
-                 seed: int = 0, id_offset: int = 0, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_ids: int = 300,
+        vis_per_id: int = 4,
+        nir_per_id: int = 6,
+        image_size: int = 112,
+        seed: int = 0,
+        id_offset: int = 0,
+        nuisance: str | dict | None = None,
+    ):
         self.vis_per_id = _positive("vis_per_id", vis_per_id, "SyntheticNirVis")
         self.nir_per_id = _positive("nir_per_id", nir_per_id, "SyntheticNirVis")
         super().__init__(num_ids, self.vis_per_id + self.nir_per_id, image_size, seed, id_offset, nuisance)
@@ -121,8 +146,16 @@ class SyntheticLowRes(_SyntheticBase):
     """DCR-style HR/LR faces: ``image`` is high resolution, ``image_lr`` the same image degraded to
     ``resolution`` pixels (cycling through ``resolutions`` over the samples) and resized back."""
 
-    def __init__(self, num_ids: int = 300, per_id: int = 15, image_size: int = 112, seed: int = 0,
-                 id_offset: int = 0, resolutions: Sequence[int] = (8, 12, 16, 20), nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_ids: int = 300,
+        per_id: int = 15,
+        image_size: int = 112,
+        seed: int = 0,
+        id_offset: int = 0,
+        resolutions: Sequence[int] = (8, 12, 16, 20),
+        nuisance: str | dict | None = None,
+    ):
         super().__init__(num_ids, per_id, image_size, seed, id_offset, nuisance)
         res = tuple(int(r) for r in (resolutions if not isinstance(resolutions, int) else (resolutions,)))
         if not res or min(res) < 2 or max(res) > self.image_size:
@@ -142,8 +175,15 @@ class SyntheticUnlabeled(_SyntheticBase):
     """Shallow unlabelled data (VirFace's setting): one or two images per identity, labels withheld
     (``label`` = -1); the true ``identity`` is kept in each item for tests and analysis only."""
 
-    def __init__(self, num_ids: int = 1000, per_id: int = 1, image_size: int = 112, seed: int = 0,
-                 id_offset: int = 500_000, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_ids: int = 1000,
+        per_id: int = 1,
+        image_size: int = 112,
+        seed: int = 0,
+        id_offset: int = 500_000,
+        nuisance: str | dict | None = None,
+    ):
         if per_id not in (1, 2):
             raise ParameterError(f"SyntheticUnlabeled: per_id must be 1 or 2 (shallow data), got {per_id!r}")
         super().__init__(num_ids, per_id, image_size, seed, id_offset, nuisance)

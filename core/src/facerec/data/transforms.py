@@ -48,8 +48,15 @@ def _box_mask(h: Tensor, w: Tensor, top: Tensor, left: Tensor, H: int, W: int) -
     return ((rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)).unsqueeze(1)
 
 
-def _random_boxes(n: int, H: int, W: int, scale: tuple[float, float], ratio: tuple[float, float],
-                  generator: torch.Generator | None, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _random_boxes(
+    n: int,
+    H: int,
+    W: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-sample boxes of area U(scale)*H*W and log-uniform aspect ratio, clipped to the image."""
     area = (scale[0] + (scale[1] - scale[0]) * _rand(n, generator, device)) * H * W
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * _rand(n, generator, device)
@@ -107,7 +114,7 @@ class CenterCrop(Transform):
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         h, w = self.size
         top, left = (images.shape[-2] - h) // 2, (images.shape[-1] - w) // 2
-        return images[..., top:top + h, left:left + w]
+        return images[..., top : top + h, left : left + w]
 
 
 @attrs.frozen
@@ -263,8 +270,7 @@ class Prepare(Transform):
 
 def adaface_augmenter(crop: float = 0.3, low_res: float = 0.3, photometric: float = 0.3) -> Compose:
     """AdaFace's Augmenter(0.3, 0.3, 0.3) as used by SOTA-FR on HSFace: crop, low-res, photometric."""
-    return Compose((AdaFaceCrop(p=crop), LowResolution(p=low_res),
-                    _Maybe(ColorJitter(0.5, 0.5, 0.5), photometric)))
+    return Compose((AdaFaceCrop(p=crop), LowResolution(p=low_res), _Maybe(ColorJitter(0.5, 0.5, 0.5), photometric)))
 
 
 @attrs.frozen
@@ -275,13 +281,22 @@ class _Maybe(Transform):
     p: float
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.where(_chance(self.p, len(images), generator, images.device), self.inner(images, generator),
-                           images)
+        return torch.where(
+            _chance(self.p, len(images), generator, images.device), self.inner(images, generator), images
+        )
 
 
-def for_backbone(spec: InputSpec, *, train: bool = False, flip: bool = True, adaface: bool = False,
-                 jitter: float = 0.0, grayscale: float = 0.0, erasing: float = 0.0,
-                 extra: Sequence[Transform] = ()) -> Compose:
+def for_backbone(
+    spec: InputSpec,
+    *,
+    train: bool = False,
+    flip: bool = True,
+    adaface: bool = False,
+    jitter: float = 0.0,
+    grayscale: float = 0.0,
+    erasing: float = 0.0,
+    extra: Sequence[Transform] = (),
+) -> Compose:
     """The input pipeline a backbone asks for, with the chosen training augmentations before it.
 
     Evaluation (``train=False``) is exactly ``spec.prepare``. Training adds, in this order:
@@ -308,6 +323,19 @@ def for_backbone(spec: InputSpec, *, train: bool = False, flip: bool = True, ada
     return Compose(tuple(steps))
 
 
-__all__ = ["Transform", "Compose", "Resize", "CenterCrop", "RandomCrop", "RandomHorizontalFlip",
-           "RandomGrayscale", "ColorJitter", "RandomErasing", "AdaFaceCrop", "LowResolution", "Prepare",
-           "adaface_augmenter", "for_backbone"]
+__all__ = [
+    "Transform",
+    "Compose",
+    "Resize",
+    "CenterCrop",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomGrayscale",
+    "ColorJitter",
+    "RandomErasing",
+    "AdaFaceCrop",
+    "LowResolution",
+    "Prepare",
+    "adaface_augmenter",
+    "for_backbone",
+]

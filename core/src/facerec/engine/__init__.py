@@ -10,7 +10,24 @@ from .logs import RunLogger
 from .schedules import lr_factor
 from .trainer import Trainer, seed_everything
 
-__all__ = ["CheckpointError", "checkpoint_path", "LoaderBatches", "RunLogger", "StepIndices", "TrainConfig", "Trainer", "dataset_batches",
-           "has_fast_batch", "load_checkpoint", "lr_factor", "module_state", "random_flip", "save_checkpoint",
-           "seed_everything", "train_classifier",
-           "checkpoint", "distributed", "trainer"]
+__all__ = [
+    "CheckpointError",
+    "checkpoint_path",
+    "LoaderBatches",
+    "RunLogger",
+    "StepIndices",
+    "TrainConfig",
+    "Trainer",
+    "dataset_batches",
+    "has_fast_batch",
+    "load_checkpoint",
+    "lr_factor",
+    "module_state",
+    "random_flip",
+    "save_checkpoint",
+    "seed_everything",
+    "train_classifier",
+    "checkpoint",
+    "distributed",
+    "trainer",
+]

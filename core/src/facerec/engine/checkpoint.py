@@ -87,9 +87,15 @@ def _gather_rng() -> dict[str, Tensor]:
     return out
 
 
-def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *, step: int,
-                    optimizer: torch.optim.Optimizer | None = None, scaler: Any = None,
-                    meta: Mapping[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    modules: Mapping[str, nn.Module],
+    *,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
     """Write a complete training state. Collective under DDP (every rank calls it; rank 0 writes)."""
     tensors: dict[str, Tensor] = {}
     for name, module in modules.items():
@@ -115,8 +121,13 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *, step:
         np_state = np.random.get_state()  # the legacy (MT19937) tuple; numpy's stub says a dict when called so
         extra["numpy_rng"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]  # type: ignore[index]
         extra["python_rng"] = _jsonable(random.getstate())
-        metadata = {"facerec_checkpoint": FORMAT, "step": str(int(step)), "world_size": str(D.world_size()),
-                    "meta": json.dumps(dict(meta or {}), default=str), "state": json.dumps(extra, default=str)}
+        metadata = {
+            "facerec_checkpoint": FORMAT,
+            "step": str(int(step)),
+            "world_size": str(D.world_size()),
+            "meta": json.dumps(dict(meta or {}), default=str),
+            "state": json.dumps(extra, default=str),
+        }
         atomic_save(tensors, Path(path), metadata)
     D.barrier()
 
@@ -158,16 +169,21 @@ def module_state(path: str | Path, name: str) -> dict[str, Tensor]:
     read_metadata(path)
     prefix = f"model/{name}/"
     tensors = _read(Path(path))
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
         names = sorted({k.split("/")[1] for k in tensors if k.startswith("model/")})
         raise CheckpointError(f"{path}: no module {name!r} (modules: {', '.join(names)})")
     return state
 
 
-def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *,
-                    optimizer: torch.optim.Optimizer | None = None, scaler: Any = None,
-                    restore_rng: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path,
+    modules: Mapping[str, nn.Module],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
     """Restore what :func:`save_checkpoint` wrote (strict); returns ``{"step", "meta", "world_size"}``."""
     path = Path(path)
     meta = read_metadata(path)
@@ -175,17 +191,24 @@ def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *,
     for name, module in modules.items():
         prefix = f"model/{name}/"
         params = dict(module.named_parameters())
-        state = {k[len(prefix):]: _local(v, params.get(k[len(prefix):]), f"{path}: {name}.{k[len(prefix):]}")
-                 for k, v in tensors.items() if k.startswith(prefix)}
+        state = {
+            k[len(prefix) :]: _local(v, params.get(k[len(prefix) :]), f"{path}: {name}.{k[len(prefix) :]}")
+            for k, v in tensors.items()
+            if k.startswith(prefix)
+        }
         own = module.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
-            raise CheckpointError(f"{path}: module {name!r} does not match the checkpoint "
-                                  f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+            raise CheckpointError(
+                f"{path}: module {name!r} does not match the checkpoint "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
         for key, value in state.items():
             if tuple(value.shape) != tuple(own[key].shape):
-                raise CheckpointError(f"{path}: {name}.{key} has shape {tuple(value.shape)} in the checkpoint, "
-                                      f"{tuple(own[key].shape)} in the model")
+                raise CheckpointError(
+                    f"{path}: {name}.{key} has shape {tuple(value.shape)} in the checkpoint, "
+                    f"{tuple(own[key].shape)} in the model"
+                )
         module.load_state_dict(state, strict=True)
     extra = json.loads(meta.get("state", "{}"))
     if optimizer is not None:
@@ -221,8 +244,11 @@ def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], *,
             np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), *s[2:]))
         if "python_rng" in extra:
             random.setstate(_tupled(extra["python_rng"]))
-    return {"step": int(meta["step"]), "world_size": int(meta.get("world_size", 1)),
-            "meta": json.loads(meta.get("meta", "{}"))}
+    return {
+        "step": int(meta["step"]),
+        "world_size": int(meta.get("world_size", 1)),
+        "meta": json.loads(meta.get("meta", "{}")),
+    }
 
 
 def checkpoint_path(run_dir: str | Path, stage: str, which: str = "last") -> Path:

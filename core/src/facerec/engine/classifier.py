@@ -65,8 +65,9 @@ class LoaderBatches:
     """Callable ``i -> batch`` backed by a DataLoader (worker processes, prefetching). Asking for a
     micro-batch other than the next one restarts the loader at that position."""
 
-    def __init__(self, dataset: Any, indices: Callable[[int], Tensor], *, num_workers: int = 0,
-                 pin_memory: bool = False):
+    def __init__(
+        self, dataset: Any, indices: Callable[[int], Tensor], *, num_workers: int = 0, pin_memory: bool = False
+    ):
         self.dataset, self.indices = dataset, indices
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self._iter: Iterator | None = None
@@ -76,9 +77,14 @@ class LoaderBatches:
         if self._iter is None or i != self._next:
             from torch.utils.data import DataLoader
 
-            loader = DataLoader(self.dataset, batch_sampler=_FromStep(self.indices, i),
-                                num_workers=self.num_workers, pin_memory=self.pin_memory,
-                                persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=_FromStep(self.indices, i),
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=False,
+                prefetch_factor=4 if self.num_workers else None,
+            )
             self._iter = iter(loader)
         self._next = i + 1
         return next(self._iter)
@@ -90,8 +96,9 @@ def has_fast_batch(dataset: Any) -> bool:
     return method is not None and method is not Dataset.batch
 
 
-def dataset_batches(dataset: Any, config: TrainConfig, *, seed: int | None = None,
-                    shuffle: bool = True) -> Callable[[int], Any]:
+def dataset_batches(
+    dataset: Any, config: TrainConfig, *, seed: int | None = None, shuffle: bool = True
+) -> Callable[[int], Any]:
     """Callable ``i -> this rank's part of micro-batch i`` for the Trainer (``local_batches=True``).
 
     Uses the dataset's fast ``batch(indices)`` when it has one, else a DataLoader with
@@ -106,8 +113,9 @@ def dataset_batches(dataset: Any, config: TrainConfig, *, seed: int | None = Non
 
     if has_fast_batch(dataset):
         return lambda i: dataset.batch(local(i).tolist())
-    return LoaderBatches(dataset, local, num_workers=config.num_workers,
-                         pin_memory=str(config.device).startswith("cuda"))
+    return LoaderBatches(
+        dataset, local, num_workers=config.num_workers, pin_memory=str(config.device).startswith("cuda")
+    )
 
 
 def random_flip(images: Tensor, p: float = 0.5) -> Tensor:
@@ -124,8 +132,9 @@ def _concat(batch: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def classifier_loss(backbone: nn.Module | None, num_classes: int, *,
-                    augment: Callable[[Tensor], Tensor] | None = None) -> Callable:
+def classifier_loss(
+    backbone: nn.Module | None, num_classes: int, *, augment: Callable[[Tensor], Tensor] | None = None
+) -> Callable:
     """The loss_fn of :func:`train_classifier`: prepare (+augment) images, embed, head loss, accuracy."""
     spec = getattr(backbone, "input_spec", None)
 
@@ -163,32 +172,59 @@ def classifier_loss(backbone: nn.Module | None, num_classes: int, *,
 
 # the metrics, or (metrics, trainer) with return_trainer=True
 @overload
-def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, config: TrainConfig, *,
-                     run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
-                     extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
-                     augment: Callable[[Tensor], Tensor] | None | str = "flip",
-                     param_groups: Mapping[str, float] | None = None, frozen: Sequence[str] = (),
-                     resume: str | Path | bool | None = None, name: str = "train",
-                     return_trainer: Literal[False] = False) -> dict[str, Any]: ...
+def train_classifier(
+    backbone: nn.Module | None,
+    head: nn.Module,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    evaluators: Sequence | Mapping = (),
+    extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
+    augment: Callable[[Tensor], Tensor] | None | str = "flip",
+    param_groups: Mapping[str, float] | None = None,
+    frozen: Sequence[str] = (),
+    resume: str | Path | bool | None = None,
+    name: str = "train",
+    return_trainer: Literal[False] = False,
+) -> dict[str, Any]: ...
 
 
 @overload
-def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, config: TrainConfig, *,
-                     run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
-                     extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
-                     augment: Callable[[Tensor], Tensor] | None | str = "flip",
-                     param_groups: Mapping[str, float] | None = None, frozen: Sequence[str] = (),
-                     resume: str | Path | bool | None = None, name: str = "train",
-                     return_trainer: Literal[True]) -> tuple[dict[str, Any], Trainer]: ...
+def train_classifier(
+    backbone: nn.Module | None,
+    head: nn.Module,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    evaluators: Sequence | Mapping = (),
+    extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
+    augment: Callable[[Tensor], Tensor] | None | str = "flip",
+    param_groups: Mapping[str, float] | None = None,
+    frozen: Sequence[str] = (),
+    resume: str | Path | bool | None = None,
+    name: str = "train",
+    return_trainer: Literal[True],
+) -> tuple[dict[str, Any], Trainer]: ...
 
 
-def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, config: TrainConfig, *,
-                     run_dir: str | Path | None = None, evaluators: Sequence | Mapping = (),
-                     extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
-                     augment: Callable[[Tensor], Tensor] | None | str = "flip",
-                     param_groups: Mapping[str, float] | None = None, frozen: Sequence[str] = (),
-                     resume: str | Path | bool | None = None, name: str = "train",
-                     return_trainer: bool = False) -> dict[str, Any] | tuple[dict[str, Any], Trainer]:
+def train_classifier(
+    backbone: nn.Module | None,
+    head: nn.Module,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    evaluators: Sequence | Mapping = (),
+    extra_batches: Callable[[int], Mapping[str, Any]] | None = None,
+    augment: Callable[[Tensor], Tensor] | None | str = "flip",
+    param_groups: Mapping[str, float] | None = None,
+    frozen: Sequence[str] = (),
+    resume: str | Path | bool | None = None,
+    name: str = "train",
+    return_trainer: bool = False,
+) -> dict[str, Any] | tuple[dict[str, Any], Trainer]:
     """Train ``backbone`` + ``head`` (a facerec Head: ``head(embeddings, labels) -> HeadOutput``) on a
     facerec Dataset of images (or features, with ``backbone=None``) and return the final metrics.
 
@@ -212,8 +248,19 @@ def train_classifier(backbone: nn.Module | None, head: nn.Module, dataset: Any, 
     aug = random_flip if augment == "flip" else augment
     if isinstance(aug, str):
         raise FacerecError(f"unknown augmentation {augment!r} (use 'flip', None or a callable)")
-    trainer = Trainer(modules, classifier_loss(backbone, num_classes, augment=aug), batches, config,
-                      run_dir=run_dir, param_groups=param_groups, frozen=frozen, evaluators=evaluators,
-                      resume=resume, local_batches=True, num_samples=len(dataset), name=name)
+    trainer = Trainer(
+        modules,
+        classifier_loss(backbone, num_classes, augment=aug),
+        batches,
+        config,
+        run_dir=run_dir,
+        param_groups=param_groups,
+        frozen=frozen,
+        evaluators=evaluators,
+        resume=resume,
+        local_batches=True,
+        num_samples=len(dataset),
+        name=name,
+    )
     result = trainer.fit()
     return (result, trainer) if return_trainer else result

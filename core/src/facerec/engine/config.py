@@ -20,6 +20,7 @@ def _choice(options: tuple[str, ...]):
     def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value not in options:
             raise ParameterError(f"train.{attribute.name} must be one of {', '.join(options)}, got {value!r}")
+
     return check
 
 
@@ -70,8 +71,9 @@ class TrainConfig:
     power: float = attrs.field(default=1.0, validator=_positive)
     min_lr: float = attrs.field(default=0.0, validator=_non_negative)
     warmup_steps: int = attrs.field(default=0, validator=_non_negative)
-    amp: str = attrs.field(default="off", converter=lambda v: "off" if v is False or v is None else v,
-                           validator=_choice(AMP_MODES))  # --param train.amp=off parses as False
+    amp: str = attrs.field(
+        default="off", converter=lambda v: "off" if v is False or v is None else v, validator=_choice(AMP_MODES)
+    )  # --param train.amp=off parses as False
     grad_clip: float = attrs.field(default=0.0, validator=_non_negative)
     grad_accum: int = attrs.field(default=1, validator=_positive)
     seed: int = 0
@@ -90,18 +92,32 @@ class TrainConfig:
 
     #: declared ranges (facerec.params), checked for every --param train.* / --lr / --steps before any work
     param_ranges: ClassVar[dict[str, tuple[Any, Any]]] = {
-        "steps": (1, 10**9), "epochs": (None, 10**6), "batch_size": (1, 2**20), "lr": (0, 100),
-        "momentum": (0, 1), "weight_decay": (0, 1), "min_lr": (0, 100), "warmup_steps": (0, 10**9),
-        "grad_clip": (0, None), "grad_accum": (1, 2**16), "log_every": (0, 10**9), "eval_every": (0, 10**9),
-        "checkpoint_every": (0, 10**9), "num_workers": (0, 1024), "stop_at": (1, 10**9),
-        "step_size": (1, 10**9), "early_stopping_patience": (0, 10**9)}
+        "steps": (1, 10**9),
+        "epochs": (None, 10**6),
+        "batch_size": (1, 2**20),
+        "lr": (0, 100),
+        "momentum": (0, 1),
+        "weight_decay": (0, 1),
+        "min_lr": (0, 100),
+        "warmup_steps": (0, 10**9),
+        "grad_clip": (0, None),
+        "grad_accum": (1, 2**16),
+        "log_every": (0, 10**9),
+        "eval_every": (0, 10**9),
+        "checkpoint_every": (0, 10**9),
+        "num_workers": (0, 1024),
+        "stop_at": (1, 10**9),
+        "step_size": (1, 10**9),
+        "early_stopping_patience": (0, 10**9),
+    }
 
     def __attrs_post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
             self.steps = 1000
         if self.batch_size % self.grad_accum:
-            raise ParameterError(f"train.batch_size {self.batch_size} is not divisible by train.grad_accum "
-                                 f"{self.grad_accum}")
+            raise ParameterError(
+                f"train.batch_size {self.batch_size} is not divisible by train.grad_accum {self.grad_accum}"
+            )
 
     def total_steps(self, num_samples: int | None = None) -> int:
         """Number of optimizer steps: ``steps``, or ``epochs`` over ``num_samples`` samples."""
@@ -136,8 +152,10 @@ class TrainConfig:
         # The run length given here replaces the one set before (a recipe's preset): explicit steps win
         # over preset epochs and explicit epochs over preset steps. Both at once would be ambiguous.
         if changes.get("steps") is not None and changes.get("epochs") is not None:
-            raise ParameterError(f"give {prefix}steps or {prefix}epochs, not both "
-                                 f"(got steps={changes['steps']!r}, epochs={changes['epochs']!r})")
+            raise ParameterError(
+                f"give {prefix}steps or {prefix}epochs, not both "
+                f"(got steps={changes['steps']!r}, epochs={changes['epochs']!r})"
+            )
         if changes.get("epochs") is not None:
             changes["steps"] = None
         elif changes.get("steps") is not None:

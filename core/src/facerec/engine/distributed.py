@@ -159,6 +159,19 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return _AllReduceSum.apply(tensor) if is_distributed() else tensor
 
 
-__all__ = ["env_world_size", "is_distributed", "rank", "world_size", "is_main_process", "init_from_env",
-           "local_device", "barrier", "shard_range", "local_slice", "all_reduce_", "gather_rows",
-           "all_gather_rows", "all_reduce_sum"]
+__all__ = [
+    "env_world_size",
+    "is_distributed",
+    "rank",
+    "world_size",
+    "is_main_process",
+    "init_from_env",
+    "local_device",
+    "barrier",
+    "shard_range",
+    "local_slice",
+    "all_reduce_",
+    "gather_rows",
+    "all_gather_rows",
+    "all_reduce_sum",
+]

@@ -13,8 +13,9 @@ from typing import Any
 class RunLogger:
     """Writes one JSON object per line; ``log(step, metrics, kind=...)``. No-op without a directory."""
 
-    def __init__(self, run_dir: str | Path | None, *, enabled: bool = True, tensorboard: bool = True,
-                 stage: str | None = None):
+    def __init__(
+        self, run_dir: str | Path | None, *, enabled: bool = True, tensorboard: bool = True, stage: str | None = None
+    ):
         self.stage = stage
         self.path = Path(run_dir) / "log.jsonl" if run_dir is not None and enabled else None
         self._tb = None

@@ -24,8 +24,9 @@ def _lookup(table: Mapping[str, float], name: str, default: float = 1.0) -> floa
     return value
 
 
-def build_optimizer(modules: Mapping[str, nn.Module], cfg: TrainConfig,
-                    lr_table: Mapping[str, float]) -> torch.optim.Optimizer:
+def build_optimizer(
+    modules: Mapping[str, nn.Module], cfg: TrainConfig, lr_table: Mapping[str, float]
+) -> torch.optim.Optimizer:
     """``cfg``'s optimizer over every trainable parameter of ``modules``; ``lr_table`` maps a module name or
     dotted parameter prefix to an lr multiplier (0 freezes the parameter)."""
     groups: dict[tuple[float, bool], list[nn.Parameter]] = defaultdict(list)
@@ -41,8 +42,10 @@ def build_optimizer(modules: Mapping[str, nn.Module], cfg: TrainConfig,
             groups[(mult, decay)].append(p)
     if not groups:
         raise FacerecError("nothing to train: every parameter is frozen")
-    param_groups = [{"params": ps, "lr_mult": mult, "weight_decay": cfg.weight_decay if decay else 0.0,
-                     "lr": cfg.lr * mult} for (mult, decay), ps in groups.items()]
+    param_groups = [
+        {"params": ps, "lr_mult": mult, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": cfg.lr * mult}
+        for (mult, decay), ps in groups.items()
+    ]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.optimizer == "adam":

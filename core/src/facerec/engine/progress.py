@@ -18,8 +18,16 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Redraws one line on a terminal (at most ~4 times a second); prints plain lines otherwise."""
 
-    def __init__(self, total: int, *, desc: str = "train", unit: str = "img", enabled: bool = True,
-                 stream: TextIO | None = None, start: int = 0):
+    def __init__(
+        self,
+        total: int,
+        *,
+        desc: str = "train",
+        unit: str = "img",
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        start: int = 0,
+    ):
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -49,8 +57,9 @@ class Progress:
         elapsed = now - self.t0
         eta = elapsed / done * (self.total - step) if done else 0.0
         shown = " ".join(f"{k} {v:.4g}" for k, v in (metrics or {}).items())
-        line = (f"{self.desc} {step}/{self.total} | {self.rate():.1f} {self.unit}/s | "
-                f"ETA {format_duration(eta)} | {shown}")
+        line = (
+            f"{self.desc} {step}/{self.total} | {self.rate():.1f} {self.unit}/s | ETA {format_duration(eta)} | {shown}"
+        )
         if self.tty:
             self.stream.write("\r" + line[:150].ljust(150) + ("\n" if final else ""))
         else:
@@ -68,8 +77,10 @@ class Progress:
             if name.startswith("n_") or name.startswith("threshold"):
                 continue  # counts and thresholds: in log.jsonl, not worth a console column
             groups.setdefault(prefix, []).append(f"{name} {value:.4f}")
-        lines = [f"eval step {step} | {prefix + ': ' if prefix else ''}{' '.join(values)}"
-                 for prefix, values in groups.items()]
+        lines = [
+            f"eval step {step} | {prefix + ': ' if prefix else ''}{' '.join(values)}"
+            for prefix, values in groups.items()
+        ]
         self.stream.write(("\n" if self.tty else "") + "\n".join(lines) + "\n")
         self.stream.flush()
 

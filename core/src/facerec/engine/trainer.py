@@ -57,12 +57,22 @@ class Trainer:
     ``resume``: a checkpoint path, a run directory, or True (= ``run_dir``'s last checkpoint).
     """
 
-    def __init__(self, modules: Mapping[str, nn.Module], loss_fn: LossFn, batches: Iterable | Callable[[int], Any],
-                 config: TrainConfig, *, run_dir: str | Path | None = None,
-                 param_groups: Mapping[str, float] | None = None, frozen: Collection[str] = (),
-                 evaluators: Sequence[Evaluator] | Mapping[str, Evaluator] = (),
-                 resume: str | Path | bool | None = None, local_batches: bool = False,
-                 num_samples: int | None = None, name: str = "train"):
+    def __init__(
+        self,
+        modules: Mapping[str, nn.Module],
+        loss_fn: LossFn,
+        batches: Iterable | Callable[[int], Any],
+        config: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        param_groups: Mapping[str, float] | None = None,
+        frozen: Collection[str] = (),
+        evaluators: Sequence[Evaluator] | Mapping[str, Evaluator] = (),
+        resume: str | Path | bool | None = None,
+        local_batches: bool = False,
+        num_samples: int | None = None,
+        name: str = "train",
+    ):
         self.config = config
         self.name = name
         self.distributed = D.init_from_env(config.device)
@@ -71,8 +81,10 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise FacerecError(f"device {config.device!r} requested but CUDA is not available")
         if config.batch_size % (self.world * config.grad_accum):
-            raise FacerecError(f"train.batch_size {config.batch_size} must be divisible by processes x grad_accum "
-                               f"({self.world} x {config.grad_accum})")
+            raise FacerecError(
+                f"train.batch_size {config.batch_size} must be divisible by processes x grad_accum "
+                f"({self.world} x {config.grad_accum})"
+            )
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and self.rank == 0:  # a write killed mid-way leaves its temporary
             for folder in (self.run_dir, self.run_dir / "checkpoints"):
@@ -158,8 +170,14 @@ class Trainer:
         path = self.checkpoint_path(which)
         if path is None:
             return None
-        meta = {"best": self.best, "bad_evals": self.bad_evals, "eval_metrics": self.eval_metrics,
-                "total_steps": self.total, "config": self.config.to_dict(), "name": self.name}
+        meta = {
+            "best": self.best,
+            "bad_evals": self.bad_evals,
+            "eval_metrics": self.eval_metrics,
+            "total_steps": self.total,
+            "config": self.config.to_dict(),
+            "name": self.name,
+        }
         save_checkpoint(path, self.modules, step=self.step, optimizer=self.optimizer, scaler=self.scaler, meta=meta)
         return path
 
@@ -278,8 +296,10 @@ class Trainer:
         if not key:
             return False
         if key not in metrics:
-            raise FacerecError(f"early_stopping_metric {key!r} is not among the evaluated metrics: "
-                               f"{', '.join(sorted(metrics)) or 'none'}")
+            raise FacerecError(
+                f"early_stopping_metric {key!r} is not among the evaluated metrics: "
+                f"{', '.join(sorted(metrics)) or 'none'}"
+            )
         value = metrics[key]
         sign = 1.0 if self.config.early_stopping_mode == "max" else -1.0
         if self.best is None or sign * (value - self.best) > 0:
@@ -325,14 +345,17 @@ class Trainer:
                 if log_now:
                     values = {k: float(torch.stack(v).mean()) for k, v in pending.items()}
                     if not all(math.isfinite(values.get(k, 0.0)) for k in ("loss",)):
-                        raise FacerecError(f"training diverged at step {self.step}: loss is {values['loss']}"
-                                           " (lower train.lr, set train.grad_clip, or turn off amp)")
+                        raise FacerecError(
+                            f"training diverged at step {self.step}: loss is {values['loss']}"
+                            " (lower train.lr, set train.grad_clip, or turn off amp)"
+                        )
                     elapsed = time.perf_counter() - window_t0
                     values["items_per_s"] = window_items / elapsed if elapsed > 0 else 0.0
                     self.last_metrics = values
                     logger.log(self.step, values)
-                    progress.update(self.step, window_items, {k: v for k, v in values.items()
-                                                              if k in ("loss", "acc", "lr")})
+                    progress.update(
+                        self.step, window_items, {k: v for k, v in values.items() if k in ("loss", "acc", "lr")}
+                    )
                     pending.clear()
                     window_items, window_t0 = 0, time.perf_counter()
                 if self.evaluators and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total:
@@ -352,7 +375,8 @@ class Trainer:
                     raise TrainingInterrupted(
                         f"{self.name}: stopped by {name} at step {self.step} of {self.total}; "
                         + (f"checkpoint saved to {path} (continue with --resume)" if path else "no run_dir to save to"),
-                        request.signum or signal.SIGTERM)
+                        request.signum or signal.SIGTERM,
+                    )
         finally:
             request.__exit__()
         finished = self.step >= self.total or self.stopped_early
@@ -366,8 +390,13 @@ class Trainer:
         progress.close()
         logger.close()
         duration = time.perf_counter() - t_start
-        result: dict[str, Any] = {"step": self.step, "total_steps": self.total, "finished": finished,
-                                  "stopped_early": self.stopped_early, "train_seconds": round(duration, 3)}
+        result: dict[str, Any] = {
+            "step": self.step,
+            "total_steps": self.total,
+            "finished": finished,
+            "stopped_early": self.stopped_early,
+            "train_seconds": round(duration, 3),
+        }
         result.update({f"train/{k}": v for k, v in self.last_metrics.items()})
         result.update(self.eval_metrics)
         if self.best is not None:

@@ -61,8 +61,7 @@ class ValidationSets(Protocol):
         first = next(iter(self.sets.values()))
         self.convention = f"per set (metrics '<set>/<metric>'): {getattr(first, 'convention', '')}"
 
-    def evaluate(self, model: Any, *, device: str = "cpu", batch_size: int = 64,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(self, model: Any, *, device: str = "cpu", batch_size: int = 64, progress: bool = False) -> EvalResult:
         metrics: dict[str, float] = {}
         artefacts: dict[str, Any] = {}
         for name, proto in self.sets.items():

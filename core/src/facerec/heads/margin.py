@@ -117,8 +117,15 @@ class ArcFaceHead(MarginHead):
 
     paper = "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019"
 
-    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.5,
-                 easy_margin: bool = False, fallback: bool = True):
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        s: float = 64.0,
+        m: float = 0.5,
+        easy_margin: bool = False,
+        fallback: bool = True,
+    ):
         super().__init__(embedding_size, num_classes, s)
         if not 0.0 <= m < math.pi:
             raise ValueError(f"m must be in [0, pi), got {m}")
@@ -145,8 +152,9 @@ class CombinedMarginHead(MarginHead):
 
     paper = "Deng et al., ArcFace (combined margin loss, section 3.3), CVPR 2019"
 
-    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m1: float = 1.0,
-                 m2: float = 0.3, m3: float = 0.2):
+    def __init__(
+        self, embedding_size: int, num_classes: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2
+    ):
         super().__init__(embedding_size, num_classes, s)
         if m1 <= 0:
             raise ValueError(f"m1 must be positive, got {m1}")

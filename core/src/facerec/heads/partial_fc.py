@@ -20,8 +20,12 @@ from ..api import Head, HeadOutput
 from ..engine import distributed as D
 from .margin import HEAD_RANGES, ArcFaceHead, CombinedMarginHead, CosFaceHead, MarginHead, NormSoftmaxHead
 
-MARGINS = {"arcface": ArcFaceHead, "cosface": CosFaceHead, "combined": CombinedMarginHead,
-           "norm-softmax": NormSoftmaxHead}
+MARGINS = {
+    "arcface": ArcFaceHead,
+    "cosface": CosFaceHead,
+    "combined": CombinedMarginHead,
+    "norm-softmax": NormSoftmaxHead,
+}
 
 
 class PartialFCHead(Head):
@@ -38,9 +42,18 @@ class PartialFCHead(Head):
     #: the trainer must not wrap this module in DDP; its row-sharded parameters carry ``facerec_shard``.
     sharded = True
 
-    def __init__(self, embedding_size: int, num_classes: int, sample_rate: float = 0.1,
-                 margin: str = "arcface", s: float = 64.0, m: float | None = None,
-                 m1: float = 1.0, m2: float = 0.3, m3: float = 0.2):
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        sample_rate: float = 0.1,
+        margin: str = "arcface",
+        s: float = 64.0,
+        m: float | None = None,
+        m1: float = 1.0,
+        m2: float = 0.3,
+        m3: float = 0.2,
+    ):
         super().__init__()
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
@@ -81,8 +94,10 @@ class PartialFCHead(Head):
         if (rank, world) == (self.rank, self.world):
             return
         if self.world != 1:
-            raise RuntimeError(f"Partial FC built for {self.world} processes cannot be re-sliced for {world}; "
-                               "save a checkpoint and load it (checkpoints hold the full matrix)")
+            raise RuntimeError(
+                f"Partial FC built for {self.world} processes cannot be re-sliced for {world}; "
+                "save a checkpoint and load it (checkpoints hold the full matrix)"
+            )
         if self.num_classes < world:
             raise ValueError(f"{self.num_classes} classes cannot be sharded over {world} processes")
         start, stop = D.shard_range(self.num_classes, rank, world)
@@ -118,8 +133,11 @@ class PartialFCHead(Head):
         cos = self.margin_head.cosine(embeddings, weight)
         logits = self.margin_head.margin_logits(cos, local_labels)
         if not distributed:
-            loss = F.cross_entropy(logits, local_labels, ignore_index=-1) if (local_labels >= 0).any() \
+            loss = (
+                F.cross_entropy(logits, local_labels, ignore_index=-1)
+                if (local_labels >= 0).any()
                 else logits.sum() * 0.0
+            )
             return HeadOutput(loss=loss, logits=logits if index is None else None)
         return HeadOutput(loss=self._distributed_cross_entropy(logits, local_labels, labels >= 0))
 

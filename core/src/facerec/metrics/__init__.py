@@ -16,12 +16,35 @@ Inputs containing NaN are refused with :class:`MetricInputError` naming how many
 
 from .checks import MetricInputError
 from .compat import insightface_verification, squared_l2
+
 # _nearest_index: read by the insightface parity test as metrics._nearest_index
 from .gallery import Gallery, faiss_available
 from .curves import ROC, _nearest_index, auc, average_precision, eer, roc, tar_at_far  # noqa: F401
 from .identification import RankResult, cmc, cosine_scores, dir_at_fpir, identification_ranks, rank_k, search
 from .verification import BestThreshold, KFoldResult, best_threshold_accuracy, fold_bounds, kfold_accuracy
-__all__ = ["MetricInputError", "ROC", "roc", "tar_at_far", "eer", "auc", "average_precision", "KFoldResult",
-           "fold_bounds", "kfold_accuracy", "BestThreshold", "best_threshold_accuracy", "cosine_scores",
-           "search", "Gallery", "faiss_available", "RankResult", "identification_ranks", "rank_k", "cmc", "dir_at_fpir",
-           "insightface_verification", "squared_l2"]
+
+__all__ = [
+    "MetricInputError",
+    "ROC",
+    "roc",
+    "tar_at_far",
+    "eer",
+    "auc",
+    "average_precision",
+    "KFoldResult",
+    "fold_bounds",
+    "kfold_accuracy",
+    "BestThreshold",
+    "best_threshold_accuracy",
+    "cosine_scores",
+    "search",
+    "Gallery",
+    "faiss_available",
+    "RankResult",
+    "identification_ranks",
+    "rank_k",
+    "cmc",
+    "dir_at_fpir",
+    "insightface_verification",
+    "squared_l2",
+]

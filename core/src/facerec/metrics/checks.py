@@ -44,8 +44,9 @@ def _rates(values, name: str) -> np.ndarray:
         raise MetricInputError(f"{name} is empty: give at least one target rate")
     bad = ~((arr >= 0) & (arr <= 1))  # NaN fails both comparisons
     if bad.any():
-        raise MetricInputError(f"{name} must lie in [0, 1], got {float(arr[bad][0])} (at index "
-                               f"{int(np.flatnonzero(bad)[0])})")
+        raise MetricInputError(
+            f"{name} must lie in [0, 1], got {float(arr[bad][0])} (at index {int(np.flatnonzero(bad)[0])})"
+        )
     return arr
 
 
@@ -105,8 +106,10 @@ def _finite_row_norms(x: torch.Tensor, name: str) -> torch.Tensor:
     if bool(bad.any()):
         rows = torch.nonzero(bad.flatten()).flatten()
         first = ", ".join(str(int(i)) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
-        raise MetricInputError(f"{len(rows)} {name} feature(s) contain NaN or inf (or overflow float32), "
-                               f"rows {first}; refusing to rank them")
+        raise MetricInputError(
+            f"{len(rows)} {name} feature(s) contain NaN or inf (or overflow float32), "
+            f"rows {first}; refusing to rank them"
+        )
     return norm
 
 

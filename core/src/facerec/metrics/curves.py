@@ -82,8 +82,14 @@ def roc(scores, same, *, drop_intermediate: bool = False, higher_is_same: bool =
 Rule = Literal["at_most", "nearest", "above"]
 
 
-def tar_at_far(scores, same, fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), *,
-               rule: Rule = "at_most", curve: ROC | None = None) -> np.ndarray:
+def tar_at_far(
+    scores,
+    same,
+    fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+    *,
+    rule: Rule = "at_most",
+    curve: ROC | None = None,
+) -> np.ndarray:
     """TAR at each target FAR.
 
     ``at_most``: largest TAR with FAR <= target (exact). ``nearest``: the ROC point (sklearn,

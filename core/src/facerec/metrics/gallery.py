@@ -51,8 +51,7 @@ def normalised(x: Any, name: str, *, normalise: bool = True) -> Tensor:
     return t.contiguous()
 
 
-def merge_topk(best_s: Tensor | None, best_i: Tensor | None, s: Tensor, i: Tensor,
-               k: int) -> tuple[Tensor, Tensor]:
+def merge_topk(best_s: Tensor | None, best_i: Tensor | None, s: Tensor, i: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The running top-k merged with a new part's top-k (scores and indices [P, <=k]); best first."""
     if best_s is None or best_i is None:
         return s, i
@@ -61,8 +60,9 @@ def merge_topk(best_s: Tensor | None, best_i: Tensor | None, s: Tensor, i: Tenso
     return s, i.gather(1, order)
 
 
-def torch_topk(gallery: Tensor, probes: Tensor, k: int, *, probe_chunk: int | None = None,
-               gallery_chunk: int | None = None) -> tuple[Tensor, Tensor]:
+def torch_topk(
+    gallery: Tensor, probes: Tensor, k: int, *, probe_chunk: int | None = None, gallery_chunk: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Exact top-k inner products in tiles of probes x gallery rows, each tile's top k merged into the
     running top k (memory bounded by the tile). Any device."""
     pc = int(probe_chunk) if probe_chunk else min(max(len(probes), 1), 1024)
@@ -94,10 +94,24 @@ class Gallery:
     (exact only); default faiss when installed and the device is the CPU.
     """
 
-    def __init__(self, features: Any, labels: Any = None, *, normalise: bool = True, index: Index = "flat",
-                 backend: Backend | None = None, device: str = "cpu", nlist: int | None = None,
-                 nprobe: int = 16, pq_bytes: int = 64, hnsw_m: int = 32, ef_search: int = 128,
-                 ef_construction: int = 200, train: Any = None, seed: int = 0):
+    def __init__(
+        self,
+        features: Any,
+        labels: Any = None,
+        *,
+        normalise: bool = True,
+        index: Index = "flat",
+        backend: Backend | None = None,
+        device: str = "cpu",
+        nlist: int | None = None,
+        nprobe: int = 16,
+        pq_bytes: int = 64,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        ef_construction: int = 200,
+        train: Any = None,
+        seed: int = 0,
+    ):
         if index not in ("flat", "ivf", "ivfpq", "hnsw"):
             raise MetricInputError(f"index must be flat, ivf, ivfpq or hnsw, got {index!r}")
         if backend not in (None, "faiss", "torch"):
@@ -172,8 +186,9 @@ class Gallery:
             self._index.add(x.numpy())
         self.size += int(x.shape[0])
 
-    def search(self, probes: Any, k: int = 1, *, normalise: bool = True, precision: Precision = "float32",
-               margin: float = 0.02) -> tuple[Tensor, Tensor]:
+    def search(
+        self, probes: Any, k: int = 1, *, normalise: bool = True, precision: Precision = "float32", margin: float = 0.02
+    ) -> tuple[Tensor, Tensor]:
         """Top-k gallery rows of every probe by cosine: (scores [P, k], indices [P, k]), best first.
 
         ``precision="int8"`` (flat gallery on the CPU, k <= 256, approximate): int8 products pick the
@@ -211,8 +226,10 @@ class Gallery:
         if self._flat is None or torch.device(self.device).type != "cpu":
             raise MetricInputError("precision='int8' searches a flat gallery on the CPU")
         if not int8_search.available():
-            raise MetricInputError(f"precision='int8' needs torch's int8 kernels on an x86 engine "
-                                   f"{int8_search.ENGINES}; this torch has {torch.backends.quantized.engine!r}")
+            raise MetricInputError(
+                f"precision='int8' needs torch's int8 kernels on an x86 engine "
+                f"{int8_search.ENGINES}; this torch has {torch.backends.quantized.engine!r}"
+            )
         if k > int8_search.MAX_K:  # candidate lists grow with k: past 256 the exact scan is faster
             return self.search(p, k, normalise=False)
         with torch.inference_mode():

@@ -9,8 +9,7 @@ import attrs
 import numpy as np
 import torch
 
-from .checks import (MetricInputError, _features, _labels_for, _normalise, _normalise_finite, _pair, _ranks,
-                     _rates)
+from .checks import MetricInputError, _features, _labels_for, _normalise, _normalise_finite, _pair, _ranks, _rates
 
 
 def cosine_scores(a, b) -> torch.Tensor:
@@ -28,9 +27,17 @@ def _chunk(chunk: int | None, n_gallery: int) -> int:
     return int(chunk) if chunk else max(1, min(4096, CHUNK_ELEMENTS // max(n_gallery, 1)))
 
 
-def search(gallery, probe, k: int = 1, *, normalise: bool = True, device: str | None = None,
-           backend: Literal["faiss", "torch"] | None = None, precision: Literal["float32", "int8"] = "float32",
-           margin: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+def search(
+    gallery,
+    probe,
+    k: int = 1,
+    *,
+    normalise: bool = True,
+    device: str | None = None,
+    backend: Literal["faiss", "torch"] | None = None,
+    precision: Literal["float32", "int8"] = "float32",
+    margin: float = 0.02,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k gallery matches of every probe by cosine score: (scores [P, k], indices [P, k]), best first.
 
     ``gallery`` is features [G, D] or a prepared :class:`facerec.metrics.Gallery` (normalised once, also
@@ -81,9 +88,17 @@ def _count_ahead(sc: torch.Tensor, best_mate: torch.Tensor, beaten: torch.Tensor
     return n[beaten] if rows is sc else n
 
 
-def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_rank: int | None = None,
-                         chunk: int | None = None, device: str | None = None,
-                         ties: str = "pessimistic") -> RankResult:
+def identification_ranks(
+    gallery,
+    gallery_labels,
+    probe,
+    probe_labels,
+    *,
+    max_rank: int | None = None,
+    chunk: int | None = None,
+    device: str | None = None,
+    ties: str = "pessimistic",
+) -> RankResult:
     """Rank of the first mate for every probe, with cosine scores computed in probe chunks
     (memory O(chunk x gallery)); no sorting at all.
 
@@ -123,7 +138,8 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
             n_mates = hi - lo
             rows = torch.repeat_interleave(torch.arange(len(lab), device=sc.device), n_mates)
             offs = torch.arange(int(n_mates.sum()), device=sc.device) - torch.repeat_interleave(
-                torch.cumsum(n_mates, 0) - n_mates, n_mates)
+                torch.cumsum(n_mates, 0) - n_mates, n_mates
+            )
             cols = g_order[torch.repeat_interleave(lo, n_mates) + offs]
             best_mate = torch.full((len(lab),), -torch.inf, device=sc.device)
             best_mate.scatter_reduce_(0, rows, sc[rows, cols], reduce="amax")
@@ -142,8 +158,9 @@ def identification_ranks(gallery, gallery_labels, probe, probe_labels, *, max_ra
     top = max_rank or g.shape[0]
     counts = np.bincount(r[r > 0], minlength=top + 1)[1 : top + 1]
     cmc = np.cumsum(counts) / max(n_mated, 1)
-    return RankResult(ranks=r, cmc=cmc, n_mated=n_mated, best_mate=torch.cat(mates).numpy(),
-                      best_nonmate=torch.cat(nonmates).numpy())
+    return RankResult(
+        ranks=r, cmc=cmc, n_mated=n_mated, best_mate=torch.cat(mates).numpy(), best_nonmate=torch.cat(nonmates).numpy()
+    )
 
 
 def rank_k(gallery, gallery_labels, probe, probe_labels, ks: Sequence[int] = (1, 5, 10), **kw) -> dict[int, float]:
@@ -163,9 +180,16 @@ def cmc(gallery, gallery_labels, probe, probe_labels, max_rank: int = 20, **kw) 
     return out
 
 
-def dir_at_fpir(gallery, gallery_labels, probe, probe_labels,
-                fpirs: Sequence[float] = (1e-3, 1e-2, 1e-1), *, result: RankResult | None = None,
-                **kw) -> dict[float, float]:
+def dir_at_fpir(
+    gallery,
+    gallery_labels,
+    probe,
+    probe_labels,
+    fpirs: Sequence[float] = (1e-3, 1e-2, 1e-1),
+    *,
+    result: RankResult | None = None,
+    **kw,
+) -> dict[float, float]:
     """Open-set 1:N: detection and identification rate at false positive identification rates.
 
     Non-mated probes (no mate in the gallery) set the threshold: FPIR(t) = share of them whose best

@@ -29,8 +29,7 @@ class KFoldResult:
     fpr: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, float]:
-        return {"accuracy": self.mean, "accuracy_std": self.std,
-                "threshold_mean": float(np.mean(self.fold_threshold))}
+        return {"accuracy": self.mean, "accuracy_std": self.std, "threshold_mean": float(np.mean(self.fold_threshold))}
 
 
 def fold_bounds(n: int, n_folds: int) -> np.ndarray:
@@ -85,9 +84,17 @@ def _exact_fold_threshold(s_tr: np.ndarray, y_tr: np.ndarray) -> float:
     return float(0.5 * (vals[j - 1] + vals[j]))
 
 
-def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_is_same: bool = True,
-                   strict: bool = False, tie: Literal["first", "last"] = "first",
-                   fold_ids=None) -> KFoldResult:
+def kfold_accuracy(
+    scores,
+    same,
+    n_folds: int = 10,
+    *,
+    thresholds=None,
+    higher_is_same: bool = True,
+    strict: bool = False,
+    tie: Literal["first", "last"] = "first",
+    fold_ids=None,
+) -> KFoldResult:
     """k-fold verification accuracy with contiguous folds in input order.
 
     Default (``thresholds=None``): the exact best threshold over all distinct training scores
@@ -152,8 +159,7 @@ def kfold_accuracy(scores, same, n_folds: int = 10, *, thresholds=None, higher_i
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.where(pos_f[:, None] > 0, tp_f / np.maximum(pos_f, 1)[:, None], 0.0).mean(0)
         fpr = np.where(neg_f[:, None] > 0, fp_f / np.maximum(neg_f, 1)[:, None], 0.0).mean(0)
-    return KFoldResult(acc, thr, sizes, float(acc.mean()), float(acc.std()), threshold_index=best,
-                       tpr=tpr, fpr=fpr)
+    return KFoldResult(acc, thr, sizes, float(acc.mean()), float(acc.std()), threshold_index=best, tpr=tpr, fpr=fpr)
 
 
 @attrs.frozen

@@ -27,8 +27,22 @@ from .se import SqueezeExcite
 from .small_cnn import SmallCNN
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "conv3x3", "projection", "SqueezeExcite",
-    "IBasicBlock", "iresnet_head", "iresnet_stem",
-    "IRESNET_LAYERS", "IResNet", "IResNet18", "IResNet34", "IResNet50", "IResNet100", "IResNet200",
-    "IResNet50SE", "IResNet100SE", "SmallCNN",
+    "BasicBlock",
+    "Bottleneck",
+    "conv3x3",
+    "projection",
+    "SqueezeExcite",
+    "IBasicBlock",
+    "iresnet_head",
+    "iresnet_stem",
+    "IRESNET_LAYERS",
+    "IResNet",
+    "IResNet18",
+    "IResNet34",
+    "IResNet50",
+    "IResNet100",
+    "IResNet200",
+    "IResNet50SE",
+    "IResNet100SE",
+    "SmallCNN",
 ]

@@ -20,11 +20,17 @@ from .resnet_blocks import projection
 
 #: Blocks per stage. "200" is insightface's real r200 (SOTA-FR's copy reuses r100's layout by mistake).
 LAYERS: dict[int, tuple[int, int, int, int]] = {
-    18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 200: (6, 26, 60, 6),
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+    200: (6, 26, 60, 6),
 }
 
-PAPER = ("Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019 "
-         "(insightface IResNet); used by Wu et al., Vec2Face, ICLR 2025")
+PAPER = (
+    "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019 "
+    "(insightface IResNet); used by Wu et al., Vec2Face, ICLR 2025"
+)
 
 
 class IResNet(Backbone):
@@ -36,8 +42,15 @@ class IResNet(Backbone):
     depth: ClassVar[int] = 50
     se: ClassVar[bool] = False
 
-    def __init__(self, embedding_size: int = 512, dropout: float = 0.4, image_size: int = 112,
-                 width: int = 64, fp16: bool = False, zero_init_residual: bool = True):
+    def __init__(
+        self,
+        embedding_size: int = 512,
+        dropout: float = 0.4,
+        image_size: int = 112,
+        width: int = 64,
+        fp16: bool = False,
+        zero_init_residual: bool = True,
+    ):
         super().__init__()
         if image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
@@ -53,8 +66,9 @@ class IResNet(Backbone):
         self.layer3 = self._make_layer(widths[2], layers[2])
         self.layer4 = self._make_layer(widths[3], layers[3])
         # four stride-2 stages: 112 -> 7
-        self.bn2, self.dropout, self.fc, self.features = iresnet_head(widths[3], image_size // 16, embedding_size,
-                                                                      dropout)
+        self.bn2, self.dropout, self.fc, self.features = iresnet_head(
+            widths[3], image_size // 16, embedding_size, dropout
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0, 0.1)

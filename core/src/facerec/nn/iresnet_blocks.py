@@ -25,8 +25,9 @@ class IBasicBlock(nn.Module):
     gate as ``attn``, which multiplies the *shortcut*, not the residual branch.
     """
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 se: bool = False):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, se: bool = False
+    ):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(inplanes, eps=BN_EPS)
         self.conv1 = conv3x3(inplanes, planes)
@@ -50,8 +51,9 @@ def iresnet_stem(width: int) -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.PReLU]:
     return conv3x3(3, width), nn.BatchNorm2d(width, eps=BN_EPS), nn.PReLU(width)
 
 
-def iresnet_head(channels: int, side: int, embedding_size: int,
-                 dropout: float) -> tuple[nn.BatchNorm2d, nn.Dropout, nn.Linear, nn.BatchNorm1d]:
+def iresnet_head(
+    channels: int, side: int, embedding_size: int, dropout: float
+) -> tuple[nn.BatchNorm2d, nn.Dropout, nn.Linear, nn.BatchNorm1d]:
     """``bn2``, ``dropout``, ``fc``, ``features``: BN2d on the last map, flatten, Dropout (in place),
     Linear(channels * side * side -> embedding_size), BatchNorm1d whose weight is fixed at 1.
 

@@ -46,8 +46,10 @@ class OnnxEmbedder:
             raise DataError(f"{self.path}: ONNX Runtime cannot load it: {first[:200]}") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         if "facerec.input_spec" not in meta:
-            raise DataError(f"{self.path} has no facerec metadata (facerec.input_spec); export it with "
-                            "`facerun export --format onnx`")
+            raise DataError(
+                f"{self.path} has no facerec metadata (facerec.input_spec); export it with "
+                "`facerun export --format onnx`"
+            )
         try:
             spec = json.loads(meta["facerec.input_spec"])
             self.input_spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
@@ -79,7 +81,7 @@ class OnnxEmbedder:
             return torch.from_numpy(self._run(arr))
         outs = []
         for lo in range(0, len(arr), self.batch):  # a fixed-batch model: chunks, the last one padded
-            part = arr[lo:lo + self.batch]
+            part = arr[lo : lo + self.batch]
             pad = self.batch - len(part)
             if pad:
                 part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), part.dtype)])
@@ -95,6 +97,8 @@ def load_onnx_backbone(spec: str, weights: str | None, backbone_params: dict[str
     if weights is not None:
         raise FacerecError("--weights goes with a backbone name; an ONNX model holds its own weights")
     if backbone_params:
-        raise FacerecError(f"--param backbone.{next(iter(backbone_params))}: an ONNX model takes no backbone "
-                           "parameters (they were fixed at export)")
-    return OnnxEmbedder(spec[len(PREFIX):] if spec.startswith(PREFIX) else spec, device=device)
+        raise FacerecError(
+            f"--param backbone.{next(iter(backbone_params))}: an ONNX model takes no backbone "
+            "parameters (they were fixed at export)"
+        )
+    return OnnxEmbedder(spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec, device=device)

@@ -59,8 +59,9 @@ class Exportable(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.backbone.embed(x) if self.with_preprocessing else self.backbone(x)
         if not isinstance(out, Tensor):
-            raise ExportError(f"{type(self.backbone).__name__}.forward returns {type(out).__name__}, not one "
-                              "embedding tensor")
+            raise ExportError(
+                f"{type(self.backbone).__name__}.forward returns {type(out).__name__}, not one embedding tensor"
+            )
         return out
 
 
@@ -100,16 +101,32 @@ def _export(module: nn.Module, sample: Tensor, path: Path, *, opset: int, dynami
         axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
-            torch.onnx.export(module, (sample,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                (sample,),
+                str(path),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+            )
         return
     require("onnxscript")
     shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if dynamic else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (sample,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
+        program = torch.onnx.export(
+            module,
+            (sample,),
+            dynamo=True,
+            dynamic_shapes=shapes,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            verbose=False,
+        )
     if program is None:
         raise ExportError("the dynamo exporter produced no program")
     program.save(str(path))
@@ -123,8 +140,15 @@ def _session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def check_onnx(module: nn.Module, path: Path, shape: Sequence[int], batches: Sequence[int], *,
-               tolerance: float = TOLERANCE, seed: int = 0) -> tuple[dict[int, float], float]:
+def check_onnx(
+    module: nn.Module,
+    path: Path,
+    shape: Sequence[int],
+    batches: Sequence[int],
+    *,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> tuple[dict[int, float], float]:
     """Max |ONNX Runtime - PyTorch| per batch size on random inputs, and the output scale; raises
     :class:`ExportError` when a difference exceeds ``tolerance * max(1, max |output|)``."""
     session = _session(path)
@@ -138,14 +162,17 @@ def check_onnx(module: nn.Module, path: Path, shape: Sequence[int], batches: Seq
             expected = module(x).float()
         got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
         if tuple(got.shape) != tuple(expected.shape):
-            raise ExportError(f"ONNX Runtime gives shape {tuple(got.shape)} at batch {b}, "
-                              f"PyTorch {tuple(expected.shape)}")
+            raise ExportError(
+                f"ONNX Runtime gives shape {tuple(got.shape)} at batch {b}, PyTorch {tuple(expected.shape)}"
+            )
         diffs[b] = float((got - expected).abs().max())
         scale = max(scale, float(expected.abs().max()))
     worst = max(diffs, key=diffs.__getitem__)
     if not all(d == d for d in diffs.values()) or diffs[worst] > tolerance * scale:
-        raise ExportError(f"ONNX Runtime differs from PyTorch by {diffs[worst]:.3g} at batch {worst} "
-                          f"(allowed {tolerance:g} x output scale {scale:.3g})")
+        raise ExportError(
+            f"ONNX Runtime differs from PyTorch by {diffs[worst]:.3g} at batch {worst} "
+            f"(allowed {tolerance:g} x output scale {scale:.3g})"
+        )
     return diffs, scale
 
 
@@ -160,10 +187,21 @@ def _add_metadata(path: Path, metadata: Mapping[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def export_onnx(backbone: nn.Module, out: str | os.PathLike, *, name: str, params: Mapping[str, Any] | None = None,
-                weights: str | os.PathLike | None = None, opset: int | None = None, batch: int | None = None,
-                with_preprocessing: bool = False, exporter: str = "torchscript", check: bool = True,
-                tolerance: float = TOLERANCE, overwrite: bool = False) -> ExportResult:
+def export_onnx(
+    backbone: nn.Module,
+    out: str | os.PathLike,
+    *,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    weights: str | os.PathLike | None = None,
+    opset: int | None = None,
+    batch: int | None = None,
+    with_preprocessing: bool = False,
+    exporter: str = "torchscript",
+    check: bool = True,
+    tolerance: float = TOLERANCE,
+    overwrite: bool = False,
+) -> ExportResult:
     """Export ``backbone`` (eval mode) to ``out``; ``batch=None`` keeps the batch axis dynamic.
 
     The file is written under a temporary name, given its metadata, checked with ONNX Runtime
@@ -197,18 +235,20 @@ def export_onnx(backbone: nn.Module, out: str | os.PathLike, *, name: str, param
             raise
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ExportError(f"cannot export {name} to ONNX ({exporter}, opset {opset}): "
-                              f"{type(exc).__name__}: {first[:300]}") from None
+            raise ExportError(
+                f"cannot export {name} to ONNX ({exporter}, opset {opset}): {type(exc).__name__}: {first[:300]}"
+            ) from None
         spec = model.input_spec
         metadata = {
             "facerec.backbone": name,
             "facerec.backbone_params": json.dumps(dict(params or {}), sort_keys=True, default=str),
             "facerec.input_spec": json.dumps(attrs.asdict(spec), sort_keys=True),
             "facerec.preprocessing": "folded" if with_preprocessing else "none",
-            "facerec.input": (f"canonical images: float32 RGB in [0, 1], NCHW, {shape[1]}x{shape[2]}"
-                              if with_preprocessing else
-                              "network input (InputSpec.prepare applied): float32 NCHW, "
-                              f"{shape[0]}x{shape[1]}x{shape[2]}"),
+            "facerec.input": (
+                f"canonical images: float32 RGB in [0, 1], NCHW, {shape[1]}x{shape[2]}"
+                if with_preprocessing
+                else f"network input (InputSpec.prepare applied): float32 NCHW, {shape[0]}x{shape[1]}x{shape[2]}"
+            ),
             "facerec.embedding_size": str(int(model.embedding_size)),
             "facerec.batch": "dynamic" if batch is None else str(batch),
             "facerec.weights": Path(weights).name if weights else "",
@@ -225,5 +265,13 @@ def export_onnx(backbone: nn.Module, out: str | os.PathLike, *, name: str, param
     finally:
         if tmp.exists():
             tmp.unlink()
-    return ExportResult(path=out, input_shape=shape, batch=batch, opset=opset, exporter=exporter,
-                        max_abs_diff=diffs, output_scale=scale, metadata=metadata)
+    return ExportResult(
+        path=out,
+        input_shape=shape,
+        batch=batch,
+        opset=opset,
+        exporter=exporter,
+        max_abs_diff=diffs,
+        output_scale=scale,
+        metadata=metadata,
+    )

@@ -60,8 +60,11 @@ class Progress:
         rate = self.rate
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        self.stream.write(f"\r{self.desc} {self.done}/{self.total} ({pct:5.1f}%) {rate:,.1f} items/s"
-                          + (f" ETA {eta:,.0f}s" if self.done < self.total and eta != float("inf") else "") + "  ")
+        self.stream.write(
+            f"\r{self.desc} {self.done}/{self.total} ({pct:5.1f}%) {rate:,.1f} items/s"
+            + (f" ETA {eta:,.0f}s" if self.done < self.total and eta != float("inf") else "")
+            + "  "
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -86,8 +89,10 @@ def check_missing(paths: Sequence[Path], *, skip_missing: bool, what: str = "ima
     if missing and not skip_missing:
         first = ", ".join(str(paths[i]) for i in missing[:MAX_LISTED])
         more = f" (and {len(missing) - MAX_LISTED} more)" if len(missing) > MAX_LISTED else ""
-        raise DataError(f"{len(missing)} of {len(paths)} {what} are missing: {first}{more}; "
-                        "pass skip_missing=True (--skip-missing) to evaluate without them")
+        raise DataError(
+            f"{len(missing)} of {len(paths)} {what} are missing: {first}{more}; "
+            "pass skip_missing=True (--skip-missing) to evaluate without them"
+        )
     return present
 
 
@@ -136,8 +141,12 @@ class InputPlan:
 
     def record(self) -> dict[str, str]:
         """What a report or feature file says about the images' geometry."""
-        return {"data_template": self.data_template or "(not declared)", "model_template": self.model_template or "",
-                "load_size": str(self.load_size), "warp": self.warp.describe() if self.warp is not None else "none"}
+        return {
+            "data_template": self.data_template or "(not declared)",
+            "model_template": self.model_template or "",
+            "load_size": str(self.load_size),
+            "warp": self.warp.describe() if self.warp is not None else "none",
+        }
 
 
 def plan_input(model: Any, image_size: int | None = None, data_template: str | None = None) -> InputPlan:
@@ -153,9 +162,11 @@ def plan_input(model: Any, image_size: int | None = None, data_template: str | N
     target = spec.alignment()
     size = image_size_for(model, image_size)
     if data_template is None:
-        say_once(f"the data declares no alignment template: images are resized to {size} px as they are, which "
-                 f"is right only if they are aligned to {target.name} (the model's); declare the data's template "
-                 "(--data-template) to have them warped")
+        say_once(
+            f"the data declares no alignment template: images are resized to {size} px as they are, which "
+            f"is right only if they are aligned to {target.name} (the model's); declare the data's template "
+            "(--data-template) to have them warped"
+        )
         return InputPlan(size, None, None, target.name)
     source = get_template(data_template)
     warp = template_warp(source, target, spec.canonical_size, load_size=image_size)
@@ -174,9 +185,14 @@ def load_image(path: Path, image_size: int | None) -> Tensor:
     return read_image(path, image_size)
 
 
-def iter_image_batches(paths: Sequence[Path], *, image_size: int | None, batch_size: int,
-                       loader: Callable[[Path, int | None], Tensor] = load_image,
-                       prefetch: int = 2) -> Iterator[Tensor]:
+def iter_image_batches(
+    paths: Sequence[Path],
+    *,
+    image_size: int | None,
+    batch_size: int,
+    loader: Callable[[Path, int | None], Tensor] = load_image,
+    prefetch: int = 2,
+) -> Iterator[Tensor]:
     """Decode images in batches on a background thread (decoders release the GIL), in order."""
     q: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
@@ -211,9 +227,18 @@ def iter_image_batches(paths: Sequence[Path], *, image_size: int | None, batch_s
                 thread.join(0.05)
 
 
-def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: str = "cpu",
-                 flip: bool = False, progress: bool = False, desc: str = "embedding",
-                 optimize: bool = True, plan: InputPlan | None = None) -> Tensor:
+def embed_images(
+    model: Any,
+    batches: Iterable[Tensor],
+    total: int,
+    *,
+    device: str = "cpu",
+    flip: bool = False,
+    progress: bool = False,
+    desc: str = "embedding",
+    optimize: bool = True,
+    plan: InputPlan | None = None,
+) -> Tensor:
     """Embed canonical image batches with the fast inference path; float32 [N, D] on CPU.
     With ``plan``, each batch is first warped to the model's template (see :func:`plan_input`)."""
     from ..inference import embed_batches, optimize_for_inference
@@ -221,7 +246,7 @@ def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: s
     bar = Progress(total, desc, enabled=progress)
 
     def counted() -> Iterator[Tensor]:
-        for b in (plan.apply(batches) if plan is not None else batches):
+        for b in plan.apply(batches) if plan is not None else batches:
             yield b
             bar.update(len(b))
 
@@ -233,15 +258,23 @@ def embed_images(model: Any, batches: Iterable[Tensor], total: int, *, device: s
         bar.close()
 
 
-def embed_paths(model: Any, paths: Sequence[Path], *, image_size: int | None = None, batch_size: int = 64,
-                device: str = "cpu", flip: bool = False, progress: bool = False,
-                desc: str = "embedding", data_template: str | None = None) -> Tensor:
+def embed_paths(
+    model: Any,
+    paths: Sequence[Path],
+    *,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    flip: bool = False,
+    progress: bool = False,
+    desc: str = "embedding",
+    data_template: str | None = None,
+) -> Tensor:
     """Read, decode and embed image files in order (warped from ``data_template`` to the model's
     template where they differ); returns [len(paths), D]."""
     plan = plan_input(model, image_size, data_template)
     batches = iter_image_batches(paths, image_size=plan.load_size, batch_size=batch_size)
-    return embed_images(model, batches, len(paths), device=device, flip=flip, progress=progress, desc=desc,
-                        plan=plan)
+    return embed_images(model, batches, len(paths), device=device, flip=flip, progress=progress, desc=desc, plan=plan)
 
 
 # -------------------------------------------------------------------------------------- feature file
@@ -250,8 +283,13 @@ def embed_paths(model: Any, paths: Sequence[Path], *, image_size: int | None = N
 class FeatureTable(Mapping[str, Tensor]):
     """Embeddings keyed by item path (relative to the data root); fast bulk lookup by key."""
 
-    def __init__(self, keys: Sequence[str], embeddings: Tensor, labels: Tensor | None = None,
-                 meta: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        keys: Sequence[str],
+        embeddings: Tensor,
+        labels: Tensor | None = None,
+        meta: Mapping[str, str] | None = None,
+    ):
         if len(keys) != len(embeddings):
             raise DataError(f"feature table has {len(keys)} keys but {len(embeddings)} embeddings")
         self.keys_list = [k.replace("\\", "/") for k in keys]
@@ -297,8 +335,13 @@ class FeatureTable(Mapping[str, Tensor]):
         return save_features(path, self.keys_list, self.embeddings, self.labels, self.meta)
 
 
-def save_features(path: str | Path, keys: Sequence[str], embeddings: Tensor, labels: Tensor | None = None,
-                  meta: Mapping[str, Any] | None = None) -> Path:
+def save_features(
+    path: str | Path,
+    keys: Sequence[str],
+    embeddings: Tensor,
+    labels: Tensor | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a feature file atomically (temporary name, then rename)."""
     from ..fileio import save_safetensors_atomic
 
@@ -342,22 +385,40 @@ def load_features(path: str | Path) -> FeatureTable:
     return FeatureTable(keys, emb.float(), labels, meta)
 
 
-def gather_features(features: Mapping[str, Tensor], keys: Sequence[str], *, skip_missing: bool,
-                    source: str = "features") -> tuple[Tensor, np.ndarray]:
+def gather_features(
+    features: Mapping[str, Tensor], keys: Sequence[str], *, skip_missing: bool, source: str = "features"
+) -> tuple[Tensor, np.ndarray]:
     """Rows for ``keys`` from precomputed features; missing keys are an error unless skipped."""
     table = FeatureTable.from_mapping(features)
     idx, present = table.rows(keys)
     if not present.all() and not skip_missing:
         miss = [keys[i] for i in np.flatnonzero(~present)[:MAX_LISTED]]
         n = int((~present).sum())
-        raise DataError(f"{n} of {len(keys)} items have no feature in {source}: {', '.join(miss)}"
-                        + (" ..." if n > MAX_LISTED else "") + "; pass skip_missing=True (--skip-missing)")
+        raise DataError(
+            f"{n} of {len(keys)} items have no feature in {source}: {', '.join(miss)}"
+            + (" ..." if n > MAX_LISTED else "")
+            + "; pass skip_missing=True (--skip-missing)"
+        )
     out = torch.zeros(len(keys), table.embeddings.shape[1] if table.embeddings.dim() == 2 else 0)
     if present.any():
         out[torch.from_numpy(present)] = table.embeddings[torch.from_numpy(idx[present])].float()
     return out, present
 
 
-__all__ = ["Progress", "image_size_for", "InputPlan", "plan_input", "load_image", "iter_image_batches",
-           "embed_images", "embed_paths", "FeatureTable", "save_features", "load_features", "gather_features",
-           "check_missing", "find_missing", "read_text_lines"]
+__all__ = [
+    "Progress",
+    "image_size_for",
+    "InputPlan",
+    "plan_input",
+    "load_image",
+    "iter_image_batches",
+    "embed_images",
+    "embed_paths",
+    "FeatureTable",
+    "save_features",
+    "load_features",
+    "gather_features",
+    "check_missing",
+    "find_missing",
+    "read_text_lines",
+]

@@ -25,8 +25,12 @@ from ..metrics.curves import Rule
 from .common import check_missing, embed_paths, gather_features, read_text_lines
 
 #: (gallery, probe) file name patterns searched in the data root, ``{k}`` = fold number 1..10.
-LIST_PATTERNS = (("NIR_VIS_gallery{k}.txt", "NIR_VIS_probe{k}.txt"), ("vis_gallery_{k}.txt", "nir_probe_{k}.txt"),
-                 ("gallery_{k}.txt", "probe_{k}.txt"), ("gallery{k}.txt", "probe{k}.txt"))
+LIST_PATTERNS = (
+    ("NIR_VIS_gallery{k}.txt", "NIR_VIS_probe{k}.txt"),
+    ("vis_gallery_{k}.txt", "nir_probe_{k}.txt"),
+    ("gallery_{k}.txt", "probe_{k}.txt"),
+    ("gallery{k}.txt", "probe{k}.txt"),
+)
 LIST_DIRS = (".", "protocols", "protocol", "list_file", "lists")
 
 
@@ -98,8 +102,10 @@ def find_folds(root: Path, gallery: str | None, probe: str | None) -> list[tuple
                 return folds
         if (base / "gallery.txt").is_file() and (base / "probe.txt").is_file():
             return [(base / "gallery.txt", base / "probe.txt")]
-    raise DataError(f"identification: no gallery/probe lists in {root} (looked for gallery.txt/probe.txt and "
-                    f"{', '.join(g for g, _ in LIST_PATTERNS)} in {', '.join(LIST_DIRS)}); pass gallery= and probe=")
+    raise DataError(
+        f"identification: no gallery/probe lists in {root} (looked for gallery.txt/probe.txt and "
+        f"{', '.join(g for g, _ in LIST_PATTERNS)} in {', '.join(LIST_DIRS)}); pass gallery= and probe="
+    )
 
 
 class IdentificationProtocol(Protocol):
@@ -111,16 +117,28 @@ class IdentificationProtocol(Protocol):
     are resized as they are, and that is said); a model trained on another one gets them warped.
     """
 
-    convention = ("cosine; closed-set rank-k over probes with a gallery mate (ties count in the probe's "
-                  "favour); VR@FAR over all gallery x probe pairs; DIR@FPIR over non-mated probes; "
-                  "mean and population std (ddof=0) over folds")
+    convention = (
+        "cosine; closed-set rank-k over probes with a gallery mate (ties count in the probe's "
+        "favour); VR@FAR over all gallery x probe pairs; DIR@FPIR over non-mated probes; "
+        "mean and population std (ddof=0) over folds"
+    )
     paper = "CASIA NIR-VIS 2.0 (Li et al. 2013) ten-fold protocol; DVG/DVG-Face evaluation"
 
-    def __init__(self, data: str | Path, gallery: str | None = None, probe: str | None = None,
-                 images: str | Path | None = None, image_size: int | None = None, flip: bool = False,
-                 skip_missing: bool = False, ranks: Sequence[int] = (1, 5, 10),
-                 fars: Sequence[float] = (1e-2, 1e-3, 1e-4), far_rule: str = "at_most",
-                 fpirs: Sequence[float] = (1e-2, 1e-1), template: str | None = None):
+    def __init__(
+        self,
+        data: str | Path,
+        gallery: str | None = None,
+        probe: str | None = None,
+        images: str | Path | None = None,
+        image_size: int | None = None,
+        flip: bool = False,
+        skip_missing: bool = False,
+        ranks: Sequence[int] = (1, 5, 10),
+        fars: Sequence[float] = (1e-2, 1e-3, 1e-4),
+        far_rule: str = "at_most",
+        fpirs: Sequence[float] = (1e-2, 1e-1),
+        template: str | None = None,
+    ):
         if template is not None and (not isinstance(template, str) or not template):
             raise DataError(f"identification: template must name an alignment template, got {template!r}")
         self.template = template
@@ -128,8 +146,9 @@ class IdentificationProtocol(Protocol):
         if not root.exists():
             raise DataError(f"identification: data not found: {root}")
         if root.is_file():
-            raise DataError(f"identification: data must be a folder (got file {root}); pass the lists as "
-                            "gallery= and probe=")
+            raise DataError(
+                f"identification: data must be a folder (got file {root}); pass the lists as gallery= and probe="
+            )
         if far_rule not in ("at_most", "above", "nearest"):
             raise DataError(f"identification: far_rule must be at_most, above or nearest, got {far_rule!r}")
         self.root = root
@@ -148,9 +167,17 @@ class IdentificationProtocol(Protocol):
         keys = self.items()
         paths = [self.image_root / k for k in keys]
         present = check_missing(paths, skip_missing=self.skip_missing)
-        emb = embed_paths(model, [p for p, ok in zip(paths, present) if ok], image_size=self.image_size,
-                          batch_size=batch_size, device=device, flip=self.flip, progress=progress,
-                          desc="identification", data_template=self.template)
+        emb = embed_paths(
+            model,
+            [p for p, ok in zip(paths, present) if ok],
+            image_size=self.image_size,
+            batch_size=batch_size,
+            device=device,
+            flip=self.flip,
+            progress=progress,
+            desc="identification",
+            data_template=self.template,
+        )
         full = torch.zeros(len(keys), emb.shape[1] if emb.dim() == 2 else 0)
         full[torch.from_numpy(present)] = emb
         return self._score(full, keys, present)
@@ -183,8 +210,9 @@ class IdentificationProtocol(Protocol):
             same = (gl[:, None] == pl[None, :]).numpy().ravel()
             if same.any() and not same.all():
                 curve = metrics.roc(scores, same, drop_intermediate=self.far_rule != "at_most")
-                for far, tar in zip(self.fars, metrics.tar_at_far(scores, same, self.fars, rule=self.far_rule,
-                                                                  curve=curve)):
+                for far, tar in zip(
+                    self.fars, metrics.tar_at_far(scores, same, self.fars, rule=self.far_rule, curve=curve)
+                ):
                     fold[f"vr@far={far:g}"] = float(tar)
                 fold["eer"] = metrics.eer(scores, same)
             if (res.ranks == 0).any() and res.n_mated:

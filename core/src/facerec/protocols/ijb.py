@@ -92,14 +92,25 @@ def pair_scores(tfeat: Tensor, tids: np.ndarray, t1: np.ndarray, t2: np.ndarray,
 class IJBProtocol(Protocol):
     """IJB-B/C 1:1 template verification (5-point alignment, media mean then sum, TAR@FAR 1e-6..1e-1)."""
 
-    convention = ("insightface eval_ijbc: ArcFace-112 5-point alignment, flip sum, optional detector-score "
-                  "weighting, media mean then template sum then L2; cosine; TAR@FAR nearest ROC point")
+    convention = (
+        "insightface eval_ijbc: ArcFace-112 5-point alignment, flip sum, optional detector-score "
+        "weighting, media mean then template sum then L2; cosine; TAR@FAR nearest ROC point"
+    )
     paper = "Maze et al. 2018 (IJB-C), Whitelam et al. 2017 (IJB-B); insightface eval_ijbc.py"
 
-    def __init__(self, data: str | Path, images: str | Path | None = None, image_size: int | None = None,
-                 flip: bool = True, detector_weighting: bool = False, normalize_images: bool = False,
-                 template: str | None = None, skip_missing: bool = False,
-                 fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), far_rule: str = "nearest"):
+    def __init__(
+        self,
+        data: str | Path,
+        images: str | Path | None = None,
+        image_size: int | None = None,
+        flip: bool = True,
+        detector_weighting: bool = False,
+        normalize_images: bool = False,
+        template: str | None = None,
+        skip_missing: bool = False,
+        fars: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+        far_rule: str = "nearest",
+    ):
         root = Path(data)
         if not root.is_dir():
             raise DataError(f"ijb: data folder not found: {root}")
@@ -112,8 +123,11 @@ class IJBProtocol(Protocol):
         if far_rule not in ("nearest", "at_most", "above"):
             raise DataError(f"ijb: far_rule must be nearest, at_most or above, got {far_rule!r}")
         self.root, self.prefix = root, prefix
-        self.image_root = Path(images) if images is not None else next(
-            (root / d for d in ("loose_crop", "images", "img") if (root / d).is_dir()), root / "loose_crop")
+        self.image_root = (
+            Path(images)
+            if images is not None
+            else next((root / d for d in ("loose_crop", "images", "img") if (root / d).is_dir()), root / "loose_crop")
+        )
         f_tm = meta / f"{prefix}_face_tid_mid.txt"
         rows = _table(f_tm, 3)
         self.images = [r[0] for r in rows]
@@ -170,8 +184,7 @@ class IJBProtocol(Protocol):
         return self._score(full, present)
 
     def evaluate_features(self, features: Mapping[str, Tensor]) -> EvalResult:
-        emb, present = gather_features(features, self.images, skip_missing=self.skip_missing,
-                                       source="the feature file")
+        emb, present = gather_features(features, self.images, skip_missing=self.skip_missing, source="the feature file")
         return self._score(emb, present)
 
     def _score(self, emb: Tensor, present: np.ndarray) -> EvalResult:
@@ -197,8 +210,11 @@ class IJBProtocol(Protocol):
         out["n_skipped"] = float(int((~present).sum()))
         out["n_skipped_pairs"] = float(n_skipped_pairs)
         thin = curve if self.far_rule != "at_most" else metrics.roc(scores, label, drop_intermediate=True)
-        artefacts: dict[str, Any] = {"roc": {"fpr": thin.fpr, "tpr": thin.tpr, "thresholds": thin.thresholds},
-                                     "pair_scores": scores, "pair_labels": label}
+        artefacts: dict[str, Any] = {
+            "roc": {"fpr": thin.fpr, "tpr": thin.tpr, "thresholds": thin.thresholds},
+            "pair_scores": scores,
+            "pair_labels": label,
+        }
         return EvalResult(out, artefacts, self.convention)
 
 

@@ -23,8 +23,15 @@ from torch import Tensor
 from .. import metrics
 from ..api import EvalResult, Protocol
 from ..errors import DataError
-from .common import (check_missing, embed_images, gather_features, iter_image_batches, load_image,
-                     plan_input, read_text_lines)
+from .common import (
+    check_missing,
+    embed_images,
+    gather_features,
+    iter_image_batches,
+    load_image,
+    plan_input,
+    read_text_lines,
+)
 
 IMAGE_EXTS = (".jpg", ".png", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp")
 _INT = re.compile(r"^\d+$")
@@ -80,8 +87,10 @@ def parse_pairs(path: Path, *, n_folds: int = 10, ext: str = ".jpg") -> PairList
             right.append(tok[1])
             same.append(tok[2] == "1")
         else:
-            raise DataError(f"{path}:{no}: cannot parse pair line {raw.strip()[:80]!r} (expected 'name n1 n2', "
-                            "'name1 n1 name2 n2' or 'path1 path2 label')")
+            raise DataError(
+                f"{path}:{no}: cannot parse pair line {raw.strip()[:80]!r} (expected 'name n1 n2', "
+                "'name1 n1 name2 n2' or 'path1 path2 label')"
+            )
     if not left:
         raise DataError(f"{path}: no pairs found")
     n = len(left)
@@ -89,8 +98,9 @@ def parse_pairs(path: Path, *, n_folds: int = 10, ext: str = ".jpg") -> PairList
         folds = np.repeat(np.arange(header[0]), 2 * header[1])
     else:
         if header is not None and header[1]:
-            raise DataError(f"{path}:1: header says {header[0]} folds x {2 * header[1]} pairs but the file "
-                            f"has {n} pairs")
+            raise DataError(
+                f"{path}:1: header says {header[0]} folds x {2 * header[1]} pairs but the file has {n} pairs"
+            )
         k = min(n_folds, n)
         folds = np.repeat(np.arange(k), np.diff(metrics.fold_bounds(n, k)))
     return PairList(left, right, np.asarray(same), folds, str(path))
@@ -103,9 +113,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """Admits only bytes, lists, tuples, booleans/ints and numpy arrays: a .bin can never run code."""
 
     ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy", "bool_"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy", "bool_"),
         ("_codecs", "encode"),  # how protocol-2 pickles spell a bytes object
     }
 
@@ -126,8 +140,10 @@ def load_bin(path: Path) -> tuple[list[bytes], np.ndarray]:
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:  # refused globals, truncation and safetensors are named as such
-        raise DataError(read_failure(path, exc, "an insightface .bin pickle")
-                        or f"{path}: not an insightface .bin file ({type(exc).__name__}: {exc})") from None
+        raise DataError(
+            read_failure(path, exc, "an insightface .bin pickle")
+            or f"{path}: not an insightface .bin file ({type(exc).__name__}: {exc})"
+        ) from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise DataError(f"{path}: expected a pickled (bins, issame_list) pair")
     bins, issame = obj
@@ -144,8 +160,10 @@ def load_bin(path: Path) -> tuple[list[bytes], np.ndarray]:
 def _find_image_root(root: Path, key: str) -> Path:
     """``root`` if it holds ``key``; else the one subfolder (depth 1) that does."""
     stem = Path(key).with_suffix("")
+
     def has(base: Path) -> bool:
         return any((base / stem).with_suffix(e).is_file() for e in IMAGE_EXTS)
+
     if has(root):
         return root
     if root.is_dir():
@@ -176,16 +194,26 @@ class PairsProtocol(Protocol):
     model trained on another template gets the images warped to its own (said once on stderr).
     """
 
-    convention = ("cosine score; contiguous folds in file order (LFW header folds); exact best training "
-                  "threshold, same iff score >= t; mean and population std (ddof=0) over folds; "
-                  "TAR@FAR = largest TAR with FAR <= target")
+    convention = (
+        "cosine score; contiguous folds in file order (LFW header folds); exact best training "
+        "threshold, same iff score >= t; mean and population std (ddof=0) over folds; "
+        "TAR@FAR = largest TAR with FAR <= target"
+    )
     paper = "Huang et al. 2007 (LFW); insightface verification .bin"
 
-    def __init__(self, data: str | Path, images: str | Path | None = None, image_size: int | None = None,
-                 flip: bool = False, skip_missing: bool = False, n_folds: int = 10,
-                 accuracy: Literal["exact", "insightface", "dcr"] = "exact",
-                 fars: Sequence[float] = (1e-3, 1e-2, 1e-1), max_pairs: int | None = None,
-                 template: str = "arcface112"):
+    def __init__(
+        self,
+        data: str | Path,
+        images: str | Path | None = None,
+        image_size: int | None = None,
+        flip: bool = False,
+        skip_missing: bool = False,
+        n_folds: int = 10,
+        accuracy: Literal["exact", "insightface", "dcr"] = "exact",
+        fars: Sequence[float] = (1e-3, 1e-2, 1e-1),
+        max_pairs: int | None = None,
+        template: str = "arcface112",
+    ):
         if not isinstance(template, str) or not template:
             raise DataError(f"pairs: template must name an alignment template, got {template!r}")
         self.template = template
@@ -245,8 +273,16 @@ class PairsProtocol(Protocol):
             items = [p for p, ok in zip(items, present) if ok]
             loader = load_image
         batches = iter_image_batches(items, image_size=size, batch_size=batch_size, loader=loader)
-        emb = embed_images(model, batches, len(items), device=device, flip=self.flip, progress=progress,
-                           desc=f"pairs {self.data.name}", plan=plan)
+        emb = embed_images(
+            model,
+            batches,
+            len(items),
+            device=device,
+            flip=self.flip,
+            progress=progress,
+            desc=f"pairs {self.data.name}",
+            plan=plan,
+        )
         full = torch.zeros(len(keys), emb.shape[1] if emb.dim() == 2 else 0)
         full[torch.from_numpy(present)] = emb
         table = dict(zip(keys, range(len(keys))))
@@ -254,8 +290,7 @@ class PairsProtocol(Protocol):
 
     def evaluate_features(self, features: Mapping[str, Tensor]) -> EvalResult:
         keys = self.items()
-        emb, present = gather_features(features, keys, skip_missing=self.skip_missing,
-                                       source="the feature file")
+        emb, present = gather_features(features, keys, skip_missing=self.skip_missing, source="the feature file")
         return self._score(emb, dict(zip(keys, range(len(keys)))), present)
 
     # ---------------------------------------------------------------------------------- scoring
@@ -278,19 +313,37 @@ class PairsProtocol(Protocol):
         _, fold_ids = np.unique(folds, return_inverse=True)
         if self.accuracy == "insightface":
             dist = 2.0 - 2.0 * scores  # squared L2 of unit vectors
-            kf = metrics.kfold_accuracy(dist, same, thresholds=np.arange(0, 4, 0.01), higher_is_same=False,
-                                        strict=True, tie="first", fold_ids=fold_ids)
+            kf = metrics.kfold_accuracy(
+                dist,
+                same,
+                thresholds=np.arange(0, 4, 0.01),
+                higher_is_same=False,
+                strict=True,
+                tie="first",
+                fold_ids=fold_ids,
+            )
         elif self.accuracy == "dcr":
-            kf = metrics.kfold_accuracy(scores.astype(np.float32).astype(np.float64), same,
-                                        thresholds=np.arange(-1.0, 1.0, 0.005), strict=True, tie="last",
-                                        fold_ids=fold_ids)
+            kf = metrics.kfold_accuracy(
+                scores.astype(np.float32).astype(np.float64),
+                same,
+                thresholds=np.arange(-1.0, 1.0, 0.005),
+                strict=True,
+                tie="last",
+                fold_ids=fold_ids,
+            )
         else:
             kf = metrics.kfold_accuracy(scores, same, fold_ids=fold_ids)
-        out: dict[str, float] = {"accuracy": kf.mean, "accuracy_std": kf.std,
-                                 "threshold_mean": float(np.mean(kf.fold_threshold)),
-                                 "n_pairs": float(len(same)), "n_skipped": float(n_skipped)}
-        artefacts: dict[str, Any] = {"fold_accuracy": kf.fold_accuracy.tolist(),
-                                     "fold_threshold": kf.fold_threshold.tolist()}
+        out: dict[str, float] = {
+            "accuracy": kf.mean,
+            "accuracy_std": kf.std,
+            "threshold_mean": float(np.mean(kf.fold_threshold)),
+            "n_pairs": float(len(same)),
+            "n_skipped": float(n_skipped),
+        }
+        artefacts: dict[str, Any] = {
+            "fold_accuracy": kf.fold_accuracy.tolist(),
+            "fold_threshold": kf.fold_threshold.tolist(),
+        }
         if same.all() or not same.any():
             out["n_folds"] = float(len(kf.fold_accuracy))
             return EvalResult(out, artefacts, self.convention)

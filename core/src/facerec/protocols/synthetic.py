@@ -44,12 +44,24 @@ class _SyntheticProtocol(Protocol):
 
     paper = "facerec built-in synthetic protocol"
     #: checked before anything is rendered (facerec.params); subclasses share them
-    param_ranges = {"num_folds": (2, 10**4), "pairs_per_fold": (4, 10**7), "num_ids": (2, 10**7),
-                    "nir_per_id": (1, 10**4), "probes_per_id": (1, 10**4), "image_size": (16, 4096),
-                    "id_offset": (0, 2**40)}
+    param_ranges = {
+        "num_folds": (2, 10**4),
+        "pairs_per_fold": (4, 10**7),
+        "num_ids": (2, 10**7),
+        "nir_per_id": (1, 10**4),
+        "probes_per_id": (1, 10**4),
+        "image_size": (16, 4096),
+        "id_offset": (0, 2**40),
+    }
 
-    def __init__(self, image_size: int | None = None, seed: int = 0, id_offset: int = PROTOCOL_ID_OFFSET,
-                 flip: bool = False, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        image_size: int | None = None,
+        seed: int = 0,
+        id_offset: int = PROTOCOL_ID_OFFSET,
+        flip: bool = False,
+        nuisance: str | dict | None = None,
+    ):
         owner = type(self).__name__
         self.nuisance = resolve_nuisance(nuisance, owner)
         self.image_size = None if image_size is None else _check_int(owner, "image_size", image_size, 16)
@@ -74,9 +86,12 @@ class _SyntheticProtocol(Protocol):
         """The item keys ``evaluate_features`` expects, in plan order."""
         p = self.plan
         mod = ("", "nir:")
-        return [f"{mod[m]}{i}/{s}" + (f"@{r}px" if r else "")
-                for i, s, m, r in zip(p["identity"].tolist(), p["sample"].tolist(), p["modality"].tolist(),
-                                      p["resolution"].tolist())]
+        return [
+            f"{mod[m]}{i}/{s}" + (f"@{r}px" if r else "")
+            for i, s, m, r in zip(
+                p["identity"].tolist(), p["sample"].tolist(), p["modality"].tolist(), p["resolution"].tolist()
+            )
+        ]
 
     def __len__(self) -> int:
         return len(self.plan["identity"])
@@ -87,8 +102,15 @@ class _SyntheticProtocol(Protocol):
         idx = torch.as_tensor(indices, dtype=torch.long).view(-1)
         size = image_size or self.image_size or 112
         yaw = p["yaw"][idx]
-        out = render(p["identity"][idx], p["sample"][idx], seed=self.seed, size=size, nuisance=self.nuisance,
-                     modality=p["modality"][idx], yaw=None if bool(yaw.isnan().all()) else self._fill_yaw(idx))
+        out = render(
+            p["identity"][idx],
+            p["sample"][idx],
+            seed=self.seed,
+            size=size,
+            nuisance=self.nuisance,
+            modality=p["modality"][idx],
+            yaw=None if bool(yaw.isnan().all()) else self._fill_yaw(idx),
+        )
         res = p["resolution"][idx]
         low = (res > 0).nonzero().view(-1)
         if len(low):
@@ -115,8 +137,15 @@ class _SyntheticProtocol(Protocol):
         """Render every item in batches, embed with ``model`` (a Backbone or any images->embeddings
         callable), and score."""
         size = image_size_for(model, self.image_size)
-        feats = embed_images(model, self._batches(size, batch_size), len(self), device=device, flip=self.flip,
-                             progress=progress, desc=type(self).__name__)
+        feats = embed_images(
+            model,
+            self._batches(size, batch_size),
+            len(self),
+            device=device,
+            flip=self.flip,
+            progress=progress,
+            desc=type(self).__name__,
+        )
         return self._score(feats)
 
     def evaluate_features(self, features: Mapping[str, Tensor]) -> EvalResult:
@@ -124,21 +153,32 @@ class _SyntheticProtocol(Protocol):
         keys = self.keys
         missing = [k for k in keys if k not in features]
         if missing:
-            raise DataError(f"{type(self).__name__}: {len(missing)} of {len(keys)} item keys have no feature "
-                            f"(first: {', '.join(missing[:3])})")
+            raise DataError(
+                f"{type(self).__name__}: {len(missing)} of {len(keys)} item keys have no feature "
+                f"(first: {', '.join(missing[:3])})"
+            )
         return self._score(torch.stack([torch.as_tensor(features[k]).float().view(-1) for k in keys]))
 
     def _score(self, feats: Tensor) -> EvalResult:  # pragma: no cover - interface
         raise NotImplementedError
 
 
-def _plan(identity: Tensor, sample: Tensor, modality: Tensor | int = 0, yaw: Tensor | None = None,
-          resolution: Tensor | int = 0) -> dict[str, Tensor]:
+def _plan(
+    identity: Tensor,
+    sample: Tensor,
+    modality: Tensor | int = 0,
+    yaw: Tensor | None = None,
+    resolution: Tensor | int = 0,
+) -> dict[str, Tensor]:
     n = len(identity)
     as_long = lambda x: x.long() if isinstance(x, Tensor) else torch.full((n,), int(x), dtype=torch.long)  # noqa: E731
-    return {"identity": identity.long(), "sample": sample.long(), "modality": as_long(modality),
-            "yaw": yaw.float() if yaw is not None else torch.full((n,), float("nan")),
-            "resolution": as_long(resolution)}
+    return {
+        "identity": identity.long(),
+        "sample": sample.long(),
+        "modality": as_long(modality),
+        "yaw": yaw.float() if yaw is not None else torch.full((n,), float("nan")),
+        "resolution": as_long(resolution),
+    }
 
 
 def _cat(plans: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -150,7 +190,8 @@ def _unique_plan(plan: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
     cols = torch.stack([plan["identity"], plan["sample"], plan["modality"], plan["resolution"]], 1)
     uniq, inverse = torch.unique(cols, dim=0, return_inverse=True)
     first = torch.full((len(uniq),), len(inverse), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(inverse)), reduce="amin")
+        0, inverse, torch.arange(len(inverse)), reduce="amin"
+    )
     return {k: v[first] for k, v in plan.items()}, inverse
 
 
@@ -164,8 +205,16 @@ class SyntheticPairs(_SyntheticProtocol):
 
     convention = "10-fold verification accuracy, cosine similarity, threshold from the 9 other folds (LFW)"
 
-    def __init__(self, num_folds: int = 10, pairs_per_fold: int = 600, image_size: int | None = None, seed: int = 0,
-                 id_offset: int = PROTOCOL_ID_OFFSET, flip: bool = False, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_folds: int = 10,
+        pairs_per_fold: int = 600,
+        image_size: int | None = None,
+        seed: int = 0,
+        id_offset: int = PROTOCOL_ID_OFFSET,
+        flip: bool = False,
+        nuisance: str | dict | None = None,
+    ):
         super().__init__(image_size, seed, id_offset, flip, nuisance)
         self.num_folds = _check_int(type(self).__name__, "num_folds", num_folds, 2)
         self.pairs_per_fold = _check_int(type(self).__name__, "pairs_per_fold", pairs_per_fold, 4)
@@ -177,8 +226,11 @@ class SyntheticPairs(_SyntheticProtocol):
         half = self.pairs_per_fold // 2
         g = torch.Generator().manual_seed(self.seed * 7919 + 17)
         ids = self.id_offset + torch.arange(self.num_folds * half).view(self.num_folds, half)
-        shift = (torch.randint(1, half, (self.num_folds, 1), generator=g) if half > 1
-                 else torch.zeros(self.num_folds, 1, dtype=torch.long))
+        shift = (
+            torch.randint(1, half, (self.num_folds, 1), generator=g)
+            if half > 1
+            else torch.zeros(self.num_folds, 1, dtype=torch.long)
+        )
         perm = (torch.arange(half).view(1, -1) + shift) % half
         other = torch.gather(ids, 1, perm)
         zeros = torch.zeros_like(ids)
@@ -191,8 +243,12 @@ class SyntheticPairs(_SyntheticProtocol):
 
     def _pair_plan(self) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor]:
         a_id, a_s, b_id, b_s, same = self._pairs()
-        full = _cat([_plan(a_id, a_s, **self._extra(a_id, a_s, first=True)),
-                     _plan(b_id, b_s, **self._extra(b_id, b_s, first=False))])
+        full = _cat(
+            [
+                _plan(a_id, a_s, **self._extra(a_id, a_s, first=True)),
+                _plan(b_id, b_s, **self._extra(b_id, b_s, first=False)),
+            ]
+        )
         plan, inverse = _unique_plan(full)
         n = len(a_id)
         return plan, inverse[:n], inverse[n:], same
@@ -216,11 +272,22 @@ class SyntheticPairs(_SyntheticProtocol):
         scores = (f[self._ia] * f[self._ib]).sum(1).numpy()
         same = self._same.numpy()
         kf = metrics.kfold_accuracy(scores, same, n_folds=self.num_folds)
-        out = {"accuracy": float(kf.mean), "accuracy_std": float(kf.std), "auc": float(metrics.auc(scores, same)),
-               "eer": float(metrics.eer(scores, same))}
-        return EvalResult(metrics=out, convention=self.convention,
-                          artefacts={"fold_accuracy": kf.fold_accuracy, "fold_threshold": kf.fold_threshold,
-                                     "scores": scores, "same": same})
+        out = {
+            "accuracy": float(kf.mean),
+            "accuracy_std": float(kf.std),
+            "auc": float(metrics.auc(scores, same)),
+            "eer": float(metrics.eer(scores, same)),
+        }
+        return EvalResult(
+            metrics=out,
+            convention=self.convention,
+            artefacts={
+                "fold_accuracy": kf.fold_accuracy,
+                "fold_threshold": kf.fold_threshold,
+                "scores": scores,
+                "same": same,
+            },
+        )
 
 
 class SyntheticPosePairs(SyntheticPairs):
@@ -229,8 +296,16 @@ class SyntheticPosePairs(SyntheticPairs):
 
     convention = "10-fold verification accuracy, frontal vs profile pairs (CFP-FP), cosine similarity"
 
-    def __init__(self, num_folds: int = 10, pairs_per_fold: int = 700, image_size: int | None = None, seed: int = 0,
-                 id_offset: int = PROTOCOL_ID_OFFSET + 200_000, flip: bool = False, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_folds: int = 10,
+        pairs_per_fold: int = 700,
+        image_size: int | None = None,
+        seed: int = 0,
+        id_offset: int = PROTOCOL_ID_OFFSET + 200_000,
+        flip: bool = False,
+        nuisance: str | dict | None = None,
+    ):
         super().__init__(num_folds, pairs_per_fold, image_size, seed, id_offset, flip, nuisance)
 
     def _extra(self, ids: Tensor, samples: Tensor, first: bool) -> dict[str, Any]:
@@ -253,15 +328,25 @@ class SyntheticNirVisProtocol(_SyntheticProtocol):
 
     convention = "closed-set rank-k (cosine), VR@FAR (largest TAR with FAR <= target) over all gallery x probe pairs"
 
-    def __init__(self, num_ids: int = 358, nir_per_id: int = 6, image_size: int | None = None, seed: int = 0,
-                 id_offset: int = PROTOCOL_ID_OFFSET + 400_000, flip: bool = False, probe_modality: str = "NIR",
-                 nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_ids: int = 358,
+        nir_per_id: int = 6,
+        image_size: int | None = None,
+        seed: int = 0,
+        id_offset: int = PROTOCOL_ID_OFFSET + 400_000,
+        flip: bool = False,
+        probe_modality: str = "NIR",
+        nuisance: str | dict | None = None,
+    ):
         super().__init__(image_size, seed, id_offset, flip, nuisance)
         self.num_ids = _check_int(type(self).__name__, "num_ids", num_ids, 2)
         self.nir_per_id = _check_int(type(self).__name__, "nir_per_id", nir_per_id, 1)
         if str(probe_modality).upper() not in ("NIR", "VIS"):
-            raise ParameterError(f"{type(self).__name__}: probe_modality must be NIR or VIS (the VIS-VIS control), "
-                                 f"got {probe_modality!r}")
+            raise ParameterError(
+                f"{type(self).__name__}: probe_modality must be NIR or VIS (the VIS-VIS control), "
+                f"got {probe_modality!r}"
+            )
         self.probe_modality = str(probe_modality).upper()
 
     def _build(self) -> dict[str, Tensor]:
@@ -280,10 +365,15 @@ class SyntheticNirVisProtocol(_SyntheticProtocol):
         gl, ql = p["identity"][: self._n_gallery], p["identity"][self._n_gallery :]
         ranks = metrics.rank_k(g, gl, q, ql, ks=(1, 5, 10))
         scores = metrics.cosine_scores(q, g)
-        same = (ql[:, None] == gl[None, :])
+        same = ql[:, None] == gl[None, :]
         vr = metrics.tar_at_far(scores.view(-1).numpy(), same.view(-1).numpy(), fars=(1e-2, 1e-3))
-        out = {"rank1": ranks[1], "rank5": ranks[5], "rank10": ranks[10],
-               "vr@far=1e-2": float(vr[0]), "vr@far=1e-3": float(vr[1])}
+        out = {
+            "rank1": ranks[1],
+            "rank5": ranks[5],
+            "rank10": ranks[10],
+            "vr@far=1e-2": float(vr[0]),
+            "vr@far=1e-3": float(vr[1]),
+        }
         return EvalResult(metrics=out, convention=self.convention, artefacts={"scores": scores.numpy()})
 
 
@@ -296,9 +386,17 @@ class SyntheticLowResProtocol(_SyntheticProtocol):
 
     convention = "per resolution: closed-set rank-1 (cosine) and 10-fold HR-vs-LR verification accuracy"
 
-    def __init__(self, num_ids: int = 80, probes_per_id: int = 3, resolutions: Sequence[int] = (8, 12, 16, 20),
-                 image_size: int | None = None, seed: int = 0, id_offset: int = PROTOCOL_ID_OFFSET + 600_000,
-                 flip: bool = False, nuisance: str | dict | None = None):
+    def __init__(
+        self,
+        num_ids: int = 80,
+        probes_per_id: int = 3,
+        resolutions: Sequence[int] = (8, 12, 16, 20),
+        image_size: int | None = None,
+        seed: int = 0,
+        id_offset: int = PROTOCOL_ID_OFFSET + 600_000,
+        flip: bool = False,
+        nuisance: str | dict | None = None,
+    ):
         super().__init__(image_size, seed, id_offset, flip, nuisance)
         owner = type(self).__name__
         self.num_ids = _check_int(owner, "num_ids", num_ids, 2)

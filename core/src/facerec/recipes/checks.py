@@ -45,11 +45,15 @@ def validate(config: PipelineConfig) -> tuple[Recipe, Any]:
     spec = as_recipe(registry.load("recipe", config.recipe), config.recipe)
     # components the recipe falls back to (its ``defaults``) get the user's --param values too
     defaults = spec.defaults
-    chosen = [("backbone", config.backbone, True), ("head", config.head or defaults.get("head"), bool(config.head)),
-              ("generator", config.generator, True),
-              ("dataset", config.dataset or defaults.get("dataset"), bool(config.dataset))]
-    chosen += [("protocol", p, bool(config.protocols))
-               for p in (config.protocols or tuple(defaults.get("protocols", ())))]
+    chosen = [
+        ("backbone", config.backbone, True),
+        ("head", config.head or defaults.get("head"), bool(config.head)),
+        ("generator", config.generator, True),
+        ("dataset", config.dataset or defaults.get("dataset"), bool(config.dataset)),
+    ]
+    chosen += [
+        ("protocol", p, bool(config.protocols)) for p in (config.protocols or tuple(defaults.get("protocols", ())))
+    ]
     for kind, name, named in chosen:
         if name:
             registry.find(kind, name)
@@ -62,8 +66,10 @@ def validate(config: PipelineConfig) -> tuple[Recipe, Any]:
     config.params.setdefault("recipe", {}).update(spec.check(config))
     params = spec.resolve(config)
     if config.stage is not None and config.stage not in spec.stages:
-        raise ParameterError(f"--stage {config.stage!r}: recipe {config.recipe!r} has "
-                             + (f"stages {', '.join(spec.stages)}" if spec.stages else "no stages"))
+        raise ParameterError(
+            f"--stage {config.stage!r}: recipe {config.recipe!r} has "
+            + (f"stages {', '.join(spec.stages)}" if spec.stages else "no stages")
+        )
     P.check_device(config.device)
     return spec, params
 

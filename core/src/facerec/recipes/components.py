@@ -12,8 +12,7 @@ from ..errors import FacerecError
 from .config import DEFAULT_DATASET, DEFAULT_HEAD, DEFAULT_PROTOCOL, PipelineConfig
 
 
-def build(config: PipelineConfig, kind: str, name: str, *, image_size: int | None = None,
-          **overrides: Any) -> Any:
+def build(config: PipelineConfig, kind: str, name: str, *, image_size: int | None = None, **overrides: Any) -> Any:
     """Create ``kind`` ``name`` with the user's ``--param kind.*`` values over ``overrides`` (for heads the
     recipe's overrides win); passes ``image_size`` when the component takes it and the user did not set it.
     Keys the component does not take are left out (``--param`` names were checked before the run)."""
@@ -40,15 +39,16 @@ def canonical_size(backbone: Any) -> int:
 
 
 def build_dataset(config: PipelineConfig, backbone: Any, name: str | None = None, **overrides: Any) -> Any:
-    return build(config, "dataset", name or config.dataset or DEFAULT_DATASET,
-                 image_size=canonical_size(backbone), **overrides)
+    return build(
+        config, "dataset", name or config.dataset or DEFAULT_DATASET, image_size=canonical_size(backbone), **overrides
+    )
 
 
-def build_head(config: PipelineConfig, embedding_size: int, num_classes: int, name: str | None = None,
-               **overrides: Any) -> Any:
+def build_head(
+    config: PipelineConfig, embedding_size: int, num_classes: int, name: str | None = None, **overrides: Any
+) -> Any:
     """Head with the user's params; ``embedding_size``/``num_classes`` always come from the data."""
-    params = {**overrides, **config.kind_params("head"), "embedding_size": embedding_size,
-              "num_classes": num_classes}
+    params = {**overrides, **config.kind_params("head"), "embedding_size": embedding_size, "num_classes": num_classes}
     return registry.create("head", name or config.head or DEFAULT_HEAD, **params)
 
 
@@ -59,8 +59,9 @@ def build_generator(config: PipelineConfig, backbone: Any | None = None, **overr
     return build(config, "generator", config.generator, image_size=size, **overrides)
 
 
-def build_protocols(config: PipelineConfig, backbone: Any, default: Sequence[str] = (DEFAULT_PROTOCOL,),
-                    **overrides: Any) -> dict[str, Any]:
+def build_protocols(
+    config: PipelineConfig, backbone: Any, default: Sequence[str] = (DEFAULT_PROTOCOL,), **overrides: Any
+) -> dict[str, Any]:
     """``{name: Protocol}`` for ``--protocol`` (or ``default``), rendered at the backbone's size."""
     names = config.protocols or tuple(default)
     return {n: build(config, "protocol", n, image_size=canonical_size(backbone), **overrides) for n in names}
@@ -76,5 +77,13 @@ def train_config(config: PipelineConfig, defaults: Mapping[str, Any] | None = No
     return base.with_overrides(config.kind_params("train"))
 
 
-__all__ = ["build", "build_backbone", "build_dataset", "build_generator", "build_head", "build_protocols",
-           "canonical_size", "train_config"]
+__all__ = [
+    "build",
+    "build_backbone",
+    "build_dataset",
+    "build_generator",
+    "build_head",
+    "build_protocols",
+    "canonical_size",
+    "train_config",
+]

@@ -100,5 +100,13 @@ class PipelineConfig:
         return attrs.asdict(self)
 
 
-__all__ = ["DEFAULT_DATASET", "DEFAULT_HEAD", "DEFAULT_PROTOCOL", "PARAM_KINDS", "PRESETS", "PipelineConfig",
-           "literal", "parse_params"]
+__all__ = [
+    "DEFAULT_DATASET",
+    "DEFAULT_HEAD",
+    "DEFAULT_PROTOCOL",
+    "PARAM_KINDS",
+    "PRESETS",
+    "PipelineConfig",
+    "literal",
+    "parse_params",
+]

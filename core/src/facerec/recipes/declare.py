@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 _SAME = object()
 
 
-def knob(quick: Any, paper: Any = _SAME, *, low: float | None = None, high: float | None = None, help: str = "",
-         **field: Any) -> Any:
+def knob(
+    quick: Any, paper: Any = _SAME, *, low: float | None = None, high: float | None = None, help: str = "", **field: Any
+) -> Any:
     """A recipe parameter: its quick-preset default, the paper preset's when different, an inclusive range
     (``None``: open end) and one line of help. Other keywords go to ``attrs.field`` (e.g. ``converter``)."""
     metadata: dict[str, Any] = {"range": (low, high), "help": help}
@@ -101,14 +102,21 @@ class Recipe:
         out = {}
         for f in attrs.fields(self.params):
             quick = _default(f)
-            out[f.name] = {"default": quick, "required": False, "annotation": str(f.type), "quick": quick,
-                           "paper": f.metadata.get("paper", quick), "help": f.metadata.get("help", ""),
-                           **declared.get(f.name, {})}
+            out[f.name] = {
+                "default": quick,
+                "required": False,
+                "annotation": str(f.type),
+                "quick": quick,
+                "paper": f.metadata.get("paper", quick),
+                "help": f.metadata.get("help", ""),
+                **declared.get(f.name, {}),
+            }
         return out
 
 
-def recipe(*, params: type = NoParams, stages: Sequence[str] = (),
-           defaults: Mapping[str, Any] | None = None) -> Callable[[Callable[..., Mapping[str, Any]]], Recipe]:
+def recipe(
+    *, params: type = NoParams, stages: Sequence[str] = (), defaults: Mapping[str, Any] | None = None
+) -> Callable[[Callable[..., Mapping[str, Any]]], Recipe]:
     """Declare a recipe (see the module doc); the entry point names the decorated function."""
     if not (isinstance(params, type) and attrs.has(params)):
         raise TypeError(f"recipe params must be an attrs class, got {params!r}")
@@ -128,15 +136,21 @@ def as_recipe(obj: Any, name: str) -> Recipe:
         return obj
     if not callable(obj):
         raise FacerecError(f"recipe {name!r} is not callable")
-    raise FacerecError(f"recipe {name!r} is a plain function: declare it with facerec.recipes.recipe "
-                       "(docs/writing-a-plugin.md)")
+    raise FacerecError(
+        f"recipe {name!r} is a plain function: declare it with facerec.recipes.recipe (docs/writing-a-plugin.md)"
+    )
 
 
 def describe(obj: Any, name: str) -> dict[str, Any]:
     """``facerun info recipe NAME``: summary, parameters (quick and paper defaults), stages, fallbacks."""
     spec = as_recipe(obj, name)
-    return {"doc": spec.doc, "summary": spec.doc.splitlines()[0] if spec.doc else "",
-            "parameters": spec.parameter_table(), "stages": list(spec.stages), "defaults": dict(spec.defaults)}
+    return {
+        "doc": spec.doc,
+        "summary": spec.doc.splitlines()[0] if spec.doc else "",
+        "parameters": spec.parameter_table(),
+        "stages": list(spec.stages),
+        "defaults": dict(spec.defaults),
+    }
 
 
 __all__ = ["NoParams", "Recipe", "as_recipe", "describe", "knob", "recipe"]

@@ -9,8 +9,9 @@ from typing import Any
 from .rundir import RunDir, main_process
 
 
-def evaluate_protocols(protocols: Mapping[str, Any], backbone: Any, *, device: str = "cpu",
-                       run: RunDir | None = None, tag: str = "") -> dict[str, float]:
+def evaluate_protocols(
+    protocols: Mapping[str, Any], backbone: Any, *, device: str = "cpu", run: RunDir | None = None, tag: str = ""
+) -> dict[str, float]:
     """Evaluate a backbone with each protocol; flat ``{"protocol/metric": value}``. With ``run``,
     artefacts go to ``eval/<tag><protocol>.json`` and ROC curves (when present) to pictures/."""
     import torch
@@ -28,9 +29,10 @@ def evaluate_protocols(protocols: Mapping[str, Any], backbone: Any, *, device: s
                     metrics[f"{name}/{k}"] = float(v)
                 if run is None:
                     continue
-                run.write_json(f"eval/{tag}{name}.json", {"metrics": dict(result.metrics),
-                                                          "convention": result.convention,
-                                                          "artefacts": result.artefacts})
+                run.write_json(
+                    f"eval/{tag}{name}.json",
+                    {"metrics": dict(result.metrics), "convention": result.convention, "artefacts": result.artefacts},
+                )
                 curve = reports.roc_points(result.artefacts)
                 if curve is not None and main_process() and reports.have_matplotlib():
                     reports.plot_roc({name: curve}, run.file(f"pictures/{tag}{name}-roc.png"), f"ROC {name}")

@@ -76,8 +76,13 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise FacerecError(f"{target}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
-    def write_markdown(self, name: str, title: str,
-                       tables: Mapping[str, Sequence[Mapping[str, Any]] | str] | None = None, text: str = "") -> Path:
+    def write_markdown(
+        self,
+        name: str,
+        title: str,
+        tables: Mapping[str, Sequence[Mapping[str, Any]] | str] | None = None,
+        text: str = "",
+    ) -> Path:
         """A markdown page: ``# title``, free text, then one section per ``{caption: rows}`` (a table, or
         markdown text when the value is a string)."""
         parts = [f"# {title}", ""]
@@ -109,15 +114,17 @@ class RunDir:
             Image.fromarray(data).save(buf, format="PNG")
         return self._atomic(name, buf.getvalue())
 
-    def save_safetensors(self, name: str, tensors: Mapping[str, Any],
-                         metadata: Mapping[str, str] | None = None) -> Path:
+    def save_safetensors(
+        self, name: str, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
+    ) -> Path:
         from ..engine.checkpoint import atomic_save
 
         target = self.file(name)
         if not main_process():
             return target
-        atomic_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, target,
-                    dict(metadata) if metadata else None)
+        atomic_save(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, target, dict(metadata) if metadata else None
+        )
         return target
 
     def checkpoint(self, stage: str = "train", which: str = "last") -> Path:

@@ -26,12 +26,25 @@ def _fresh_run_path() -> Path:
     return path
 
 
-def run_pipeline(*, backbone: str, head: str | None = None, generator: str | None = None,
-                 dataset: str | None = None, protocol: Sequence[str] = (), preset: str = "quick",
-                 out: str | None = None, seed: int = 0, device: str = "cpu", params: Sequence[str] = (),
-                 recipe: str | None = None, stage: str | None = None, resume: bool = False,
-                 overwrite: bool = False, resume_option: str | None = "--resume",
-                 echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
+def run_pipeline(
+    *,
+    backbone: str,
+    head: str | None = None,
+    generator: str | None = None,
+    dataset: str | None = None,
+    protocol: Sequence[str] = (),
+    preset: str = "quick",
+    out: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    params: Sequence[str] = (),
+    recipe: str | None = None,
+    stage: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    resume_option: str | None = "--resume",
+    echo: Callable[[str], Any] | None = print,
+) -> dict[str, Any]:
     """Validate, claim the run directory, run the recipe, write config/metrics/summary; return metrics.
 
     An existing run in ``out`` is continued only with ``resume`` and replaced only with ``overwrite``
@@ -47,9 +60,21 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
     check_writable_dir(run_path, "--out")
     if resume and not any((run_path / n).is_file() for n in ("config.json", f"config.{stage}.json")):
         raise FacerecError(f"--resume: {run_path} holds no earlier run (no config.json)")
-    config = PipelineConfig(backbone=backbone, head=head, generator=generator, dataset=dataset,
-                            protocols=tuple(protocol), preset=preset, seed=seed, device=device, recipe=chosen,
-                            stage=stage, resume=resume, out=str(run_path), params=parsed)
+    config = PipelineConfig(
+        backbone=backbone,
+        head=head,
+        generator=generator,
+        dataset=dataset,
+        protocols=tuple(protocol),
+        preset=preset,
+        seed=seed,
+        device=device,
+        recipe=chosen,
+        stage=stage,
+        resume=resume,
+        out=str(run_path),
+        params=parsed,
+    )
     spec, recipe_params = validate(config)
     created = not run_path.exists()
     claim_run_dir(run_path, stage=stage, resume=resume, overwrite=overwrite, resume_option=resume_option)
@@ -77,8 +102,10 @@ def run_pipeline(*, backbone: str, head: str | None = None, generator: str | Non
         write_summary(run, config, metrics)
     if echo is not None and main_process():  # one summary on the terminal under torchrun, not one per rank
         echo(run.headline.rstrip() if run.headline else format_metrics(metrics))
-        echo(f"run directory: {run.path}" + (" (all metrics in metrics.json, the report in summary.md)"
-                                            if run.headline else ""))
+        echo(
+            f"run directory: {run.path}"
+            + (" (all metrics in metrics.json, the report in summary.md)" if run.headline else "")
+        )
     return metrics
 
 

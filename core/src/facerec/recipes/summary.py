@@ -38,20 +38,36 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {_fmt(v)}" for k, v in flat.items())
 
 
-def write_summary(run: RunDir, config: PipelineConfig, metrics: Mapping[str, Any],
-                  tables: Mapping[str, Sequence[Mapping[str, Any]] | str] | None = None, text: str = "",
-                  setup: Sequence[Mapping[str, Any]] | None = None, title: str = "") -> Path:
+def write_summary(
+    run: RunDir,
+    config: PipelineConfig,
+    metrics: Mapping[str, Any],
+    tables: Mapping[str, Sequence[Mapping[str, Any]] | str] | None = None,
+    text: str = "",
+    setup: Sequence[Mapping[str, Any]] | None = None,
+    title: str = "",
+) -> Path:
     """``summary.md``: what was run and the metrics (plus optional tables).
 
     ``setup`` rows (e.g. one per stage: data, identities, images, steps, image size, wall time) follow
     the run's own setup row; names a recipe resolved (its default dataset and protocols) belong in
     ``config`` before this is called, so that the table never shows "-" for what was used."""
-    run_row = [{"backbone": config.backbone, "head": config.head or "-", "generator": config.generator or "-",
-                "dataset": config.dataset or "-", "protocols": ", ".join(config.protocols) or "-",
-                "recipe": config.recipe + (f" / {config.stage}" if config.stage else ""), "preset": config.preset,
-                "seed": config.seed, "device": config.device}]
-    flat = [{"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float)) and
-            not isinstance(v, bool)]
+    run_row = [
+        {
+            "backbone": config.backbone,
+            "head": config.head or "-",
+            "generator": config.generator or "-",
+            "dataset": config.dataset or "-",
+            "protocols": ", ".join(config.protocols) or "-",
+            "recipe": config.recipe + (f" / {config.stage}" if config.stage else ""),
+            "preset": config.preset,
+            "seed": config.seed,
+            "device": config.device,
+        }
+    ]
+    flat = [
+        {"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     stages = {"Stages": list(setup)} if setup else {}
     all_tables = {"Setup": run_row, **stages, **(tables or {}), "Metrics": flat}
     return run.write_markdown("summary.md", title or f"facerec run {run.path.name}", all_tables, text)

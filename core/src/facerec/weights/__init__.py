@@ -24,13 +24,36 @@ from .catalog import FORMATS, WeightCard, WeightFile, card, cards  # noqa: F401 
 from .conversion import build_model, convert, model_from_weights
 from .create import card_params, create_with_weights
 from .fetch import ResolvedWeights, package_file, pull, resolve, resolve_weights
+
 # core's built-in formats: core/pyproject.toml registers them as facerec.weights:SAFETENSORS etc.
 from .formats import NPZ, PICKLE, SAFETENSORS, TORCH  # noqa: F401
 from .formats import WeightFormat, format_of, read_checkpoint, weight_formats
 from .loading import load_weights, read_metadata, save_weights, sha256, strict_load
 from .readers import read_pickle
 
-__all__ = ["WeightCard", "WeightFile", "WeightFormat", "ResolvedWeights", "card", "cards", "read_checkpoint",
-           "read_pickle", "load_weights", "strict_load", "save_weights", "read_metadata", "convert", "pull", "resolve",
-           "resolve_weights", "package_file", "weight_formats", "format_of", "sha256", "build_model",
-           "model_from_weights", "card_params", "create_with_weights"]
+__all__ = [
+    "WeightCard",
+    "WeightFile",
+    "WeightFormat",
+    "ResolvedWeights",
+    "card",
+    "cards",
+    "read_checkpoint",
+    "read_pickle",
+    "load_weights",
+    "strict_load",
+    "save_weights",
+    "read_metadata",
+    "convert",
+    "pull",
+    "resolve",
+    "resolve_weights",
+    "package_file",
+    "weight_formats",
+    "format_of",
+    "sha256",
+    "build_model",
+    "model_from_weights",
+    "card_params",
+    "create_with_weights",
+]

@@ -37,8 +37,9 @@ class WeightFile:
         if value is not None:
             top, sep, rel = value.partition(":")
             if not (sep and top and rel) or "." in top:
-                raise WeightsError(f"WeightFile package must be 'import_name:path/in/package' (a top-level "
-                                   f"package), got {value!r}")
+                raise WeightsError(
+                    f"WeightFile package must be 'import_name:path/in/package' (a top-level package), got {value!r}"
+                )
 
     @property
     def where(self) -> str:

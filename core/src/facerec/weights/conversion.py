@@ -50,8 +50,9 @@ def model_from_weights(path: str | os.PathLike) -> nn.Module:
     return load_weights(model, path)
 
 
-def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
-            params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def convert(
+    original: str | os.PathLike, arch: str, out: str | os.PathLike, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Original checkpoint -> safetensors through ``arch``'s converter, verified by a strict reload."""
     original, out = Path(original), Path(out)
     if not out.name.endswith(".safetensors"):
@@ -59,8 +60,15 @@ def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
     model, kind = build_model(arch, params)
     fmt = format_of(original)
     load_weights(model, original)
-    meta = {"arch": arch, "kind": kind, "params": dict(params or {}), "source": original.name,
-            "source_sha256": sha256(original), "source_format": fmt.name, "format": "facerec-safetensors-1"}
+    meta = {
+        "arch": arch,
+        "kind": kind,
+        "params": dict(params or {}),
+        "source": original.name,
+        "source_sha256": sha256(original),
+        "source_format": fmt.name,
+        "format": "facerec-safetensors-1",
+    }
     save_weights(model, out, meta)
     check, _ = build_model(arch, params)
     load_weights(check, out)  # verify: the written file loads strictly into a fresh model
@@ -69,5 +77,12 @@ def convert(original: str | os.PathLike, arch: str, out: str | os.PathLike,
     if diff:
         out.unlink()
         raise WeightsError(f"verification failed: {out} differs from the converted model at {_names(diff)}")
-    return {"out": str(out), "arch": arch, "kind": kind, "source_format": fmt.name, "tensors": len(ref),
-            "parameters": sum(v.numel() for v in ref.values()), "sha256": sha256(out)}
+    return {
+        "out": str(out),
+        "arch": arch,
+        "kind": kind,
+        "source_format": fmt.name,
+        "tensors": len(ref),
+        "parameters": sum(v.numel() for v in ref.values()),
+        "sha256": sha256(out),
+    }

@@ -24,8 +24,9 @@ def _spec_mismatch(card_spec: InputSpec, model_spec: InputSpec) -> str:
     return "; ".join(f"{k} card {a[k]!r} vs model {b[k]!r}" for k in a if a[k] != b[k])
 
 
-def card_params(kind: str, name: str, weights: str | os.PathLike,
-                params: Mapping[str, Any] | None = None) -> tuple[WeightCard | None, dict[str, Any]]:
+def card_params(
+    kind: str, name: str, weights: str | os.PathLike, params: Mapping[str, Any] | None = None
+) -> tuple[WeightCard | None, dict[str, Any]]:
     """When ``weights`` names a registered card (not a file): check it is for ``kind`` ``name`` and return it
     with its constructor parameters merged with ``params`` (which may add to them, never contradict them).
     Nothing is fetched. For a file: ``(None, params)``."""
@@ -40,15 +41,21 @@ def card_params(kind: str, name: str, weights: str | os.PathLike,
             raise WeightsError(f"weights {c.name!r} are for {c.arch_kind} {c.arch!r}, not {kind} {name!r}")
         clash = next((k for k in given if k in c.params and given[k] != c.params[k]), None)
         if clash is not None:
-            raise ParameterError(f"{kind} {name!r}: parameter {clash}={given[clash]!r} contradicts weights "
-                                 f"{c.name!r}, built with {clash}={c.params[clash]!r}")
+            raise ParameterError(
+                f"{kind} {name!r}: parameter {clash}={given[clash]!r} contradicts weights "
+                f"{c.name!r}, built with {clash}={c.params[clash]!r}"
+            )
         given = {**c.params, **given}
     return c, given
 
 
-def create_with_weights(kind: str, name: str, weights: str | os.PathLike,
-                        params: Mapping[str, Any] | None = None,
-                        cache_dir: str | os.PathLike | None = None) -> tuple[nn.Module, ResolvedWeights]:
+def create_with_weights(
+    kind: str,
+    name: str,
+    weights: str | os.PathLike,
+    params: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[nn.Module, ResolvedWeights]:
     """Build component ``name`` of ``kind`` and load ``weights`` (a file or a card name) strictly, in one step.
 
     A card must be for ``name`` and ``kind``; its ``params`` are the constructor's parameters, and an
@@ -62,8 +69,10 @@ def create_with_weights(kind: str, name: str, weights: str | os.PathLike,
     model = create(kind, name, **given)
     spec = getattr(model, "input_spec", None)
     if c is not None and c.input_spec is not None and spec is not None and spec != c.input_spec:
-        raise WeightsError(f"weights {c.name!r}: the card's input spec does not match {kind} {name!r}: "
-                           f"{_spec_mismatch(c.input_spec, spec)}")
+        raise WeightsError(
+            f"weights {c.name!r}: the card's input spec does not match {kind} {name!r}: "
+            f"{_spec_mismatch(c.input_spec, spec)}"
+        )
     resolved = resolved or resolve_weights(weights, cache_dir)  # a card's file is fetched once all fits
     load_weights(model, resolved.path)
     return model, resolved

@@ -32,10 +32,14 @@ def pull(name: str, cache_dir: str | os.PathLike | None = None) -> list[Path]:
         else:
             raise WeightsError(f"weights {c.name!r}: file {f.filename} has neither a package, an hf repo nor a url")
         if f.sha256 and (got := sha256(paths[-1])) != f.sha256.lower():
-            fix = (f"reinstall it: pip install --force-reinstall {f.pip or f.package.partition(':')[0]}" if f.package
-                   else "corrupt or tampered download; delete it and pull again")
-            raise WeightsError(f"weights {c.name!r}: {paths[-1]} has sha256 {got[:16]}..., "
-                               f"expected {f.sha256[:16]}... ({fix})")
+            fix = (
+                f"reinstall it: pip install --force-reinstall {f.pip or f.package.partition(':')[0]}"
+                if f.package
+                else "corrupt or tampered download; delete it and pull again"
+            )
+            raise WeightsError(
+                f"weights {c.name!r}: {paths[-1]} has sha256 {got[:16]}..., expected {f.sha256[:16]}... ({fix})"
+            )
     return paths
 
 
@@ -72,8 +76,10 @@ def resolve_weights(weights: str | os.PathLike, cache_dir: str | os.PathLike | N
     names = {c.name for c in components("weights")} | {c.qualified for c in components("weights")}
     if str(weights) not in names:
         hint = "no such file" if any(ch in str(weights) for ch in "/\\.") else "not a registered card either"
-        raise WeightsError(f"--weights {str(weights)!r}: neither a file nor a registered card ({hint}; "
-                           f"`facerun weights list` shows the cards)")
+        raise WeightsError(
+            f"--weights {str(weights)!r}: neither a file nor a registered card ({hint}; "
+            f"`facerun weights list` shows the cards)"
+        )
     c = card(str(weights))
     path = pull(str(weights), cache_dir)[0]
     return ResolvedWeights(path, c.files[0].sha256.lower() if c.files[0].sha256 else sha256(path), c)
@@ -91,28 +97,39 @@ def package_file(c: WeightCard, f: WeightFile) -> Path:
         spec = None
     install = f"pip install {f.pip or top}"
     if spec is None:
-        raise WeightsError(f"weights {c.name!r}: {f.filename} comes with the Python package {top!r}, which is not "
-                           f"installed: {install}")
+        raise WeightsError(
+            f"weights {c.name!r}: {f.filename} comes with the Python package {top!r}, which is not installed: {install}"
+        )
     bases = list(spec.submodule_search_locations or ()) or ([str(Path(spec.origin).parent)] if spec.origin else [])
     for base in bases:
         path = Path(base, *rel.split("/"))
         if path.is_file():
             return path
-    raise WeightsError(f"weights {c.name!r}: the installed package {top!r} has no {rel} (an incomplete "
-                       f"install?): pip install --force-reinstall {f.pip or top}")
+    raise WeightsError(
+        f"weights {c.name!r}: the installed package {top!r} has no {rel} (an incomplete "
+        f"install?): pip install --force-reinstall {f.pip or top}"
+    )
 
 
 def _pull_hf(c: WeightCard, f: WeightFile, repo: str, cache_dir: str | os.PathLike | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(repo_id=repo, filename=f.hf_filename or f.filename,
-                                    revision=f.revision, cache_dir=None if cache_dir is None else str(cache_dir)))
+        return Path(
+            hf_hub_download(
+                repo_id=repo,
+                filename=f.hf_filename or f.filename,
+                revision=f.revision,
+                cache_dir=None if cache_dir is None else str(cache_dir),
+            )
+        )
     except Exception as exc:  # LocalEntryNotFoundError, HTTP errors, ...
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = " (HF_HUB_OFFLINE is set and the file is not in the local cache)" if _offline() else ""
-        raise WeightsError(f"weights {c.name!r}: cannot get {f.hf_repo}/{f.hf_filename or f.filename}{hint}: "
-                           f"{type(exc).__name__}: {why}") from None
+        raise WeightsError(
+            f"weights {c.name!r}: cannot get {f.hf_repo}/{f.hf_filename or f.filename}{hint}: "
+            f"{type(exc).__name__}: {why}"
+        ) from None
 
 
 def _pull_url(c: WeightCard, f: WeightFile, url: str, cache_dir: str | os.PathLike | None) -> Path:

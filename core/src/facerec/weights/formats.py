@@ -11,8 +11,15 @@ from typing import Any
 import attrs
 
 from ..errors import FacerecError, WeightsError
-from .readers import (_read_npz, _read_pickle_file, _read_safetensors, _read_torch, _sniff_npz, _sniff_safetensors,
-                      _sniff_torch)
+from .readers import (
+    _read_npz,
+    _read_pickle_file,
+    _read_safetensors,
+    _read_torch,
+    _sniff_npz,
+    _sniff_safetensors,
+    _sniff_torch,
+)
 
 
 @attrs.frozen
@@ -44,13 +51,28 @@ class WeightFormat:
 
 
 # core's built-in formats, registered in core/pyproject.toml like any plugin's
-SAFETENSORS = WeightFormat("safetensors", _read_safetensors, (".safetensors",), _sniff_safetensors, native=True,
-                           origin="Hugging Face safetensors (facerec's own checkpoints and converted weights)")
-PICKLE = WeightFormat("pickle", _read_pickle_file, (".pkl", ".pickle"),
-                      origin="legacy pickles of numpy arrays (VGGFace2 *_weight.pkl), restricted unpickler")
+SAFETENSORS = WeightFormat(
+    "safetensors",
+    _read_safetensors,
+    (".safetensors",),
+    _sniff_safetensors,
+    native=True,
+    origin="Hugging Face safetensors (facerec's own checkpoints and converted weights)",
+)
+PICKLE = WeightFormat(
+    "pickle",
+    _read_pickle_file,
+    (".pkl", ".pickle"),
+    origin="legacy pickles of numpy arrays (VGGFace2 *_weight.pkl), restricted unpickler",
+)
 NPZ = WeightFormat("npz", _read_npz, (".npz",), _sniff_npz, origin="numpy .npz archives of arrays (no pickles)")
-TORCH = WeightFormat("torch", _read_torch, (".pth", ".pt", ".tar", ".ckpt", ".bin"), _sniff_torch,
-                     origin="torch.save files (zip or legacy pickle), read with weights_only=True")
+TORCH = WeightFormat(
+    "torch",
+    _read_torch,
+    (".pth", ".pt", ".tar", ".ckpt", ".bin"),
+    _sniff_torch,
+    origin="torch.save files (zip or legacy pickle), read with weights_only=True",
+)
 
 
 def weight_formats() -> tuple[list[WeightFormat], list[tuple[str, str]]]:
@@ -80,8 +102,14 @@ def format_of(path: str | os.PathLike) -> WeightFormat:
     with path.open("rb") as f:
         head = f.read(512)
     formats, broken = weight_formats()
-    ranked = sorted(((0 if f.by_content(head) and f.by_name(path) else 1 if f.by_content(head) else 2, f.name, f)
-                     for f in formats if f.by_content(head) or f.by_name(path)), key=lambda t: t[:2])
+    ranked = sorted(
+        (
+            (0 if f.by_content(head) and f.by_name(path) else 1 if f.by_content(head) else 2, f.name, f)
+            for f in formats
+            if f.by_content(head) or f.by_name(path)
+        ),
+        key=lambda t: t[:2],
+    )
     if ranked:
         return ranked[0][2]
     fallback = next((f for f in formats if f.name == "torch"), TORCH)

@@ -30,8 +30,11 @@ def strict_load(model: nn.Module, state: Mapping[str, Any], source: str = "state
     state = {k: (v if isinstance(v, Tensor) else torch.as_tensor(v)) for k, v in state.items()}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -65,8 +68,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         except FacerecError:
             raise
         except Exception as exc:
-            raise WeightsError(f"{path}: {type(model).__name__}.convert_checkpoint failed: "
-                               f"{type(exc).__name__}: {exc}") from None
+            raise WeightsError(
+                f"{path}: {type(model).__name__}.convert_checkpoint failed: {type(exc).__name__}: {exc}"
+            ) from None
     strict_load(model, state, str(path))
     return model
 
@@ -82,8 +86,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from None
 
 
-def save_weights(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike,
-                 metadata: Mapping[str, Any] | None = None) -> Path:
+def save_weights(
+    model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write a state dict as safetensors atomically; metadata values are stored as strings (JSON for non-str)."""
     from ..fileio import save_safetensors_atomic
 

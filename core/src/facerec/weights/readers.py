@@ -18,11 +18,20 @@ from ..errors import WeightsError
 
 #: Globals a legacy pickle may reference: numpy array reconstruction and plain containers only.
 _SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"), ("collections", "OrderedDict"), ("_codecs", "encode"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "complex"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
 }
 
 
@@ -34,8 +43,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise _Refused(f"refused by the safe loader: it references {module}.{name}, which is not a numpy array "
-                       f"or plain container (nothing in it was run)")
+        raise _Refused(
+            f"refused by the safe loader: it references {module}.{name}, which is not a numpy array "
+            f"or plain container (nothing in it was run)"
+        )
 
 
 def read_pickle(path: str | os.PathLike) -> Any:
@@ -43,8 +54,12 @@ def read_pickle(path: str | os.PathLike) -> Any:
     from .. import filekind
 
     path = Path(path)
-    named = filekind.read_failure(path, None, "a pickle",  # safetensors under a .pkl name, empty
-                                  safetensors_hint="give it a .safetensors name to load it as one")
+    named = filekind.read_failure(
+        path,
+        None,
+        "a pickle",  # safetensors under a .pkl name, empty
+        safetensors_hint="give it a .safetensors name to load it as one",
+    )
     if named is not None and path.is_file():
         raise WeightsError(named)
     try:
@@ -55,8 +70,10 @@ def read_pickle(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise WeightsError(f"weights file not found: {path}") from None
     except Exception as exc:
-        raise WeightsError(filekind.read_failure(path, exc, "a pickle")
-                           or f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+        raise WeightsError(
+            filekind.read_failure(path, exc, "a pickle")
+            or f"{path}: not a readable pickle ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _to_tensors(obj: Any) -> Any:
@@ -91,8 +108,9 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:
-        raise WeightsError(filekind.read_failure(path, exc, "safetensors")
-                           or f"{path}: not a valid safetensors file ({exc})") from None
+        raise WeightsError(
+            filekind.read_failure(path, exc, "safetensors") or f"{path}: not a valid safetensors file ({exc})"
+        ) from None
 
 
 def _sniff_safetensors(head: bytes) -> bool:
@@ -112,15 +130,20 @@ def _read_npz(path: Path) -> dict[str, Tensor]:
     except Exception as exc:
         from .. import filekind
 
-        raise WeightsError(filekind.read_failure(path, exc, "an .npz archive")
-                           or f"{path}: not a valid .npz ({exc})") from None
+        raise WeightsError(
+            filekind.read_failure(path, exc, "an .npz archive") or f"{path}: not a valid .npz ({exc})"
+        ) from None
 
 
 def _read_torch(path: Path) -> Any:
     from .. import filekind
 
-    named = filekind.read_failure(path, None, "a pickled checkpoint",  # safetensors renamed, empty, cut short
-                                  safetensors_hint="give it a .safetensors name to load it as one")
+    named = filekind.read_failure(
+        path,
+        None,
+        "a pickled checkpoint",  # safetensors renamed, empty, cut short
+        safetensors_hint="give it a .safetensors name to load it as one",
+    )
     if named is not None:
         raise WeightsError(named)
     try:
@@ -140,12 +163,15 @@ def _read_torch(path: Path) -> Any:
                 obj = None
             if isinstance(obj, Mapping):
                 return _to_tensors(obj)
-        raise WeightsError(filekind.read_failure(path, exc, "a pickled checkpoint")
-                           or f"{path}: not a readable checkpoint ({reason})") from None
+        raise WeightsError(
+            filekind.read_failure(path, exc, "a pickled checkpoint") or f"{path}: not a readable checkpoint ({reason})"
+        ) from None
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise WeightsError(filekind.read_failure(path, exc, "a pickled checkpoint")
-                           or f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})") from None
+        raise WeightsError(
+            filekind.read_failure(path, exc, "a pickled checkpoint")
+            or f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})"
+        ) from None
 
 
 def _zip_first_name(head: bytes) -> bytes:

@@ -34,15 +34,26 @@ from facerec.errors import WeightsError
 #: The RGB means dlib's input layer subtracts (0-255 scale); it then divides by 256.
 DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
 CHIP_SIZE = 150
-PAPER = ("D. E. King, dlib-models: dlib_face_recognition_resnet_model_v1 (dlib 19.3, 2017; a ResNet-34 variant "
-         "with 29 conv layers trained on ~3M faces of ~7.5k identities; 99.38% on LFW)")
+PAPER = (
+    "D. E. King, dlib-models: dlib_face_recognition_resnet_model_v1 (dlib 19.3, 2017; a ResNet-34 variant "
+    "with 29 conv layers trained on ~3M faces of ~7.5k identities; 99.38% on LFW)"
+)
 
 #: (in channels, out channels, down-sampling) of the residual blocks, bottom-up.
 BLOCKS: tuple[tuple[int, int, bool], ...] = (
-    (32, 32, False), (32, 32, False), (32, 32, False),
-    (32, 64, True), (64, 64, False), (64, 64, False), (64, 64, False),
-    (64, 128, True), (128, 128, False), (128, 128, False),
-    (128, 256, True), (256, 256, False), (256, 256, False),
+    (32, 32, False),
+    (32, 32, False),
+    (32, 32, False),
+    (32, 64, True),
+    (64, 64, False),
+    (64, 64, False),
+    (64, 64, False),
+    (64, 128, True),
+    (128, 128, False),
+    (128, 128, False),
+    (128, 256, True),
+    (256, 256, False),
+    (256, 256, False),
     (256, 256, True),
 )
 
@@ -98,8 +109,9 @@ class DlibResNet29(Backbone):
 
     paper: ClassVar[str] = PAPER
     #: x = (pixel_0_255 - dlib_mean) / 256 on dlib's 150x150 chip (template dlib150, padding 0.25)
-    input_spec: ClassVar[InputSpec] = InputSpec(size=CHIP_SIZE, color="RGB", scale=255.0, mean=DLIB_MEAN_RGB,
-                                                std=256.0, template="dlib150")
+    input_spec: ClassVar[InputSpec] = InputSpec(
+        size=CHIP_SIZE, color="RGB", scale=255.0, mean=DLIB_MEAN_RGB, std=256.0, template="dlib150"
+    )
     embedding_size = 128
 
     def __init__(self) -> None:
@@ -126,19 +138,32 @@ class DlibResNet29(Backbone):
 # ------------------------------------------------------------------------------------------ conversion
 
 _GEOMETRY = {  # kind -> geometry a layer must have: [kh, kw, stride_y, stride_x, pad_y, pad_x]
-    "stem": [7, 7, 2, 2, 0, 0], "max_pool": [3, 3, 2, 2, 0, 0], "down": [3, 3, 2, 2, 0, 0],
-    "same": [3, 3, 1, 1, 1, 1], "shortcut": [2, 2, 2, 2, 0, 0], "global": [0, 0, 1, 1, 0, 0],
+    "stem": [7, 7, 2, 2, 0, 0],
+    "max_pool": [3, 3, 2, 2, 0, 0],
+    "down": [3, 3, 2, 2, 0, 0],
+    "same": [3, 3, 1, 1, 1, 1],
+    "shortcut": [2, 2, 2, 2, 0, 0],
+    "global": [0, 0, 1, 1, 0, 0],
 }
 
 
 def _plan() -> list[tuple[str, str | None, str | None]]:
     """dlib's computational layers bottom-up: (kind, our module, geometry key)."""
-    plan = [("con", "stem_conv", "stem"), ("affine", "stem_affine", None), ("relu", None, None),
-            ("max_pool", None, "max_pool")]
+    plan = [
+        ("con", "stem_conv", "stem"),
+        ("affine", "stem_affine", None),
+        ("relu", None, None),
+        ("max_pool", None, "max_pool"),
+    ]
     for i, (_, _, down) in enumerate(BLOCKS):
         b = f"blocks.{i}"
-        plan += [("con", f"{b}.conv1", "down" if down else "same"), ("affine", f"{b}.aff1", None),
-                 ("relu", None, None), ("con", f"{b}.conv2", "same"), ("affine", f"{b}.aff2", None)]
+        plan += [
+            ("con", f"{b}.conv1", "down" if down else "same"),
+            ("affine", f"{b}.aff1", None),
+            ("relu", None, None),
+            ("con", f"{b}.conv2", "same"),
+            ("affine", f"{b}.aff2", None),
+        ]
         if down:
             plan.append(("avg_pool", None, "shortcut"))
         plan += [("add_prev", None, None), ("relu", None, None)]
@@ -169,20 +194,25 @@ def _affine(kind: str, f: dict[str, Tensor], where: str) -> tuple[Tensor, Tensor
 def _from_dlib(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
     mean = checkpoint.get("input.mean")
     if mean is not None and not torch.allclose(torch.as_tensor(mean).float(), torch.tensor(DLIB_MEAN_RGB), atol=1e-3):
-        raise WeightsError(f"the network's input layer subtracts {[round(float(v), 3) for v in mean]}, not dlib's "
-                           f"{list(DLIB_MEAN_RGB)} that {DlibResNet29.__name__}'s input spec declares")
+        raise WeightsError(
+            f"the network's input layer subtracts {[round(float(v), 3) for v in mean]}, not dlib's "
+            f"{list(DLIB_MEAN_RGB)} that {DlibResNet29.__name__}'s input spec declares"
+        )
     size = checkpoint.get("input.size")
     if size is not None and [int(v) for v in size] != [CHIP_SIZE, CHIP_SIZE]:
         raise WeightsError(f"the network takes {[int(v) for v in size]} images, not {CHIP_SIZE}x{CHIP_SIZE}")
     layers, plan = _layers(checkpoint), _plan()
     kinds = [k if k != "bn_con" else "affine" for k, _ in layers]
     if kinds != [k for k, _, _ in plan]:
-        first = next((i for i, (a, b) in enumerate(zip(kinds, [k for k, _, _ in plan])) if a != b),
-                     min(len(kinds), len(plan)))
+        first = next(
+            (i for i, (a, b) in enumerate(zip(kinds, [k for k, _, _ in plan])) if a != b), min(len(kinds), len(plan))
+        )
         got = kinds[first] if first < len(kinds) else "the end"
         want = plan[first][0] if first < len(plan) else "the end"
-        raise WeightsError(f"not dlib's ResNet-29 face descriptor: layer {first} (bottom-up) is {got}, expected "
-                           f"{want} ({len(kinds)} layers, the network has {len(plan)})")
+        raise WeightsError(
+            f"not dlib's ResNet-29 face descriptor: layer {first} (bottom-up) is {got}, expected "
+            f"{want} ({len(kinds)} layers, the network has {len(plan)})"
+        )
     state: dict[str, Tensor] = {}
     for i, ((kind, fields), (_, module, geometry)) in enumerate(zip(layers, plan)):
         where = f"dlib layer {i} ({kind}{' -> ' + module if module else ''})"

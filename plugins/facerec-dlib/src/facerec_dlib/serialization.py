@@ -216,8 +216,10 @@ def _read_layer(s: _Stream, out: OrderedDict, i: int) -> str:
         if bias_mode == 0 and use_bias:
             out[f"{key}.fc.bias"] = _t(_part(params, n_in * n_out, (n_out,), "fc biases"))
         return "fc"
-    raise ValueError(f"layer type {name!r} is not one this reader knows (con, affine, bn_con, relu, max_pool, "
-                     f"avg_pool, add_prev, fc)")
+    raise ValueError(
+        f"layer type {name!r} is not one this reader knows (con, affine, bn_con, relu, max_pool, "
+        f"avg_pool, add_prev, fc)"
+    )
 
 
 def _bookkeeping(s: _Stream, grad_final: bool) -> None:
@@ -250,7 +252,8 @@ def read_dlib_network(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
             raise WeightsError(
                 f"{path}: a dlib network with loss layer {loss!r} (e.g. an object detector such as "
                 f"mmod_human_face_detector.dat), not a face descriptor: this reader reads loss_metric_ "
-                f"networks such as dlib_face_recognition_resnet_model_v1.dat")
+                f"networks such as dlib_face_recognition_resnet_model_v1.dat"
+            )
         margin, threshold = (s.real(), s.real()) if loss == "loss_metric_2" else (0.1, 0.75)
         out["loss.margin"], out["loss.distance_threshold"] = _t(margin), _t(threshold)
         where = "the layer versions"
@@ -282,12 +285,16 @@ def read_dlib_network(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
     except WeightsError:
         raise
     except _Truncated:
-        raise WeightsError(f"{path}: truncated dlib file: it ends inside {where} (at byte {s.pos} of "
-                           f"{len(data)}); download or reinstall it") from None
+        raise WeightsError(
+            f"{path}: truncated dlib file: it ends inside {where} (at byte {s.pos} of "
+            f"{len(data)}); download or reinstall it"
+        ) from None
     except ValueError as exc:
         if where == "the loss layer":
-            raise WeightsError(f"{path}: not a dlib neural network file: it does not start with a loss layer "
-                               f"(dlib's shape predictors and HOG detectors are other kinds of .dat)") from None
+            raise WeightsError(
+                f"{path}: not a dlib neural network file: it does not start with a loss layer "
+                f"(dlib's shape predictors and HOG detectors are other kinds of .dat)"
+            ) from None
         raise WeightsError(f"{path}: unreadable dlib network at {where} (byte {s.pos}): {exc}") from None
     return out
 
@@ -297,5 +304,10 @@ def looks_like_dlib_network(head: bytes) -> bool:
     return len(head) > 9 and head[:3] == b"\x01\x01\x01" and head[4:9] == b"loss_"
 
 
-DLIB_DAT = WeightFormat("dlib-dat", read_dlib_network, (".dat",), looks_like_dlib_network,
-                        origin="dlib's DNN serialisation (.dat of dlib::serialize; loss_metric face descriptors)")
+DLIB_DAT = WeightFormat(
+    "dlib-dat",
+    read_dlib_network,
+    (".dat",),
+    looks_like_dlib_network,
+    origin="dlib's DNN serialisation (.dat of dlib::serialize; loss_metric face descriptors)",
+)

@@ -27,8 +27,14 @@ PADDING = 0.25
 SIZE = 150
 
 # dlib's references in its unit square (image left to right: subject's right eye first)
-_EYE_CORNERS_5PT = np.array([[0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677],
-                             [0.1205750620789, 0.2137274526848], [0.3340850613712, 0.2290642403242]])
+_EYE_CORNERS_5PT = np.array(
+    [
+        [0.8595674595992, 0.2134981538014],
+        [0.6460604764104, 0.2289674387677],
+        [0.1205750620789, 0.2137274526848],
+        [0.3340850613712, 0.2290642403242],
+    ]
+)
 _NOSE_TIP_68 = (0.490127, 0.515625)  # mean face point 30
 _MOUTH_CORNERS_68 = ((0.254149, 0.780233), (0.726104, 0.780233))  # mean face points 48, 54
 
@@ -40,15 +46,20 @@ def chip_position(unit: np.ndarray, padding: float = PADDING, size: int = SIZE) 
 
 def reference_points(padding: float = PADDING, size: int = SIZE) -> np.ndarray:
     """The 5 landmarks (facerec's order) of dlib's chip of ``size`` px with ``padding``."""
-    unit = np.array([
-        _EYE_CORNERS_5PT[2:4].mean(0),  # left eye in the image (the subject's right eye)
-        _EYE_CORNERS_5PT[0:2].mean(0),
-        _NOSE_TIP_68,
-        *_MOUTH_CORNERS_68,
-    ])
+    unit = np.array(
+        [
+            _EYE_CORNERS_5PT[2:4].mean(0),  # left eye in the image (the subject's right eye)
+            _EYE_CORNERS_5PT[0:2].mean(0),
+            _NOSE_TIP_68,
+            *_MOUTH_CORNERS_68,
+        ]
+    )
     return chip_position(unit, padding, size)
 
 
-DLIB150 = Template("dlib150", SIZE, reference_points(),
-                   origin=("dlib's 150x150 face chip (get_face_chip_details, padding 0.25), "
-                           "as compute_face_descriptor crops"))
+DLIB150 = Template(
+    "dlib150",
+    SIZE,
+    reference_points(),
+    origin=("dlib's 150x150 face chip (get_face_chip_details, padding 0.25), as compute_face_descriptor crops"),
+)

@@ -20,8 +20,13 @@ class TemplateNet(Backbone):
         if embedding_size < 1 or width < 1:
             raise ValueError("embedding_size and width must be positive")
         self.embedding_size = embedding_size
-        self.convs = nn.ModuleList([nn.Conv2d(1, width, 3, padding=1), nn.Conv2d(width, 2 * width, 3, padding=1),
-                                    nn.Conv2d(2 * width, 4 * width, 3, padding=1)])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(1, width, 3, padding=1),
+                nn.Conv2d(width, 2 * width, 3, padding=1),
+                nn.Conv2d(2 * width, 4 * width, 3, padding=1),
+            ]
+        )
         self.fc = nn.Linear(4 * width, embedding_size)
 
     def forward(self, x: Tensor) -> Tensor:

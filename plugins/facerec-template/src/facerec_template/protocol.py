@@ -21,8 +21,9 @@ class TemplateRank1(Protocol):
             raise ValueError(f"num_ids must be at least 2, got {num_ids}")
         self.num_ids, self.image_size, self.seed = num_ids, image_size, seed
 
-    def evaluate(self, model: Backbone | Embedder, *, device: str = "cpu", batch_size: int = 64,
-                 progress: bool = False) -> EvalResult:
+    def evaluate(
+        self, model: Backbone | Embedder, *, device: str = "cpu", batch_size: int = 64, progress: bool = False
+    ) -> EvalResult:
         ids = torch.arange(self.num_ids) + 2_000_000  # disjoint from any training identities
         gallery = render(ids, torch.zeros_like(ids), seed=self.seed, size=self.image_size)
         probe = render(ids, torch.ones_like(ids), seed=self.seed, size=self.image_size)

@@ -36,12 +36,20 @@ class MTCNN(nn.Module, Detector):
     ``mtcnn-facenet-pytorch``, or a state dict.
     """
 
-    paper = ("K. Zhang, Z. Zhang, Z. Li, Y. Qiao: Joint Face Detection and Alignment Using Multitask "
-             "Cascaded Convolutional Networks. IEEE Signal Processing Letters 23(10), 2016")
+    paper = (
+        "K. Zhang, Z. Zhang, Z. Li, Y. Qiao: Joint Face Detection and Alignment Using Multitask "
+        "Cascaded Convolutional Networks. IEEE Signal Processing Letters 23(10), 2016"
+    )
 
-    def __init__(self, min_size: float = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 border: str = "zero", weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        min_size: float = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        border: str = "zero",
+        weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+        device: str = "cpu",
+    ):
         super().__init__()
         if not min_size >= 12:
             raise ParameterError(f"min_size must be at least 12 px (P-Net's window), got {min_size}")
@@ -101,5 +109,7 @@ class MTCNN(nn.Module, Detector):
         return [Detections(cand.boxes[m], cand.scores[m], points[m]) for m in (cand.image == i for i in range(b))]
 
     def extra_repr(self) -> str:
-        return (f"min_size={self.min_size:g}, thresholds={self.thresholds}, factor={self.factor}, "
-                f"border={self.border!r}, weights={self.weights_source!r}")
+        return (
+            f"min_size={self.min_size:g}, thresholds={self.thresholds}, factor={self.factor}, "
+            f"border={self.border!r}, weights={self.weights_source!r}"
+        )

@@ -42,8 +42,16 @@ class RNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(*_conv(3, 28, 3), _pool(3), *_conv(28, 48, 3), _pool(3), *_conv(48, 64, 2),
-                                   nn.Flatten(), nn.Linear(576, 128), nn.PReLU(128))
+        self.trunk = nn.Sequential(
+            *_conv(3, 28, 3),
+            _pool(3),
+            *_conv(28, 48, 3),
+            _pool(3),
+            *_conv(48, 64, 2),
+            nn.Flatten(),
+            nn.Linear(576, 128),
+            nn.PReLU(128),
+        )
         self.score = nn.Linear(128, 2)
         self.box = nn.Linear(128, 4)
 
@@ -58,8 +66,18 @@ class ONet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(*_conv(3, 32, 3), _pool(3), *_conv(32, 64, 3), _pool(3), *_conv(64, 64, 3),
-                                   _pool(2), *_conv(64, 128, 2), nn.Flatten(), nn.Linear(1152, 256), nn.PReLU(256))
+        self.trunk = nn.Sequential(
+            *_conv(3, 32, 3),
+            _pool(3),
+            *_conv(32, 64, 3),
+            _pool(3),
+            *_conv(64, 64, 3),
+            _pool(2),
+            *_conv(64, 128, 2),
+            nn.Flatten(),
+            nn.Linear(1152, 256),
+            nn.PReLU(256),
+        )
         self.score = nn.Linear(256, 2)
         self.box = nn.Linear(256, 4)
         self.points = nn.Linear(256, 10)  # (x, y) interleaved per landmark

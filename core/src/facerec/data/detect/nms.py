@@ -31,10 +31,12 @@ def _suppression_pairs(boxes: Tensor, threshold: float, mode: str, plus_one: boo
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
         cols = slice(lo, n)  # only lower-ranked boxes can be suppressed by these rows
-        w = (torch.minimum(x2[lo:hi, None], x2[None, cols]) - torch.maximum(x1[lo:hi, None], x1[None, cols])
-             + one).clamp_min_(0)
-        h = (torch.minimum(y2[lo:hi, None], y2[None, cols]) - torch.maximum(y1[lo:hi, None], y1[None, cols])
-             + one).clamp_min_(0)
+        w = (
+            torch.minimum(x2[lo:hi, None], x2[None, cols]) - torch.maximum(x1[lo:hi, None], x1[None, cols]) + one
+        ).clamp_min_(0)
+        h = (
+            torch.minimum(y2[lo:hi, None], y2[None, cols]) - torch.maximum(y1[lo:hi, None], y1[None, cols]) + one
+        ).clamp_min_(0)
         inter = w * h
         if mode == "min":
             overlap = inter / torch.minimum(area[lo:hi, None], area[None, cols])
@@ -65,8 +67,15 @@ def _greedy(boxes: Tensor, threshold: float, mode: str, plus_one: bool) -> Tenso
         keep = new
 
 
-def nms(boxes: Tensor, scores: Tensor, threshold: float, groups: Tensor | None = None, *,
-        mode: str = "union", plus_one: bool = False) -> Tensor:
+def nms(
+    boxes: Tensor,
+    scores: Tensor,
+    threshold: float,
+    groups: Tensor | None = None,
+    *,
+    mode: str = "union",
+    plus_one: bool = False,
+) -> Tensor:
     """Indices of the boxes ``[N, 4]`` (x1, y1, x2, y2) that greedy NMS keeps within each group,
     ordered by group and then by descending score (ties keep input order)."""
     if mode not in ("union", "min"):
@@ -86,6 +95,6 @@ def nms(boxes: Tensor, scores: Tensor, threshold: float, groups: Tensor | None =
     keep = torch.empty(n, dtype=torch.bool)
     start = 0
     for count in counts:  # one pass per image, never per box
-        keep[start:start + count] = _greedy(ranked[start:start + count], threshold, mode, plus_one)
+        keep[start : start + count] = _greedy(ranked[start : start + count], threshold, mode, plus_one)
         start += count
     return order[keep].to(scores.device)

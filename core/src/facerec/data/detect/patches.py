@@ -50,8 +50,9 @@ class Integrals:
         return self._tables[k]
 
 
-def resized_patches(images: Tensor | Integrals, image_index: Tensor, regions: Tensor, size: int,
-                    border: str = "stretch") -> Tensor:
+def resized_patches(
+    images: Tensor | Integrals, image_index: Tensor, regions: Tensor, size: int, border: str = "stretch"
+) -> Tensor:
     """Area-resized patches ``[N, C, size, size]`` (float32) of ``images`` ``[B, C, H, W]`` (or of
     their :class:`Integrals`, to reuse the tables across calls).
 
@@ -75,7 +76,7 @@ def resized_patches(images: Tensor | Integrals, image_index: Tensor, regions: Te
     count = ((rhi - rlo)[:, :, None] * (chi - clo)[:, None, :]).to(torch.float64)  # full cell area
     # outside pixels (zero border) add nothing: clip the lookups, keep the full cell area
     rlo, rhi, clo, chi = rlo.clamp(0, h), rhi.clamp(0, h), clo.clamp(0, w), chi.clamp(0, w)
-    valid = (count > 0)
+    valid = count > 0
     image_index = image_index.long().cpu()
     for k in torch.unique(image_index).tolist():  # one summed-area table per image, not per box
         sel = torch.nonzero(image_index == k, as_tuple=True)[0]

@@ -32,8 +32,10 @@ from ...errors import WeightsError
 
 NETS = ("pnet", "rnet", "onet")
 WHEEL = "facenet_pytorch-2.6.0-py3-none-any.whl"
-WHEEL_URL = ("https://files.pythonhosted.org/packages/ed/2e/"
-             "2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/" + WHEEL)
+WHEEL_URL = (
+    "https://files.pythonhosted.org/packages/ed/2e/"
+    "2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/" + WHEEL
+)
 WHEEL_SHA256 = "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca"
 #: sha256 of the three files inside the 2.6.0 wheel (the same files ship in 2.5.x).
 FILE_SHA256 = {
@@ -41,20 +43,50 @@ FILE_SHA256 = {
     "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
     "onet": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
 }
-INSTALL_HINT = (f"install them with `pip install --no-deps facenet-pytorch==2.6.0`, or pass the wheel "
-                f"({WHEEL}), a folder with pnet.pt/rnet.pt/onet.pt, or a converted .safetensors")
+INSTALL_HINT = (
+    f"install them with `pip install --no-deps facenet-pytorch==2.6.0`, or pass the wheel "
+    f"({WHEEL}), a folder with pnet.pt/rnet.pt/onet.pt, or a converted .safetensors"
+)
 
 # original name -> ours; (conv, prelu) pairs map onto the Sequential trunk in order.
 _KEYS = {
-    "pnet": {"conv1": "trunk.0", "prelu1": "trunk.1", "conv2": "trunk.3", "prelu2": "trunk.4",
-             "conv3": "trunk.5", "prelu3": "trunk.6", "conv4_1": "score", "conv4_2": "box"},
-    "rnet": {"conv1": "trunk.0", "prelu1": "trunk.1", "conv2": "trunk.3", "prelu2": "trunk.4",
-             "conv3": "trunk.6", "prelu3": "trunk.7", "dense4": "trunk.9", "prelu4": "trunk.10",
-             "dense5_1": "score", "dense5_2": "box"},
-    "onet": {"conv1": "trunk.0", "prelu1": "trunk.1", "conv2": "trunk.3", "prelu2": "trunk.4",
-             "conv3": "trunk.6", "prelu3": "trunk.7", "conv4": "trunk.9", "prelu4": "trunk.10",
-             "dense5": "trunk.12", "prelu5": "trunk.13", "dense6_1": "score", "dense6_2": "box",
-             "dense6_3": "points"},
+    "pnet": {
+        "conv1": "trunk.0",
+        "prelu1": "trunk.1",
+        "conv2": "trunk.3",
+        "prelu2": "trunk.4",
+        "conv3": "trunk.5",
+        "prelu3": "trunk.6",
+        "conv4_1": "score",
+        "conv4_2": "box",
+    },
+    "rnet": {
+        "conv1": "trunk.0",
+        "prelu1": "trunk.1",
+        "conv2": "trunk.3",
+        "prelu2": "trunk.4",
+        "conv3": "trunk.6",
+        "prelu3": "trunk.7",
+        "dense4": "trunk.9",
+        "prelu4": "trunk.10",
+        "dense5_1": "score",
+        "dense5_2": "box",
+    },
+    "onet": {
+        "conv1": "trunk.0",
+        "prelu1": "trunk.1",
+        "conv2": "trunk.3",
+        "prelu2": "trunk.4",
+        "conv3": "trunk.6",
+        "prelu3": "trunk.7",
+        "conv4": "trunk.9",
+        "prelu4": "trunk.10",
+        "dense5": "trunk.12",
+        "prelu5": "trunk.13",
+        "dense6_1": "score",
+        "dense6_2": "box",
+        "dense6_3": "points",
+    },
 }
 # the dense layer after the conv trunk: (name, channels, side of the square feature map)
 _FLATTEN = {"rnet": ("dense4", 64, 3), "onet": ("dense5", 128, 3)}
@@ -79,8 +111,9 @@ def _from_zip(path: Path) -> dict[str, dict[str, Tensor]]:
             for net in NETS:
                 member = next((n for n in names if n.endswith(f"data/{net}.pt") or n == f"{net}.pt"), None)
                 if member is None:
-                    raise WeightsError(f"{path}: no {net}.pt inside (expected facenet_pytorch/data/{net}.pt "
-                                       f"of {WHEEL})")
+                    raise WeightsError(
+                        f"{path}: no {net}.pt inside (expected facenet_pytorch/data/{net}.pt of {WHEEL})"
+                    )
                 out[net] = _load_pt(z.read(member), f"{path}!{member}")
             return out
     except zipfile.BadZipFile:
@@ -121,15 +154,19 @@ def read_released(source: str | os.PathLike | None = None) -> dict[str, dict[str
     if path.is_dir():
         files = _folder_files(path)
         if files is None:
-            raise WeightsError(f"{path}: no pnet.pt, rnet.pt and onet.pt in this folder (nor in data/ or "
-                               f"facenet_pytorch/data/ below it)")
+            raise WeightsError(
+                f"{path}: no pnet.pt, rnet.pt and onet.pt in this folder (nor in data/ or "
+                f"facenet_pytorch/data/ below it)"
+            )
         return {net: _load_pt(f.read_bytes(), str(f)) for net, f in files.items()}
     if not path.is_file():
         raise WeightsError(f"MTCNN weights not found: {path}")
     if zipfile.is_zipfile(path) and path.suffix.lower() in (".whl", ".zip"):
         return _from_zip(path)
-    raise WeightsError(f"{path}: MTCNN weights must be the {WHEEL} wheel, a folder holding "
-                       f"pnet.pt/rnet.pt/onet.pt, or a facerec .safetensors")
+    raise WeightsError(
+        f"{path}: MTCNN weights must be the {WHEEL} wheel, a folder holding "
+        f"pnet.pt/rnet.pt/onet.pt, or a facerec .safetensors"
+    )
 
 
 def convert_released(states: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
@@ -192,16 +229,26 @@ def convert(source: str | os.PathLike | None, out: str | os.PathLike) -> dict[st
         raise WeightsError(f"output {out} must end in .safetensors")
     state, where = load_state(source)
     model = MTCNN(weights=state)
-    meta = {"arch": "mtcnn", "kind": "detector", "source": where, "format": "facerec-safetensors-1",
-            "origin": f"facenet-pytorch 2.6.0 ({WHEEL_SHA256[:16]}...)"}
+    meta = {
+        "arch": "mtcnn",
+        "kind": "detector",
+        "source": where,
+        "format": "facerec-safetensors-1",
+        "origin": f"facenet-pytorch 2.6.0 ({WHEEL_SHA256[:16]}...)",
+    }
     save_weights(model.state_dict(), out, meta)
     check = MTCNN(weights=out)
     same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), check.state_dict().values()))
     if not same:
         out.unlink()
         raise WeightsError(f"verification failed: {out} does not reload to the converted weights")
-    return {"out": str(out), "tensors": len(state), "parameters": sum(v.numel() for v in state.values()),
-            "source": where, "metadata": json.dumps(meta)}
+    return {
+        "out": str(out),
+        "tensors": len(state),
+        "parameters": sum(v.numel() for v in state.values()),
+        "source": where,
+        "metadata": json.dumps(meta),
+    }
 
 
 def card():
@@ -209,8 +256,12 @@ def card():
     from ...weights import WeightCard, WeightFile
 
     return WeightCard(
-        name="mtcnn-facenet-pytorch", arch="mtcnn", arch_kind="detector", format="original",
+        name="mtcnn-facenet-pytorch",
+        arch="mtcnn",
+        arch_kind="detector",
+        format="original",
         files=[WeightFile(filename=WHEEL, sha256=WHEEL_SHA256, url=WHEEL_URL)],
         licence="MIT (facenet-pytorch); networks of Zhang et al. 2016",
         origin="timesler/facenet-pytorch 2.6.0 data/{pnet,rnet,onet}.pt, converted from davidsandberg/facenet's "
-               "port of the MTCNN authors' Caffe models (kpzhang93/MTCNN_face_detection_alignment)")
+        "port of the MTCNN authors' Caffe models (kpzhang93/MTCNN_face_detection_alignment)",
+    )

@@ -89,7 +89,7 @@ def _pnet_maps(pnet: PNet, images: Tensor, size: tuple[int, int]) -> tuple[Tenso
     per_call = max(1, PNET_PIXELS // (size[0] * size[1]))
     probs, offsets = [], []
     for lo in range(0, b, per_call):
-        x = normalise(F.interpolate(images[lo:lo + per_call], size=size, mode="area"))
+        x = normalise(F.interpolate(images[lo : lo + per_call], size=size, mode="area"))
         p, o = pnet(x)
         probs.append(p)
         offsets.append(o)

@@ -11,8 +11,18 @@ Corrupt or missing images raise :class:`DataError` naming the path or LMDB key; 
 
 from .detection import detect_format, open_dataset
 from .lists import ALIGN_SIDECAR, MAX_LABEL, ImageFolder, ImageList, folder_template  # noqa: F401
-from .lmdb_dataset import (LABELS_KEY, MODALITY_KEY, TEMPLATE_KEY, LMDBDataset, close_reader,  # noqa: F401
-                           decode_feature, open_lmdb, record_label, shared_reader, unpack_record)
+from .lmdb_dataset import (  # noqa: F401 - the LMDB layout's names, imported from here by writers and tests
+    LABELS_KEY,
+    MODALITY_KEY,
+    TEMPLATE_KEY,
+    LMDBDataset,
+    close_reader,
+    decode_feature,
+    open_lmdb,
+    record_label,
+    shared_reader,
+    unpack_record,
+)
 from .modality import ModalityRule
 
 

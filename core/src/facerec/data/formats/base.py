@@ -21,8 +21,14 @@ class _ImageDataset(Dataset):
     skip_corrupt: bool = False
     template: str | None = None
 
-    def __init__(self, labels: np.ndarray, modality: np.ndarray | None, image_size: int | None,
-                 skip_corrupt: bool, template: str | None = None):
+    def __init__(
+        self,
+        labels: np.ndarray,
+        modality: np.ndarray | None,
+        image_size: int | None,
+        skip_corrupt: bool,
+        template: str | None = None,
+    ):
         if image_size is not None and int(image_size) <= 0:
             raise ParameterError(f"image_size must be positive, got {image_size}")
         if template is not None and (not isinstance(template, str) or not template.strip()):

@@ -48,6 +48,7 @@ def open_dataset(path: str | os.PathLike, **params: Any) -> Dataset:
     unknown = sorted(set(params) - accepted)
     if unknown:
         shown = accepted - {"path", "root"} | ({"root"} if fmt == "list" else set())
-        raise ParameterError(f"{fmt} dataset {path} has no parameter {unknown[0]!r}; "
-                             f"accepted: {', '.join(sorted(shown))}")
+        raise ParameterError(
+            f"{fmt} dataset {path} has no parameter {unknown[0]!r}; accepted: {', '.join(sorted(shown))}"
+        )
     return cls(path, **params)

@@ -52,8 +52,16 @@ def _parse_label(token: str, where: str) -> int:
 class _FileList(_ImageDataset):
     """Samples that are image files: ``paths`` (absolute) with labels and optional modality."""
 
-    def __init__(self, paths: list[str], labels: np.ndarray, modality: np.ndarray | None,
-                 image_size: int | None, skip_corrupt: bool, rel: list[str], template: str | None = None):
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray,
+        modality: np.ndarray | None,
+        image_size: int | None,
+        skip_corrupt: bool,
+        rel: list[str],
+        template: str | None = None,
+    ):
         super().__init__(labels, modality, image_size, skip_corrupt, template)
         self.paths = paths
         self.relpaths = rel
@@ -75,9 +83,16 @@ class ImageList(_FileList):
 
     paper = "list formats of DVG-Face, DCR and VirFace"
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None,
-                 modality_rule: int | str | None = None, modality_values: str = "VIS,NIR",
-                 image_size: int | None = None, skip_corrupt: bool = False, template: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        root: str | os.PathLike | None = None,
+        modality_rule: int | str | None = None,
+        modality_values: str = "VIS,NIR",
+        image_size: int | None = None,
+        skip_corrupt: bool = False,
+        template: str | None = None,
+    ):
         self.list_path = Path(path)
         if not self.list_path.is_file():
             raise DataError(f"image list not found: {self.list_path}")
@@ -103,7 +118,7 @@ class ImageList(_FileList):
             if n_num == 0 and len(tokens) > 2 and _is_number(tokens[1]):
                 path_tokens = tokens[:1]  # `path label NIR`: a textual column after the label
             relpath = " ".join(path_tokens)
-            columns = [relpath, *tokens[len(path_tokens):]]
+            columns = [relpath, *tokens[len(path_tokens) :]]
             label = _parse_label(columns[1], where) if len(columns) > 1 else -1
             rel.append(relpath)
             labels.append(label)
@@ -112,8 +127,15 @@ class ImageList(_FileList):
         if not rel:
             raise DataError(f"image list {self.list_path} has no entries")
         paths = [os.path.normpath(os.path.join(self.root, r)) for r in rel]
-        super().__init__(paths, np.asarray(labels), np.asarray(modality) if rule is not None else None,
-                         image_size, skip_corrupt, rel, template)
+        super().__init__(
+            paths,
+            np.asarray(labels),
+            np.asarray(modality) if rule is not None else None,
+            image_size,
+            skip_corrupt,
+            rel,
+            template,
+        )
 
     def __repr__(self) -> str:
         return f"ImageList({str(self.list_path)!r}, {len(self)} images)"
@@ -163,9 +185,16 @@ class ImageFolder(_FileList):
     #: True when the labels only number the files (a flat folder of faces opened by ``facerun extract``)
     unlabelled: bool = False
 
-    def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False,
-                 label_pattern: str | None = None, template: str | None = None, modality_rule: str | None = None,
-                 modality_values: str = "VIS,NIR"):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        image_size: int | None = None,
+        skip_corrupt: bool = False,
+        label_pattern: str | None = None,
+        template: str | None = None,
+        modality_rule: str | None = None,
+        modality_values: str = "VIS,NIR",
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"image folder not found: {self.root}")
@@ -191,16 +220,20 @@ class ImageFolder(_FileList):
                     rel.append(f.relative_to(self.root).as_posix())
                     names.append(name)
         if not rel:
-            raise DataError(f"no images found in {self.root}" + ("" if label_pattern else
-                            " (expected one sub-folder of images per identity)"))
+            raise DataError(
+                f"no images found in {self.root}"
+                + ("" if label_pattern else " (expected one sub-folder of images per identity)")
+            )
         index = {c: i for i, c in enumerate(self.classes)}
         labels = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
         modality = None
         if modality_rule not in (None, ""):
             rule = ModalityRule(str(modality_rule), modality_values)
             if rule.regex is None:
-                raise ParameterError(f"modality_rule {modality_rule!r}: a folder has no columns; give a regex "
-                                     "searched in each image's path, e.g. '_(NIR|VIS)\\.'")
+                raise ParameterError(
+                    f"modality_rule {modality_rule!r}: a folder has no columns; give a regex "
+                    "searched in each image's path, e.g. '_(NIR|VIS)\\.'"
+                )
             modality = np.asarray([rule(r, [r], str(self.root / r)) for r in rel], dtype=np.int64)
         if template is None:  # a folder `facerun data align` wrote says its template in a sidecar file
             template = folder_template(self.root)

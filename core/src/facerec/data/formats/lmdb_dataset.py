@@ -33,10 +33,10 @@ def open_lmdb(path: str | os.PathLike, *, write: bool = False, map_size: int = 1
     p = Path(path)
     subdir = p.is_dir()
     if write:
-        return lmdb.open(str(p), subdir=subdir, map_size=map_size, readahead=False, meminit=False,
-                         max_dbs=0, sync=True, lock=True)
-    return lmdb.open(str(p), subdir=subdir, readonly=True, lock=False, readahead=False, meminit=False,
-                     max_readers=512)
+        return lmdb.open(
+            str(p), subdir=subdir, map_size=map_size, readahead=False, meminit=False, max_dbs=0, sync=True, lock=True
+        )
+    return lmdb.open(str(p), subdir=subdir, readonly=True, lock=False, readahead=False, meminit=False, max_readers=512)
 
 
 _READERS: dict[tuple[int, int], Any] = {}  # (st_dev, st_ino) of the data file -> read-only env
@@ -90,8 +90,10 @@ def unpack_record(raw: bytes, where: str) -> tuple[bytes, bytes | None, int]:
     except Exception as exc:
         raise DataError(f"{where}: record is not valid msgpack ({type(exc).__name__})") from None
     if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
-        raise DataError(f"{where}: expected msgpack (image, [feature,] label), got {type(value).__name__}"
-                        f"{' of length ' + str(len(value)) if isinstance(value, (list, tuple)) else ''}")
+        raise DataError(
+            f"{where}: expected msgpack (image, [feature,] label), got {type(value).__name__}"
+            f"{' of length ' + str(len(value)) if isinstance(value, (list, tuple)) else ''}"
+        )
     image, label = value[0], value[-1]
     feature = value[1] if len(value) == 3 else None
     if not isinstance(image, (bytes, bytearray)) or not isinstance(label, int) or isinstance(label, bool):
@@ -157,9 +159,15 @@ class LMDBDataset(_ImageDataset):
 
     paper = "Vec2Face / HSFace LMDB layout (Wu et al., ICLR 2025)"
 
-    def __init__(self, path: str | os.PathLike, mask: str | os.PathLike | np.ndarray | None = None,
-                 image_size: int | None = None, skip_corrupt: bool = False, features: bool = True,
-                 template: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        mask: str | os.PathLike | np.ndarray | None = None,
+        image_size: int | None = None,
+        skip_corrupt: bool = False,
+        features: bool = True,
+        template: str | None = None,
+    ):
         import msgpack
 
         self.path = Path(path)
@@ -184,8 +192,10 @@ class LMDBDataset(_ImageDataset):
             except Exception as exc:
                 raise DataError(f"{where}: unreadable meta keys ({type(exc).__name__}: {exc})") from None
             if not isinstance(keys, list) or len(keys) != length:
-                raise DataError(f"{where}: __keys__ lists {len(keys) if isinstance(keys, list) else '?'} "
-                                f"records but __len__ says {length}")
+                raise DataError(
+                    f"{where}: __keys__ lists {len(keys) if isinstance(keys, list) else '?'} "
+                    f"records but __len__ says {length}"
+                )
             keys = [k if isinstance(k, bytes) else str(k).encode() for k in keys]
             # Vec2Face keys are b"0".."N-1": keep no list then (1M keys would cost ~60 MB per worker).
             self._keys: list[bytes] | None = None if all(k == str(i).encode() for i, k in enumerate(keys)) else keys
@@ -201,8 +211,7 @@ class LMDBDataset(_ImageDataset):
                 if not template:
                     raise DataError(f"{where}: the __template__ record is empty")
             first = txn.get(self._key(0)) if length else None
-            self.has_features = first is not None and features and \
-                unpack_record(first, self._where(0))[1] is not None
+            self.has_features = first is not None and features and unpack_record(first, self._where(0))[1] is not None
         if labels is None:  # original files: read every record's label (no image read or decode)
             labels = np.empty(length, dtype=np.int64)
             with env.begin(buffers=True) as txn:
@@ -243,15 +252,20 @@ class LMDBDataset(_ImageDataset):
 
                 why = read_failure(self.mask_path, exc, "a .npy array")
                 if why is None and kind(self.mask_path) in ("pickle", "torch-legacy"):
-                    why = (f"{self.mask_path}: holds pickled objects, which the safe loader refuses (save the mask "
-                           f"with numpy.save as a plain integer array)")
+                    why = (
+                        f"{self.mask_path}: holds pickled objects, which the safe loader refuses (save the mask "
+                        f"with numpy.save as a plain integer array)"
+                    )
                 raise DataError(f"mask {why or f'{self.mask_path} is not a valid .npy: {exc}'}") from None
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise DataError(f"mask {self.mask_path or '<array>'} must be a 1-D integer array of record indices, "
-                            f"got {arr.dtype} {arr.shape}")
+            raise DataError(
+                f"mask {self.mask_path or '<array>'} must be a 1-D integer array of record indices, "
+                f"got {arr.dtype} {arr.shape}"
+            )
         if len(arr) and (arr.min() < 0 or arr.max() >= length):
-            raise DataError(f"mask {self.mask_path or '<array>'} holds record index {int(arr.max())} "
-                            f"outside 0..{length - 1}")
+            raise DataError(
+                f"mask {self.mask_path or '<array>'} holds record index {int(arr.max())} outside 0..{length - 1}"
+            )
         return arr.astype(np.int64)
 
     def _key(self, record: int) -> bytes:

@@ -48,8 +48,9 @@ class ModalityRule:
         try:
             return MODALITIES.index(self.values[int(float(t))])
         except (ValueError, IndexError):
-            raise DataError(f"{where}: modality value {text!r} is neither VIS/NIR nor an index into "
-                            f"{','.join(self.values)}") from None
+            raise DataError(
+                f"{where}: modality value {text!r} is neither VIS/NIR nor an index into {','.join(self.values)}"
+            ) from None
 
     def __call__(self, path: str, columns: Sequence[str], where: str) -> int:
         if self.column is not None:

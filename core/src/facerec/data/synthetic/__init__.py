@@ -18,5 +18,13 @@ from .degrade import degrade
 from .params import NUISANCE_PRESETS, Nuisance, identity_params, resolve_nuisance, sample_params
 from .renderer import draw_yaw, render
 
-__all__ = ["NUISANCE_PRESETS", "Nuisance", "degrade", "draw_yaw", "identity_params", "render", "resolve_nuisance",
-           "sample_params"]
+__all__ = [
+    "NUISANCE_PRESETS",
+    "Nuisance",
+    "degrade",
+    "draw_yaw",
+    "identity_params",
+    "render",
+    "resolve_nuisance",
+    "sample_params",
+]

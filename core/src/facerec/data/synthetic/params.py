@@ -18,17 +18,90 @@ from torch import Tensor
 from . import rng
 
 ID_FIELDS = (
-    "head_w", "head_top", "head_bot", "head_vc", "jaw_p", "eye_x", "eye_v", "eye_w", "eye_h", "eye_tilt",
-    "iris_r", "iris_col", "brow_gap", "brow_t", "brow_arch", "brow_len", "brow_slope", "nose_len", "nose_w",
-    "nose_bump", "mouth_gap", "mouth_w", "lip_up", "lip_lo", "lip_tone", "skin_tone", "skin_hue",
-    "hair_col", "hair_jit", "hair_vol", "hair_len", "hairline", "hair_recede", "fringe", "bald", "ear_v",
-    "ear_size", "ear_out", "beard", "beard_kind", "freckles", "blush", "chin_w", "cheek",
+    "head_w",
+    "head_top",
+    "head_bot",
+    "head_vc",
+    "jaw_p",
+    "eye_x",
+    "eye_v",
+    "eye_w",
+    "eye_h",
+    "eye_tilt",
+    "iris_r",
+    "iris_col",
+    "brow_gap",
+    "brow_t",
+    "brow_arch",
+    "brow_len",
+    "brow_slope",
+    "nose_len",
+    "nose_w",
+    "nose_bump",
+    "mouth_gap",
+    "mouth_w",
+    "lip_up",
+    "lip_lo",
+    "lip_tone",
+    "skin_tone",
+    "skin_hue",
+    "hair_col",
+    "hair_jit",
+    "hair_vol",
+    "hair_len",
+    "hairline",
+    "hair_recede",
+    "fringe",
+    "bald",
+    "ear_v",
+    "ear_size",
+    "ear_out",
+    "beard",
+    "beard_kind",
+    "freckles",
+    "blush",
+    "chin_w",
+    "cheek",
 )
 SAMPLE_FIELDS = (
-    "yaw_mode", "yaw_small", "yaw_big", "pitch", "roll", "scale", "tx", "ty", "smile", "mouth_open",
-    "eye_open", "blink", "brow_raise", "gaze", "light_az", "light_el", "light_str", "ambient", "exposure",
-    "wb_r", "wb_b", "glasses", "glasses_kind", "glasses_col", "mask", "mask_col", "bg_kind", "bg_angle",
-    "blur", "blur_s", "noise", "noise_s", "cloth", "hair_swing", "shape_kind", "tile", "hat", "hair_vj",
+    "yaw_mode",
+    "yaw_small",
+    "yaw_big",
+    "pitch",
+    "roll",
+    "scale",
+    "tx",
+    "ty",
+    "smile",
+    "mouth_open",
+    "eye_open",
+    "blink",
+    "brow_raise",
+    "gaze",
+    "light_az",
+    "light_el",
+    "light_str",
+    "ambient",
+    "exposure",
+    "wb_r",
+    "wb_b",
+    "glasses",
+    "glasses_kind",
+    "glasses_col",
+    "mask",
+    "mask_col",
+    "bg_kind",
+    "bg_angle",
+    "blur",
+    "blur_s",
+    "noise",
+    "noise_s",
+    "cloth",
+    "hair_swing",
+    "shape_kind",
+    "tile",
+    "hat",
+    "hair_vj",
 )
 
 
@@ -36,6 +109,7 @@ class Params(dict[str, Tensor]):
     """name -> tensor, readable as attributes."""
 
     if TYPE_CHECKING:  # what the renderer relies on: every attribute, read or set, is a tensor
+
         def __getattr__(self, name: str) -> Tensor: ...
         def __setattr__(self, name: str, value: Tensor) -> None: ...
     else:
@@ -51,8 +125,8 @@ class Nuisance:
     """How hard the per-sample variation is. The defaults are the tuned difficulty of the synthetic
     protocols; tests and generators may make images easier (e.g. ``max_yaw=30``) or harder."""
 
-    max_yaw: float = 90.0        # degrees; profile views reach this
-    profile_prob: float = 0.1    # share of samples drawn uniformly up to max_yaw (others near frontal)
+    max_yaw: float = 90.0  # degrees; profile views reach this
+    profile_prob: float = 0.1  # share of samples drawn uniformly up to max_yaw (others near frontal)
     frontal_yaw_std: float = 12.0
     pitch_std: float = 8.0
     roll_std: float = 9.0
@@ -61,8 +135,8 @@ class Nuisance:
     blur_prob: float = 0.3
     noise_max: float = 0.03
     clutter: float = 1.0
-    color_jitter: float = 1.6    # scales exposure / white-balance variation
-    translate: float = 0.2       # max shift of the face centre (fraction of half the image)
+    color_jitter: float = 1.6  # scales exposure / white-balance variation
+    translate: float = 0.2  # max shift of the face centre (fraction of half the image)
     hat_prob: float = 0.12
 
 
@@ -71,9 +145,20 @@ class Nuisance:
 #: profiles, masks or hats, little clutter, blur or shift).
 NUISANCE_PRESETS: dict[str, Nuisance] = {
     "default": Nuisance(),
-    "controlled": Nuisance(max_yaw=30.0, profile_prob=0.0, frontal_yaw_std=8.0, pitch_std=5.0, roll_std=4.0,
-                           mask_prob=0.0, blur_prob=0.1, noise_max=0.02, clutter=0.3, color_jitter=0.8,
-                           translate=0.05, hat_prob=0.0),
+    "controlled": Nuisance(
+        max_yaw=30.0,
+        profile_prob=0.0,
+        frontal_yaw_std=8.0,
+        pitch_std=5.0,
+        roll_std=4.0,
+        mask_prob=0.0,
+        blur_prob=0.1,
+        noise_max=0.02,
+        clutter=0.3,
+        color_jitter=0.8,
+        translate=0.05,
+        hat_prob=0.0,
+    ),
 }
 
 
@@ -102,11 +187,29 @@ def resolve_nuisance(value: "Nuisance | str | dict | None", owner: str = "nuisan
 _SKIN_DARK = torch.tensor([0.30, 0.19, 0.13])
 _SKIN_LIGHT = torch.tensor([0.93, 0.78, 0.68])
 # Hair colours with the frequencies of a mixed population: mostly dark, so colour alone says little.
-_HAIR = torch.tensor([[0.05, 0.045, 0.04], [0.07, 0.05, 0.04], [0.12, 0.08, 0.05], [0.17, 0.10, 0.06],
-                      [0.26, 0.17, 0.10], [0.38, 0.24, 0.13], [0.70, 0.56, 0.34], [0.50, 0.22, 0.09],
-                      [0.55, 0.53, 0.51]])
-_IRIS = torch.tensor([[0.16, 0.09, 0.05], [0.33, 0.19, 0.08], [0.40, 0.36, 0.16], [0.25, 0.42, 0.25],
-                      [0.25, 0.40, 0.62], [0.45, 0.50, 0.55]])
+_HAIR = torch.tensor(
+    [
+        [0.05, 0.045, 0.04],
+        [0.07, 0.05, 0.04],
+        [0.12, 0.08, 0.05],
+        [0.17, 0.10, 0.06],
+        [0.26, 0.17, 0.10],
+        [0.38, 0.24, 0.13],
+        [0.70, 0.56, 0.34],
+        [0.50, 0.22, 0.09],
+        [0.55, 0.53, 0.51],
+    ]
+)
+_IRIS = torch.tensor(
+    [
+        [0.16, 0.09, 0.05],
+        [0.33, 0.19, 0.08],
+        [0.40, 0.36, 0.16],
+        [0.25, 0.42, 0.25],
+        [0.25, 0.40, 0.62],
+        [0.45, 0.50, 0.55],
+    ]
+)
 
 
 def _palette(table: Tensor, u: Tensor, jitter: Tensor) -> Tensor:
@@ -183,8 +286,9 @@ def identity_params(seed: int, identities: Tensor) -> Params:
     return p
 
 
-def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuisance,
-                  yaw: Tensor | None = None) -> Params:
+def sample_params(
+    seed: int, identities: Tensor, samples: Tensor, nuisance: Nuisance, yaw: Tensor | None = None
+) -> Params:
     """Per-sample nuisance: pose (degrees), expression, light, occlusions, background, blur, noise."""
     keys = rng.item_keys(seed, identities, samples, salt=2)
     u = rng.uniform(keys, len(SAMPLE_FIELDS), stream=0)
@@ -212,8 +316,9 @@ def sample_params(seed: int, identities: Tensor, samples: Tensor, nuisance: Nuis
     s.ambient = _lerp(r.ambient, 0.25, 0.6)
     s.exposure = 1 + nuisance.color_jitter * _lerp(r.exposure, -0.35, 0.35)
     cj = nuisance.color_jitter
-    s.wb = torch.stack([1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r),
-                        1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1)
+    s.wb = torch.stack(
+        [1 + cj * _lerp(r.wb_r, -0.2, 0.2), torch.ones_like(r.wb_r), 1 + cj * _lerp(r.wb_b, -0.2, 0.2)], 1
+    )
     s.glasses = (r.glasses < nuisance.glasses_prob).float()
     s.glasses_kind = r.glasses_kind
     s.glasses_col = r.glasses_col

@@ -37,9 +37,17 @@ def _modality(modality: str | Tensor | Sequence[int], n: int) -> Tensor:
     return m.bool()
 
 
-def render(identities: Tensor | Sequence[int], samples: Tensor | Sequence[int], *, seed: int = 0, size: int = 112,
-           modality: str | Tensor | Sequence[int] = "VIS", yaw: Tensor | float | None = None,
-           nuisance: Nuisance | None = None, **nuisance_params: float) -> Tensor:
+def render(
+    identities: Tensor | Sequence[int],
+    samples: Tensor | Sequence[int],
+    *,
+    seed: int = 0,
+    size: int = 112,
+    modality: str | Tensor | Sequence[int] = "VIS",
+    yaw: Tensor | float | None = None,
+    nuisance: Nuisance | None = None,
+    **nuisance_params: float,
+) -> Tensor:
     """Render synthetic faces: ``[B, 3, size, size]`` float RGB in [0, 1] on the CPU.
 
     identities, samples: 1-D int64 tensors of equal length (identity id >= 0, sample index >= 0).
@@ -72,8 +80,15 @@ def render(identities: Tensor | Sequence[int], samples: Tensor | Sequence[int], 
     with torch.no_grad():
         for i in range(0, len(ids), CHUNK):
             j = slice(i, i + CHUNK)
-            out[j] = render_batch(ids[j], smp[j], nir[j], seed=int(seed), size=int(size),
-                                  yaw=None if yaws is None else yaws[j], nuisance=nuisance)
+            out[j] = render_batch(
+                ids[j],
+                smp[j],
+                nir[j],
+                seed=int(seed),
+                size=int(size),
+                yaw=None if yaws is None else yaws[j],
+                nuisance=nuisance,
+            )
     return out
 
 

@@ -33,7 +33,7 @@ def _gauss_blur(img: Tensor, sigma_px: Tensor) -> Tensor:
     s = sigma_px.clamp_min(1e-3).view(-1, 1)
     k = torch.exp(-0.5 * (t.view(1, -1) / s) ** 2)
     k = torch.where(sigma_px.view(-1, 1) > 0, k, (t.view(1, -1) == 0).to(img.dtype))
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(ch, 0)          # [B*ch, K]
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # [B*ch, K]
     x = F.pad(img.reshape(1, b * ch, h, w), (r, r, r, r), mode="replicate")
     x = F.conv2d(x, k.view(b * ch, 1, 1, -1), groups=b * ch)
     x = F.conv2d(x, k.view(b * ch, 1, -1, 1), groups=b * ch)
@@ -73,14 +73,16 @@ def _roll(img: Tensor, roll_deg: Tensor) -> Tensor:
     """In-plane rotation of whole images (one batched grid_sample; borders replicate)."""
     r = roll_deg * (math.pi / 180)
     cos, sin = torch.cos(r), torch.sin(r)
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(r)], 1),
-                         torch.stack([sin, cos, torch.zeros_like(r)], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, torch.zeros_like(r)], 1), torch.stack([sin, cos, torch.zeros_like(r)], 1)], 1
+    )
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int, size: int,
-                 yaw: Tensor | None, nuisance: Nuisance) -> Tensor:
+def render_batch(
+    identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int, size: int, yaw: Tensor | None, nuisance: Nuisance
+) -> Tensor:
     p = identity_params(seed, identities)
     s = sample_params(seed, identities, samples, nuisance, yaw)
     col = palette(p, nir)
@@ -98,9 +100,9 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     # that depends only on the row or the column stays [B, H, 1] or [B, 1, W].
     lin = torch.linspace(-1 + 1 / size, 1 - 1 / size, size)
     sc = _c(s.scale)
-    xh = (lin.view(1, 1, size) - _c(s.tx)) / sc        # [B, 1, W]
-    yh = (lin.view(1, size, 1) - _c(s.ty)) / sc        # [B, H, 1]
-    px = 2.0 / size / sc                               # pixel size in head units [B, 1, 1]
+    xh = (lin.view(1, 1, size) - _c(s.tx)) / sc  # [B, 1, W]
+    yh = (lin.view(1, size, 1) - _c(s.ty)) / sc  # [B, H, 1]
+    px = 2.0 / size / sc  # pixel size in head units [B, 1, 1]
     yaw_r = _c(s.yaw * (math.pi / 180))
     vc = _c(p.head_vc)
 
@@ -116,7 +118,7 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     d_top = (torch.sqrt((hx / rx) ** 2 + (yy / ry) ** 2) - 1) * rx
     d_low = torch.maximum(hx.abs() - rx, yy - bottom)
     d_hair = torch.where(yy < 0, d_top, d_low)
-    hair_shade = (_c(s.ambient) + _c(s.light_str) * (0.55 + 0.4 * (hx / rx).clamp(-1, 1) * torch.sin(_c(s.light_az))))
+    hair_shade = _c(s.ambient) + _c(s.light_str) * (0.55 + 0.4 * (hx / rx).clamp(-1, 1) * torch.sin(_c(s.light_az)))
     strands = 0.85 + 0.15 * torch.sin(120 * hx + 11 * yh)
     paint(img, fill(d_hair, px) * (1 - _c(p.bald)), _col(col.hair) * (hair_shade * strands).unsqueeze(1))
 
@@ -140,7 +142,7 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
         ears_front.append((alpha * front, ecol))
 
     # Head outline and longitude on the head (cylindrical wrap of the face texture).
-    W = head_width(p, yh)                              # [B, H, 1]
+    W = head_width(p, yh)  # [B, H, 1]
     d_head = torch.maximum(xh.abs() - W, torch.maximum(yh - vc - _c(p.head_bot), vc - _c(p.head_top) - yh))
     head = fill(d_head, px)
     sphi = (xh / W.clamp_min(1e-3)).clamp(-1.0, 1.0)
@@ -172,8 +174,10 @@ def render_batch(identities: Tensor, samples: Tensor, nir: Tensor, *, seed: int,
     # Hat (per sample): a crown over the top of the head with a brim at the forehead.
     if bool((s.hat > 0).any()):
         hx0 = xh - _c(s.hair_swing) * 0.5
-        d_hat = torch.maximum((torch.sqrt((hx0 / (rx + 0.04)) ** 2 + (yy / (ry + 0.06)) ** 2) - 1) * rx,
-                              yy + _c(p.head_top) * (0.25 + 0.25 * _c(s.cloth)))
+        d_hat = torch.maximum(
+            (torch.sqrt((hx0 / (rx + 0.04)) ** 2 + (yy / (ry + 0.06)) ** 2) - 1) * rx,
+            yy + _c(p.head_top) * (0.25 + 0.25 * _c(s.cloth)),
+        )
         hcol = s.colors[:, 5] * 0.8
         hcol = torch.where(nir.view(-1, 1), lum(hcol).view(-1, 1).expand(-1, 3), hcol)
         paint(img, fill(d_hat, px) * _c(s.hat), _col(hcol) * hair_shade.unsqueeze(1))

@@ -88,8 +88,8 @@ def render_texture(p: Params, s: Params, nir: Tensor, th: int, tw: int) -> Tenso
     px = 2.0 / tw * 0.9
     a_full = torch.linspace(-1 + 1 / tw, 1 - 1 / tw, tw).view(1, 1, tw)
     v = torch.linspace(-V_RANGE * (1 - 1 / th), V_RANGE * (1 - 1 / th), th).view(1, th, 1).expand(b, th, 1)
-    w = head_width(p, v)                                    # [B, th, 1]
-    X_full = torch.sin(a_full * (math.pi / 2)) * w          # [B, th, tw]
+    w = head_width(p, v)  # [B, th, 1]
+    X_full = torch.sin(a_full * (math.pi / 2)) * w  # [B, th, tw]
     V_full = v.expand(b, th, tw)
     c = palette(p, nir)
     out = torch.empty(b, 4, th, tw)
@@ -151,11 +151,11 @@ def render_texture(p: Params, s: Params, nir: Tensor, th: int, tw: int) -> Tenso
     ramp = ((V - ev) / _c(p.nose_len)).clamp(0, 1)
     wn = nw * (0.45 + 0.55 * ramp)
     bump = _c(p.nose_bump) * (X / wn) * torch.exp(-((X / wn) ** 2)) * ramp * fill(V - nv - 0.02, 0.03)
-    tip = torch.exp(-(X ** 2 + (V - nv + 0.015) ** 2) / (nw * nw * 0.35))
+    tip = torch.exp(-(X**2 + (V - nv + 0.015) ** 2) / (nw * nw * 0.35))
     out[:, 3, rows, cols] = bump + _c(p.nose_bump) * 1.2 * (X / nw) * tip
     nost = torch.sqrt(((aX - nw * 0.48) / (nw * 0.24)) ** 2 + ((V - nv - 0.008) / (nw * 0.13)) ** 2) - 1
     paint(alb, fill(nost * nw * 0.13, px) * 0.85, c.skin * 0.15)
-    shade = torch.exp(-((V - nv - 0.04) / 0.02) ** 2 - (X / (nw * 1.2)) ** 2)
+    shade = torch.exp(-(((V - nv - 0.04) / 0.02) ** 2) - (X / (nw * 1.2)) ** 2)
     alb *= (1 - 0.3 * shade).unsqueeze(1)
 
     # Mask over nose and mouth (per sample).

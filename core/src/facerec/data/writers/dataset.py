@@ -33,10 +33,19 @@ class WriteResult:
     num_classes: int
 
 
-def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality: int = 95, chunk: int = 256,
-                  skip_corrupt: bool = False, overwrite: bool = False, source: str = "",
-                  image_size: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> WriteResult:
+def write_dataset(
+    dataset: Dataset,
+    out: str | os.PathLike,
+    fmt: str,
+    *,
+    quality: int = 95,
+    chunk: int = 256,
+    skip_corrupt: bool = False,
+    overwrite: bool = False,
+    source: str = "",
+    image_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> WriteResult:
     """Write ``dataset`` to ``out`` as ``fmt`` (folder, list, lmdb or rec); resumes an interrupted write.
 
     ``source`` identifies the input (a path or a registered name with parameters): a leftover
@@ -80,8 +89,14 @@ def write_dataset(dataset: Dataset, out: str | os.PathLike, fmt: str, *, quality
     else:
         _install(tmp, out, overwrite)
     labels = rows["label"]
-    return WriteResult(path=out, format=fmt, written=len(rows), skipped=len(src.skipped), resumed_from=start,
-                       num_classes=int(labels.max()) + 1 if labels.max() >= 0 else 0)
+    return WriteResult(
+        path=out,
+        format=fmt,
+        written=len(rows),
+        skipped=len(src.skipped),
+        resumed_from=start,
+        num_classes=int(labels.max()) + 1 if labels.max() >= 0 else 0,
+    )
 
 
 class ChunkedOutput:
@@ -124,8 +139,9 @@ class ChunkedOutput:
             raise DataError("folder format needs labelled samples (one folder per identity); use list or lmdb")
         self.writer.commit(items, done, skipped)
 
-    def finish(self, *, records: Mapping[bytes, bytes] | None = None,
-               files: Mapping[str, bytes] | None = None) -> np.ndarray:
+    def finish(
+        self, *, records: Mapping[bytes, bytes] | None = None, files: Mapping[str, bytes] | None = None
+    ) -> np.ndarray:
         """Write the index (plus extra LMDB ``records`` or sidecar ``files``), rename into place,
         and return the (index, label, modality) rows written."""
         rows = self.writer.rows.all()

@@ -80,8 +80,11 @@ class _FilesWriter(JournalledWriter):
             _write_atomic(self.tmp / LIST_NAME, ("\n".join(lines) + "\n").encode())
         marker = {"format": "facerec-dataset-1", "layout": self.fmt, "samples": int(len(rows))}
         if with_modality:
-            marker["modality"] = ("column 3 (0 = VIS, 1 = NIR)" if self.fmt == "list" else
-                                  "file names end in _VIS / _NIR (read back with modality_rule='_(NIR|VIS)\\.')")
+            marker["modality"] = (
+                "column 3 (0 = VIS, 1 = NIR)"
+                if self.fmt == "list"
+                else "file names end in _VIS / _NIR (read back with modality_rule='_(NIR|VIS)\\.')"
+            )
         _write_atomic(self.tmp / MARKER, (json.dumps(marker) + "\n").encode())
         (self.tmp / _JOURNAL).unlink()
         (self.tmp / ".facerec-rows.bin").unlink()

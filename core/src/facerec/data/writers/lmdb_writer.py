@@ -79,10 +79,12 @@ class _LMDBWriter:
 
         n = len(rows)
         labels = rows["label"].astype("<i8")
-        meta = [(b"__keys__", msgpack.packb([str(i).encode() for i in range(n)], use_bin_type=True)),
-                (b"__len__", msgpack.packb(n)),
-                (b"__classnum__", msgpack.packb(int(labels.max()) + 1 if labels.max() >= 0 else 0)),
-                (b"__labels__", labels.tobytes())]
+        meta = [
+            (b"__keys__", msgpack.packb([str(i).encode() for i in range(n)], use_bin_type=True)),
+            (b"__len__", msgpack.packb(n)),
+            (b"__classnum__", msgpack.packb(int(labels.max()) + 1 if labels.max() >= 0 else 0)),
+            (b"__labels__", labels.tobytes()),
+        ]
         if with_modality:
             meta.append((b"__modality__", rows["modality"].astype("<i8").tobytes()))
         meta.extend((records or {}).items())

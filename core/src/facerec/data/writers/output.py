@@ -55,8 +55,10 @@ def _check_replaceable(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise DataError(f"output {out} already exists (pass overwrite / --overwrite)")
     if not written_by_facerec(out):
-        raise DataError(f"output {out} exists and was not written by facerec (no {MARKER} marker): --overwrite "
-                        f"replaces only facerec's own outputs; delete it yourself or choose another output")
+        raise DataError(
+            f"output {out} exists and was not written by facerec (no {MARKER} marker): --overwrite "
+            f"replaces only facerec's own outputs; delete it yourself or choose another output"
+        )
 
 
 def check_output(out: str | os.PathLike, overwrite: bool = False, option: str = "output") -> Path:

@@ -16,8 +16,7 @@ from ..decode import JPEG_MAGIC, decode_uint8, encode_jpeg
 class _Source:
     """Fetches samples in chunks as (index, image bytes, label, modality, feature npy bytes | None)."""
 
-    def __init__(self, dataset: Dataset, jpeg_only: bool, quality: int, skip_corrupt: bool,
-                 image_size: int | None):
+    def __init__(self, dataset: Dataset, jpeg_only: bool, quality: int, skip_corrupt: bool, image_size: int | None):
         self.ds = dataset
         self.jpeg_only = jpeg_only
         self.quality = quality
@@ -28,8 +27,12 @@ class _Source:
         from ..formats import LMDBDataset
         from ..formats.base import _ImageDataset
 
-        self.raw = (isinstance(dataset, _ImageDataset) and image_size is None and dataset.image_size is None
-                    and type(dataset)._load in (_ImageDataset._load, LMDBDataset._load))
+        self.raw = (
+            isinstance(dataset, _ImageDataset)
+            and image_size is None
+            and dataset.image_size is None
+            and type(dataset)._load in (_ImageDataset._load, LMDBDataset._load)
+        )
         self.has_features = bool(getattr(dataset, "has_features", False))
         self.skipped: list[int] = []
 
@@ -100,5 +103,11 @@ class _Source:
 
 
 def _job(dataset: Dataset, fmt: str, source: str, quality: int, image_size: int | None) -> dict[str, Any]:
-    return {"format": fmt, "length": len(dataset), "source": source, "quality": quality,
-            "image_size": image_size, "dataset": type(dataset).__name__}
+    return {
+        "format": fmt,
+        "length": len(dataset),
+        "source": source,
+        "quality": quality,
+        "image_size": image_size,
+        "dataset": type(dataset).__name__,
+    }
