@@ -180,7 +180,7 @@ def generate(
     """Generate an identity-labelled image set with any generator (HSFace LMDB layout)."""
     from .. import registry
     from ..params import check_device
-    from .data import Progress
+    from .common import Progress
 
     check_device(device)
     ctor = _pairs(params, "--param")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import ParameterError
-from .data import parse_params
+from .common import parse_params
 
 
 @click.group()
