@@ -12,29 +12,28 @@ from ..errors import DataError
 
 
 def open_with_keys(path: str, image_size: int | None, params: dict[str, Any]) -> tuple[Any, list[str]]:
-    """A dataset reader for PATH (LMDB, RecordIO .rec, image list file or image folder) and each sample's key."""
-    from .formats import ImageFolder, ImageList, LMDBDataset
+    """A dataset reader for PATH (whatever :func:`~facerec.data.formats.open_dataset` opens: LMDB, RecordIO,
+    image list or image folder; also a flat folder of images, one unlabelled item per file) and each sample's
+    key (LMDB record / RecordIO index / relative path)."""
+    from .formats import detect_format, open_dataset
 
     p = Path(path)
     if not p.exists():
         raise DataError(f"--data: not found: {p}")
-    if p.suffix == ".rec" or (p.is_dir() and (p / "train.rec").is_file()):  # insightface RecordIO
-        from .recordio_dataset import RecordIODataset
-
-        rec = RecordIODataset(p, image_size=image_size, **params)
-        return rec, [str(int(k)) for k in rec.keys]
-    if (p.is_dir() and (p / "data.mdb").is_file()) or p.suffix == ".lmdb" or p.name == "data.mdb":
-        db = LMDBDataset(p.parent if p.name == "data.mdb" else p, image_size=image_size, **params)
-        return db, [str(db.record(i)) for i in range(len(db))]
-    ds: ImageList | ImageFolder
-    if p.is_file():
-        ds = ImageList(p, image_size=image_size, **params)
-    elif "label_pattern" not in params and not any(d.is_dir() for d in p.iterdir() if not d.name.startswith(".")):
+    if p.name == "data.mdb":  # the LMDB's data file given for its folder
+        p = p.parent
+    fmt = detect_format(p)
+    flat = fmt == "folder" and not any(d.is_dir() for d in p.iterdir() if not d.name.startswith("."))
+    if flat and "label_pattern" not in params:
         # a flat folder of images (e.g. reference faces): one item per file, no identity labels
-        ds = ImageFolder(p, image_size=image_size, label_pattern=r"[^/]+$", **params)
+        ds: Any = open_dataset(p, image_size=image_size, label_pattern=r"[^/]+$", **params)
         ds.unlabelled = True
     else:
-        ds = ImageFolder(p, image_size=image_size, **params)
+        ds = open_dataset(p, image_size=image_size, **params)
+    if fmt == "rec":
+        return ds, [str(int(k)) for k in ds.keys]
+    if fmt == "lmdb":
+        return ds, [str(ds.record(i)) for i in range(len(ds))]
     return ds, [r.replace("\\", "/") for r in ds.relpaths]
 
 
