@@ -13,7 +13,7 @@ import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -23,6 +23,7 @@ from torch import Tensor
 from .. import metrics
 from ..api import EvalResult, Protocol
 from ..errors import DataError
+from ..weights.readers import NUMPY_GLOBALS, RestrictedUnpickler
 from .common import (
     check_missing,
     embed_images,
@@ -109,24 +110,12 @@ def parse_pairs(path: Path, *, n_folds: int = 10, ext: str = ".jpg") -> PairList
 # -------------------------------------------------------------------------------- insightface .bin
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits only bytes, lists, tuples, booleans/ints and numpy arrays: a .bin can never run code."""
+#: A .bin holds bytes, lists, tuples, booleans/ints and numpy arrays: nothing else is resolved, so it never runs code.
+_BIN_GLOBALS = NUMPY_GLOBALS | {("numpy", "bool_")}
 
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy", "bool_"),
-        ("_codecs", "encode"),  # how protocol-2 pickles spell a bytes object
-    }
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a .bin file")
+def _refuse_bin(module: str, name: str) -> Exception:
+    return pickle.UnpicklingError(f"global {module}.{name} is not allowed in a .bin file")
 
 
 def load_bin(path: Path) -> tuple[list[bytes], np.ndarray]:
@@ -138,7 +127,7 @@ def load_bin(path: Path) -> tuple[list[bytes], np.ndarray]:
     from ..filekind import read_failure
 
     try:
-        obj = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+        obj = RestrictedUnpickler(io.BytesIO(data), _BIN_GLOBALS, _refuse_bin, encoding="bytes").load()
     except Exception as exc:  # refused globals, truncation and safetensors are named as such
         raise DataError(
             read_failure(path, exc, "an insightface .bin pickle")

@@ -7,7 +7,7 @@ import os
 import pickle
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,23 @@ from torch import Tensor
 
 from ..errors import WeightsError
 
-#: Globals a legacy pickle may reference: numpy array reconstruction and plain containers only.
-_SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
+#: What a pickle of numpy arrays needs: array and scalar reconstruction, and bytes as protocol 2 spells them.
+NUMPY_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
+#: Globals a legacy weight pickle may reference: numpy arrays and plain containers only.
+_SAFE_GLOBALS = NUMPY_GLOBALS | {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
     ("collections", "OrderedDict"),
-    ("_codecs", "encode"),
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "slice"),
@@ -39,14 +44,27 @@ class _Refused(WeightsError):
     """The restricted unpickler met a global it does not admit."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals in ``allowed``; any other raises ``refuse(module, name)``, so loading can
+    never run code."""
+
+    def __init__(
+        self, file: Any, allowed: frozenset[tuple[str, str]], refuse: Callable[[str, str], Exception], **kw: Any
+    ):
+        super().__init__(file, **kw)
+        self.allowed, self.refuse = allowed, refuse
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
+        if (module, name) in self.allowed:
             return super().find_class(module, name)
-        raise _Refused(
-            f"refused by the safe loader: it references {module}.{name}, which is not a numpy array "
-            f"or plain container (nothing in it was run)"
-        )
+        raise self.refuse(module, name)
+
+
+def _refuse_weights(module: str, name: str) -> Exception:
+    return _Refused(
+        f"refused by the safe loader: it references {module}.{name}, which is not a numpy array "
+        f"or plain container (nothing in it was run)"
+    )
 
 
 def read_pickle(path: str | os.PathLike) -> Any:
@@ -64,7 +82,7 @@ def read_pickle(path: str | os.PathLike) -> Any:
         raise WeightsError(named)
     try:
         with path.open("rb") as f:
-            return _RestrictedUnpickler(f, encoding="latin1").load()
+            return RestrictedUnpickler(f, _SAFE_GLOBALS, _refuse_weights, encoding="latin1").load()
     except _Refused as exc:
         raise _Refused(f"{path}: {exc}") from None
     except FileNotFoundError:
